@@ -1,0 +1,140 @@
+"""Networks shared by every method: MLPs, an ensemble (twin) critic, tanh-Gaussian and
+deterministic actors, and soft target updates."""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def orthogonal_init(module: nn.Module, gain: float = math.sqrt(2)) -> None:
+    """Orthogonal weights, zero biases (as Cal-QL's and CORL's networks)."""
+    if isinstance(module, nn.Linear):
+        nn.init.orthogonal_(module.weight, gain)
+        nn.init.zeros_(module.bias)
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden:
+        layers.append(nn.Linear(d, h))
+        if layer_norm:
+            layers.append(nn.LayerNorm(h))
+        layers.append(nn.ReLU())
+        d = h
+    layers.append(nn.Linear(d, out_dim))
+    net = nn.Sequential(*layers)
+    net.apply(orthogonal_init)
+    orthogonal_init(layers[-1], gain=1e-2)
+    return net
+
+
+@torch.no_grad()
+def init_members(weight: torch.Tensor, gain: float) -> None:
+    """Orthogonal init of each member's (in, out) matrix, like n separate nn.Linear layers."""
+    for i in range(weight.shape[0]):
+        weight[i] = nn.init.orthogonal_(torch.empty(weight.shape[2], weight.shape[1]), gain).T
+
+
+class EnsembleLinear(nn.Module):
+    """`n` independent linear layers applied in one batched matmul: input (n, B, in) -> (n, B, out)."""
+
+    def __init__(self, n: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.zeros(n, 1, out_dim))
+        init_members(self.weight, math.sqrt(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleCritic(nn.Module):
+    """n Q-networks Q_i(s, a) evaluated together; forward returns (n, B)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], n: int = 2):
+        super().__init__()
+        self.n = n
+        dims = (obs_dim + act_dim, *hidden)
+        self.hidden = nn.ModuleList(EnsembleLinear(n, i, o) for i, o in zip(dims[:-1], dims[1:]))
+        self.out = EnsembleLinear(n, dims[-1], 1)
+        init_members(self.out.weight, 1e-2)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, action], dim=-1)
+        x = x.unsqueeze(0).expand(self.n, *x.shape) if x.dim() == 2 else x
+        for layer in self.hidden:
+            x = F.relu(layer(x))
+        return self.out(x).squeeze(-1)
+
+
+class ValueNet(nn.Module):
+    """State-value V(s) -> (B,)."""
+
+    def __init__(self, obs_dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, 1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)
+
+
+class TanhGaussianActor(nn.Module):
+    """pi(a|s) = tanh(N(mu(s), sigma(s))); log-probabilities include the tanh correction."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...],
+                 log_std_min: float = -20.0, log_std_max: float = 2.0):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, 2 * act_dim)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        return mean, log_std.clamp(self.log_std_min, self.log_std_max).exp()
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (action, log_prob); log_prob is that of the sampled action."""
+        mean, std = self.distribution(obs)
+        pre = mean if deterministic else mean + std * torch.randn_like(mean)
+        return torch.tanh(pre), gaussian_tanh_log_prob(mean, std, pre)
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+        """log pi(action|obs) for given actions in (-1, 1) (used by AWAC / IQL)."""
+        mean, std = self.distribution(obs)
+        action = action.clamp(-1 + eps, 1 - eps)
+        return gaussian_tanh_log_prob(mean, std, torch.atanh(action))
+
+
+def gaussian_tanh_log_prob(mean: torch.Tensor, std: torch.Tensor, pre_tanh: torch.Tensor) -> torch.Tensor:
+    normal = -0.5 * ((pre_tanh - mean) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)
+    # log |d tanh(u)/du| = 2 (log 2 - u - softplus(-2u)), numerically stable
+    correction = 2 * (math.log(2) - pre_tanh - F.softplus(-2 * pre_tanh))
+    return (normal - correction).sum(-1)
+
+
+class DeterministicActor(nn.Module):
+    """a = max_action * tanh(f(s)) (TD3+BC)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, act_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs))
+
+
+def target_copy(net: nn.Module) -> nn.Module:
+    """A frozen copy used as a target network (never receives gradients)."""
+    target = copy.deepcopy(net)
+    target.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """target <- (1 - tau) target + tau source."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)

@@ -1,0 +1,186 @@
+"""CQL (Kumar et al., NeurIPS 2020) and Cal-QL (Nakamoto et al., NeurIPS 2023).
+
+Checked against the official Cal-QL code (nakamotoo/Cal-QL, JAX) and CORL's cql.py / cal_ql.py.
+Cal-QL is CQL with one overridden hook (`bound_policy_q`) and a declared need for Monte-Carlo
+returns. Update order per step: temperature, actor, critic (all from the same batch).
+
+Deviations, each measured to change no expectation:
+- The policy actions at s' are sampled once and used both by the max-over-actions target
+  backup and by CQL's push-down term (the reference samples them twice): saves one actor pass.
+- Actions for the CQL term are sampled without gradients: the critic loss only updates the
+  critics, so the reference's actor gradients there were discarded anyway.
+- The twin critics run as one batched ensemble (same math as two MLPs).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from algorithms.base import Algorithm, Batch, check_positive, register
+from algorithms.common.networks import EnsembleCritic, TanhGaussianActor, soft_update, target_copy
+
+
+@dataclass
+class CQLConfig:
+    actor_hidden: tuple[int, ...] = (256, 256)  # policy MLP widths
+    critic_hidden: tuple[int, ...] = (256, 256, 256)  # each Q-network's MLP widths
+    n_critics: int = 2  # twin Q, min over them for the actor and the target
+    gamma: float = 0.99  # discount
+    tau: float = 5e-3  # soft target update rate, every step
+    actor_lr: float = 1e-4
+    critic_lr: float = 3e-4
+    alpha_lr: float = 1e-4  # SAC temperature learning rate
+    target_entropy: float | None = None  # None: -|A|
+    backup_entropy: bool = False  # subtract alpha*log pi in the TD target (off in Cal-QL)
+    cql_alpha: float = 5.0  # weight of the conservative term
+    cql_n_actions: int = 10  # sampled actions of each kind (uniform, pi(s), pi(s'))
+    cql_importance_sample: bool = True  # subtract log-densities inside the logsumexp
+    cql_temp: float = 1.0  # logsumexp temperature
+    cql_max_target_backup: bool = True  # target = max over n sampled next actions
+    cql_lagrange: bool = False  # learn alpha' so the gap stays near cql_target_action_gap
+    cql_target_action_gap: float = 0.8
+    cql_lagrange_init: float = 1.0  # initial log alpha'
+    cql_clip_diff_min: float = -math.inf
+    cql_clip_diff_max: float = math.inf
+    calibrate_online: bool = True  # Cal-QL only: keep the bound during fine-tuning (official); CORL: False
+
+    def __post_init__(self):
+        check_positive(self, "n_critics", "gamma", "tau", "actor_lr", "critic_lr", "alpha_lr",
+                       "cql_n_actions", "cql_temp")
+        if not 0 < self.gamma < 1:
+            raise ValueError(f"gamma must be in (0, 1), got {self.gamma}")
+
+
+@register("cql")
+class CQL(Algorithm):
+    Config = CQLConfig
+
+    def __init__(self, obs_spec, action_spec, config: CQLConfig, device):
+        super().__init__(obs_spec, action_spec, config, device)
+        obs_dim, act_dim = obs_spec.shape[0], action_spec.dim
+        self.actor = TanhGaussianActor(obs_dim, act_dim, config.actor_hidden).to(self.device)
+        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics).to(self.device)
+        self.critic_target = target_copy(self.critic)
+        self.log_alpha = torch.zeros((), device=self.device, requires_grad=True)
+        self.log_alpha_prime = torch.full((), config.cql_lagrange_init, device=self.device, requires_grad=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], config.alpha_lr)
+        self.alpha_prime_opt = torch.optim.Adam([self.log_alpha_prime], config.critic_lr)
+        self.target_entropy = -float(act_dim) if config.target_entropy is None else config.target_entropy
+
+    def policy(self, obs, deterministic):
+        return self.actor(obs, deterministic)[0]
+
+    def bound_policy_q(self, q: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Hook on the Q-values of policy actions in the push-down term; CQL leaves them as they are."""
+        return q, None
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        obs, action, next_obs = batch.obs, batch.action, batch.next_obs
+        B, N, A = obs.shape[0], cfg.cql_n_actions, self.action_spec.dim
+
+        # Temperature and actor (SAC).
+        pi_action, log_pi = self.actor(obs)
+        alpha_loss = -(self.log_alpha * (log_pi.detach() + self.target_entropy)).mean()
+        self.alpha_opt.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_opt.step()
+        alpha = self.log_alpha.detach().exp()
+        q_pi = self.critic(obs, pi_action).min(0).values
+        actor_loss = (alpha * log_pi - q_pi).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+
+        # Sampled actions: N each of uniform, pi(s), pi(s'); rows ordered (B, N).
+        with torch.no_grad():
+            obs_rep = obs.repeat_interleave(N, 0)
+            next_obs_rep = next_obs.repeat_interleave(N, 0)
+            cur_a, cur_logp = self.actor(obs_rep)
+            next_a, next_logp = self.actor(next_obs_rep)
+            rand_a = torch.empty(B * N, A, device=self.device).uniform_(-1, 1)
+
+            # TD target: max over the N next actions of the min over critics (or one action).
+            if cfg.cql_max_target_backup:
+                q_next = self.critic_target(next_obs_rep, next_a).min(0).values.view(B, N)
+                target_q, idx = q_next.max(1)
+                next_logp_used = next_logp.view(B, N).gather(1, idx[:, None]).squeeze(1)
+            else:
+                target_q = self.critic_target(next_obs, next_a.view(B, N, A)[:, 0]).min(0).values
+                next_logp_used = next_logp.view(B, N)[:, 0]
+            if cfg.backup_entropy:
+                target_q = target_q - alpha * next_logp_used
+            td_target = batch.reward + cfg.gamma * (1.0 - batch.done) * target_q
+
+        # All critic evaluations in one pass: data actions, then uniform, pi(s), pi(s') at s.
+        n = self.critic.n
+        q_all = self.critic(torch.cat([obs, obs_rep, obs_rep, obs_rep]),
+                            torch.cat([action, rand_a, cur_a, next_a]))
+        q_data = q_all[:, :B]
+        q_rand, q_cur, q_next_a = q_all[:, B:].view(n, 3, B, N).unbind(1)
+        td_loss = ((q_data - td_target) ** 2).mean(1).sum()
+
+        q_cur, bound_cur = self.bound_policy_q(q_cur, batch)
+        q_next_a, bound_next = self.bound_policy_q(q_next_a, batch)
+        if cfg.cql_importance_sample:
+            q_rand = q_rand - A * math.log(0.5)  # uniform density on [-1, 1]^A is 0.5^A
+            q_cur = q_cur - cur_logp.view(B, N)
+            q_next_a = q_next_a - next_logp.view(B, N)
+        else:  # the CQL(H) variant without importance weights also scores the data action
+            q_data_rep = q_data.unsqueeze(-1)
+            q_rand = torch.cat([q_rand, q_data_rep], -1)
+        q_cat = torch.cat([q_rand, q_cur, q_next_a], -1)
+        q_ood = torch.logsumexp(q_cat / cfg.cql_temp, -1) * cfg.cql_temp
+        cql_gap = (q_ood - q_data).clamp(cfg.cql_clip_diff_min, cfg.cql_clip_diff_max).mean(1)  # (n,)
+
+        if cfg.cql_lagrange:
+            alpha_prime = self.log_alpha_prime.exp().clamp(0.0, 1e6)
+            cql_loss = alpha_prime.detach() * cfg.cql_alpha * (cql_gap - cfg.cql_target_action_gap)
+            alpha_prime_loss = -alpha_prime * cfg.cql_alpha * (cql_gap.detach() - cfg.cql_target_action_gap).mean()
+            self.alpha_prime_opt.zero_grad(set_to_none=True)
+            alpha_prime_loss.backward()
+            self.alpha_prime_opt.step()
+        else:
+            alpha_prime = torch.ones((), device=self.device)
+            cql_loss = cfg.cql_alpha * cql_gap
+        critic_loss = td_loss + cql_loss.sum()
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+        soft_update(self.critic_target, self.critic, cfg.tau)
+
+        metrics = {
+            "critic_loss": critic_loss.detach(), "td_loss": td_loss.detach(),
+            "cql_gap": cql_gap.detach().mean(), "actor_loss": actor_loss.detach(),
+            "alpha": alpha, "alpha_prime": alpha_prime.detach(), "entropy": -log_pi.detach().mean(),
+            "q_data": q_data.detach().mean(), "q_pi": q_pi.detach().mean(),
+            "td_target": td_target.mean(),
+        }
+        if bound_cur is not None:
+            metrics["bound_rate"] = 0.5 * (bound_cur.float().mean() + bound_next.float().mean())
+        return metrics
+
+
+@dataclass
+class CalQLConfig(CQLConfig):
+    pass
+
+
+@register("calql")
+class CalQL(CQL):
+    """Cal-QL: in the push-down term, Q(s, a~pi) is replaced by max(Q(s, a), V_ref(s)), with
+    V_ref the Monte-Carlo return-to-go of the data's trajectory. Random actions are not bounded."""
+
+    Config = CalQLConfig
+    needs = frozenset({"mc_return"})
+
+    def bound_policy_q(self, q, batch):
+        if self.finetuning and not self.config.calibrate_online:
+            return q, torch.zeros_like(q, dtype=torch.bool)
+        lower = batch.mc_return.unsqueeze(-1)  # (B, 1) against q (n, B, N)
+        return torch.maximum(q, lower), q < lower
