@@ -125,18 +125,8 @@ class CQL(Algorithm):
         q_rand, q_cur, q_next_a = q_all[:, B:].view(n, 3, B, N).unbind(1)
         td_loss = ((q_data - td_target) ** 2).mean(1).sum()
 
-        q_cur, bound_cur = self.bound_policy_q(q_cur, batch)
-        q_next_a, bound_next = self.bound_policy_q(q_next_a, batch)
-        if cfg.cql_importance_sample:
-            q_rand = q_rand - A * math.log(0.5)  # uniform density on [-1, 1]^A is 0.5^A
-            q_cur = q_cur - cur_logp.view(B, N)
-            q_next_a = q_next_a - next_logp.view(B, N)
-        else:  # the CQL(H) variant without importance weights also scores the data action
-            q_data_rep = q_data.unsqueeze(-1)
-            q_rand = torch.cat([q_rand, q_data_rep], -1)
-        q_cat = torch.cat([q_rand, q_cur, q_next_a], -1)
-        q_ood = torch.logsumexp(q_cat / cfg.cql_temp, -1) * cfg.cql_temp
-        cql_gap = (q_ood - q_data).clamp(cfg.cql_clip_diff_min, cfg.cql_clip_diff_max).mean(1)  # (n,)
+        cql_gap, bound_rate = self.conservative_gap(q_data, q_rand, q_cur, q_next_a,
+                                                    cur_logp.view(B, N), next_logp.view(B, N), batch)
 
         if cfg.cql_lagrange:
             alpha_prime = self.log_alpha_prime.exp().clamp(0.0, 1e6)
@@ -161,9 +151,30 @@ class CQL(Algorithm):
             "q_data": q_data.detach().mean(), "q_pi": q_pi.detach().mean(),
             "td_target": td_target.mean(),
         }
-        if bound_cur is not None:
-            metrics["bound_rate"] = 0.5 * (bound_cur.float().mean() + bound_next.float().mean())
+        if bound_rate is not None:
+            metrics["bound_rate"] = bound_rate
         return metrics
+
+    def conservative_gap(self, q_data, q_rand, q_cur, q_next, cur_logp, next_logp, batch):
+        """CQL's push-down minus push-up term per critic: logsumexp over sampled actions of Q
+        (importance-weighted) minus Q of the data action. Shapes: q_data (n, B); q_rand, q_cur,
+        q_next (n, B, N) = Q(s, .) at uniform, pi(s) and pi(s') actions; logps (B, N).
+        Returns ((n,) gaps, fraction of policy-action Q-values lifted by the bound or None)."""
+        cfg, A = self.config, self.action_spec.dim
+        q_cur, lifted_cur = self.bound_policy_q(q_cur, batch)
+        q_next, lifted_next = self.bound_policy_q(q_next, batch)
+        if cfg.cql_importance_sample:
+            q_rand = q_rand - A * math.log(0.5)  # uniform density on [-1, 1]^A is 0.5^A
+            q_cur = q_cur - cur_logp
+            q_next = q_next - next_logp
+        else:  # the variant without importance weights also scores the data action (CORL)
+            q_rand = torch.cat([q_rand, q_data.unsqueeze(-1)], -1)
+        q_cat = torch.cat([q_rand, q_cur, q_next], -1)
+        q_ood = torch.logsumexp(q_cat / cfg.cql_temp, -1) * cfg.cql_temp
+        gap = (q_ood - q_data).clamp(cfg.cql_clip_diff_min, cfg.cql_clip_diff_max).mean(1)
+        if lifted_cur is None:
+            return gap, None
+        return gap, 0.5 * (lifted_cur.float().mean() + lifted_next.float().mean()).detach()
 
 
 @dataclass

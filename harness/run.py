@@ -1,0 +1,127 @@
+"""The front door: `python -m harness.run [suite=...] [algorithm=...] [task=...] [seed=...]`.
+
+Hydra composes one config; the harness expands it into jobs, validates all of them, runs the
+unfinished ones through the chosen launcher and prints a closing table.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+GROUPS = ("algorithm", "task", "suite", "launcher")
+
+
+def check_group_choices(argv: list[str]) -> None:
+    """One-line errors for unknown group choices, before Hydra prints its long ones."""
+    from harness.jobs import ConfigError, group_names
+
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if key in GROUPS and value and value != "null":
+            names = group_names(key)
+            for choice in value.split(","):  # multirun sweeps: algorithm=calql,cql
+                if choice not in names:
+                    raise ConfigError(f"unknown {key} '{choice}'; choose one of: {', '.join(names)}")
+
+
+def closing_table(jobs, runs_dir: Path, errors: dict[str, str]) -> str:
+    """Per (algorithm, task): offline -> final score and the lowest early fine-tuning score,
+    mean +- std over seeds."""
+    import numpy as np
+
+    from harness.jobs import run_dir
+    from harness.store import read_summary
+
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for job in jobs:
+        s = read_summary(run_dir(runs_dir, job)) or {"status": "missing"}
+        groups.setdefault((job["algorithm"]["name"], job["task"]["name"]), []).append(s)
+
+    def stat(values):
+        v = [x for x in values if x is not None]
+        return f"{np.mean(v):6.1f} ± {np.std(v):4.1f}" if v else "   n/a      "
+
+    header = f"{'algorithm':<10} {'task':<28} {'offline':>13} -> {'final':<13} {'early min':>13}  runs"
+    lines = [header, "-" * len(header)]
+    for (algo, task), runs in sorted(groups.items()):
+        done = [r for r in runs if r.get("status") == "done"]
+        lines.append(f"{algo:<10} {task:<28} {stat(r['offline_score'] for r in done):>13} -> "
+                     f"{stat(r['final_score'] for r in done):<13} {stat(r.get('early_min_score') for r in done):>13}"
+                     f"  {len(done)}/{len(runs)} done")
+    return "\n".join(lines)
+
+
+def job_table(jobs) -> str:
+    lines = [f"{'algorithm':<10} {'task':<28} {'seed':>4} {'offline steps':>14} {'online steps':>13}  job id"]
+    for j in jobs:
+        p = j["protocol"]
+        lines.append(f"{j['algorithm']['name']:<10} {j['task']['name']:<28} {j['seed']:>4} "
+                     f"{p['offline_steps']:>14,} {p['online_steps']:>13,}  {j['job_id']}")
+    lines.append(f"{len(jobs)} jobs, {sum(j['protocol']['offline_steps'] for j in jobs):,} offline updates, "
+                 f"{sum(j['protocol']['online_steps'] for j in jobs):,} online env steps")
+    return "\n".join(lines)
+
+
+def main_with_config(cfg) -> int:
+    from harness.jobs import expand
+    from harness.launch import launch_local
+
+    jobs = expand(cfg)
+    if cfg.dry_run:
+        print(job_table(jobs))
+        return 0
+    for task_name in dict.fromkeys(j["task"]["name"] for j in jobs):  # datasets before any job
+        import tasks
+
+        tasks.get(task_name).prepare()
+    runs_dir = Path(cfg.runs_dir)
+    launcher = cfg.launcher
+    print(f"o2o-bench: {len(jobs)} jobs -> {runs_dir.resolve()}", flush=True)
+    errors = launch_local(jobs, runs_dir, workers=launcher.get("workers", 1), threads=launcher.get("threads", 0),
+                          progress=cfg.progress)
+    print(closing_table(jobs, runs_dir, errors))
+    for job_id, err in errors.items():
+        print(f"FAILED {job_id}: {err.splitlines()[0]}", file=sys.stderr)
+    if cfg.report:
+        try:
+            from reports import build_report
+        except ImportError:
+            build_report = None
+        if build_report is not None:
+            index = build_report(runs_dir / jobs[0]["suite"])
+            print(f"report: {index}")
+    print(f"results: {(runs_dir / jobs[0]['suite']).resolve()}")
+    return 1 if errors else 0
+
+
+def main() -> None:
+    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    from harness.jobs import ConfigError
+    from tasks import DatasetError
+
+    try:
+        check_group_choices(sys.argv[1:])
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+    import hydra
+
+    status = {"code": 0}
+
+    @hydra.main(config_path="conf", config_name="config", version_base="1.3")
+    def _app(cfg) -> None:
+        try:
+            status["code"] = main_with_config(cfg)
+        except (ConfigError, DatasetError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status["code"] = 2
+
+    _app()
+    sys.exit(status["code"])
+
+
+if __name__ == "__main__":
+    main()

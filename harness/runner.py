@@ -1,0 +1,280 @@
+"""One job: offline pre-training, then online fine-tuning, evaluated, logged and checkpointed.
+
+The runner knows methods and tasks only through `algorithms.make` and `tasks.get`. Every online
+episode resets with a seed derived from (job seed, episode index) and checkpoints are taken
+between gradient steps offline and at episode ends online, so a resumed run replays exactly
+what the uninterrupted run would have done.
+"""
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import algorithms
+import tasks
+from harness.evaluate import evaluate
+from harness.jobs import Protocol, ReplayConfig, RewardTransform
+from harness.replay import Replay, mc_returns
+from harness.store import RunStore, atomic_write, read_summary
+
+EVAL_SEED_OFFSET = 10_000_019  # evaluation episodes never share seeds with training episodes
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Progress:
+    """Counters a checkpoint restores."""
+
+    step: int = 0  # gradient updates so far (offline + online)
+    env_steps: int = 0  # online environment steps so far
+    episodes: int = 0  # finished online episodes
+    wall_time: float = 0.0  # seconds spent in earlier attempts
+    offline_done: bool = False
+    rows: dict[str, list] = field(default_factory=lambda: {"evals": [], "train": [], "episodes": []})
+
+
+class Runner:
+    def __init__(self, job: dict[str, Any], run_dir: Path, progress_bar: bool = True):
+        self.job, self.dir, self.progress_bar = job, Path(run_dir), progress_bar
+        self.protocol = Protocol(**job["protocol"])
+        algo_cfg = job["algorithm"]
+        self.replay_cfg = ReplayConfig(**algo_cfg.get("replay", {}))
+        self.reward = RewardTransform(**algo_cfg.get("reward", {}))
+        self.task = tasks.get(job["task"]["name"])
+        self.device = pick_device(job["device"])
+        self.store = RunStore(self.dir)
+        self.ckpt_path = self.dir / "checkpoint" / "state.pt"
+
+    # -- set-up ----------------------------------------------------------------------------
+    def build(self) -> None:
+        seed_everything(self.job["seed"])
+        task = self.task
+        data = task.load_dataset()
+        data.validate(f"task '{task.name}' dataset", task.obs_dim, task.act_dim)
+        hparams = dict(self.job["algorithm"].get("hparams", {}))
+        self.algo = algorithms.make(self.job["algorithm"]["name"], algorithms.ObsSpec((task.obs_dim,)),
+                                    algorithms.ActionSpec(task.act_dim), hparams, self.device)
+        gamma = getattr(self.algo.config, "gamma", 0.99)
+        fail = None if task.fail_reward is None else self.reward(task.fail_reward)
+        reward = self.reward(data.reward)
+        offline = {"obs": data.obs, "action": data.action, "reward": reward, "next_obs": data.next_obs,
+                   "done": data.terminal.astype(np.float32),
+                   "mc_return": mc_returns(reward, data.episode_end, gamma, fail)}
+        self.replay = Replay(offline, self.protocol.online_steps, self.device, gamma, fail)
+        self.with_mc = "mc_return" in self.algo.needs
+        self.train_env = task.make_env(self.job["seed"])
+        self.eval_env = task.make_env(self.job["seed"] + EVAL_SEED_OFFSET)
+        self.state = Progress()
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        self.state.rows = {"evals": self.store.evals, "train": self.store.train, "episodes": self.store.episodes}
+        payload = {"job_id": self.job["job_id"], "progress": self.state, "algorithm": self.algo.state_dict(),
+                   "replay": self.replay.online_state(), "torch_rng": torch.get_rng_state(),
+                   "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                   "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+                   "wall_time": self.state.wall_time + time.monotonic() - self.t0}
+        import io
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        atomic_write(self.ckpt_path, buf.getvalue())
+        self.store.flush()
+
+    def try_resume(self) -> bool:
+        if not self.ckpt_path.exists():
+            return False
+        payload = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        if payload["job_id"] != self.job["job_id"]:
+            return False
+        self.state = payload["progress"]
+        self.state.wall_time = payload["wall_time"]
+        self.algo.load_state_dict(payload["algorithm"])
+        self.replay.load_online_state(payload["replay"])
+        torch.set_rng_state(payload["torch_rng"])
+        if payload["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(payload["cuda_rng"])
+        np.random.set_state(payload["numpy_rng"])
+        random.setstate(payload["python_rng"])
+        self.store.evals, self.store.train, self.store.episodes = (
+            self.state.rows["evals"], self.state.rows["train"], self.state.rows["episodes"])
+        return True
+
+    # -- the run ---------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self.t0 = time.monotonic()
+        self.store.write_config(self.job)
+        self.build()
+        resumed = self.try_resume()
+        self.write_summary("running", resumed=resumed)
+        p = self.protocol
+        from tqdm.auto import tqdm
+
+        total = p.offline_steps + p.online_steps
+        done_so_far = self.state.step if not self.state.offline_done else p.offline_steps + self.state.env_steps
+        self.bar = tqdm(total=total, initial=done_so_far, disable=not self.progress_bar, leave=False,
+                        desc=f"{self.job['algorithm']['name']}/{self.task.name}/s{self.job['seed']}",
+                        dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0)
+        self.last_score = float("nan")
+        self.rate_t, self.rate_n = time.monotonic(), self.state.step
+        try:
+            if not self.state.offline_done:
+                self.offline_phase()
+            self.online_phase()
+        finally:
+            self.bar.close()
+        self.store.flush()
+        summary = self.write_summary("done")
+        if self.ckpt_path.exists():
+            self.ckpt_path.unlink()  # a finished run needs only its results
+        return summary
+
+    def offline_phase(self) -> None:
+        p, s = self.protocol, self.state
+        if p.offline_steps == 0 and not any(r["phase"] == "offline" for r in self.store.evals):
+            self.evaluate("offline")
+        while s.step < p.offline_steps:
+            batch = self.replay.sample(self.replay_cfg.batch_size, "mix", 1.0, self.with_mc)
+            metrics = self.algo.update(batch)
+            s.step += 1
+            self.bar.update(1)
+            if s.step % p.log_every == 0:
+                self.log(metrics, "offline")
+            if s.step % p.eval_every_offline == 0 or s.step == p.offline_steps:
+                self.evaluate("offline")
+            if p.checkpoint_every and s.step % p.checkpoint_every == 0 and s.step < p.offline_steps:
+                self.save_checkpoint()
+        s.offline_done = True
+        self.algo.on_finetune_start()
+        if p.checkpoint_every and p.online_steps:
+            self.save_checkpoint()
+
+    def online_phase(self) -> None:
+        p, s, env = self.protocol, self.state, self.train_env
+        if p.online_steps == 0:
+            return
+        obs, _ = env.reset(seed=self.episode_seed())
+        ep_return, ep_success, ep_len, last_ckpt = 0.0, False, 0, s.env_steps
+        while s.env_steps < p.online_steps:
+            action = self.algo.act(obs, deterministic=False)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            s.env_steps += 1
+            ep_return += reward
+            ep_success |= bool(info.get("success", False))
+            ep_len += 1
+            end = terminated or truncated or s.env_steps == p.online_steps
+            self.replay.add(obs, action, self.reward(reward), next_obs, terminated, end)
+            obs = next_obs
+            for _ in range(p.utd):
+                metrics = self.algo.update(self.replay.sample(
+                    self.replay_cfg.batch_size, self.replay_cfg.mode, self.replay_cfg.mixing_ratio, self.with_mc))
+                s.step += 1
+                if s.step % p.log_every == 0:
+                    self.log(metrics, "online")
+            self.bar.update(1)
+            if s.env_steps % p.eval_every == 0 or s.env_steps == p.online_steps:
+                self.evaluate("online")
+            if end:
+                self.store.episodes.append({"env_steps": s.env_steps, "return": ep_return,
+                                            "normalized_score": self.task.normalize(ep_return),
+                                            "success": int(ep_success), "length": ep_len})
+                s.episodes += 1
+                ep_return, ep_success, ep_len = 0.0, False, 0
+                if s.env_steps < p.online_steps:
+                    obs, _ = env.reset(seed=self.episode_seed())
+                    if p.checkpoint_every and s.env_steps - last_ckpt >= p.checkpoint_every:
+                        self.save_checkpoint()
+                        last_ckpt = s.env_steps
+
+    def episode_seed(self) -> int:
+        return self.job["seed"] * 1_000_003 + self.state.episodes
+
+    def log(self, metrics: dict[str, torch.Tensor], phase: str) -> None:
+        values = {k: float(v) for k, v in metrics.items()}  # the only host sync of the update loop
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise FloatingPointError(f"non-finite {', '.join(bad)} at update {self.state.step} ({phase}); "
+                                     f"lower the learning rates or check the dataset's rewards")
+        now = time.monotonic()
+        rate = (self.state.step - self.rate_n) / max(now - self.rate_t, 1e-9)
+        self.rate_t, self.rate_n = now, self.state.step
+        self.store.train.append({"phase": phase, "step": self.state.step, "env_steps": self.state.env_steps,
+                                 "updates_per_s": rate, **values})
+        self.bar.set_postfix(phase=phase, score=f"{self.last_score:.1f}", upd_s=f"{rate:.0f}", refresh=False)
+
+    def evaluate(self, phase: str) -> None:
+        s = self.state
+        result = evaluate(self.algo, self.eval_env, self.task, self.protocol.eval_episodes,
+                          seed=self.job["seed"] + EVAL_SEED_OFFSET)
+        self.store.evals.append({"phase": phase, "step": s.step, "env_steps": s.env_steps, **result})
+        self.last_score = result["normalized_score"]
+        self.bar.set_postfix(phase=phase, score=f"{self.last_score:.1f}", refresh=True)
+        self.store.flush()
+
+    def write_summary(self, status: str, error: str | None = None, resumed: bool = False) -> dict[str, Any]:
+        evals = self.store.evals
+        offline = [r["normalized_score"] for r in evals if r["phase"] == "offline"]
+        online = [r for r in evals if r["phase"] == "online"]
+        wall = self.state.wall_time + time.monotonic() - self.t0 if hasattr(self, "state") else time.monotonic() - self.t0
+        summary = {
+            "status": status, "job_id": self.job["job_id"], "suite": self.job["suite"],
+            "task": self.task.name, "domain": self.task.domain, "algorithm": self.job["algorithm"]["name"],
+            "seed": self.job["seed"],
+            "offline_score": offline[-1] if offline else None,
+            "final_score": online[-1]["normalized_score"] if online else (offline[-1] if offline else None),
+            "early_min_score": early_min(online, self.protocol.online_steps),
+            "wall_time_s": round(wall, 2),
+            "updates_per_s": round(self.state.step / wall, 2) if hasattr(self, "state") and wall > 0 else None,
+            "resumed": resumed,
+        }
+        if error:
+            summary["error"] = error
+        self.store.write_summary(summary)
+        return summary
+
+
+EARLY_WINDOW = 0.25  # the unlearning dip looks at the first quarter of fine-tuning (reports agree)
+
+
+def early_min(online_evals: list[dict], online_steps: int, window: float = EARLY_WINDOW) -> float | None:
+    """Lowest normalized score among evaluations in the first `window` of fine-tuning."""
+    early = [r["normalized_score"] for r in online_evals if r["env_steps"] <= window * online_steps]
+    if not early and online_evals:
+        early = [online_evals[0]["normalized_score"]]
+    return min(early) if early else None
+
+
+def run_job(job: dict[str, Any], run_dir: Path, progress_bar: bool = True) -> dict[str, Any]:
+    """Run (or resume) one job; a finished run with the same job id is never redone.
+    Failures are recorded in summary.json with their error and re-raised."""
+    previous = read_summary(run_dir)
+    if previous and previous.get("status") == "done" and previous.get("job_id") == job["job_id"]:
+        return previous
+    runner = Runner(job, run_dir, progress_bar)
+    try:
+        return runner.run()
+    except Exception as exc:
+        runner.t0 = getattr(runner, "t0", time.monotonic())
+        try:
+            runner.write_summary("failed", error=f"{type(exc).__name__}: {exc}")
+        except Exception:
+            pass
+        raise

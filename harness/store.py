@@ -1,0 +1,71 @@
+"""The results store: one directory per run holding its config, evaluation curve, training
+metrics, online episodes and summary. Every write is atomic (write aside, then rename), so a
+reader never sees half a file and an interrupted run never looks finished."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EVAL_COLUMNS = ["phase", "step", "env_steps", "return", "normalized_score", "success"]
+EPISODE_COLUMNS = ["env_steps", "return", "normalized_score", "success", "length"]
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def csv_text(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    if columns is None:  # union of keys in first-seen order (training metrics vary by method)
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(run_dir) / "summary.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+class RunStore:
+    """Writer for one run directory."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = Path(run_dir)
+        self.evals: list[dict[str, Any]] = []
+        self.train: list[dict[str, Any]] = []
+        self.episodes: list[dict[str, Any]] = []
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write(self.dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+    def flush(self) -> None:
+        """Rewrite the curves (small files) atomically."""
+        atomic_write(self.dir / "evals.csv", csv_text(self.evals, EVAL_COLUMNS))
+        atomic_write(self.dir / "train.csv", csv_text(self.train))
+        atomic_write(self.dir / "episodes.csv", csv_text(self.episodes, EPISODE_COLUMNS))

@@ -1,0 +1,104 @@
+"""The task abstraction and its registry.
+
+A task gives the offline dataset as flat arrays, env factories whose observations are flat
+float vectors and whose actions lie in [-1, 1], the score normalizer, and the reward facts the
+harness needs (the raw reward of a failed step for the sparse-failure rule). Its protocol
+(steps, evaluation) lives in `harness/conf/task/<name>.yaml`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+
+class DatasetError(RuntimeError):
+    """A dataset is missing, corrupt or does not match its environment."""
+
+
+@dataclass
+class Dataset:
+    """Flat transitions. `terminal`: true MDP terminal; `timeout`: trajectory cut (time limit
+    or end of a recorded episode). Together they mark where trajectories end."""
+
+    obs: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    next_obs: np.ndarray
+    terminal: np.ndarray
+    timeout: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.reward)
+
+    @property
+    def episode_end(self) -> np.ndarray:
+        end = self.terminal.astype(bool) | self.timeout.astype(bool)
+        if len(end):
+            end[-1] = True
+        return end
+
+    def validate(self, where: str, obs_dim: int, act_dim: int) -> None:
+        """One-line errors for shape mismatches and non-finite values, before training starts."""
+        n = len(self.reward)
+        if n == 0:
+            raise DatasetError(f"{where}: the dataset is empty; regenerate or re-download it")
+        for key in ("obs", "action", "reward", "next_obs", "terminal", "timeout"):
+            arr = getattr(self, key)
+            if len(arr) != n:
+                raise DatasetError(f"{where}: '{key}' has {len(arr)} rows but 'reward' has {n}; the file is truncated or corrupt")
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise DatasetError(f"{where}: '{key}' contains NaN or inf values; clean or regenerate the dataset")
+        if self.obs.shape[1:] != (obs_dim,) or self.next_obs.shape[1:] != (obs_dim,):
+            raise DatasetError(f"{where}: observations have shape {self.obs.shape[1:]}, the environment gives ({obs_dim},)")
+        if self.action.shape[1:] != (act_dim,):
+            raise DatasetError(f"{where}: actions have shape {self.action.shape[1:]}, the environment takes ({act_dim},)")
+
+
+class Task(ABC):
+    """One benchmark task. Subclasses set the class attributes and implement the methods."""
+
+    name: str
+    domain: str  # selects per-domain algorithm overrides (e.g. reward transform, network sizes)
+    obs_dim: int
+    act_dim: int
+    ref_min_score: float  # normalized score = 100 (R - ref_min) / (ref_max - ref_min)
+    ref_max_score: float
+    fail_reward: float | None = None  # raw per-step reward of failure in sparse tasks; None: dense
+    source: str = ""  # where the dataset comes from, for `python -m tasks list`
+
+    @abstractmethod
+    def load_dataset(self) -> Dataset:
+        """The offline data; raises DatasetError (one line: what is wrong, how to fix it)."""
+
+    @abstractmethod
+    def make_env(self, seed: int) -> gym.Env:
+        """An env with flat float32 observations, actions in [-1, 1], a time limit, and
+        `info["success"]` on every step."""
+
+    def dataset_present(self) -> bool:
+        return True
+
+    def prepare(self) -> None:
+        """Make the dataset available locally if the task can (e.g. generate it)."""
+
+    def normalize(self, episode_return: float) -> float:
+        return 100.0 * (episode_return - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    if task.name in TASKS:
+        raise ValueError(f"task '{task.name}' is registered twice")
+    TASKS[task.name] = task
+    return task
+
+
+def get(name: str) -> Task:
+    if name not in TASKS:
+        raise KeyError(f"unknown task '{name}'; choose one of: {', '.join(sorted(TASKS))}")
+    return TASKS[name]

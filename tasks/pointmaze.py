@@ -1,0 +1,208 @@
+"""Mini AntMaze-like tasks on Gymnasium-Robotics' PointMaze, small enough for a CPU.
+
+As in D4RL's AntMaze: one fixed evaluation start and goal, sparse reward (1 within 0.45 of
+the goal, the episode ends there), and an offline dataset the harness generates itself: a noisy
+waypoint controller (breadth-first search over maze cells, PD control towards the next cell)
+drives to random goals, and rewards are relabeled against the fixed evaluation goal.
+"diverse": random start and goal cells; "play": a few hand-picked start -> goal routes.
+The data is saved as a Minari dataset under MINARI_DATASETS_PATH on first use.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections import deque
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from tasks.base import Dataset, Task, register_task
+from tasks.sources import load_minari, minari_present, minari_root
+
+GOAL_RADIUS = 0.45  # PointMaze's own success distance
+
+
+def _gym():
+    import gymnasium_robotics
+
+    gym.register_envs(gymnasium_robotics)
+    return gym
+
+
+class FixedGoalPointMaze(gym.Wrapper):
+    """PointMaze with a fixed start cell and an exact fixed goal; observation = (x, y, vx, vy)."""
+
+    def __init__(self, env: gym.Env, start_cell, goal_cell, goal_xy: np.ndarray):
+        super().__init__(env)
+        self.start_cell, self.goal_cell, self.goal_xy = np.array(start_cell), np.array(goal_cell), goal_xy
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = self.env.reset(seed=seed, options={"goal_cell": self.goal_cell, "reset_cell": self.start_cell})
+        maze_env = self.env.unwrapped
+        maze_env.goal = self.goal_xy.copy()  # no goal noise: one goal, as the paper's tasks
+        maze_env.update_target_site_pos()
+        return obs["observation"].astype(np.float32), {"success": False}
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs["observation"].astype(np.float32), float(reward), terminated, truncated, {"success": bool(info["success"])}
+
+
+@dataclass
+class DatasetRecipe:
+    episodes: int  # trajectories of `horizon` steps (shorter when the eval goal is reached)
+    noise: float  # std of Gaussian action noise
+    routes: tuple[tuple[tuple[int, int], tuple[int, int]], ...] | None = None  # play: (start, goal) cells
+    seed: int = 0
+
+
+class PointMazeTask(Task):
+    domain = "pointmaze"
+    obs_dim, act_dim = 4, 2
+    ref_min_score, ref_max_score = 0.0, 1.0
+    fail_reward = 0.0
+
+    def __init__(self, name: str, env_id: str, start_cell, goal_cell, horizon: int, recipe: DatasetRecipe):
+        self.name, self.env_id, self.horizon, self.recipe = name, env_id, horizon, recipe
+        self.start_cell, self.goal_cell = tuple(start_cell), tuple(goal_cell)
+        self.dataset_id = f"o2o/{name}/generated-v0"
+        self.source = f"generated (Minari {self.dataset_id})"
+
+    # -- environment -------------------------------------------------------------------------
+    def _raw_env(self, continuing: bool) -> gym.Env:
+        return _gym().make(self.env_id, continuing_task=continuing, reset_target=False,
+                           max_episode_steps=self.horizon, reward_type="sparse")
+
+    def make_env(self, seed: int) -> gym.Env:
+        raw = self._raw_env(continuing=False)
+        goal_xy = raw.unwrapped.maze.cell_rowcol_to_xy(np.array(self.goal_cell))
+        env = FixedGoalPointMaze(raw, self.start_cell, self.goal_cell, goal_xy)
+        env.action_space.seed(seed)
+        return env
+
+    # -- dataset -----------------------------------------------------------------------------
+    def dataset_present(self) -> bool:
+        return minari_present(self.dataset_id)
+
+    def prepare(self) -> None:
+        if not self.dataset_present():
+            self.generate()
+
+    def load_dataset(self) -> Dataset:
+        self.prepare()
+        return load_minari(self.dataset_id)
+
+    def generate(self) -> None:
+        """Collect the dataset and save it as Minari, atomically (built aside, then renamed)."""
+        import minari
+        from minari.data_collector import EpisodeBuffer
+
+        episodes = self.collect()
+        root = minari_root()
+        root.mkdir(parents=True, exist_ok=True)
+        tmp_root = tempfile.mkdtemp(prefix=".tmp-", dir=root)
+        old = os.environ.get("MINARI_DATASETS_PATH")
+        os.environ["MINARI_DATASETS_PATH"] = tmp_root
+        try:
+            buffers = [EpisodeBuffer(observations=list(ep["obs"]), actions=list(ep["action"]),
+                                     rewards=list(ep["reward"]), terminations=list(ep["terminal"]),
+                                     truncations=list(ep["timeout"])) for ep in episodes]
+            minari.create_dataset_from_buffers(
+                self.dataset_id, buffers, env=self.env_id, eval_env=self.env_id,
+                observation_space=gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
+                action_space=gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+                algorithm_name="noisy waypoint controller", author="o2o-bench",
+                author_email="o2o-bench@example.org", code_permalink="tasks/pointmaze.py",
+                ref_min_score=self.ref_min_score, ref_max_score=self.ref_max_score,
+                description=f"{self.name}: {self.recipe}")
+            final = root / self.dataset_id
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(os.path.join(tmp_root, self.dataset_id), final)
+            except OSError:
+                if not self.dataset_present():  # not a concurrent generator winning the race
+                    raise
+        finally:
+            if old is None:
+                os.environ.pop("MINARI_DATASETS_PATH", None)
+            else:
+                os.environ["MINARI_DATASETS_PATH"] = old
+            shutil.rmtree(tmp_root, ignore_errors=True)
+
+    def collect(self) -> list[dict[str, np.ndarray]]:
+        """Roll out the noisy waypoint controller; deterministic for a given recipe seed."""
+        recipe = self.recipe
+        rng = np.random.default_rng(recipe.seed)
+        env = self._raw_env(continuing=True)
+        maze = env.unwrapped.maze
+        open_cells = [(r, c) for r, row in enumerate(maze.maze_map) for c, v in enumerate(row) if v != 1]
+        goal_xy = maze.cell_rowcol_to_xy(np.array(self.goal_cell))
+        next_cell = _next_cell_table(maze.maze_map, open_cells)
+        episodes = []
+        for k in range(recipe.episodes):
+            if recipe.routes:
+                start, target = recipe.routes[rng.integers(len(recipe.routes))]
+            else:
+                start, target = (open_cells[i] for i in rng.choice(len(open_cells), 2, replace=False))
+            obs, _ = env.reset(seed=int(recipe.seed * 100_003 + k), options={"reset_cell": np.array(start)})
+            x = obs["observation"]
+            ep = {key: [] for key in ("obs", "action", "reward", "terminal", "timeout")}
+            ep["obs"].append(x.astype(np.float32))
+            for t in range(self.horizon):
+                cell = _nearest_open(maze, x[:2], open_cells)
+                waypoint_cell = next_cell[cell][target] if cell != target else target
+                waypoint = maze.cell_rowcol_to_xy(np.array(waypoint_cell))
+                action = 10.0 * (waypoint - x[:2]) - 1.0 * x[2:4] + recipe.noise * rng.standard_normal(2)
+                action = np.clip(action, -1.0, 1.0).astype(np.float32)
+                obs, *_ = env.step(action)
+                x = obs["observation"]
+                reward = float(np.linalg.norm(x[:2] - goal_xy) <= GOAL_RADIUS)
+                ep["obs"].append(x.astype(np.float32))
+                ep["action"].append(action)
+                ep["reward"].append(reward)
+                ep["terminal"].append(reward > 0)
+                ep["timeout"].append(t == self.horizon - 1 and reward == 0)
+                if reward > 0:
+                    break
+                if np.linalg.norm(x[:2] - maze.cell_rowcol_to_xy(np.array(target))) <= 0.5:
+                    if recipe.routes:  # play: go back and forth along the chosen route
+                        target = start if target != start else recipe.routes[rng.integers(len(recipe.routes))][1]
+                    else:
+                        target = open_cells[rng.integers(len(open_cells))]
+            episodes.append({k2: np.asarray(v) for k2, v in ep.items()})
+        env.close()
+        return episodes
+
+
+def _nearest_open(maze, xy, open_cells):
+    r, c = (int(v) for v in maze.cell_xy_to_rowcol(xy))
+    if (r, c) in open_cells:
+        return (r, c)
+    return min(open_cells, key=lambda rc: np.linalg.norm(maze.cell_rowcol_to_xy(np.array(rc)) - xy))
+
+
+def _next_cell_table(maze_map, open_cells):
+    """next_cell[a][b]: the first cell after a on a shortest path from a to b (BFS from b)."""
+    table = {a: {} for a in open_cells}
+    for b in open_cells:
+        parent = {b: b}
+        queue = deque([b])
+        while queue:
+            cur = queue.popleft()
+            r, c = cur
+            for nb in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
+                if nb in table and nb not in parent:
+                    parent[nb] = cur  # stepping from nb towards b goes to cur
+                    queue.append(nb)
+        for a in open_cells:
+            if a in parent:
+                table[a][b] = parent[a]
+    return table
+
+
+register_task(PointMazeTask(
+    "pointmaze-umaze-diverse", "PointMaze_UMaze-v3", start_cell=(3, 1), goal_cell=(1, 1), horizon=300,
+    recipe=DatasetRecipe(episodes=300, noise=0.5)))

@@ -1,0 +1,23 @@
+"""Shared test set-up: a private Minari directory for the whole session (datasets the tests
+generate never touch ~/.minari), deterministic torch, and quiet warnings."""
+import os
+import warnings
+
+import pytest
+import torch
+
+warnings.filterwarnings("ignore", message=".*Adroit.*")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def minari_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("minari")
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    torch.set_flush_denormal(True)
+    yield path
+    if old is None:
+        os.environ.pop("MINARI_DATASETS_PATH", None)
+    else:
+        os.environ["MINARI_DATASETS_PATH"] = old

@@ -1,0 +1,81 @@
+"""Monte-Carlo returns on hand-built trajectories, and how batches are mixed."""
+import numpy as np
+import pytest
+import torch
+
+from harness.replay import Replay, mc_returns
+
+GAMMA = 0.9
+
+
+def test_mc_returns_per_trajectory_without_bootstrap():
+    reward = np.array([1.0, 0.0, 2.0, 5.0, 1.0])
+    ends = np.array([False, False, True, False, True])
+    expected = [1 + GAMMA * 0 + GAMMA**2 * 2, 0 + GAMMA * 2, 2, 5 + GAMMA * 1, 1]
+    np.testing.assert_allclose(mc_returns(reward, ends, GAMMA), expected, rtol=1e-6)
+
+
+def test_failed_sparse_trajectory_gets_the_value_of_failing_forever():
+    # trajectory 1 never succeeds (all -5); trajectory 2 succeeds at its end (+5)
+    reward = np.array([-5.0, -5.0, -5.0, -5.0, 5.0])
+    ends = np.array([False, False, True, False, True])
+    out = mc_returns(reward, ends, GAMMA, fail_reward=-5.0)
+    np.testing.assert_allclose(out[:3], -5.0 / (1 - GAMMA))
+    np.testing.assert_allclose(out[3:], [-5 + GAMMA * 5, 5.0], rtol=1e-6)
+    # without the rule the truncated failure looks better towards its end
+    plain = mc_returns(reward, ends, GAMMA)
+    assert plain[2] == pytest.approx(-5.0)
+
+
+def test_last_row_closes_an_open_trajectory():
+    out = mc_returns(np.array([1.0, 1.0]), np.array([False, False]), GAMMA)
+    np.testing.assert_allclose(out, [1 + GAMMA, 1])
+
+
+def offline(n, obs_value=0.0):
+    return {"obs": np.full((n, 2), obs_value), "action": np.zeros((n, 1)), "reward": np.zeros(n),
+            "next_obs": np.zeros((n, 2)), "done": np.zeros(n), "mc_return": np.zeros(n)}
+
+
+def fill_online(replay, steps, obs_value=1.0):
+    for t in range(steps):
+        replay.add(np.full(2, obs_value), np.zeros(1), 1.0, np.full(2, obs_value), False, t == steps - 1)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.25, 0.5, 1.0])
+def test_mix_mode_draws_the_configured_offline_fraction(ratio):
+    replay = Replay(offline(1000), 500, torch.device("cpu"), GAMMA, None)
+    fill_online(replay, 100)
+    b = replay.sample(256, "mix", ratio, with_mc_return=False)
+    assert (b.obs[:, 0] == 0).sum().item() == round(ratio * 256)
+    assert b.mc_return is None
+
+
+def test_append_mode_samples_uniformly_over_both():
+    torch.manual_seed(0)
+    replay = Replay(offline(300), 500, torch.device("cpu"), GAMMA, None)
+    fill_online(replay, 100)
+    frac = np.mean([(replay.sample(256, "append", 0.5, False).obs[:, 0] == 0).float().mean().item()
+                    for _ in range(200)])
+    assert frac == pytest.approx(300 / 400, abs=0.01)
+
+
+def test_online_steps_enter_with_their_returns_when_the_trajectory_ends():
+    replay = Replay(offline(10), 50, torch.device("cpu"), GAMMA, fail_reward=-1.0)
+    replay.add([1, 1], [0], 2.0, [1, 1], False, False)
+    assert replay.n_online == 0  # still pending: its return is not known yet
+    b = replay.sample(64, "mix", 0.5, True)
+    assert (b.obs[:, 0] == 0).all()  # all offline while no online trajectory has ended
+    replay.add([1, 1], [0], 3.0, [1, 1], True, True)
+    assert replay.n_online == 2
+    np.testing.assert_allclose(replay.storage["mc_return"][10:12].numpy(), [2 + GAMMA * 3, 3])
+    np.testing.assert_allclose(replay.storage["done"][10:12].numpy(), [0, 1])
+    fill_online(replay, 3, obs_value=2.0)  # rewards 1: not a failure
+    replay.add([3, 3], [0], -1.0, [3, 3], False, True)
+    assert replay.storage["mc_return"][15].item() == pytest.approx(-1.0 / (1 - GAMMA))
+
+
+def test_online_buffer_refuses_to_overflow():
+    replay = Replay(offline(10), 3, torch.device("cpu"), GAMMA, None)
+    with pytest.raises(RuntimeError, match="online buffer full"):
+        fill_online(replay, 4)

@@ -1,0 +1,90 @@
+"""The front door end to end: a real (tiny) study through `python -m harness.run`, the files it
+writes and their contents, skipping finished runs, and one-line errors for bad input."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["protocol.offline_steps=200", "protocol.online_steps=400", "protocol.eval_every_offline=100",
+        "protocol.eval_every=200", "protocol.eval_episodes=2", "protocol.log_every=50", "report=false"]
+
+
+def harness(*args, env_extra=None, timeout=600):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "harness.run", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    proc = harness("suite=smoke", f"runs_dir={runs}", *TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return runs, proc
+
+
+@pytest.mark.slow
+def test_smoke_suite_writes_complete_runs(smoke_run):
+    runs, proc = smoke_run
+    for algo in ("calql", "cql"):
+        d = runs / "smoke" / "pointmaze-umaze-diverse" / algo / "seed0"
+        summary = json.loads((d / "summary.json").read_text())
+        assert summary["status"] == "done" and summary["algorithm"] == algo and summary["seed"] == 0
+        config = yaml.safe_load((d / "config.yaml").read_text())
+        assert config["job_id"] == summary["job_id"] and config["protocol"]["online_steps"] == 400
+        evals = pd.read_csv(d / "evals.csv")
+        assert list(evals.columns) == ["phase", "step", "env_steps", "return", "normalized_score", "success"]
+        offline, online = evals[evals.phase == "offline"], evals[evals.phase == "online"]
+        assert list(offline.step) == [100, 200] and (offline.env_steps == 0).all()
+        assert list(online.env_steps) == [200, 400] and list(online.step) == [400, 600]
+        assert evals.normalized_score.between(0, 100).all() and evals.success.between(0, 1).all()
+        assert summary["offline_score"] == offline.normalized_score.iloc[-1]
+        assert summary["final_score"] == online.normalized_score.iloc[-1]
+        train = pd.read_csv(d / "train.csv")
+        assert len(train) == 600 // 50 and train["critic_loss"].notna().all()
+        assert ("bound_rate" in train.columns) == (algo == "calql")
+        episodes = pd.read_csv(d / "episodes.csv")
+        assert episodes.length.sum() == 400  # every online step belongs to a logged episode
+        assert not (d / "checkpoint" / "state.pt").exists()  # a finished run keeps only results
+        assert not list(d.glob(".*"))  # no temporary files left behind
+    assert "offline" in proc.stdout and "calql" in proc.stdout and str(runs) in proc.stdout
+
+
+@pytest.mark.slow
+def test_rerun_skips_finished_jobs(smoke_run):
+    runs, _ = smoke_run
+    summary = runs / "smoke" / "pointmaze-umaze-diverse" / "cql" / "seed0" / "summary.json"
+    before = summary.read_text()
+    proc = harness("suite=smoke", f"runs_dir={runs}", *TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert summary.read_text() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["algorithm=cqll"], "unknown algorithm 'cqll'; choose one of: calql, cql"),
+    (["suite=nope"], "unknown suite 'nope'; choose one of:"),
+    (["task=nope"], "unknown task 'nope'; choose one of:"),
+    (["protocol.offline_steps=-5"], "protocol.offline_steps must be >= 0, got -5"),
+    (["protocol.eval_episodes=0"], "protocol.eval_episodes must be > 0, got 0"),
+    (["algorithm=calql", "algorithm.replay.mixing_ratio=1.5"], "replay.mixing_ratio must be in [0, 1], got 1.5"),
+])
+def test_bad_input_is_one_line_error_before_any_work(args, message, tmp_path):
+    proc = harness(*args, f"runs_dir={tmp_path / 'runs'}")
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_dry_run_prints_the_job_table(tmp_path):
+    proc = harness("dry_run=true", f"runs_dir={tmp_path}")
+    assert proc.returncode == 0
+    lines = [l for l in proc.stdout.splitlines() if l.startswith(("calql", "cql"))]
+    assert len(lines) == 4  # default suite: 2 methods x 1 task x 2 seeds
+    assert not any(tmp_path.iterdir())

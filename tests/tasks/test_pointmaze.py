@@ -1,0 +1,90 @@
+"""The PointMaze mini task: generated Minari data is deterministic and consistent, the env has
+a fixed start and goal, sparse reward and success termination."""
+import numpy as np
+import pytest
+
+import tasks
+from tasks.pointmaze import GOAL_RADIUS
+
+NAME = "pointmaze-umaze-diverse"
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return tasks.get(NAME).load_dataset()
+
+
+def test_generation_is_deterministic_per_seed():
+    task = tasks.get(NAME)
+    small = type(task)(NAME + "-x", task.env_id, task.start_cell, task.goal_cell, 50,
+                       type(task.recipe)(episodes=4, noise=0.5, seed=3))
+    a, b = small.collect(), small.collect()
+    for ea, eb in zip(a, b):
+        for key in ea:
+            np.testing.assert_array_equal(ea[key], eb[key])
+    small.recipe.seed = 4
+    c = small.collect()
+    assert not np.array_equal(a[0]["action"], c[0]["action"])
+
+
+def test_dataset_is_saved_as_minari_and_loads_back(dataset, minari_dir):
+    import minari
+
+    task = tasks.get(NAME)
+    assert (minari_dir / task.dataset_id).exists()
+    ds = minari.load_dataset(task.dataset_id)
+    assert ds.total_episodes == task.recipe.episodes
+    assert len(dataset) == ds.total_steps
+    dataset.validate(NAME, task.obs_dim, task.act_dim)
+
+
+def test_transitions_are_consistent(dataset):
+    ends = dataset.episode_end
+    # next_obs of a step is the obs of the following step within a trajectory
+    np.testing.assert_array_equal(dataset.next_obs[:-1][~ends[:-1]], dataset.obs[1:][~ends[:-1]])
+    # sparse reward: 1 exactly at terminals, which are goal arrivals; time-outs are not terminals
+    np.testing.assert_array_equal(dataset.reward == 1.0, dataset.terminal)
+    assert not (dataset.terminal & dataset.timeout).any()
+    assert 0 < dataset.terminal.sum() < ends.sum()  # some trajectories reach the goal, not all
+    assert np.abs(dataset.action).max() <= 1.0
+
+
+def test_env_has_fixed_start_goal_and_ends_at_success():
+    task = tasks.get(NAME)
+    env = task.make_env(0)
+    obs, info = env.reset(seed=1)
+    assert obs.shape == (4,) and obs.dtype == np.float32 and info["success"] is False
+    goal = env.unwrapped.goal.copy()
+    env.reset(seed=2)
+    np.testing.assert_array_equal(env.unwrapped.goal, goal)  # no goal noise
+    # teleport next to the goal: the next step succeeds, pays 1 and terminates
+    env.unwrapped.point_env.set_state(np.array([*goal]), np.zeros(2))
+    _, reward, terminated, truncated, info = env.step(np.zeros(2, np.float32))
+    assert reward == 1.0 and terminated and info["success"]
+    assert np.linalg.norm(env.unwrapped.data.qpos[:2] - goal) <= GOAL_RADIUS
+    assert task.normalize(1.0) == 100.0 and task.normalize(0.0) == 0.0
+
+
+def test_corrupt_dataset_gives_one_line_error(tmp_path, monkeypatch):
+    from tasks.base import DatasetError
+    from tasks.sources import load_minari
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    bad = tmp_path / "o2o" / "broken" / "generated-v0" / "data"
+    bad.mkdir(parents=True)
+    (bad / "metadata.json").write_text("{not json")
+    with pytest.raises(DatasetError, match="could not be read.*delete it and generate or download it again"):
+        load_minari("o2o/broken/generated-v0")
+    with pytest.raises(DatasetError, match="not found under"):
+        load_minari("o2o/absent/generated-v0")
+
+
+def test_dataset_validation_names_the_problem(dataset):
+    from tasks.base import Dataset, DatasetError
+
+    bad = Dataset(**{k: getattr(dataset, k)[:100].copy() for k in ("obs", "action", "reward", "next_obs", "terminal", "timeout")})
+    bad.reward[3] = np.nan
+    with pytest.raises(DatasetError, match="'reward' contains NaN"):
+        bad.validate("x", 4, 2)
+    with pytest.raises(DatasetError, match=r"observations have shape \(4,\), the environment gives \(5,\)"):
+        dataset.validate("x", 5, 2)
