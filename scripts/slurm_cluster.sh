@@ -49,6 +49,11 @@ die() { printf '[slurm_cluster] ERROR: %s\n' "$*" >&2; exit 1; }
 now() { date +%s.%N; }
 
 # ---------------------------------------------------------------- helpers
+running() { # running PID: alive and not a zombie (this machine's pid 1 reaps orphans late)
+    local st
+    st="$(sed -E 's/^.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null || true)"
+    [[ -n "$st" && "$st" != Z ]]
+}
 pid_of() { # pid_of NAME -> pid from the pid file, if that process is alive
     local f
     case "$1" in
@@ -58,7 +63,9 @@ pid_of() { # pid_of NAME -> pid from the pid file, if that process is alive
     [[ -s "$f" ]] || return 1
     local pid
     pid="$(tr -dc '0-9' <"$f")"
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+    [[ -n "$pid" ]] && running "$pid" || return 1
+    # A stale pid file whose pid now belongs to another program does not count.
+    [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$1" ]] || return 1
     echo "$pid"
 }
 alive() { pid_of "$1" >/dev/null; }
@@ -207,7 +214,7 @@ link_etc_conf() {
         if [[ "$target" != "$CONF" ]]; then
             # Another state dir's cluster: refuse if it is still running.
             local other="${target%/etc/slurm.conf}"
-            if [[ -s "$other/run/slurmctld.pid" ]] && kill -0 "$(cat "$other/run/slurmctld.pid")" 2>/dev/null; then
+            if [[ -s "$other/run/slurmctld.pid" ]] && running "$(cat "$other/run/slurmctld.pid")"; then
                 die "$ETC_CONF points to a running cluster in $other; stop it first (O2O_SLURM_DIR=$other $0 stop)"
             fi
         fi
@@ -369,19 +376,28 @@ cmd_start() {
     usage_text
 }
 
-stop_pid() { # stop_pid NAME: SIGTERM, wait up to 20 s, then SIGKILL
-    local name="$1" pid i
-    pid="$(pid_of "$name")" || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for (( i = 0; i < 100; i++ )); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.2
+stop_group() { # stop_group NAME...: SIGTERM to all, wait up to 10 s, then SIGKILL
+    local name pid i left
+    local -a pids=()
+    for name in "$@"; do
+        pid="$(pid_of "$name")" || continue
+        kill -TERM "$pid" 2>/dev/null || true
+        pids+=("$pid")
     done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "$name ($pid) did not stop; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-        sleep 0.2
-    fi
+    (( ${#pids[@]} )) || return 0
+    for (( i = 0; i < 100; i++ )); do
+        left=0
+        for pid in "${pids[@]}"; do running "$pid" && left=1; done
+        (( left )) || return 0
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do
+        if running "$pid"; then
+            log "pid $pid ($*) did not stop after 10 s; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+    sleep 0.2
 }
 
 cmd_stop() {
@@ -397,8 +413,10 @@ cmd_stop() {
                 || log "some jobs are still listed after scancel"
         fi
     fi
-    local d
-    for d in slurmd slurmctld slurmdbd mariadbd munged; do stop_pid "$d"; done
+    # slurmctld still reports to slurmdbd while it shuts down; slurmdbd to MariaDB.
+    stop_group slurmd slurmctld
+    stop_group slurmdbd
+    stop_group mariadbd munged
     rm -f "$RUN"/*.pid "$MUNGE_DIR/munged.pid" 2>/dev/null || true
     # Put /etc/slurm/slurm.conf back the way it was.
     if [[ "$(readlink "$ETC_CONF" 2>/dev/null)" == "$CONF" ]]; then
