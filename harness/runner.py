@@ -28,6 +28,15 @@ from harness.store import RunStore, atomic_write, read_summary
 EVAL_SEED_OFFSET = 10_000_019  # evaluation episodes never share seeds with training episodes
 
 
+class Interrupted(BaseException):
+    """Raised at a safe point after a stop was requested (e.g. SLURM's pre-emption signal) and a
+    checkpoint was saved; the launcher requeues the job, which resumes exactly from there."""
+
+
+class RunDirConflict(RuntimeError):
+    """The run directory holds a run of a different resolved config (another job id)."""
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -49,12 +58,16 @@ class Progress:
     episodes: int = 0  # finished online episodes
     wall_time: float = 0.0  # seconds spent in earlier attempts
     offline_done: bool = False
+    resumes: int = 0  # how many times this run was resumed from a checkpoint
+    last_ckpt_env_steps: int = 0  # env steps at the last online checkpoint (sets the next one)
     rows: dict[str, list] = field(default_factory=lambda: {"evals": [], "train": [], "episodes": []})
 
 
 class Runner:
-    def __init__(self, job: dict[str, Any], run_dir: Path, progress_bar: bool = True):
+    def __init__(self, job: dict[str, Any], run_dir: Path, progress_bar: bool = True,
+                 stop_requested=lambda: False):
         self.job, self.dir, self.progress_bar = job, Path(run_dir), progress_bar
+        self.stop_requested = stop_requested  # polled at safe points (between updates, at episode ends)
         self.protocol = Protocol(**job["protocol"])
         algo_cfg = job["algorithm"]
         self.replay_cfg = ReplayConfig(**algo_cfg.get("replay", {}))
@@ -87,6 +100,10 @@ class Runner:
 
     # -- checkpoints -----------------------------------------------------------------------
     def save_checkpoint(self) -> None:
+        """Everything the run needs to continue: networks, optimizers and learned scalars (via
+        the algorithm's state_dict), the online buffer, all RNG states, counters and curves.
+        Written atomically: a run killed while saving keeps the previous checkpoint."""
+        t = time.monotonic()
         self.state.rows = {"evals": self.store.evals, "train": self.store.train, "episodes": self.store.episodes}
         payload = {"job_id": self.job["job_id"], "progress": self.state, "algorithm": self.algo.state_dict(),
                    "replay": self.replay.online_state(), "torch_rng": torch.get_rng_state(),
@@ -98,14 +115,18 @@ class Runner:
         torch.save(payload, buf)
         atomic_write(self.ckpt_path, buf.getvalue())
         self.store.flush()
+        self.ckpt_seconds += time.monotonic() - t
+        self.ckpt_count += 1
 
     def try_resume(self) -> bool:
         if not self.ckpt_path.exists():
             return False
         payload = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
         if payload["job_id"] != self.job["job_id"]:
-            return False
+            raise RunDirConflict(f"{self.dir} holds a checkpoint of job {payload['job_id']}, not {self.job['job_id']}; "
+                                 f"use another runs_dir or delete that directory")
         self.state = payload["progress"]
+        self.state.resumes += 1
         self.state.wall_time = payload["wall_time"]
         self.algo.load_state_dict(payload["algorithm"])
         self.replay.load_online_state(payload["replay"])
@@ -121,6 +142,8 @@ class Runner:
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         self.t0 = time.monotonic()
+        self.ckpt_seconds, self.ckpt_count = 0.0, 0
+        check_run_dir(self.dir, self.job)
         self.store.write_config(self.job)
         self.build()
         resumed = self.try_resume()
@@ -162,6 +185,8 @@ class Runner:
                 self.evaluate("offline")
             if p.checkpoint_every and s.step % p.checkpoint_every == 0 and s.step < p.offline_steps:
                 self.save_checkpoint()
+            if s.step < p.offline_steps and self.stop_requested():
+                self.stop()
         s.offline_done = True
         self.algo.on_finetune_start()
         if p.checkpoint_every and p.online_steps:
@@ -172,7 +197,7 @@ class Runner:
         if p.online_steps == 0:
             return
         obs, _ = env.reset(seed=self.episode_seed())
-        ep_return, ep_success, ep_len, last_ckpt = 0.0, False, 0, s.env_steps
+        ep_return, ep_success, ep_len = 0.0, False, 0
         while s.env_steps < p.online_steps:
             action = self.algo.act(obs, deterministic=False)
             next_obs, reward, terminated, truncated, info = env.step(action)
@@ -200,9 +225,18 @@ class Runner:
                 ep_return, ep_success, ep_len = 0.0, False, 0
                 if s.env_steps < p.online_steps:
                     obs, _ = env.reset(seed=self.episode_seed())
-                    if p.checkpoint_every and s.env_steps - last_ckpt >= p.checkpoint_every:
+                    # first episode end after each multiple of C (the same points after a resume)
+                    if p.checkpoint_every and s.env_steps // p.checkpoint_every > s.last_ckpt_env_steps // p.checkpoint_every:
+                        s.last_ckpt_env_steps = s.env_steps
                         self.save_checkpoint()
-                        last_ckpt = s.env_steps
+                    if self.stop_requested():
+                        self.stop()
+
+    def stop(self) -> None:
+        """At a safe point after a stop request: checkpoint, then hand control to the launcher."""
+        self.save_checkpoint()
+        self.write_summary("running")
+        raise Interrupted(f"stopped at update {self.state.step}, env step {self.state.env_steps}")
 
     def episode_seed(self) -> int:
         return self.job["seed"] * 1_000_003 + self.state.episodes
@@ -229,7 +263,8 @@ class Runner:
         self.bar.set_postfix(phase=phase, score=f"{self.last_score:.1f}", refresh=True)
         self.store.flush()
 
-    def write_summary(self, status: str, error: str | None = None, resumed: bool = False) -> dict[str, Any]:
+    def write_summary(self, status: str, error: str | None = None, resumed: bool = False,
+                      traceback_tail: str | None = None) -> dict[str, Any]:
         evals = self.store.evals
         offline = [r["normalized_score"] for r in evals if r["phase"] == "offline"]
         online = [r for r in evals if r["phase"] == "online"]
@@ -243,10 +278,21 @@ class Runner:
             "early_min_score": early_min(online, self.protocol.online_steps),
             "wall_time_s": round(wall, 2),
             "updates_per_s": round(self.state.step / wall, 2) if hasattr(self, "state") and wall > 0 else None,
-            "resumed": resumed,
+            "resumed": resumed or (hasattr(self, "state") and self.state.resumes > 0),
+            "resumes": self.state.resumes if hasattr(self, "state") else 0,
+            "checkpoints": getattr(self, "ckpt_count", 0),  # taken in this attempt
+            "checkpoint_s": round(getattr(self, "ckpt_seconds", 0.0), 3),  # spent saving them, this attempt
         }
+        if status == "running":  # lets `harness.status` tell a live run from an abandoned one
+            import os
+            import socket
+
+            summary.update(host=socket.gethostname(), pid=os.getpid(),
+                           slurm_job_id=os.environ.get("SLURM_JOB_ID"))
         if error:
             summary["error"] = error
+        if traceback_tail:
+            summary["traceback"] = traceback_tail
         self.store.write_summary(summary)
         return summary
 
@@ -262,19 +308,42 @@ def early_min(online_evals: list[dict], online_steps: int, window: float = EARLY
     return min(early) if early else None
 
 
-def run_job(job: dict[str, Any], run_dir: Path, progress_bar: bool = True) -> dict[str, Any]:
+def check_run_dir(run_dir: Path, job: dict[str, Any]) -> None:
+    """Refuse a run directory written for another resolved config (e.g. a changed yaml)."""
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        return
+    try:
+        found = (yaml.safe_load(path.read_text()) or {}).get("job_id")
+    except yaml.YAMLError:
+        found = None
+    if found is not None and found != job["job_id"]:
+        raise RunDirConflict(
+            f"{run_dir} holds job {found}, but this config resolves to job {job['job_id']} "
+            f"(the config changed since that run); use another runs_dir=... or delete {run_dir}")
+
+
+def run_job(job: dict[str, Any], run_dir: Path, progress_bar: bool = True,
+            stop_requested=lambda: False) -> dict[str, Any]:
     """Run (or resume) one job; a finished run with the same job id is never redone.
     Failures are recorded in summary.json with their error and re-raised."""
     previous = read_summary(run_dir)
     if previous and previous.get("status") == "done" and previous.get("job_id") == job["job_id"]:
         return previous
-    runner = Runner(job, run_dir, progress_bar)
+    runner = Runner(job, run_dir, progress_bar, stop_requested)
     try:
         return runner.run()
+    except (Interrupted, RunDirConflict):
+        raise
     except Exception as exc:
+        import traceback
+
         runner.t0 = getattr(runner, "t0", time.monotonic())
         try:
-            runner.write_summary("failed", error=f"{type(exc).__name__}: {exc}")
+            runner.write_summary("failed", error=f"{type(exc).__name__}: {exc}",
+                                 traceback_tail="".join(traceback.format_exc().splitlines(True)[-12:]))
         except Exception:
             pass
         raise
