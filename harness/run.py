@@ -53,34 +53,66 @@ def closing_table(jobs, runs_dir: Path, errors: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def job_table(jobs) -> str:
-    lines = [f"{'algorithm':<10} {'task':<28} {'seed':>4} {'offline steps':>14} {'online steps':>13}  job id"]
+def job_cost(job, runs_dir: Path, cost) -> tuple[int, int, float, str]:
+    """(gradient updates, env steps incl. evaluation, estimated GPU-hours, where the rate came from)."""
+    import tasks
+    from harness.store import read_summary
+
+    p = job["protocol"]
+    updates = p["offline_steps"] + p["online_steps"] * p["utd"]
+    horizon = getattr(tasks.get(job["task"]["name"]), "horizon", 1000)
+    n_evals = -(-p["offline_steps"] // p["eval_every_offline"]) + -(-p["online_steps"] // p["eval_every"])
+    env_steps = p["online_steps"] + max(n_evals, 1) * p["eval_episodes"] * horizon  # evaluation: at most
+    algo, task = job["algorithm"]["name"], job["task"]["name"]
+    measured = [s["updates_per_s"] for d in Path(runs_dir).glob(f"*/{task}/{algo}/seed*")
+                if (s := read_summary(d)) and s.get("status") == "done" and s.get("updates_per_s")
+                and s.get("wall_time_s", 0) > 60]  # whole-run rates (evaluation and env included)
+    if measured:
+        rate = sum(measured) / len(measured)
+        return updates, env_steps, updates / rate / 3600, f"measured ({len(measured)} runs in runs_dir, {rate:.0f}/s)"
+    rate = (cost.get("gpu_updates_per_s") or {}).get(algo, cost.default_updates_per_s)
+    hours = (updates / rate + env_steps / cost.env_steps_per_s) / 3600
+    return updates, env_steps, hours, f"config cost table ({rate}/s)"
+
+
+def job_table(jobs, runs_dir: Path | None = None, cost=None) -> str:
+    lines = [f"{'algorithm':<10} {'task':<28} {'seed':>4} {'offline steps':>14} {'online steps':>13} "
+             f"{'updates':>10} {'env steps':>11} {'GPU-h':>7}  job id        rate from"]
+    total = [0, 0, 0.0]
     for j in jobs:
         p = j["protocol"]
+        u, e, h, src = job_cost(j, runs_dir, cost) if cost is not None else (0, 0, 0.0, "")
+        total[0] += u; total[1] += e; total[2] += h
         lines.append(f"{j['algorithm']['name']:<10} {j['task']['name']:<28} {j['seed']:>4} "
-                     f"{p['offline_steps']:>14,} {p['online_steps']:>13,}  {j['job_id']}")
+                     f"{p['offline_steps']:>14,} {p['online_steps']:>13,} {u:>10,} {e:>11,} {h:>7.2f}  {j['job_id']}  {src}")
     lines.append(f"{len(jobs)} jobs, {sum(j['protocol']['offline_steps'] for j in jobs):,} offline updates, "
-                 f"{sum(j['protocol']['online_steps'] for j in jobs):,} online env steps")
+                 f"{sum(j['protocol']['online_steps'] for j in jobs):,} online env steps; in all {total[0]:,} "
+                 f"gradient updates, <= {total[1]:,} env steps (evaluation included), ~{total[2]:.2f} GPU-hours")
     return "\n".join(lines)
 
 
 def main_with_config(cfg) -> int:
     from harness.jobs import expand
-    from harness.launch import launch_local
+    from harness.launch import check_run_dirs, check_slurm, launch, write_manifest
 
     jobs = expand(cfg)
+    runs_dir = Path(cfg.runs_dir)
     if cfg.dry_run:
-        print(job_table(jobs))
+        print(job_table(jobs, runs_dir, cfg.cost))
         return 0
+    check_run_dirs(jobs, runs_dir)  # before any work: a changed config never overwrites old runs
+    if cfg.launcher.name == "slurm":
+        check_slurm(cfg.launcher)
     for task_name in dict.fromkeys(j["task"]["name"] for j in jobs):  # datasets before any job
         import tasks
 
         tasks.get(task_name).prepare()
-    runs_dir = Path(cfg.runs_dir)
-    launcher = cfg.launcher
     print(f"o2o-bench: {len(jobs)} jobs -> {runs_dir.resolve()}", flush=True)
-    errors = launch_local(jobs, runs_dir, workers=launcher.get("workers", 1), threads=launcher.get("threads", 0),
-                          progress=cfg.progress)
+    write_manifest(jobs, runs_dir)
+    errors = launch(jobs, runs_dir, cfg)
+    if cfg.launcher.name == "slurm" and not cfg.launcher.wait:
+        print(f"follow with: python -m harness.status {runs_dir}")
+        return 0
     print(closing_table(jobs, runs_dir, errors))
     for job_id, err in errors.items():
         print(f"FAILED {job_id}: {err.splitlines()[0]}", file=sys.stderr)
@@ -114,10 +146,11 @@ def main() -> None:
     @hydra.main(config_path="conf", config_name="config", version_base="1.3")
     def _app(cfg) -> None:
         try:
-            status["code"] = main_with_config(cfg)
+            code = main_with_config(cfg)
         except (ConfigError, DatasetError) as exc:
             print(f"error: {exc}", file=sys.stderr)
-            status["code"] = 2
+            code = 2
+        status["code"] = max(status["code"], code)  # a multirun fails if any of its points failed
 
     _app()
     sys.exit(status["code"])
