@@ -161,13 +161,15 @@ def active_slurm_ids(ids: list[str]) -> set[str]:
 def slurm_executor(launcher, folder: Path, n_jobs: int):
     import submitit
 
-    ex = submitit.AutoExecutor(folder=folder / "%A_%a", cluster="slurm",
+    ex = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm",
                                slurm_max_num_timeout=int(launcher.max_num_timeout))
     params = dict(name=launcher.job_name, timeout_min=int(launcher.timeout_min),
-                  cpus_per_task=int(launcher.cpus_per_task), gpus_per_node=int(launcher.gpus_per_node),
+                  cpus_per_task=int(launcher.cpus_per_task),
                   slurm_array_parallelism=int(launcher.array_parallelism or n_jobs),
                   slurm_signal_delay_s=int(launcher.signal_delay_s),
                   slurm_additional_parameters=dict(launcher.additional_parameters or {}))
+    if launcher.get("gpus_per_node"):
+        params["gpus_per_node"] = int(launcher.gpus_per_node)
     if launcher.get("mem_gb"):
         params["mem_gb"] = float(launcher.mem_gb)
     for key in ("partition", "account", "qos"):

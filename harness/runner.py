@@ -59,6 +59,7 @@ class Progress:
     wall_time: float = 0.0  # seconds spent in earlier attempts
     offline_done: bool = False
     resumes: int = 0  # how many times this run was resumed from a checkpoint
+    resumed_at: list = field(default_factory=list)  # (updates, env steps) at each resume
     last_ckpt_env_steps: int = 0  # env steps at the last online checkpoint (sets the next one)
     rows: dict[str, list] = field(default_factory=lambda: {"evals": [], "train": [], "episodes": []})
 
@@ -127,6 +128,7 @@ class Runner:
                                  f"use another runs_dir or delete that directory")
         self.state = payload["progress"]
         self.state.resumes += 1
+        self.state.resumed_at.append([self.state.step, self.state.env_steps])
         self.state.wall_time = payload["wall_time"]
         self.algo.load_state_dict(payload["algorithm"])
         self.replay.load_online_state(payload["replay"])
@@ -280,6 +282,7 @@ class Runner:
             "updates_per_s": round(self.state.step / wall, 2) if hasattr(self, "state") and wall > 0 else None,
             "resumed": resumed or (hasattr(self, "state") and self.state.resumes > 0),
             "resumes": self.state.resumes if hasattr(self, "state") else 0,
+            "resumed_at": self.state.resumed_at if hasattr(self, "state") else [],  # [updates, env steps]
             "checkpoints": getattr(self, "ckpt_count", 0),  # taken in this attempt
             "checkpoint_s": round(getattr(self, "ckpt_seconds", 0.0), 3),  # spent saving them, this attempt
         }
