@@ -1,0 +1,53 @@
+"""`harness.status` from the jobs manifest and summaries; failed jobs keep their error and the
+rest of the suite goes on; `retries` reruns only the failed ones."""
+import json
+
+import harness.launch as launch
+from harness import status
+from harness.store import atomic_write
+
+
+def fake_jobs(n=4):
+    return [{"suite": "s", "seed": k, "job_id": f"id{k:010d}", "algorithm": {"name": "cql"},
+             "task": {"name": "t"}} for k in range(n)]
+
+
+def test_status_reports_each_state_and_failure_lines(tmp_path, capsys):
+    jobs = fake_jobs()
+    launch.write_manifest(jobs, tmp_path)
+    d = [tmp_path / f"s/t/cql/seed{k}" for k in range(4)]
+    atomic_write(d[0] / "summary.json", json.dumps({"status": "done", "job_id": jobs[0]["job_id"], "final_score": 80}))
+    atomic_write(d[1] / "summary.json", json.dumps({"status": "failed", "job_id": jobs[1]["job_id"],
+                                                     "error": "FloatingPointError: non-finite critic_loss",
+                                                     "traceback": "Traceback...\nFloatingPointError: non-finite critic_loss"}))
+    atomic_write(d[2] / "summary.json", json.dumps({"status": "running", "job_id": jobs[2]["job_id"],
+                                                     "host": __import__("socket").gethostname(), "pid": 2**22 + 7}))
+    assert status.main([str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    lines = {l.split()[3]: l for l in out.splitlines() if l.split() and l.split()[0] in
+             ("done", "failed", "interrupted", "missing", "running")}
+    assert lines["0"].startswith("done") and lines["1"].startswith("failed")
+    assert lines["2"].startswith("interrupted") and lines["3"].startswith("missing")
+    assert "non-finite critic_loss" in out and "1 done, 1 failed, 1 interrupted, 1 missing" in out
+
+
+def test_failures_are_recorded_the_suite_goes_on_and_retries_rerun_them(tmp_path, monkeypatch):
+    calls, fail = [], {1}
+
+    def fake_run_job(job, run_dir, progress_bar=True, stop_requested=None):
+        calls.append(job["seed"])
+        if job["seed"] in fail:
+            raise RuntimeError("transient")
+        atomic_write(run_dir / "summary.json", json.dumps({"status": "done", "job_id": job["job_id"]}))
+
+    monkeypatch.setattr("harness.runner.run_job", fake_run_job)
+    jobs = fake_jobs(3)
+    errors = launch.launch_local(jobs, tmp_path, progress=False)
+    assert list(errors) == [jobs[1]["job_id"]] and "transient" in errors[jobs[1]["job_id"]]
+    assert calls == [0, 1, 2]  # the rest of the suite went on
+    calls.clear()
+    assert launch.launch_local(jobs, tmp_path, progress=False, retries=1) == {jobs[1]["job_id"]: errors[jobs[1]["job_id"]]}
+    assert calls == [1, 1]  # finished jobs skipped; the failed one tried 1 + 1 times
+    calls.clear(), fail.clear()
+    assert launch.launch_local(jobs, tmp_path, progress=False, retries=1) == {}
+    assert calls == [1]
