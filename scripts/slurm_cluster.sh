@@ -301,6 +301,21 @@ start_slurmctld() {
         || { tail -n 20 "$LOG/slurmctld.log" >&2; die "slurmctld does not answer; see $LOG/slurmctld.log"; }
 }
 
+cancel_leftover_jobs() {
+    # Jobs kept in StateSaveLocation from a run that died without `stop` (a batch job on a
+    # failed node is requeued by default): cancel them, so a fresh start has an empty queue.
+    # Done once slurmd is registered, so that it also ends their surviving slurmstepd.
+    local jobs
+    jobs="$(slurm_env squeue -h -o '%A' 2>/dev/null | tr '\n' ' ' || true)"
+    if [[ -n "${jobs// /}" ]]; then
+        log "cancelling jobs left from an earlier run: $jobs"
+        # shellcheck disable=SC2086
+        slurm_env scancel $jobs 2>/dev/null || true
+        wait_for 20 leftovers-gone sh -c "[ -z \"\$(SLURM_CONF='$CONF' squeue -h -o %A)\" ]" \
+            || log "some leftover jobs are still listed after scancel"
+    fi
+}
+
 start_slurmd() {
     alive slurmd && return 0
     slurm_env slurmd || die "slurmd failed to start; see $LOG/slurmd.log"
@@ -372,6 +387,7 @@ cmd_start() {
     start_slurmctld
     start_slurmd
     wait_idle
+    cancel_leftover_jobs
     log "up in $(awk -v a="$t0" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}') s"
     usage_text
 }
