@@ -70,8 +70,8 @@ pid_of() { # pid_of NAME -> pid from the pid file, if that process is alive
 }
 alive() { pid_of "$1" >/dev/null; }
 
-wait_for() { # wait_for SECONDS DESCRIPTION CMD...
-    local secs="$1" what="$2"; shift 2
+wait_for() { # wait_for SECONDS LABEL CMD...: until CMD succeeds; 1 after SECONDS
+    local secs="$1"; shift 2
     local end=$(( $(date +%s) + secs ))
     until "$@" >/dev/null 2>&1; do
         if (( $(date +%s) >= end )); then
@@ -85,8 +85,9 @@ slurm_env() { SLURM_CONF="$CONF" "$@"; }
 
 need_root_debian() {
     [[ "$(id -u)" == 0 ]] || die "must run as root (it installs packages and starts daemons)"
-    [[ -f /etc/debian_version ]] && command -v apt-get >/dev/null \
-        || die "needs Debian (apt-get)"
+    if [[ ! -f /etc/debian_version ]] || ! command -v apt-get >/dev/null; then
+        die "needs Debian (apt-get)"
+    fi
 }
 
 # ---------------------------------------------------------------- install
