@@ -24,6 +24,12 @@
 # accounting database, job-id counter), so a later `start` takes ~3 s and job ids keep
 # growing (sacct keys on job ids); `stop --purge` removes it.
 #
+# Packages (installed only when a binary is missing; `apt-get update` only when apt has no
+# candidate for them): slurmctld slurmd slurm-client munge slurmdbd mariadb-server, with
+# --no-install-recommends (25 packages instead of 74), under a policy-rc.d guard so that
+# their init scripts start no system service. Measured here: install ~10-40 s, start 2-4 s
+# (incl. a new MariaDB datadir), stop 1-3 s.
+#
 # Environment: O2O_SLURM_DIR (state dir), O2O_SLURM_TIMEOUT (seconds to wait for the node
 # to be idle, default 60).
 set -euo pipefail

@@ -13,10 +13,10 @@ import threading
 import time
 from pathlib import Path
 
-import cloudpickle
 import pytest
 
 submitit = pytest.importorskip("submitit")
+import cloudpickle  # noqa: E402  (a dependency of submitit)
 from submitit.core.utils import UncompletedJobError  # noqa: E402
 
 from .cluster import slurm_cluster  # noqa: E402
@@ -40,6 +40,9 @@ def _timing(name: str, seconds: float) -> None:
 @pytest.fixture(scope="module")
 def cluster():
     with slurm_cluster() as info:
+        for line in info.output.splitlines():
+            if line.startswith("[slurm_cluster]"):  # install / start-up notes, for the log
+                print(f"\n{line}", end="")
         _timing("cluster start" + (" (already up)" if not info.started_here else ""),
                 info.start_seconds)
         yield info
