@@ -51,6 +51,7 @@ def interval_plot(intervals: pd.DataFrame, panels, out_dir: Path, name: str) -> 
             ax.set_title(f"{stat}", fontsize=9)
             ax.set_xlabel(PRETTY.get(metric, metric))
             ax.grid(axis="y", visible=False)
+            ax.invert_yaxis()
         fig.tight_layout()
         return _save(fig, out_dir, name)
 
