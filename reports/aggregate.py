@@ -168,6 +168,7 @@ def probability_of_improvement(mats: Matrices, reps: int = 2000, seed: int = 0) 
 
 
 GRID = np.linspace(0.0, 1.0, 51)
+KEYS = ["suite", "task", "algorithm", "seed"]
 
 
 def run_curve(run: dict, evals: pd.DataFrame, grid=GRID) -> np.ndarray:
@@ -180,21 +181,27 @@ def run_curve(run: dict, evals: pd.DataFrame, grid=GRID) -> np.ndarray:
     return np.interp(grid, x, np.concatenate([[j0], score]))
 
 
-def curve_matrices(mats: Matrices, evals: pd.DataFrame) -> dict:
+def all_run_curves(metrics: pd.DataFrame, evals: pd.DataFrame) -> dict:
+    """{(suite, task, algorithm, seed): grid curve} of every included run."""
+    by_run = dict(tuple(evals.groupby(KEYS)))
+    return {tuple(r[k] for k in KEYS): run_curve(r, by_run[tuple(r[k] for k in KEYS)])
+            for r in metrics[metrics["included"]].to_dict("records")}
+
+
+def curve_matrices(mats: Matrices, curves: dict) -> dict:
     """{alg: (runs, tasks, grid)} curves of the runs in the aggregate matrices."""
-    by_run = dict(tuple(evals.groupby(["suite", "task", "algorithm", "seed"])))
     out = {}
     for alg, runs in mats.runs.items():
         n = len(runs) // len(mats.tasks)
-        curves = np.stack([run_curve(r, by_run[(r["suite"], r["task"], r["algorithm"], r["seed"])])
-                           for r in runs.to_dict("records")])  # task-major, seed-minor
-        out[alg] = curves.reshape(len(mats.tasks), n, len(GRID)).transpose(1, 0, 2)
+        curves_ = np.stack([curves[tuple(r[k] for k in KEYS)] for r in runs.to_dict("records")])  # task-major
+        out[alg] = curves_.reshape(len(mats.tasks), n, len(GRID)).transpose(1, 0, 2)
     return out
 
 
-def sample_efficiency(mats: Matrices, evals: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """IQM score over all tasks at each grid fraction, with stratified bootstrap CIs."""
-    data = {a: check_score_matrix(c, len(mats.tasks), a) for a, c in curve_matrices(mats, evals).items()}
+def sample_efficiency(mats: Matrices, curves: dict, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """IQM score over all tasks at each grid fraction, with stratified bootstrap CIs.
+    `curves`: from all_run_curves."""
+    data = {a: check_score_matrix(c, len(mats.tasks), a) for a, c in curve_matrices(mats, curves).items()}
     _seed(seed)
     point, ci = rly.get_interval_estimates(data, iqm, reps=reps,
                                            confidence_interval_size=CONFIDENCE)
@@ -214,17 +221,15 @@ def bootstrap_ci(values: np.ndarray, stat, reps: int = 2000, seed: int = 0):
     return np.quantile(boot, alpha, axis=0), np.quantile(boot, 1 - alpha, axis=0)
 
 
-def per_task_curves(metrics: pd.DataFrame, evals: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+def per_task_curves(metrics: pd.DataFrame, curves: dict, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Per (task, algorithm), IQM over seeds at each grid fraction, all completed runs, with a
     percentile bootstrap over seeds (one task: a stratified bootstrap is a plain one)."""
-    by_run = dict(tuple(evals.groupby(["suite", "task", "algorithm", "seed"])))
     ok = metrics[metrics["included"]]
     frames = []
     for (task, alg), runs in ok.groupby(["task", "algorithm"]):
-        curves = np.stack([run_curve(r, by_run[(r["suite"], r["task"], r["algorithm"], r["seed"])])
-                           for r in runs.to_dict("records")])
-        lo, hi = bootstrap_ci(curves, trimmed_mean, reps, seed)
+        task_curves = np.stack([curves[tuple(r[k] for k in KEYS)] for r in runs.to_dict("records")])
+        lo, hi = bootstrap_ci(task_curves, trimmed_mean, reps, seed)
         budget = runs["online_steps"].max() if runs["online_steps"].notna().any() else runs["last_env_steps"].max()
         frames.append(pd.DataFrame({"task": task, "algorithm": alg, "frac": GRID, "env_steps": GRID * budget,
-                                    "iqm": trimmed_mean(curves), "lo": lo, "hi": hi}))
+                                    "iqm": trimmed_mean(task_curves), "lo": lo, "hi": hi}))
     return pd.concat(frames, ignore_index=True)

@@ -47,9 +47,10 @@ def build_report(runs_dir, out_dir=None, dip_window: float = metrics.DEFAULT_DIP
         mats = aggregate.build_matrices(per_run)
         left_out = mats.excluded
         left_out.to_csv(out_dir / "left_out_of_aggregates.csv", index=False)
+        curves = aggregate.all_run_curves(per_run, store.evals)
         if mats.tasks:
-            sections += _aggregate_sections(store, mats, out_dir, fig_dir, reps, seed)
-        sections += _per_task_sections(store, per_run, out_dir, fig_dir, reps, seed)
+            sections += _aggregate_sections(store, mats, curves, out_dir, fig_dir, reps, seed)
+        sections += _per_task_sections(per_run, curves, out_dir, fig_dir, reps, seed)
     else:
         sections.append(("Results", "<p class='warn'>No completed run yet: nothing to aggregate.</p>"))
 
@@ -63,13 +64,13 @@ def build_report(runs_dir, out_dir=None, dip_window: float = metrics.DEFAULT_DIP
                        not_included=not_included.drop(columns=["path"]), left_out=left_out, notes=notes)
 
 
-def _aggregate_sections(store, mats, out_dir, fig_dir, reps, seed):
+def _aggregate_sections(store, mats, curves, out_dir, fig_dir, reps, seed):
     intervals = aggregate.interval_estimates(mats, reps, seed)
     intervals.to_csv(out_dir / "aggregates.csv", index=False)
     taus, profiles, cis = aggregate.performance_profiles(mats, reps=reps, seed=seed)
     poi = aggregate.probability_of_improvement(mats, reps, seed)
     poi.to_csv(out_dir / "probability_of_improvement.csv", index=False)
-    curve = aggregate.sample_efficiency(mats, store.evals, reps, seed)
+    curve = aggregate.sample_efficiency(mats, curves, reps, seed)
     curve.to_csv(out_dir / "sample_efficiency.csv", index=False)
 
     agg_tables = [
@@ -107,8 +108,8 @@ def _aggregate_sections(store, mats, out_dir, fig_dir, reps, seed):
     return sections
 
 
-def _per_task_sections(store, per_run, out_dir, fig_dir, reps, seed):
-    task_curves = aggregate.per_task_curves(per_run, store.evals, reps, seed)
+def _per_task_sections(per_run, curves, out_dir, fig_dir, reps, seed):
+    task_curves = aggregate.per_task_curves(per_run, curves, reps, seed)
     task_curves.to_csv(out_dir / "curves_per_task.csv", index=False)
     f_tasks = plots.per_task_plot(task_curves, fig_dir)
     task_tables = [

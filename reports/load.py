@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 RUN_KEYS = ["suite", "task", "algorithm", "seed"]
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
 
 
 class StoreError(Exception):
@@ -57,7 +58,7 @@ def _read_run(run_dir: Path) -> tuple[dict, pd.DataFrame | None]:
            "episodes": 0, "episode_success": np.nan}
     config = {}
     if (run_dir / "config.yaml").exists():
-        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        config = yaml.load((run_dir / "config.yaml").read_text(), Loader=_YAML_LOADER) or {}
         task = config.get("task") or {}
         protocol = config.get("protocol") or {}
         row["domain"] = task.get("domain", row["domain"])
