@@ -65,13 +65,14 @@ def build_matrices(metrics: pd.DataFrame) -> Matrices:
     scores, runs = {}, {}
     for alg in algs:
         n = int(counts.loc[tasks, alg].min()) if tasks else 0
+        fewest = counts.loc[tasks, alg].idxmin() if tasks else ""
         cols, kept = [], []
         for task in tasks:
             rows = ok[(ok["algorithm"] == alg) & (ok["task"] == task)].sort_values("seed")
             kept.append(rows.iloc[:n])
             cols.append(rows.iloc[:n][AGG_METRICS].to_numpy(float))
             for row in rows.iloc[n:].to_dict("records"):
-                left_out.append({**row, "reason": f"{alg} has {n} runs on some task; kept its {n} "
+                left_out.append({**row, "reason": f"{alg} has only {n} runs on {fewest}; kept its {n} "
                                                   f"lowest seeds per task (rliable needs equal runs per task)"})
         if tasks:
             scores[alg] = check_score_matrix(np.stack(cols, axis=1), len(tasks), alg)

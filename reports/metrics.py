@@ -23,7 +23,7 @@ DEFAULT_DIP_WINDOW = 0.25
 GOAL_DOMAINS = {"antmaze", "kitchen", "adroit", "adroit_binary", "pointmaze", "fetch", "visual"}
 
 
-def unlearning_dip(offline_score: float, env_steps, scores, online_steps: int,
+def unlearning_dip(offline_score: float, env_steps: np.ndarray, scores: np.ndarray, online_steps: int,
                    window: float = 0.25) -> float:
     """max(0, J0 - min J_t) over online evals with env_steps <= window * online_steps."""
     env_steps = np.asarray(env_steps, dtype=float)
@@ -69,7 +69,7 @@ def run_metrics(run: dict, evals: pd.DataFrame, window: float = DEFAULT_DIP_WIND
     dip = unlearning_dip(j0, env, score, budget, window)
     recover = steps_to_recover(j0, env, score)
     fail = float("nan")
-    if run.get("episodes", 0) and is_goal_task(run.get("goal"), run.get("domain", ""), on["success"]):
+    if run.get("episodes", 0) and is_goal_task(run.get("goal"), run.get("domain", ""), on.get("success", [])):
         fail = 1.0 - float(run["episode_success"])
     return {
         "offline_score": j0,

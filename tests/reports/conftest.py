@@ -24,3 +24,10 @@ def small_store(tmp_path_factory):
     import shutil
     shutil.rmtree(base / "maze-b" / "calql" / "seed2")
     return root
+
+
+@pytest.fixture(scope="session")
+def small_report(small_store, tmp_path_factory):
+    """index.html of the small store's report (200 bootstrap reps to stay fast)."""
+    from reports import build_report
+    return build_report(small_store, tmp_path_factory.mktemp("report"), reps=200)

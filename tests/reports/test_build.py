@@ -14,10 +14,9 @@ from reports import synthetic
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def report(small_store, tmp_path_factory):
-    out = tmp_path_factory.mktemp("report")
-    return reports.build_report(small_store, out, reps=200)
+@pytest.fixture
+def report(small_report):
+    return small_report
 
 
 def test_outputs_written(report):

@@ -5,14 +5,12 @@ import subprocess
 import matplotlib.image as mpimg
 import pytest
 
-import reports
-
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
-def test_index_renders(small_store, tmp_path):
-    index = reports.build_report(small_store, tmp_path / "report", reps=100)
+def test_index_renders(small_report, tmp_path):
+    index = small_report
     shot = tmp_path / "shot.png"
     subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--no-first-run",

@@ -21,3 +21,14 @@ def test_missing_failed_running_named(small_store):
 def test_empty_store_errors(tmp_path):
     with pytest.raises(load.StoreError, match="no runs found under"):
         load.load_store(tmp_path)
+
+
+def test_suite_dir_and_partial_runs(tmp_path):
+    from reports import synthetic
+    synthetic.write_run(tmp_path / "s" / "maze" / "cql" / "seed0",
+                        config=synthetic.make_config("s", "maze", "antmaze", "cql", 0, offline_steps=10,
+                                                     online_steps=10, eval_every=5, offline_eval_every=5))
+    store = load.load_store(tmp_path / "s")  # pointing at one suite works too
+    row = store.runs.iloc[0]
+    assert (row["suite"], row["task"], row["algorithm"], row["seed"]) == ("s", "maze", "cql", 0)
+    assert not row["included"] and row["reason"].startswith("no summary.json")
