@@ -8,7 +8,9 @@ Definitions (scores are normalized, 0-100; "online evals" are the evals.csv rows
   success > 0 in the run), NaN otherwise.
 - unlearning dip: max(0, J0 - min J_t) over the online evals with env_steps <= window x the
   run's online budget (protocol.online_steps; the last eval's env_steps if absent). Default
-  window 0.25 (`--dip-window`). NaN when J0 is unknown or no online eval lies in the window.
+  window 0.25 (`--dip-window`). When no eval lies in the window (evals sparser than the window),
+  the first online eval stands in, as in the harness's closing table. NaN when J0 is unknown
+  or there is no online eval.
 - relative dip: dip / J0 (NaN when J0 == 0).
 - steps to recover: the env_steps of the first online eval with J_t >= J0; NaN and
   `recovered = False` (censored at the run's last eval) when no eval reaches J0.
@@ -25,12 +27,15 @@ GOAL_DOMAINS = {"antmaze", "kitchen", "adroit", "adroit_binary", "pointmaze", "f
 
 def unlearning_dip(offline_score: float, env_steps: np.ndarray, scores: np.ndarray, online_steps: int,
                    window: float = 0.25) -> float:
-    """max(0, J0 - min J_t) over online evals with env_steps <= window * online_steps."""
+    """max(0, J0 - min J_t) over online evals with env_steps <= window * online_steps
+    (the first online eval alone if none lies in the window)."""
     env_steps = np.asarray(env_steps, dtype=float)
     scores = np.asarray(scores, dtype=float)
-    early = scores[(env_steps > 0) & (env_steps <= window * online_steps)]
-    if np.isnan(offline_score) or early.size == 0:
+    if np.isnan(offline_score) or scores.size == 0:
         return float("nan")
+    early = scores[env_steps <= window * online_steps]
+    if early.size == 0:
+        early = scores[np.argsort(env_steps, kind="stable")[:1]]
     return float(max(0.0, offline_score - np.nanmin(early)))
 
 

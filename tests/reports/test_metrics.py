@@ -13,7 +13,10 @@ def test_unlearning_dip_window():
     assert metrics.unlearning_dip(50.0, env, score, online_steps=1600, window=0.25) == 20.0
     assert metrics.unlearning_dip(50.0, env, score, online_steps=1600, window=0.5) == 40.0
     assert metrics.unlearning_dip(20.0, env, score, online_steps=1600) == 0.0  # never below J0
-    assert math.isnan(metrics.unlearning_dip(50.0, env, score, online_steps=100, window=0.25))
+    # no eval inside the window: the first online eval stands in (the harness does the same)
+    assert metrics.unlearning_dip(50.0, env, score, online_steps=100, window=0.25) == 10.0
+    assert math.isnan(metrics.unlearning_dip(50.0, [], [], online_steps=100))
+    assert math.isnan(metrics.unlearning_dip(float("nan"), env, score, online_steps=1600))
 
 
 def test_recover_and_regret():
