@@ -113,6 +113,8 @@ def expand(cfg: DictConfig) -> list[dict[str, Any]]:
             raise ConfigError(f"bad protocol option: {exc}; valid: {', '.join(Protocol.__dataclass_fields__)}") from None
         for algo_cfg in algo_cfgs:
             algo = resolve_algorithm(algo_cfg, task.domain)
+            shared = _plain(suite.get("algorithm_overrides"))  # e.g. one replay mode for every method
+            algo = OmegaConf.to_container(OmegaConf.merge(algo, shared), resolve=True) if shared else algo
             validate_algorithm(algo)
             for seed in seeds:
                 if int(seed) < 0:

@@ -5,6 +5,8 @@ the goal, the episode ends there), and an offline dataset the harness generates 
 waypoint controller (breadth-first search over maze cells, PD control towards the next cell)
 drives to random goals, and rewards are relabeled against the fixed evaluation goal.
 "diverse": random start and goal cells; "play": a few hand-picked start -> goal routes.
+The dense variant pays exp(-distance to the goal) every step and never terminates; its score
+is normalized between a random policy (0) and the noise-free controller (100) from the start.
 The data is saved as a Minari dataset under MINARI_DATASETS_PATH on first use.
 """
 from __future__ import annotations
@@ -32,7 +34,8 @@ def _gym():
 
 
 class FixedGoalPointMaze(gym.Wrapper):
-    """PointMaze with a fixed start cell and an exact fixed goal; observation = (x, y, vx, vy)."""
+    """PointMaze with a fixed start cell and an exact fixed goal; observation = (x, y, vx, vy).
+    `success` is true on steps within GOAL_RADIUS of the goal."""
 
     def __init__(self, env: gym.Env, start_cell, goal_cell, goal_xy: np.ndarray):
         super().__init__(env)
@@ -65,19 +68,41 @@ class PointMazeTask(Task):
     ref_min_score, ref_max_score = 0.0, 1.0
     fail_reward = 0.0
 
-    def __init__(self, name: str, env_id: str, start_cell, goal_cell, horizon: int, recipe: DatasetRecipe):
-        self.name, self.env_id, self.horizon, self.recipe = name, env_id, horizon, recipe
+    def __init__(self, name: str, env_id: str, start_cell, goal_cell, horizon: int, recipe: DatasetRecipe,
+                 dense: bool = False):
+        self.name, self.env_id, self.horizon, self.recipe, self.dense = name, env_id, horizon, recipe, dense
         self.start_cell, self.goal_cell = tuple(start_cell), tuple(goal_cell)
         self.dataset_id = f"o2o/{name}/generated-v0"
         self.source = f"generated (Minari {self.dataset_id})"
+        if dense:
+            self.fail_reward = None
+            self.ref_min_score = self.ref_max_score = None  # measured on first use
+
+    def normalize(self, episode_return: float) -> float:
+        if self.ref_max_score is None:
+            self.ref_min_score, self.ref_max_score = self.reference_returns()
+        return super().normalize(episode_return)
+
+    def reference_returns(self, episodes: int = 5) -> tuple[float, float]:
+        """Mean return from the fixed start of a uniform random policy and of the noise-free
+        waypoint controller: the 0 and 100 of the dense task's normalized score."""
+        rng = np.random.default_rng(0)
+        env = self.make_env(0)
+        maze = env.unwrapped.maze
+        controller = _Controller(maze, self.goal_cell)
+        random_returns, expert_returns = [], []
+        for i in range(episodes):
+            random_returns.append(_rollout(env, lambda o: rng.uniform(-1, 1, 2), seed=i))
+            expert_returns.append(_rollout(env, lambda o: controller(o, self.goal_cell, 0.0, rng), seed=i))
+        return float(np.mean(random_returns)), float(np.mean(expert_returns))
 
     # -- environment -------------------------------------------------------------------------
     def _raw_env(self, continuing: bool) -> gym.Env:
         return _gym().make(self.env_id, continuing_task=continuing, reset_target=False,
-                           max_episode_steps=self.horizon, reward_type="sparse")
+                           max_episode_steps=self.horizon, reward_type="dense" if self.dense else "sparse")
 
     def make_env(self, seed: int) -> gym.Env:
-        raw = self._raw_env(continuing=False)
+        raw = self._raw_env(continuing=self.dense)
         goal_xy = raw.unwrapped.maze.cell_rowcol_to_xy(np.array(self.goal_cell))
         env = FixedGoalPointMaze(raw, self.start_cell, self.goal_cell, goal_xy)
         env.action_space.seed(seed)
@@ -138,9 +163,9 @@ class PointMazeTask(Task):
         rng = np.random.default_rng(recipe.seed)
         env = self._raw_env(continuing=True)
         maze = env.unwrapped.maze
-        open_cells = [(r, c) for r, row in enumerate(maze.maze_map) for c, v in enumerate(row) if v != 1]
+        controller = _Controller(maze, self.goal_cell)
+        open_cells = controller.open_cells
         goal_xy = maze.cell_rowcol_to_xy(np.array(self.goal_cell))
-        next_cell = _next_cell_table(maze.maze_map, open_cells)
         episodes = []
         for k in range(recipe.episodes):
             if recipe.routes:
@@ -152,20 +177,19 @@ class PointMazeTask(Task):
             ep = {key: [] for key in ("obs", "action", "reward", "terminal", "timeout")}
             ep["obs"].append(x.astype(np.float32))
             for t in range(self.horizon):
-                cell = _nearest_open(maze, x[:2], open_cells)
-                waypoint_cell = next_cell[cell][target] if cell != target else target
-                waypoint = maze.cell_rowcol_to_xy(np.array(waypoint_cell))
-                action = 10.0 * (waypoint - x[:2]) - 1.0 * x[2:4] + recipe.noise * rng.standard_normal(2)
-                action = np.clip(action, -1.0, 1.0).astype(np.float32)
+                action = controller(x, target, recipe.noise, rng)
                 obs, *_ = env.step(action)
                 x = obs["observation"]
-                reward = float(np.linalg.norm(x[:2] - goal_xy) <= GOAL_RADIUS)
+                distance = float(np.linalg.norm(x[:2] - goal_xy))
+                at_goal = distance <= GOAL_RADIUS
+                reward = float(np.exp(-distance)) if self.dense else float(at_goal)
+                terminal = at_goal and not self.dense
                 ep["obs"].append(x.astype(np.float32))
                 ep["action"].append(action)
                 ep["reward"].append(reward)
-                ep["terminal"].append(reward > 0)
-                ep["timeout"].append(t == self.horizon - 1 and reward == 0)
-                if reward > 0:
+                ep["terminal"].append(terminal)
+                ep["timeout"].append(t == self.horizon - 1 and not terminal)
+                if terminal:
                     break
                 if np.linalg.norm(x[:2] - maze.cell_rowcol_to_xy(np.array(target))) <= 0.5:
                     if recipe.routes:  # play: go back and forth along the chosen route
@@ -175,6 +199,34 @@ class PointMazeTask(Task):
             episodes.append({k2: np.asarray(v) for k2, v in ep.items()})
         env.close()
         return episodes
+
+
+class _Controller:
+    """Waypoint controller: PD control towards the next cell of a shortest path to `target`."""
+
+    def __init__(self, maze, goal_cell):
+        self.maze = maze
+        self.open_cells = [(r, c) for r, row in enumerate(maze.maze_map) for c, v in enumerate(row) if v != 1]
+        self.next_cell = _next_cell_table(maze.maze_map, self.open_cells)
+
+    def __call__(self, x, target, noise, rng) -> np.ndarray:
+        cell = _nearest_open(self.maze, x[:2], self.open_cells)
+        waypoint_cell = self.next_cell[cell][target] if cell != target else target
+        waypoint = self.maze.cell_rowcol_to_xy(np.array(waypoint_cell))
+        action = 10.0 * (waypoint - x[:2]) - 1.0 * x[2:4]
+        if noise:
+            action = action + noise * rng.standard_normal(2)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+def _rollout(env, act, seed) -> float:
+    obs, _ = env.reset(seed=seed)
+    total, done = 0.0, False
+    while not done:
+        obs, reward, terminated, truncated, _ = env.step(act(obs))
+        total += reward
+        done = terminated or truncated
+    return total
 
 
 def _nearest_open(maze, xy, open_cells):
@@ -203,6 +255,14 @@ def _next_cell_table(maze_map, open_cells):
     return table
 
 
-register_task(PointMazeTask(
-    "pointmaze-umaze-diverse", "PointMaze_UMaze-v3", start_cell=(3, 1), goal_cell=(1, 1), horizon=300,
-    recipe=DatasetRecipe(episodes=300, noise=0.5)))
+UMAZE = dict(env_id="PointMaze_UMaze-v3", start_cell=(3, 1), goal_cell=(1, 1), horizon=300)
+MEDIUM = dict(env_id="PointMaze_Medium-v3", start_cell=(1, 1), goal_cell=(6, 6), horizon=400)
+# play: hand-picked routes, as AntMaze's play data; they pass the goal region but rarely stop there
+UMAZE_ROUTES = (((3, 1), (1, 3)), ((1, 3), (3, 3)), ((3, 3), (1, 2)), ((1, 2), (3, 1)), ((3, 2), (1, 1)))
+MEDIUM_ROUTES = (((1, 1), (4, 4)), ((4, 4), (6, 3)), ((6, 1), (2, 6)), ((2, 5), (6, 6)), ((6, 5), (1, 2)))
+
+register_task(PointMazeTask("pointmaze-umaze-diverse", **UMAZE, recipe=DatasetRecipe(episodes=300, noise=0.5)))
+register_task(PointMazeTask("pointmaze-umaze-play", **UMAZE, recipe=DatasetRecipe(episodes=300, noise=0.5, routes=UMAZE_ROUTES)))
+register_task(PointMazeTask("pointmaze-medium-diverse", **MEDIUM, recipe=DatasetRecipe(episodes=300, noise=0.5)))
+register_task(PointMazeTask("pointmaze-medium-play", **MEDIUM, recipe=DatasetRecipe(episodes=300, noise=0.5, routes=MEDIUM_ROUTES)))
+register_task(PointMazeTask("pointmaze-umaze-dense", **UMAZE, recipe=DatasetRecipe(episodes=300, noise=0.5), dense=True))

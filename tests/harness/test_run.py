@@ -86,5 +86,7 @@ def test_dry_run_prints_the_job_table(tmp_path):
     proc = harness("dry_run=true", f"runs_dir={tmp_path}")
     assert proc.returncode == 0
     lines = [l for l in proc.stdout.splitlines() if l.startswith(("calql", "cql"))]
-    assert len(lines) == 4  # default suite: 2 methods x 1 task x 2 seeds
+    suite = yaml.safe_load((ROOT / "harness" / "conf" / "suite" / "default.yaml").read_text())
+    assert len(lines) == len(suite["algorithms"]) * len(suite["tasks"]) * len(suite["seeds"])
+    assert {l.split()[1] for l in lines} == set(suite["tasks"])
     assert not any(tmp_path.iterdir())

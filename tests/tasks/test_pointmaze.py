@@ -88,3 +88,46 @@ def test_dataset_validation_names_the_problem(dataset):
         bad.validate("x", 4, 2)
     with pytest.raises(DatasetError, match=r"observations have shape \(4,\), the environment gives \(5,\)"):
         dataset.validate("x", 5, 2)
+
+
+def small_copy(name, episodes=6, seed=0):
+    task = tasks.get(name)
+    recipe = type(task.recipe)(episodes=episodes, noise=task.recipe.noise, routes=task.recipe.routes, seed=seed)
+    return type(task)(name + "-small", task.env_id, task.start_cell, task.goal_cell, task.horizon, recipe,
+                      dense=task.dense)
+
+
+@pytest.mark.parametrize("name", ["pointmaze-umaze-play", "pointmaze-medium-play"])
+def test_play_data_starts_only_at_route_starts(name):
+    task = small_copy(name)
+    env = task.make_env(0)
+    maze = env.unwrapped.maze
+    starts = {tuple(maze.cell_rowcol_to_xy(np.array(s)).round(6)) for s, _ in task.recipe.routes}
+    for ep in task.collect():
+        nearest = min(starts, key=lambda xy: np.linalg.norm(ep["obs"][0][:2] - np.array(xy)))
+        assert np.abs(ep["obs"][0][:2] - np.array(nearest)).max() <= 0.25 + 1e-6  # reset noise only
+
+
+def test_dense_variant_pays_exp_minus_distance_and_never_terminates():
+    task = small_copy("pointmaze-umaze-dense", episodes=2)
+    env = task.make_env(0)
+    goal = env.unwrapped.maze.cell_rowcol_to_xy(np.array(task.goal_cell))
+    for ep in task.collect():
+        dist = np.linalg.norm(ep["obs"][1:, :2] - goal, axis=1)
+        np.testing.assert_allclose(ep["reward"], np.exp(-dist), rtol=1e-5)
+        assert not ep["terminal"].any() and ep["timeout"][-1] and len(ep["reward"]) == task.horizon
+    low, high = task.reference_returns()
+    assert high > low
+    assert task.normalize(high) == pytest.approx(100.0) and task.normalize(low) == pytest.approx(0.0)
+    obs, _ = env.reset(seed=0)
+    for _ in range(5):
+        _, reward, terminated, _, _ = env.step(np.zeros(2, np.float32))
+        assert 0 < reward < 1 and not terminated
+
+
+def test_medium_maze_start_and_goal():
+    env = tasks.get("pointmaze-medium-diverse").make_env(0)
+    obs, _ = env.reset(seed=0)
+    maze = env.unwrapped.maze
+    assert np.abs(obs[:2] - maze.cell_rowcol_to_xy(np.array([1, 1]))).max() <= 0.25 + 1e-6
+    np.testing.assert_array_equal(env.unwrapped.goal, maze.cell_rowcol_to_xy(np.array([6, 6])))

@@ -1,0 +1,136 @@
+"""Build the whole report of a results store: tidy CSVs, tables (Markdown, LaTeX), figures
+(PNG, PDF) and index.html. `build_report` is what the CLI and the harness call."""
+from __future__ import annotations
+
+import datetime
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from reports import aggregate, metrics, plots, tables
+from reports.html import figure, write_index
+from reports.load import load_store
+
+DEFAULT_REPS = 2000
+NOT_INCLUDED_COLS = ["suite", "task", "algorithm", "seed", "status", "reason", "path"]
+
+
+def build_report(runs_dir, out_dir=None, dip_window: float = metrics.DEFAULT_DIP_WINDOW,
+                 reps: int = DEFAULT_REPS, seed: int = 0) -> Path:
+    """Write the report of `runs_dir` into `out_dir` (default RUNS_DIR/report); return index.html."""
+    if not 0 < dip_window <= 1:
+        raise ValueError(f"dip window {dip_window} must be a fraction in (0, 1]; e.g. --dip-window 0.25")
+    if reps < 100:
+        raise ValueError(f"--reps {reps} is too few bootstrap replications for 95% CIs; use at least 100")
+    runs_dir = Path(runs_dir)
+    out_dir = Path(out_dir) if out_dir else runs_dir / "report"
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+
+    store = load_store(runs_dir)
+    if store.runs["suite"].nunique() > 1:  # the same task name may mean different things per suite
+        for frame in (store.runs, store.evals):
+            frame["task"] = frame["suite"] + "/" + frame["task"]
+    per_run = metrics.all_run_metrics(store, dip_window)
+    store.evals.to_csv(out_dir / "evals_tidy.csv", index=False)
+    per_run.drop(columns=["path"]).to_csv(out_dir / "runs.csv", index=False)
+    not_included = per_run.loc[~per_run["included"].astype(bool), NOT_INCLUDED_COLS]
+    not_included.to_csv(out_dir / "not_included.csv", index=False)
+
+    sections = []
+    n_ok = int(per_run["included"].sum())
+    left_out = pd.DataFrame(columns=["suite", "task", "algorithm", "seed", "reason"])
+    if n_ok:
+        metrics.task_means(per_run).to_csv(out_dir / "task_means.csv", index=False)
+        metrics.domain_averages(per_run).to_csv(out_dir / "domain_averages.csv", index=False)
+        mats = aggregate.build_matrices(per_run)
+        left_out = mats.excluded
+        left_out.to_csv(out_dir / "left_out_of_aggregates.csv", index=False)
+        curves = aggregate.all_run_curves(per_run, store.evals)
+        if mats.tasks:
+            sections += _aggregate_sections(store, mats, curves, out_dir, fig_dir, reps, seed)
+        sections += _per_task_sections(per_run, curves, out_dir, fig_dir, reps, seed)
+    else:
+        sections.append(("Results", "<p class='warn'>No completed run yet: nothing to aggregate.</p>"))
+
+    algs = sorted(per_run["algorithm"].unique())
+    meta = (f"Store <code>{html.escape(str(runs_dir.resolve()))}</code> · {len(per_run)} runs "
+            f"({n_ok} included) · {per_run['task'].nunique()} tasks · methods: {', '.join(algs)} · "
+            f"dip window {dip_window:g} of the online budget · {reps} bootstrap reps · "
+            f"generated {datetime.datetime.now().isoformat(timespec='seconds')}")
+    notes = f"{metrics.__doc__}\n{aggregate.__doc__}"
+    return write_index(out_dir, title="o2o-bench fine-tuning report", meta=meta, sections=sections,
+                       not_included=not_included.drop(columns=["path"]), left_out=left_out, notes=notes)
+
+
+def _aggregate_sections(store, mats, curves, out_dir, fig_dir, reps, seed):
+    intervals = aggregate.interval_estimates(mats, reps, seed)
+    intervals.to_csv(out_dir / "aggregates.csv", index=False)
+    taus, profiles, cis = aggregate.performance_profiles(mats, reps=reps, seed=seed)
+    poi = aggregate.probability_of_improvement(mats, reps, seed)
+    poi.to_csv(out_dir / "probability_of_improvement.csv", index=False)
+    curve = aggregate.sample_efficiency(mats, curves, reps, seed)
+    curve.to_csv(out_dir / "sample_efficiency.csv", index=False)
+
+    agg_tables = [
+        tables.aggregate_table(intervals, "final_score", "Final normalized score across tasks", aggregate.STATISTICS),
+        tables.aggregate_table(intervals, "offline_score", "Offline score J0 across tasks", aggregate.STATISTICS[:3]),
+        tables.aggregate_table(intervals, "dip", "Unlearning dip across tasks", aggregate.STATISTICS[:3]),
+        tables.aggregate_table(intervals, "regret", "Cumulative regret across tasks", aggregate.STATISTICS[:3], 3),
+    ]
+    poi_t = tables.poi_table(poi) if len(poi) else None
+    _write_tables(out_dir, "aggregate_tables", agg_tables + ([poi_t] if poi_t else []))
+
+    budgets = store.runs.loc[store.runs["task"].isin(mats.tasks), "online_steps"].dropna().unique()
+    budget = float(budgets[0]) if len(budgets) == 1 else None
+    f_final = plots.interval_plot(intervals, [("final_score", s) for s in aggregate.STATISTICS], fig_dir, "aggregates")
+    f_dip = plots.interval_plot(intervals, [("dip", "IQM"), ("dip", "Mean"), ("regret", "IQM"), ("regret", "Mean")],
+                                fig_dir, "dip_regret")
+    f_prof = plots.profile_plot(taus, profiles, cis, fig_dir)
+    f_curve = plots.sample_efficiency_plot(curve, budget, fig_dir)
+    n = {a: m.shape[0] for a, m in mats.scores.items()}
+    runs_note = ", ".join(f"{a}: {k}" for a, k in n.items())
+    body = (f"<p class='note'>{len(mats.tasks)} tasks; runs per task used: {runs_note}. 95% stratified "
+            f"bootstrap CIs (rliable, {reps} reps).</p>"
+            + figure(f_final[0], out_dir, "Final normalized score: IQM, median, mean, optimality gap")
+            + figure(f_dip[0], out_dir, "Unlearning dip and cumulative regret (lower is better)")
+            + "".join(tables.to_html(t) for t in agg_tables))
+    sections = [("Aggregate performance", body),
+                ("Performance profile", figure(f_prof[0], out_dir, "Performance profile of final score with 95% CIs"))]
+    if poi_t:
+        f_poi = plots.poi_plot(poi, fig_dir)
+        sections.append(("Probability of improvement",
+                         figure(f_poi[0], out_dir, "P(X > Y) on final score") + tables.to_html(poi_t)))
+    sections.append(("Sample efficiency", figure(
+        f_curve[0], out_dir, "IQM normalized score during fine-tuning over all tasks, 95% CIs; "
+        "dashed line: end of pre-training (x = 0 is the offline score J0)")))
+    return sections
+
+
+def _per_task_sections(per_run, curves, out_dir, fig_dir, reps, seed):
+    task_curves = aggregate.per_task_curves(per_run, curves, reps, seed)
+    task_curves.to_csv(out_dir / "curves_per_task.csv", index=False)
+    f_tasks = plots.per_task_plot(task_curves, fig_dir)
+    task_tables = [
+        tables.score_table(per_run, reps, seed),
+        tables.metric_table(per_run, "regret", "Cumulative regret (Cal-QL)", False, 3,
+                            "mean over fine-tuning evals of 1 - score/100; mean ± std over seeds; lowest in bold"),
+        tables.metric_table(per_run, "failed_episodes", "Failed online training episodes (CORL regret)", False, 3,
+                            "1 - success rate of the online training episodes; goal tasks only"),
+        tables.metric_table(per_run, "dip", "Unlearning dip", False, 1,
+                            "max(0, J0 - min score) over the early fine-tuning window; lowest in bold"),
+        tables.metric_table(per_run, "relative_dip", "Relative unlearning dip (dip / J0)", False, 2,
+                            "NaN runs (J0 = 0) are skipped"),
+        tables.recovery_table(per_run),
+    ]
+    _write_tables(out_dir, "task_tables", task_tables)
+    body = (figure(f_tasks[0], out_dir, "Per-task IQM over seeds with 95% bootstrap bands; dashed line: end of "
+                   "pre-training") + "".join(tables.to_html(t) for t in task_tables))
+    return [("Per-task results", body)]
+
+
+def _write_tables(out_dir: Path, name: str, ts) -> None:
+    (out_dir / f"{name}.md").write_text("\n".join(tables.to_markdown(t) for t in ts), encoding="utf-8")
+    (out_dir / f"{name}.tex").write_text(
+        "% needs \\usepackage{booktabs}\n" + "\n".join(tables.to_latex(t) for t in ts), encoding="utf-8")

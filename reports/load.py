@@ -1,0 +1,149 @@
+"""Read a results store (runs/<suite>/<task>/<algorithm>/seed<k>/) into tidy pandas frames.
+
+Reads only the files the harness writes; never imports torch, the harness, tasks or algorithms.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+RUN_KEYS = ["suite", "task", "algorithm", "seed"]
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
+
+
+class StoreError(Exception):
+    """The store cannot be reported on (one line, shown to the user as is)."""
+
+
+@dataclass
+class Store:
+    """`runs`: one row per run (or hole in the grid) with `included`, `reason` and its
+    episodes.csv summary; `evals`: tidy eval rows of every run that has them (RUN_KEYS)."""
+    root: Path
+    runs: pd.DataFrame
+    evals: pd.DataFrame
+
+
+def find_run_dirs(root: Path) -> list[Path]:
+    """Run directories under a store root (suite/task/alg/seedK) or a suite dir (task/alg/seedK)."""
+    dirs = [p for p in root.glob("*/*/*/seed*") if p.is_dir()]
+    if not dirs:
+        dirs = [p for p in root.glob("*/*/seed*") if p.is_dir()]
+    return sorted(dirs)
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+def _read_run(run_dir: Path) -> tuple[dict, pd.DataFrame | None]:
+    """One run's identity/status row (with its episodes summary) and its evals (None if absent)."""
+    seed_txt = run_dir.name[len("seed"):]
+    row = {"suite": run_dir.parents[2].name, "task": run_dir.parents[1].name,
+           "algorithm": run_dir.parent.name, "seed": int(seed_txt) if seed_txt.isdigit() else -1,
+           "path": str(run_dir), "domain": "unknown", "status": "unknown", "error": "",
+           "offline_steps": np.nan, "online_steps": np.nan, "eval_every": np.nan,
+           "wall_time_s": np.nan, "updates_per_s": np.nan, "goal": None,
+           "episodes": 0, "episode_success": np.nan}
+    config = {}
+    if (run_dir / "config.yaml").exists():
+        config = yaml.load((run_dir / "config.yaml").read_text(), Loader=_YAML_LOADER) or {}
+        task = config.get("task") or {}
+        protocol = config.get("protocol") or {}
+        row["domain"] = task.get("domain", row["domain"])
+        row["goal"] = task.get("goal")
+        for key in ("offline_steps", "online_steps", "eval_every"):
+            row[key] = protocol.get(key, np.nan)
+    summary = None
+    if (run_dir / "summary.json").exists():
+        summary = json.loads((run_dir / "summary.json").read_text())
+        row["status"] = summary.get("status", "unknown")
+        row["error"] = str(summary.get("error") or "")
+        row["domain"] = summary.get("domain") or row["domain"]
+        for key in ("wall_time_s", "updates_per_s"):
+            row[key] = summary.get(key, np.nan)
+    evals = _read_csv(run_dir / "evals.csv")
+    episodes = _read_csv(run_dir / "episodes.csv")
+    if episodes is not None and "success" in episodes:
+        row["episodes"] = len(episodes)
+        row["episode_success"] = float(episodes["success"].astype(float).mean()) if len(episodes) else np.nan
+    row["included"], row["reason"] = _inclusion(summary, row, config, evals)
+    return row, evals
+
+
+def _inclusion(summary, row, config, evals) -> tuple[bool, str]:
+    """Whether a run enters the metrics, and if not, why (shown in the report)."""
+    if summary is None:
+        return False, "no summary.json (not started, or died before writing it)"
+    if row["status"] == "failed":
+        return False, "failed: " + (row["error"].splitlines()[-1] if row["error"] else "no error message")
+    if row["status"] == "running":
+        return False, "still running"
+    if row["status"] != "done":
+        return False, f"unknown status {row['status']!r}"
+    if not config:
+        return False, "done but config.yaml is missing"
+    if evals is None or evals.empty:
+        return False, "done but evals.csv is missing or empty"
+    if not (evals["phase"] == "online").any():
+        return False, "done but evals.csv has no online evaluations"
+    return True, ""
+
+
+def _grid_holes(runs: pd.DataFrame) -> pd.DataFrame:
+    """Rows for (task, algorithm, seed) combinations absent from a suite that has the others."""
+    holes = []
+    for suite, group in runs.groupby("suite"):
+        have = set(zip(group["task"], group["algorithm"], group["seed"]))
+        domains = dict(zip(group["task"], group["domain"]))
+        for task, alg, seed in itertools.product(sorted(group["task"].unique()),
+                                                 sorted(group["algorithm"].unique()),
+                                                 sorted(group["seed"].unique())):
+            if (task, alg, seed) not in have:
+                holes.append({"suite": suite, "task": task, "algorithm": alg, "seed": seed,
+                              "domain": domains.get(task, "unknown"), "status": "missing",
+                              "included": False, "path": "",
+                              "reason": "missing: no run directory (other runs of this suite have "
+                                        "this task, algorithm and seed)"})
+    return pd.DataFrame(holes)
+
+
+def _tidy(frames: dict, runs: pd.DataFrame) -> pd.DataFrame:
+    if not frames:
+        return pd.DataFrame(columns=RUN_KEYS)
+    out = pd.concat(frames, names=RUN_KEYS + ["row"]).reset_index(RUN_KEYS).reset_index(drop=True)
+    extra = runs.set_index(RUN_KEYS)[["domain", "status", "included"]]
+    return out.join(extra, on=RUN_KEYS)
+
+
+def load_store(root) -> Store:
+    """Read every run under `root`; raise StoreError if there is nothing to report on."""
+    root = Path(root)
+    if not root.is_dir():
+        raise StoreError(f"runs directory {root} does not exist; run python -m harness.run first")
+    run_dirs = find_run_dirs(root)
+    if not run_dirs:
+        raise StoreError(f"no runs found under {root}; run python -m harness.run first")
+    rows, evals = [], {}
+    for run_dir in run_dirs:
+        row, ev = _read_run(run_dir)
+        rows.append(row)
+        if ev is not None and not ev.empty:
+            evals[tuple(row[k] for k in RUN_KEYS)] = ev
+    runs = pd.DataFrame(rows)
+    holes = _grid_holes(runs)
+    if not holes.empty:
+        runs = pd.concat([runs, holes], ignore_index=True)
+    runs = runs.sort_values(RUN_KEYS).reset_index(drop=True)
+    return Store(root, runs, _tidy(evals, runs))

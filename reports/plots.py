@@ -1,0 +1,144 @@
+"""Paper-style figures (PNG for the page, PDF for papers) of the aggregates, performance profiles,
+probability of improvement and sample-efficiency curves. Uses matplotlib's Agg backend."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+# Okabe-Ito: distinguishable with colour-blindness and in greyscale print.
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+STYLE = {
+    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
+    "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False, "axes.spines.right": False,
+    "axes.grid": True, "grid.alpha": 0.25, "grid.linewidth": 0.5, "lines.linewidth": 1.6,
+    "savefig.dpi": 150, "pdf.fonttype": 42, "font.family": "DejaVu Sans",
+}
+PRETTY = {"final_score": "final score", "offline_score": "offline score", "dip": "unlearning dip",
+          "regret": "cumulative regret"}
+
+
+def colors(algs) -> dict:
+    return {a: PALETTE[i % len(PALETTE)] for i, a in enumerate(sorted(algs))}
+
+
+def _save(fig, out_dir: Path, name: str) -> list[Path]:
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    for p in paths:
+        fig.savefig(p, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def interval_plot(intervals: pd.DataFrame, panels, out_dir: Path, name: str) -> list[Path]:
+    """One panel per (metric, statistic): a CI bar and point per method (rliable's layout)."""
+    algs = sorted(intervals["algorithm"].unique())
+    col = colors(algs)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(panels), figsize=(2.3 * len(panels), 0.35 * len(algs) + 0.9))
+        for ax, (metric, stat) in zip(np.atleast_1d(axes), panels):
+            sub = intervals[(intervals["metric"] == metric) & (intervals["statistic"] == stat)].set_index("algorithm")
+            for i, a in enumerate(algs):
+                lo, hi, v = sub.loc[a, ["lo", "hi", "value"]]
+                ax.barh(i, hi - lo, left=lo, height=0.6, color=col[a], alpha=0.75)
+                ax.plot([v, v], [i - 0.3, i + 0.3], color="black", lw=1.2)
+            ax.set_yticks(range(len(algs)), algs if ax is np.atleast_1d(axes)[0] else [])
+            ax.set_title(f"{stat}", fontsize=9)
+            ax.set_xlabel(PRETTY.get(metric, metric))
+            ax.grid(axis="y", visible=False)
+            ax.invert_yaxis()
+        fig.tight_layout()
+        return _save(fig, out_dir, name)
+
+
+def profile_plot(taus, profiles, cis, out_dir: Path) -> list[Path]:
+    col = colors(profiles)
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(4.2, 3.0))
+        for a in sorted(profiles):
+            ax.plot(taus, profiles[a], color=col[a], label=a)
+            ax.fill_between(taus, cis[a][0], cis[a][1], color=col[a], alpha=0.2, lw=0)
+        ax.set_xlabel(r"normalized final score $\tau$")
+        ax.set_ylabel(r"fraction of runs with score $> \tau$")
+        ax.set_ylim(0, 1.02)
+        ax.legend(frameon=False)
+        fig.tight_layout()
+        return _save(fig, out_dir, "performance_profile")
+
+
+def poi_plot(poi: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Heatmap of P(row > column) with the value written in each cell."""
+    algs = sorted(set(poi["x"]) | set(poi["y"]))
+    mat = np.full((len(algs), len(algs)), np.nan)
+    for r in poi.itertuples():
+        mat[algs.index(r.x), algs.index(r.y)] = r.value
+    with plt.rc_context({**STYLE, "axes.grid": False}):
+        fig, ax = plt.subplots(figsize=(0.7 * len(algs) + 1.8, 0.6 * len(algs) + 1.0))
+        im = ax.imshow(mat, cmap="RdBu", vmin=0, vmax=1)
+        for i in range(len(algs)):
+            for j in range(len(algs)):
+                if i != j:
+                    ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                            color="white" if abs(mat[i, j] - 0.5) > 0.3 else "black")
+        ax.set_xticks(range(len(algs)), algs, rotation=30, ha="right")
+        ax.set_yticks(range(len(algs)), algs)
+        ax.set_xlabel("Y")
+        ax.set_ylabel("X")
+        ax.set_title("P(X > Y), final score")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        fig.tight_layout()
+        return _save(fig, out_dir, "probability_of_improvement")
+
+
+def _curve_axis(ax, frame, col, x, xlabel):
+    for a, g in frame.groupby("algorithm"):
+        ax.plot(g[x], g["iqm"], color=col[a], label=a)
+        ax.fill_between(g[x], g["lo"], g["hi"], color=col[a], alpha=0.2, lw=0)
+    ax.axvline(0, color="0.3", ls="--", lw=0.9)
+    ax.set_xlabel(xlabel)
+
+
+def sample_efficiency_plot(curve: pd.DataFrame, budget, out_dir: Path) -> list[Path]:
+    """IQM over all tasks vs fine-tuning env steps (fraction of the budget when tasks differ)."""
+    col = colors(curve["algorithm"].unique())
+    curve = curve.copy()
+    if budget:
+        curve["x"], xlabel = curve["frac"] * budget, "fine-tuning env steps"
+    else:
+        curve["x"], xlabel = curve["frac"], "fraction of each task's fine-tuning budget"
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(4.6, 3.0))
+        _curve_axis(ax, curve, col, "x", xlabel)
+        ax.text(0.01, 0.02, " end of pre-training", transform=ax.transAxes, fontsize=7, color="0.3")
+        ax.set_ylabel("IQM normalized score")
+        ax.legend(frameon=False, ncol=2)
+        fig.tight_layout()
+        return _save(fig, out_dir, "sample_efficiency")
+
+
+def per_task_plot(curves: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Small multiples: IQM over seeds per task with bootstrap bands; dashed line = end of pre-training."""
+    tasks = sorted(curves["task"].unique())
+    col = colors(curves["algorithm"].unique())
+    ncol = min(4, len(tasks))
+    nrow = int(np.ceil(len(tasks) / ncol))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.1 * nrow + 0.4), squeeze=False)
+        for ax, task in zip(axes.flat, tasks):
+            _curve_axis(ax, curves[curves["task"] == task], col, "env_steps", "env steps")
+            ax.set_title(task, fontsize=8)
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+        for ax in axes.flat[len(tasks):]:
+            ax.axis("off")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("normalized score")
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
+                   bbox_to_anchor=(0.5, 1.0))
+        fig.tight_layout()
+        return _save(fig, out_dir, "curves_per_task")
