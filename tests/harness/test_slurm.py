@@ -21,7 +21,7 @@ SLURM = ["launcher=slurm", "launcher.partition=debug", "launcher.timeout_min=5",
          "launcher.gpus_per_node=0", "launcher.mem_gb=null", "launcher.grace_s=20", "launcher.signal_delay_s=60",
          "progress=false", "report=false"]
 SMALL = ["algorithm.replay.batch_size=32", "algorithm.hparams.cql_n_actions=2", "protocol.eval_episodes=1"]
-LONG = ["algorithm=cql", "seed=0", *SMALL, "protocol.offline_steps=240", "protocol.online_steps=300",
+LONG = ["algorithm=cql", "task=pointmaze-umaze-diverse", "seed=0", *SMALL, "protocol.offline_steps=240", "protocol.online_steps=300",
         "protocol.eval_every_offline=80", "protocol.eval_every=100", "protocol.log_every=20",
         "protocol.checkpoint_every=40"]
 RUN = "default/pointmaze-umaze-diverse/cql/seed0"
@@ -70,7 +70,7 @@ def curves(d: Path):
 
 
 def test_suite_runs_as_an_array(cluster, tmp_path):
-    args = ["algorithm=cql", *SLURM, *SMALL, "protocol.offline_steps=60", "protocol.online_steps=60",
+    args = ["algorithm=cql", "task=pointmaze-umaze-diverse", *SLURM, *SMALL, "protocol.offline_steps=60", "protocol.online_steps=60",
             "protocol.eval_every_offline=30", "protocol.eval_every=30", "protocol.log_every=20"]
     proc = front_door(tmp_path, *args)  # the default suite's seeds 0 and 1
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
