@@ -18,9 +18,11 @@ def minari_present(dataset_id: str) -> bool:
     return (minari_root() / dataset_id / "data" / "metadata.json").exists()
 
 
-def load_minari(dataset_id: str, obs_fn: Callable[[object], np.ndarray] | None = None) -> Dataset:
+def load_minari(dataset_id: str, obs_fn: Callable[[object], np.ndarray] | None = None,
+                reward_fn: Callable[[object], np.ndarray] | None = None) -> Dataset:
     """All episodes of a local Minari dataset as flat transitions. `obs_fn` maps the stored
-    observation (array or dict of arrays, whole episode) to a (T+1, obs_dim) array."""
+    observation (array or dict of arrays, whole episode) to a (T+1, obs_dim) array;
+    `reward_fn(episode)` relabels an episode's T rewards (e.g. from its observations or infos)."""
     import minari
 
     if not minari_present(dataset_id):
@@ -38,7 +40,7 @@ def load_minari(dataset_id: str, obs_fn: Callable[[object], np.ndarray] | None =
             parts["obs"].append(obs[:-1])
             parts["next_obs"].append(obs[1:T + 1])
             parts["action"].append(np.asarray(ep.actions))
-            parts["reward"].append(np.asarray(ep.rewards))
+            parts["reward"].append(np.asarray(reward_fn(ep) if reward_fn else ep.rewards))
             parts["terminal"].append(terminal)
             parts["timeout"].append(timeout)
     except DatasetError:

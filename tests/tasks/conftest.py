@@ -9,6 +9,13 @@ from harness.evaluate import evaluate
 from harness.replay import Replay, mc_returns
 
 
+def _columns(steps):
+    """A list of (nested) dict observations -> a (nested) dict of arrays, as Minari stores them."""
+    if isinstance(steps[0], dict):
+        return {k: _columns([s[k] for s in steps]) for k in steps[0]}
+    return np.asarray(steps)
+
+
 def save_minari(dataset_id, episodes, env_id, observation_space, action_space, ref=(None, None)):
     """episodes: dicts with 'obs' (list of T+1 arrays or dicts), 'action', 'reward', 'terminal',
     'timeout', optional 'infos' (dict of T+1 arrays). Overwrites an existing local copy."""
@@ -22,9 +29,7 @@ def save_minari(dataset_id, episodes, env_id, observation_space, action_space, r
     shutil.rmtree(minari_root() / dataset_id, ignore_errors=True)
     buffers = []
     for ep in episodes:
-        obs = ep["obs"]
-        if isinstance(obs[0], dict):
-            obs = {k: [o[k] for o in obs] for k in obs[0]}
+        obs = _columns(ep["obs"])
         buffers.append(EpisodeBuffer(observations=obs, actions=list(ep["action"]), rewards=list(ep["reward"]),
                                      terminations=list(ep["terminal"]), truncations=list(ep["timeout"]),
                                      infos=ep.get("infos")))
