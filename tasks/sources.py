@@ -154,8 +154,7 @@ def binary_trajectories(trajs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np
             continue
         T = hits[-1] + 1
         reward = success[:T].astype(np.float32) - 1.0
-        timeout = np.zeros(T, bool)
-        timeout[-1] = True  # ends here (a success, so also terminal)
+        timeout = np.zeros(T, bool)  # every kept trajectory ends in a success: a terminal
         for k, v in zip(parts, (obs[:T], np.clip(action[:T], -0.99999, 0.99999), reward, next_obs[:T], reward == 0, timeout)):
             parts[k].append(np.asarray(v))
     if not parts["obs"]:
