@@ -103,7 +103,10 @@ def main_with_config(cfg) -> int:
     check_run_dirs(jobs, runs_dir)  # before any work: a changed config never overwrites old runs
     if cfg.launcher.name == "slurm":
         check_slurm(cfg.launcher)
-    for task_name in dict.fromkeys(j["task"]["name"] for j in jobs):  # datasets before any job
+    from harness.preflight import preflight
+
+    preflight(jobs)  # every dataset and environment before any job
+    for task_name in dict.fromkeys(j["task"]["name"] for j in jobs):
         import tasks
 
         tasks.get(task_name).prepare()

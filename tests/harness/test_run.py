@@ -12,7 +12,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["protocol.offline_steps=200", "protocol.online_steps=400", "protocol.eval_every_offline=100",
-        "protocol.eval_every=200", "protocol.eval_episodes=2", "protocol.log_every=50", "report=false"]
+        "protocol.eval_every=200", "protocol.eval_episodes=2", "protocol.log_every=50"]
 
 
 def harness(*args, env_extra=None, timeout=600):
@@ -27,6 +27,15 @@ def smoke_run(tmp_path_factory):
     proc = harness("suite=smoke", f"runs_dir={runs}", *TINY)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return runs, proc
+
+
+@pytest.mark.slow
+def test_run_ends_with_a_report_on_disk(smoke_run):
+    runs, proc = smoke_run
+    index = runs / "smoke" / "report" / "index.html"
+    assert index.exists() and f"report: {index}" in proc.stdout
+    html = index.read_text()
+    assert "calql" in html and "cql" in html and "pointmaze-umaze-diverse" in html
 
 
 @pytest.mark.slow
@@ -61,7 +70,7 @@ def test_rerun_skips_finished_jobs(smoke_run):
     runs, _ = smoke_run
     summary = runs / "smoke" / "pointmaze-umaze-diverse" / "cql" / "seed0" / "summary.json"
     before = summary.read_text()
-    proc = harness("suite=smoke", f"runs_dir={runs}", *TINY)
+    proc = harness("suite=smoke", f"runs_dir={runs}", *TINY, "report=false")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert summary.read_text() == before
 
