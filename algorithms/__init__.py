@@ -3,7 +3,7 @@
 Built-in methods register themselves on import; installed packages add theirs through the
 `o2o_bench.algorithms` entry point group.
 """
-from algorithms import cql  # noqa: F401  (registers cql, calql)
+from algorithms import awac, cql, iql, td3bc  # noqa: F401  (register awac, cql, calql, iql, td3bc)
 from algorithms.base import (ActionSpec, Algorithm, Batch, ObsSpec, REGISTRY, available, get, make,
                              register)
 

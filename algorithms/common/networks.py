@@ -116,6 +116,35 @@ def gaussian_tanh_log_prob(mean: torch.Tensor, std: torch.Tensor, pre_tanh: torc
     return (normal - correction).sum(-1)
 
 
+class GaussianActor(nn.Module):
+    """pi(a|s) = N(tanh(f(s)), exp(log_std)) with a state-independent log std, sampled actions
+    clipped to [-1, 1] (IQL's and AWAC's policies in CORL: log-probabilities of data actions at
+    the bounds stay finite, unlike a tanh-squashed Gaussian)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...],
+                 log_std_min: float = -20.0, log_std_max: float = 2.0):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, act_dim)
+        self.log_std = nn.Parameter(torch.zeros(act_dim))
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (action in [-1, 1], log_prob of the unclipped sample)."""
+        mean = torch.tanh(self.net(obs))
+        log_std = self.log_std.clamp(self.log_std_min, self.log_std_max)
+        pre = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
+        return pre.clamp(-1.0, 1.0), gaussian_log_prob(mean, log_std, pre)
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        mean = torch.tanh(self.net(obs))
+        return gaussian_log_prob(mean, self.log_std.clamp(self.log_std_min, self.log_std_max), action)
+
+
+def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Diagonal Gaussian log-density, summed over the last dim."""
+    return (-0.5 * ((x - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
 class DeterministicActor(nn.Module):
     """a = max_action * tanh(f(s)) (TD3+BC)."""
 

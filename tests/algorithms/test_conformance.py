@@ -10,7 +10,7 @@ import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec
 
 OBS, ACT, B = 5, 3, 32
-SMALL = {"actor_hidden": (16, 16), "critic_hidden": (16, 16)}
+SMALL = {"actor_hidden": (16, 16), "critic_hidden": (16, 16), "value_hidden": (16, 16)}
 
 
 def small_hparams(name):
