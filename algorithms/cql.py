@@ -82,11 +82,11 @@ class CQL(Algorithm):
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
         obs, action, next_obs = batch.obs, batch.action, batch.next_obs
-        B, N, A = obs.shape[0], cfg.cql_n_actions, self.action_spec.dim
+        B, N, A, n = obs.shape[0], cfg.cql_n_actions, self.action_spec.dim, self.critic.n
 
         # Temperature and actor (SAC).
         pi_action, log_pi = self.actor(obs)
-        alpha_loss = -(self.log_alpha * (log_pi.detach() + self.target_entropy)).mean()
+        alpha_loss = self.temperature_loss(log_pi.detach())
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()
         self.alpha_opt.step()
@@ -107,18 +107,13 @@ class CQL(Algorithm):
 
             # TD target: max over the N next actions of the min over critics (or one action).
             if cfg.cql_max_target_backup:
-                q_next = self.critic_target(next_obs_rep, next_a).min(0).values.view(B, N)
-                target_q, idx = q_next.max(1)
-                next_logp_used = next_logp.view(B, N).gather(1, idx[:, None]).squeeze(1)
+                q_next = self.critic_target(next_obs_rep, next_a).view(n, B, N)
+                td_target = self.td_target(batch.reward, batch.done, q_next, next_logp.view(B, N), alpha)
             else:
-                target_q = self.critic_target(next_obs, next_a.view(B, N, A)[:, 0]).min(0).values
-                next_logp_used = next_logp.view(B, N)[:, 0]
-            if cfg.backup_entropy:
-                target_q = target_q - alpha * next_logp_used
-            td_target = batch.reward + cfg.gamma * (1.0 - batch.done) * target_q
+                q_next = self.critic_target(next_obs, next_a.view(B, N, A)[:, 0]).unsqueeze(-1)
+                td_target = self.td_target(batch.reward, batch.done, q_next, next_logp.view(B, N)[:, :1], alpha)
 
         # All critic evaluations in one pass: data actions, then uniform, pi(s), pi(s') at s.
-        n = self.critic.n
         q_all = self.critic(torch.cat([obs, obs_rep, obs_rep, obs_rep]),
                             torch.cat([action, rand_a, cur_a, next_a]))
         q_data = q_all[:, :B]
@@ -154,6 +149,19 @@ class CQL(Algorithm):
         if bound_rate is not None:
             metrics["bound_rate"] = bound_rate
         return metrics
+
+    def temperature_loss(self, log_pi: torch.Tensor) -> torch.Tensor:
+        """SAC's automatic entropy tuning: -E[log alpha (log pi(a|s) + target entropy)]."""
+        return -(self.log_alpha * (log_pi + self.target_entropy)).mean()
+
+    def td_target(self, reward, done, q_next, next_logp, alpha) -> torch.Tensor:
+        """r + gamma (1 - d) max_j min_i Q_target_i(s', a'_j) (- alpha log pi(a'_j*|s') if
+        backup_entropy, at the maximizing action j*). q_next: (n, B, N) over N next actions
+        (N = 1 without the max backup); next_logp: (B, N)."""
+        target_q, idx = q_next.min(0).values.max(1)
+        if self.config.backup_entropy:
+            target_q = target_q - alpha * next_logp.gather(1, idx[:, None]).squeeze(1)
+        return reward + self.config.gamma * (1.0 - done) * target_q
 
     def conservative_gap(self, q_data, q_rand, q_cur, q_next, cur_logp, next_logp, batch):
         """CQL's push-down minus push-up term per critic: logsumexp over sampled actions of Q
