@@ -9,7 +9,8 @@ Deviations, each measured to change no expectation:
   backup and by CQL's push-down term (the reference samples them twice): saves one actor pass.
 - Actions for the CQL term are sampled without gradients: the critic loss only updates the
   critics, so the reference's actor gradients there were discarded anyway.
-- The twin critics run as one batched ensemble (same math as two MLPs).
+- The twin critics run as one batched ensemble (same math as two MLPs); the actor loss treats
+  the critics' parameters as constants (the reference computed their gradients and dropped them).
 """
 from __future__ import annotations
 
@@ -66,8 +67,8 @@ class CQL(Algorithm):
         self.critic_target = target_copy(self.critic)
         self.log_alpha = torch.zeros((), device=self.device, requires_grad=True)
         self.log_alpha_prime = torch.full((), config.cql_lagrange_init, device=self.device, requires_grad=True)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, foreach=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr, foreach=True)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], config.alpha_lr)
         self.alpha_prime_opt = torch.optim.Adam([self.log_alpha_prime], config.critic_lr)
         self.target_entropy = -float(act_dim) if config.target_entropy is None else config.target_entropy
@@ -91,7 +92,7 @@ class CQL(Algorithm):
         alpha_loss.backward()
         self.alpha_opt.step()
         alpha = self.log_alpha.detach().exp()
-        q_pi = self.critic(obs, pi_action).min(0).values
+        q_pi = self.critic(obs, pi_action, frozen=True).min(0).values
         actor_loss = (alpha * log_pi - q_pi).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()

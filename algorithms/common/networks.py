@@ -64,12 +64,16 @@ class EnsembleCritic(nn.Module):
         self.out = EnsembleLinear(n, dims[-1], 1)
         init_members(self.out.weight, 1e-2)
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        """Q-values (n, B). `frozen`: the parameters are treated as constants (gradients flow to
+        the inputs only), for actor losses: no wasted weight gradients, no stray .grad."""
         x = torch.cat([obs, action], dim=-1)
         x = x.unsqueeze(0).expand(self.n, *x.shape) if x.dim() == 2 else x
         for layer in self.hidden:
-            x = F.relu(layer(x))
-        return self.out(x).squeeze(-1)
+            w, b = (layer.weight.detach(), layer.bias.detach()) if frozen else (layer.weight, layer.bias)
+            x = torch.baddbmm(b, x, w).relu_()  # in place: relu's backward reads its output only
+        w, b = (self.out.weight.detach(), self.out.bias.detach()) if frozen else (self.out.weight, self.out.bias)
+        return torch.baddbmm(b, x, w).squeeze(-1)
 
 
 class ValueNet(nn.Module):

@@ -27,7 +27,7 @@ def offline_data(algo_name: str):
     return task, data, cfg
 
 
-def pretrain(algo_name: str, steps: int, seed: int = 0):
+def pretrain(algo_name: str, steps: int, seed: int = 0, batch_size: int | None = None):
     task, data, cfg = offline_data(algo_name)
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -43,7 +43,7 @@ def pretrain(algo_name: str, steps: int, seed: int = 0):
     replay = Replay(offline, 0, torch.device("cpu"), algo.config.gamma, fail)
     with_mc = "mc_return" in algo.needs
     for _ in range(steps):
-        metrics = algo.update(replay.sample(replay_cfg.batch_size, "mix", 1.0, with_mc))
+        metrics = algo.update(replay.sample(batch_size or replay_cfg.batch_size, "mix", 1.0, with_mc))
     assert all(np.isfinite(float(v)) for v in metrics.values())
     return task, algo
 
