@@ -61,7 +61,9 @@ def test_readme_example_method_runs_as_printed(repo_copy):
 
 def test_entry_point_method_is_found_without_editing_the_repository(tmp_path, monkeypatch):
     pkg = tmp_path / "my_o2o_method"
-    pkg.mkdir()
+    (pkg / "conf" / "algorithm").mkdir(parents=True)
+    (pkg / "conf" / "algorithm" / "mine_ep.yaml").write_text(
+        "name: mine_ep\nreplay: {mode: append}\nreward: {scale: 1.0, shift: 0.0}\nhparams: {alpha: 2.0}\n")
     (pkg / "__init__.py").write_text(textwrap.dedent('''
         from algorithms.base import Algorithm
         from algorithms.td3bc import TD3BCConfig
@@ -86,3 +88,9 @@ def test_entry_point_method_is_found_without_editing_the_repository(tmp_path, mo
         assert algorithms.get("mine_ep").name == "mine_ep"
     finally:
         algorithms.REGISTRY.pop("mine_ep", None)
+    # its yaml, shipped in the package's conf/algorithm/, is found by the front door
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    out = subprocess.run([sys.executable, "-m", "harness.run", "suite.algorithms=[cql,mine_ep]", "dry_run=true"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert re.search(r"^mine_ep\s", out.stdout, re.M), out.stdout
