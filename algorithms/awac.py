@@ -57,8 +57,8 @@ class AWAC(Algorithm):
         self.actor = GaussianActor(obs_dim, act_dim, config.actor_hidden).to(self.device)
         self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics).to(self.device)
         self.critic_target = target_copy(self.critic)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, foreach=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr, foreach=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr, fused=True)
 
     def policy(self, obs, deterministic):
         return self.actor(obs, deterministic)[0]

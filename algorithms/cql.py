@@ -67,8 +67,8 @@ class CQL(Algorithm):
         self.critic_target = target_copy(self.critic)
         self.log_alpha = torch.zeros((), device=self.device, requires_grad=True)
         self.log_alpha_prime = torch.full((), config.cql_lagrange_init, device=self.device, requires_grad=True)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, foreach=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr, foreach=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr, fused=True)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], config.alpha_lr)
         self.alpha_prime_opt = torch.optim.Adam([self.log_alpha_prime], config.critic_lr)
         self.target_entropy = -float(act_dim) if config.target_entropy is None else config.target_entropy

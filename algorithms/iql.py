@@ -60,9 +60,9 @@ class IQL(Algorithm):
         self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics).to(self.device)
         self.critic_target = target_copy(self.critic)
         self.value = ValueNet(obs_dim, config.value_hidden).to(self.device)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, foreach=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr, foreach=True)
-        self.value_opt = torch.optim.Adam(self.value.parameters(), config.value_lr, foreach=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr, fused=True)
+        self.value_opt = torch.optim.Adam(self.value.parameters(), config.value_lr, fused=True)
 
     def policy(self, obs, deterministic):
         return self.actor(obs, deterministic)[0]

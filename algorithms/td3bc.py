@@ -63,8 +63,8 @@ class TD3BC(Algorithm):
         self.actor_target = target_copy(self.actor)
         self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics).to(self.device)
         self.critic_target = target_copy(self.critic)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, foreach=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr, foreach=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr, fused=True)
         # Observation statistics (identity until observe_dataset) and step counters: tensors, so saved.
         self.obs_mean = torch.zeros(obs_dim, device=self.device)
         self.obs_std = torch.ones(obs_dim, device=self.device)
