@@ -1,10 +1,17 @@
 """Offline-to-online RL methods behind one interface (`base.Algorithm`), found by name.
 
-Built-in methods register themselves on import; installed packages add theirs through the
-`o2o_bench.algorithms` entry point group.
+Every module of this package registers its methods on import (all are imported here, so a new
+method is one new file); installed packages add theirs through the `o2o_bench.algorithms`
+entry point group.
 """
-from algorithms import cql  # noqa: F401  (registers cql, calql)
+import importlib
+import pkgutil
+
 from algorithms.base import (ActionSpec, Algorithm, Batch, ObsSpec, REGISTRY, available, get, make,
                              register)
+
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if _module not in ("base", "common"):
+        importlib.import_module(f"algorithms.{_module}")  # awac, cql (+ calql), iql, td3bc, ...
 
 __all__ = ["ActionSpec", "Algorithm", "Batch", "ObsSpec", "REGISTRY", "available", "get", "make", "register"]

@@ -9,7 +9,8 @@ Deviations, each measured to change no expectation:
   backup and by CQL's push-down term (the reference samples them twice): saves one actor pass.
 - Actions for the CQL term are sampled without gradients: the critic loss only updates the
   critics, so the reference's actor gradients there were discarded anyway.
-- The twin critics run as one batched ensemble (same math as two MLPs).
+- The twin critics run as one batched ensemble (same math as two MLPs); the actor loss treats
+  the critics' parameters as constants (the reference computed their gradients and dropped them).
 """
 from __future__ import annotations
 
@@ -66,8 +67,8 @@ class CQL(Algorithm):
         self.critic_target = target_copy(self.critic)
         self.log_alpha = torch.zeros((), device=self.device, requires_grad=True)
         self.log_alpha_prime = torch.full((), config.cql_lagrange_init, device=self.device, requires_grad=True)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr, fused=True)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], config.alpha_lr)
         self.alpha_prime_opt = torch.optim.Adam([self.log_alpha_prime], config.critic_lr)
         self.target_entropy = -float(act_dim) if config.target_entropy is None else config.target_entropy
@@ -82,16 +83,16 @@ class CQL(Algorithm):
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
         obs, action, next_obs = batch.obs, batch.action, batch.next_obs
-        B, N, A = obs.shape[0], cfg.cql_n_actions, self.action_spec.dim
+        B, N, A, n = obs.shape[0], cfg.cql_n_actions, self.action_spec.dim, self.critic.n
 
         # Temperature and actor (SAC).
         pi_action, log_pi = self.actor(obs)
-        alpha_loss = -(self.log_alpha * (log_pi.detach() + self.target_entropy)).mean()
+        alpha_loss = self.temperature_loss(log_pi.detach())
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()
         self.alpha_opt.step()
         alpha = self.log_alpha.detach().exp()
-        q_pi = self.critic(obs, pi_action).min(0).values
+        q_pi = self.critic(obs, pi_action, frozen=True).min(0).values
         actor_loss = (alpha * log_pi - q_pi).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
@@ -107,18 +108,13 @@ class CQL(Algorithm):
 
             # TD target: max over the N next actions of the min over critics (or one action).
             if cfg.cql_max_target_backup:
-                q_next = self.critic_target(next_obs_rep, next_a).min(0).values.view(B, N)
-                target_q, idx = q_next.max(1)
-                next_logp_used = next_logp.view(B, N).gather(1, idx[:, None]).squeeze(1)
+                q_next = self.critic_target(next_obs_rep, next_a).view(n, B, N)
+                td_target = self.td_target(batch.reward, batch.done, q_next, next_logp.view(B, N), alpha)
             else:
-                target_q = self.critic_target(next_obs, next_a.view(B, N, A)[:, 0]).min(0).values
-                next_logp_used = next_logp.view(B, N)[:, 0]
-            if cfg.backup_entropy:
-                target_q = target_q - alpha * next_logp_used
-            td_target = batch.reward + cfg.gamma * (1.0 - batch.done) * target_q
+                q_next = self.critic_target(next_obs, next_a.view(B, N, A)[:, 0]).unsqueeze(-1)
+                td_target = self.td_target(batch.reward, batch.done, q_next, next_logp.view(B, N)[:, :1], alpha)
 
         # All critic evaluations in one pass: data actions, then uniform, pi(s), pi(s') at s.
-        n = self.critic.n
         q_all = self.critic(torch.cat([obs, obs_rep, obs_rep, obs_rep]),
                             torch.cat([action, rand_a, cur_a, next_a]))
         q_data = q_all[:, :B]
@@ -154,6 +150,19 @@ class CQL(Algorithm):
         if bound_rate is not None:
             metrics["bound_rate"] = bound_rate
         return metrics
+
+    def temperature_loss(self, log_pi: torch.Tensor) -> torch.Tensor:
+        """SAC's automatic entropy tuning: -E[log alpha (log pi(a|s) + target entropy)]."""
+        return -(self.log_alpha * (log_pi + self.target_entropy)).mean()
+
+    def td_target(self, reward, done, q_next, next_logp, alpha) -> torch.Tensor:
+        """r + gamma (1 - d) max_j min_i Q_target_i(s', a'_j) (- alpha log pi(a'_j*|s') if
+        backup_entropy, at the maximizing action j*). q_next: (n, B, N) over N next actions
+        (N = 1 without the max backup); next_logp: (B, N)."""
+        target_q, idx = q_next.min(0).values.max(1)
+        if self.config.backup_entropy:
+            target_q = target_q - alpha * next_logp.gather(1, idx[:, None]).squeeze(1)
+        return reward + self.config.gamma * (1.0 - done) * target_q
 
     def conservative_gap(self, q_data, q_rand, q_cur, q_next, cur_logp, next_logp, batch):
         """CQL's push-down minus push-up term per critic: logsumexp over sampled actions of Q

@@ -64,12 +64,32 @@ class RewardTransform:
         return self.scale * r + self.shift
 
 
+def package_yamls(group: str) -> dict[str, Path]:
+    """Yamls shipped by installed method packages: `<top package>/conf/algorithm/<name>.yaml` for
+    each `o2o_bench.algorithms` entry point `<name>` (so such a method needs no edit here)."""
+    if group != "algorithm":
+        return {}
+    from importlib.metadata import entry_points
+    from importlib.util import find_spec
+
+    found = {}
+    for ep in entry_points(group=algorithms.base.ENTRY_POINT_GROUP):
+        spec = find_spec(ep.value.split(":")[0].split(".")[0])
+        for loc in (spec.submodule_search_locations or []) if spec else []:
+            path = Path(loc) / "conf" / group / f"{ep.name}.yaml"
+            if path.exists():
+                found.setdefault(ep.name, path)
+    return found
+
+
 def group_names(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    return sorted({p.stem for p in (CONF_DIR / group).glob("*.yaml")} | set(package_yamls(group)))
 
 
 def load_group(group: str, name: str) -> DictConfig:
     path = CONF_DIR / group / f"{name}.yaml"
+    if not path.exists():
+        path = package_yamls(group).get(name, path)
     if not path.exists():
         raise ConfigError(f"unknown {group} '{name}'; choose one of: {', '.join(group_names(group))}")
     return OmegaConf.load(path)

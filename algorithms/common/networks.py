@@ -64,12 +64,16 @@ class EnsembleCritic(nn.Module):
         self.out = EnsembleLinear(n, dims[-1], 1)
         init_members(self.out.weight, 1e-2)
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        """Q-values (n, B). `frozen`: the parameters are treated as constants (gradients flow to
+        the inputs only), for actor losses: no wasted weight gradients, no stray .grad."""
         x = torch.cat([obs, action], dim=-1)
         x = x.unsqueeze(0).expand(self.n, *x.shape) if x.dim() == 2 else x
         for layer in self.hidden:
-            x = F.relu(layer(x))
-        return self.out(x).squeeze(-1)
+            w, b = (layer.weight.detach(), layer.bias.detach()) if frozen else (layer.weight, layer.bias)
+            x = torch.baddbmm(b, x, w).relu_()  # in place: relu's backward reads its output only
+        w, b = (self.out.weight.detach(), self.out.bias.detach()) if frozen else (self.out.weight, self.out.bias)
+        return torch.baddbmm(b, x, w).squeeze(-1)
 
 
 class ValueNet(nn.Module):
@@ -114,6 +118,35 @@ def gaussian_tanh_log_prob(mean: torch.Tensor, std: torch.Tensor, pre_tanh: torc
     # log |d tanh(u)/du| = 2 (log 2 - u - softplus(-2u)), numerically stable
     correction = 2 * (math.log(2) - pre_tanh - F.softplus(-2 * pre_tanh))
     return (normal - correction).sum(-1)
+
+
+class GaussianActor(nn.Module):
+    """pi(a|s) = N(tanh(f(s)), exp(log_std)) with a state-independent log std, sampled actions
+    clipped to [-1, 1] (IQL's and AWAC's policies in CORL: log-probabilities of data actions at
+    the bounds stay finite, unlike a tanh-squashed Gaussian)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...],
+                 log_std_min: float = -20.0, log_std_max: float = 2.0):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, act_dim)
+        self.log_std = nn.Parameter(torch.zeros(act_dim))
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (action in [-1, 1], log_prob of the unclipped sample)."""
+        mean = torch.tanh(self.net(obs))
+        log_std = self.log_std.clamp(self.log_std_min, self.log_std_max)
+        pre = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
+        return pre.clamp(-1.0, 1.0), gaussian_log_prob(mean, log_std, pre)
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        mean = torch.tanh(self.net(obs))
+        return gaussian_log_prob(mean, self.log_std.clamp(self.log_std_min, self.log_std_max), action)
+
+
+def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Diagonal Gaussian log-density, summed over the last dim."""
+    return (-0.5 * ((x - mean) / log_std.exp()) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
 class DeterministicActor(nn.Module):

@@ -10,7 +10,7 @@ import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec
 
 OBS, ACT, B = 5, 3, 32
-SMALL = {"actor_hidden": (16, 16), "critic_hidden": (16, 16)}
+SMALL = {"actor_hidden": (16, 16), "critic_hidden": (16, 16), "value_hidden": (16, 16)}
 
 
 def small_hparams(name):
@@ -115,3 +115,14 @@ def test_duplicate_registration_raises():
 
     with pytest.raises(ValueError, match="registered twice"):
         algorithms.register("cql")(Other)
+
+
+@pytest.mark.parametrize("domain", ["antmaze", "adroit", "kitchen", "pointmaze", "other"])
+def test_every_yaml_resolves_to_a_valid_config_in_every_domain(domain):
+    from harness.jobs import group_names, load_group, resolve_algorithm, validate_algorithm
+
+    assert set(group_names("algorithm")) >= {"awac", "calql", "cql", "iql", "td3bc"}
+    for name in group_names("algorithm"):
+        algo = resolve_algorithm(load_group("algorithm", name), domain)
+        assert algo["name"] == name and name in algorithms.available()
+        validate_algorithm(algo)

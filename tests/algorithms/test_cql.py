@@ -72,3 +72,41 @@ def pytest_approx(x):
     import pytest
 
     return pytest.approx(x, rel=1e-5, abs=1e-6)
+
+
+def test_td_target_is_max_over_sampled_actions_of_min_over_critics():
+    """y = r + gamma (1 - d) max_j min_i Q'_i(s', a'_j), with the entropy of a'_j* if backup_entropy."""
+    cql = make("cql", gamma=0.9)
+    q_next = torch.tensor([[[1.0, 5.0, 2.0], [0.0, 0.0, 9.0]],  # critic 1, (B=2, N=3)
+                           [[3.0, 4.0, 6.0], [1.0, -1.0, -3.0]]])  # critic 2
+    # min over critics: [[1, 4, 2], [0, -1, -3]] -> max over actions: [4 (j=1), 0 (j=0)]
+    logp = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
+    reward, done = torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0])
+    out = cql.td_target(reward, done, q_next, logp, alpha=torch.tensor(0.5))
+    assert out.tolist() == pytest_approx([1.0 + 0.9 * 4.0, 2.0])
+    ent = make("cql", gamma=0.9, backup_entropy=True)
+    out = ent.td_target(reward, torch.zeros(2), q_next, logp, alpha=torch.tensor(0.5))
+    assert out.tolist() == pytest_approx([1.0 + 0.9 * (4.0 - 0.5 * 0.2), 2.0 + 0.9 * (0.0 - 0.5 * 0.4)])
+
+
+def test_temperature_loss_pushes_entropy_towards_the_target():
+    """L(alpha) = -E[log alpha (log pi + target_entropy)], target entropy -|A| by default."""
+    cql = make("cql")
+    with torch.no_grad():
+        cql.log_alpha.fill_(0.3)
+    log_pi = torch.tensor([-1.0, 0.5, -3.0])
+    loss = cql.temperature_loss(log_pi)
+    assert loss.item() == pytest_approx(-0.3 * sum(x - 2.0 for x in log_pi.tolist()) / 3)
+    loss.backward()  # dL/dlog_alpha = -E[log pi + target]: alpha grows while the entropy is below target
+    assert cql.log_alpha.grad.item() == pytest_approx(-sum(x - 2.0 for x in log_pi.tolist()) / 3)
+
+
+def test_update_with_few_sampled_actions_gives_finite_losses():
+    cql = make("cql", cql_n_actions=3)
+    g = torch.Generator().manual_seed(3)
+    B = 4
+    batch = Batch(obs=torch.randn(B, 3, generator=g), action=torch.rand(B, 2, generator=g) * 2 - 1,
+                  reward=torch.randn(B, generator=g), next_obs=torch.randn(B, 3, generator=g), done=torch.zeros(B))
+    torch.manual_seed(0)
+    m = cql.update(batch)
+    assert m["td_loss"].item() >= 0 and torch.isfinite(m["critic_loss"])

@@ -1,0 +1,103 @@
+"""AWAC: Advantage-Weighted Actor-Critic (Nair, Gupta, Dalal and Levine, 2020, arXiv:2006.09359).
+
+Checked against CORL's awac.py (AntMaze: lambda 0.1, reward r - 1, 3x256 nets, batch 256) and
+d3rlpy 2.8's AWAC (lambda 1, batch 1024). Per step, on one batch:
+  1. critic (SAC-style, no entropy term):
+       y = r + gamma (1 - d) min_i Q_target_i(s', a'),  a' ~ pi(.|s')
+       L_Q = sum_i E[(Q_i(s, a) - y)^2]
+  2. actor (advantage-weighted regression):
+       A = min_i Q_i(s, a) - min_i Q_i(s, a_pi),  a_pi ~ pi(.|s)   (one-sample estimate of V)
+       L_pi = -E[ min(exp(A / lambda), max_weight) log pi(a|s) ]
+  3. Q targets <- soft update (tau).
+Fine-tuning (as the paper and CORL): the same losses online, nothing switched; CORL's one
+combined buffer ("append" replay) by default.
+
+Deviations:
+- The twin critics run as one batched ensemble (same math as two MLPs); the actor's advantage
+  uses the critics after this step's critic update (CORL: same order).
+- Policy: Gaussian with tanh mean and state-independent log std (`GaussianActor`, as CORL's
+  with its mean squashed into the action box); evaluation acts with the mean.
+- Weights are clipped at `max_weight` (CORL: 100; the paper normalizes them over the batch).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from algorithms.base import Algorithm, Batch, check_positive, register
+from algorithms.common.networks import EnsembleCritic, GaussianActor, soft_update, target_copy
+
+
+@dataclass
+class AWACConfig:
+    actor_hidden: tuple[int, ...] = (256, 256, 256)  # policy MLP widths
+    critic_hidden: tuple[int, ...] = (256, 256, 256)  # each Q-network's MLP widths
+    n_critics: int = 2  # twin Q, min over them for targets and advantages
+    gamma: float = 0.99  # discount
+    tau: float = 5e-3  # soft target update rate, every step
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    awac_lambda: float = 1.0  # temperature: weights exp(A / lambda)
+    max_weight: float = 100.0  # advantage weights are clipped at this value
+
+    def __post_init__(self):
+        check_positive(self, "n_critics", "tau", "actor_lr", "critic_lr", "awac_lambda", "max_weight")
+        if not 0 < self.gamma < 1:
+            raise ValueError(f"gamma must be in (0, 1), got {self.gamma}")
+
+
+@register("awac")
+class AWAC(Algorithm):
+    Config = AWACConfig
+
+    def __init__(self, obs_spec, action_spec, config: AWACConfig, device):
+        super().__init__(obs_spec, action_spec, config, device)
+        obs_dim, act_dim = obs_spec.shape[0], action_spec.dim
+        self.actor = GaussianActor(obs_dim, act_dim, config.actor_hidden).to(self.device)
+        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics).to(self.device)
+        self.critic_target = target_copy(self.critic)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr, fused=True)
+
+    def policy(self, obs, deterministic):
+        return self.actor(obs, deterministic)[0]
+
+    # -- the loss terms, each a function of tensors ----------------------------------------
+    def td_target(self, reward: torch.Tensor, done: torch.Tensor, next_q: torch.Tensor) -> torch.Tensor:
+        """r + gamma (1 - d) min_i Q_target_i(s', a'); next_q: (n, B)."""
+        return reward + self.config.gamma * (1.0 - done) * next_q.min(0).values
+
+    def advantage_weights(self, q_data: torch.Tensor, q_pi: torch.Tensor) -> torch.Tensor:
+        """min(exp((min_i Q_i(s, a) - min_i Q_i(s, a_pi)) / lambda), max_weight); inputs (n, B)."""
+        adv = q_data.min(0).values - q_pi.min(0).values
+        return torch.exp(adv / self.config.awac_lambda).clamp(max=self.config.max_weight)
+
+    # -- one step ---------------------------------------------------------------------------
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        B = batch.obs.shape[0]
+        with torch.no_grad():
+            next_a, _ = self.actor(batch.next_obs)
+            td_target = self.td_target(batch.reward, batch.done, self.critic_target(batch.next_obs, next_a))
+
+        # 1. Critic.
+        q = self.critic(batch.obs, batch.action)
+        critic_loss = (q - td_target).square().mean(1).sum()
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+
+        # 2. Actor: Q at data and policy actions in one critic pass, no gradients.
+        with torch.no_grad():
+            pi_a, _ = self.actor(batch.obs)
+            q_both = self.critic(torch.cat([batch.obs, batch.obs]), torch.cat([batch.action, pi_a]))
+            weights = self.advantage_weights(q_both[:, :B], q_both[:, B:])
+        actor_loss = -(weights * self.actor.log_prob(batch.obs, batch.action)).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+        soft_update(self.critic_target, self.critic, cfg.tau)
+
+        return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
+                "q_data": q.detach().mean(), "weight": weights.mean(), "td_target": td_target.mean()}

@@ -1,0 +1,116 @@
+"""IQL: Implicit Q-Learning (Kostrikov, Nair and Levine, ICLR 2022).
+
+Checked against CORL's iql.py (the AntMaze fine-tuning numbers in calql-suite.md) and d3rlpy 2.8's
+IQL (its defaults: expectile 0.7, weight temperature 3, max weight 100). Per step, on one batch:
+  1. value:  L_V = E[ |tau - 1(u < 0)| u^2 ],  u = min_i Q_target_i(s, a) - V(s)   (expectile)
+  2. actor:  L_pi = -E[ min(exp(beta (min_i Q_target_i(s, a) - V(s))), max_weight) log pi(a|s) ]
+  3. critic: L_Q = sum_i E[ (r + gamma (1 - d) V(s') - Q_i(s, a))^2 ]
+  4. Q targets <- soft update (tau_target); V has no target network.
+Fine-tuning (as the paper and CORL): the same three losses online, nothing switched; CORL's one
+combined buffer ("append" replay) by default.
+
+Deviations:
+- The twin critics run as one batched ensemble (same math as two MLPs).
+- The actor's learning rate is constant (CORL decays it with a cosine schedule offline; the
+  schedule has no meaning for a run that continues online).
+- Policy: CORL's Gaussian with tanh mean and state-independent log std (`GaussianActor`);
+  evaluation acts with the mean. No dropout (CORL's antmaze configs use none).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from algorithms.base import Algorithm, Batch, check_positive, register
+from algorithms.common.networks import EnsembleCritic, GaussianActor, ValueNet, soft_update, target_copy
+
+
+@dataclass
+class IQLConfig:
+    actor_hidden: tuple[int, ...] = (256, 256)  # policy MLP widths
+    critic_hidden: tuple[int, ...] = (256, 256)  # each Q-network's MLP widths
+    value_hidden: tuple[int, ...] = (256, 256)  # V-network MLP widths
+    n_critics: int = 2  # twin Q, min over them for the value and actor targets
+    gamma: float = 0.99  # discount
+    tau: float = 5e-3  # soft target update rate of the Q targets, every step
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    value_lr: float = 3e-4
+    expectile: float = 0.7  # tau of the expectile value loss (0.5: mean; -> 1: max over data actions)
+    beta: float = 3.0  # inverse temperature of the advantage weights exp(beta * A)
+    max_weight: float = 100.0  # advantage weights are clipped at this value
+
+    def __post_init__(self):
+        check_positive(self, "n_critics", "tau", "actor_lr", "critic_lr", "value_lr", "beta", "max_weight")
+        if not 0 < self.gamma < 1:
+            raise ValueError(f"gamma must be in (0, 1), got {self.gamma}")
+        if not 0 < self.expectile < 1:
+            raise ValueError(f"expectile must be in (0, 1), got {self.expectile}")
+
+
+@register("iql")
+class IQL(Algorithm):
+    Config = IQLConfig
+
+    def __init__(self, obs_spec, action_spec, config: IQLConfig, device):
+        super().__init__(obs_spec, action_spec, config, device)
+        obs_dim, act_dim = obs_spec.shape[0], action_spec.dim
+        self.actor = GaussianActor(obs_dim, act_dim, config.actor_hidden).to(self.device)
+        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics).to(self.device)
+        self.critic_target = target_copy(self.critic)
+        self.value = ValueNet(obs_dim, config.value_hidden).to(self.device)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr, fused=True)
+        self.value_opt = torch.optim.Adam(self.value.parameters(), config.value_lr, fused=True)
+
+    def policy(self, obs, deterministic):
+        return self.actor(obs, deterministic)[0]
+
+    # -- the loss terms, each a function of tensors ----------------------------------------
+    def expectile_loss(self, diff: torch.Tensor) -> torch.Tensor:
+        """E[|tau - 1(diff < 0)| diff^2] with diff = Q(s, a) - V(s)."""
+        weight = torch.where(diff < 0, 1.0 - self.config.expectile, self.config.expectile)
+        return (weight * diff.square()).mean()
+
+    def advantage_weights(self, adv: torch.Tensor) -> torch.Tensor:
+        """exp(beta * A), clipped at max_weight."""
+        return torch.exp(self.config.beta * adv).clamp(max=self.config.max_weight)
+
+    def td_target(self, reward: torch.Tensor, done: torch.Tensor, next_v: torch.Tensor) -> torch.Tensor:
+        return reward + self.config.gamma * (1.0 - done) * next_v
+
+    # -- one step ---------------------------------------------------------------------------
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        with torch.no_grad():
+            q_target = self.critic_target(batch.obs, batch.action).min(0).values
+            next_v = self.value(batch.next_obs)
+            td_target = self.td_target(batch.reward, batch.done, next_v)
+
+        # 1. Value: expectile regression towards the target Q of data actions.
+        v = self.value(batch.obs)
+        adv = q_target - v
+        value_loss = self.expectile_loss(adv)
+        self.value_opt.zero_grad(set_to_none=True)
+        value_loss.backward()
+        self.value_opt.step()
+
+        # 2. Actor: advantage-weighted regression on data actions.
+        weights = self.advantage_weights(adv.detach())
+        actor_loss = -(weights * self.actor.log_prob(batch.obs, batch.action)).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+
+        # 3. Critic: TD towards r + gamma V(s').
+        q = self.critic(batch.obs, batch.action)
+        critic_loss = (q - td_target).square().mean(1).sum()
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+        soft_update(self.critic_target, self.critic, cfg.tau)
+
+        return {"value_loss": value_loss.detach(), "actor_loss": actor_loss.detach(),
+                "critic_loss": critic_loss.detach(), "v": v.detach().mean(), "q_data": q.detach().mean(),
+                "adv": adv.detach().mean(), "weight": weights.mean(), "td_target": td_target.mean()}

@@ -1,0 +1,136 @@
+"""Update-step speed of every built-in method: `python -m harness.bench [--threads 2] [--seconds 3]`.
+
+For each method and shape set it prints gradient updates per second, the matrix-multiply FLOPs of
+one update (counted by torch's FlopCounterMode: forward and backward) and the fraction of the
+matmul peak measured in the same run (a 2048^3 fp32 matmul). Shape sets:
+  paper     AntMaze sizes (obs 29, act 8) with each yaml's antmaze networks and batch
+  mini      the PointMaze mini tasks (obs 4, act 2) with each yaml's pointmaze networks
+  corl      CORL's AntMaze networks (CQL / Cal-QL: Q 5x256 twin, actor 3x256; IQL, TD3+BC 2x256;
+            AWAC 3x256), batch 256, next to the public implementations measured on this machine
+Runs on CPU, and on CUDA when present. A script that prints figures, not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import algorithms
+from algorithms import ActionSpec, Batch, ObsSpec
+from harness.jobs import load_group, resolve_algorithm
+
+METHODS = ("cql", "calql", "iql", "td3bc", "awac")
+# Public implementations at CORL's AntMaze shapes on this machine (machine-notes.md), updates/s.
+PUBLIC = {"cql": 6.1, "calql": 6.1, "iql": 139.0, "td3bc": 197.0, "awac": 92.0}
+TARGET = {"cql": 1.3, "calql": 1.3, "iql": 1.5, "td3bc": 1.5, "awac": 1.5}
+CORL = {"cql": {"actor_hidden": (256,) * 3, "critic_hidden": (256,) * 5},
+        "calql": {"actor_hidden": (256,) * 3, "critic_hidden": (256,) * 5},
+        "iql": {"actor_hidden": (256,) * 2, "critic_hidden": (256,) * 2, "value_hidden": (256,) * 2},
+        "td3bc": {"actor_hidden": (256,) * 2, "critic_hidden": (256,) * 2},
+        "awac": {"actor_hidden": (256,) * 3, "critic_hidden": (256,) * 3}}
+
+
+def shapes(name: str, which: str) -> tuple[int, int, int, dict]:
+    """(obs_dim, act_dim, batch, hparams) of one shape set."""
+    domain = {"paper": "antmaze", "mini": "pointmaze", "corl": "antmaze"}[which]
+    cfg = resolve_algorithm(load_group("algorithm", name), domain)
+    hp = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["hparams"].items()}
+    if which == "corl":
+        hp.update(CORL[name])
+        if name in ("cql", "calql"):
+            hp["cql_n_actions"] = 10
+    obs, act = (4, 2) if which == "mini" else (29, 8)
+    return obs, act, 256 if which == "corl" else cfg["replay"]["batch_size"], hp
+
+
+def make_batch(obs: int, act: int, B: int, device) -> Batch:
+    g = torch.Generator().manual_seed(0)
+    t = lambda *s: torch.randn(*s, generator=g).to(device)
+    return Batch(obs=t(B, obs), action=(torch.rand(B, act, generator=g) * 2 - 1).to(device), reward=t(B),
+                 next_obs=t(B, obs), done=torch.zeros(B, device=device), mc_return=t(B))
+
+
+def sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def updates_per_s(algo, batch, seconds: float) -> float:
+    for _ in range(5):
+        algo.update(batch)
+    sync(algo.device)
+    rates = []
+    for _ in range(3):  # best of three windows: the machine is shared
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / 3:
+            algo.update(batch)
+            n += 1
+        sync(algo.device)
+        rates.append(n / (time.perf_counter() - t0))
+    return max(rates)
+
+
+def update_flops(algo, batch) -> int:
+    with FlopCounterMode(display=False) as counter:
+        for _ in range(2):  # two updates: TD3+BC's actor runs every other step
+            algo.update(batch)
+    return counter.get_total_flops() // 2
+
+
+def matmul_peak(device, n: int = 2048) -> float:
+    """fp32 FLOP/s of an n^3 matmul (best of a few)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    sync(device)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--sets", default="paper,mini,corl")
+    ap.add_argument("--devices", default="cpu,cuda")
+    args = ap.parse_args()
+    torch.set_flush_denormal(True)
+    torch.set_num_threads(args.threads)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    devices = [d for d in args.devices.split(",") if d == "cpu" or torch.cuda.is_available()]
+    print(f"torch {torch.__version__}, {args.threads} threads, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    for dev in map(torch.device, devices):
+        peak = matmul_peak(dev)
+        name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+        print(f"\n{name}: matmul peak {peak / 1e9:.0f} GFLOP/s (fp32, 2048^3)")
+        print(f"{'method':<7} {'shapes':<6} {'obs/act/B':<10} {'networks (Q | pi)':<24} {'upd/s':>8} "
+              f"{'MFLOP/upd':>10} {'% peak':>7}  vs public")
+        for which in args.sets.split(","):
+            for m in args.methods.split(","):
+                obs, act, B, hp = shapes(m, which)
+                torch.manual_seed(0)
+                algo = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev)
+                batch = make_batch(obs, act, B, dev)
+                flops = update_flops(algo, batch)
+                rate = updates_per_s(algo, batch, args.seconds)
+                nets = f"{len(hp['critic_hidden'])}x{hp['critic_hidden'][0]} | {len(hp['actor_hidden'])}x{hp['actor_hidden'][0]}"
+                vs = ""
+                if which == "corl" and dev.type == "cpu":
+                    ratio = rate / PUBLIC[m]
+                    vs = f"{ratio:.1f}x of {PUBLIC[m]:g}/s (target {TARGET[m]}x)"
+                print(f"{m:<7} {which:<6} {f'{obs}/{act}/{B}':<10} {nets:<24} {rate:8.1f} {flops / 1e6:10.1f} "
+                      f"{100 * rate * flops / peak:6.1f}%  {vs}", flush=True)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

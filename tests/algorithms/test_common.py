@@ -1,0 +1,66 @@
+"""Shared building blocks: soft updates move targets by exactly tau, every method's targets follow
+their online networks that way and get no gradients, and the policies' log-densities match
+torch.distributions."""
+import pytest
+import torch
+from torch.distributions import Normal, TanhTransform, TransformedDistribution
+
+import algorithms
+from algorithms import ActionSpec, Batch, ObsSpec
+from algorithms.common.networks import GaussianActor, TanhGaussianActor, mlp, soft_update, target_copy
+
+
+def test_soft_update_moves_targets_by_tau():
+    net = mlp(3, (4,), 2)
+    target = target_copy(net)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in target.parameters()]
+    soft_update(target, net, 0.1)
+    for b, t, s in zip(before, target.parameters(), net.parameters()):
+        torch.testing.assert_close(t, 0.9 * b + 0.1 * s)
+
+
+@pytest.mark.parametrize("name,steps", [("cql", 1), ("calql", 1), ("iql", 1), ("awac", 1), ("td3bc", 2)])
+def test_each_method_moves_its_targets_by_tau_and_never_trains_them(name, steps):
+    torch.manual_seed(0)
+    hp = {"actor_hidden": (8,), "critic_hidden": (8,), "tau": 0.2}
+    if name == "iql":
+        hp["value_hidden"] = (8,)
+    algo = algorithms.make(name, ObsSpec((3,)), ActionSpec(2), hp)
+    g = torch.Generator().manual_seed(0)
+    b = Batch(obs=torch.randn(8, 3, generator=g), action=torch.rand(8, 2, generator=g) * 2 - 1,
+              reward=torch.randn(8, generator=g), next_obs=torch.randn(8, 3, generator=g), done=torch.zeros(8),
+              mc_return=torch.zeros(8))
+    for _ in range(steps - 1):
+        algo.update(b)
+    pairs = [(getattr(algo, k), getattr(algo, k.removesuffix("_target"))) for k in vars(algo) if k.endswith("_target")]
+    assert pairs
+    before = [[p.clone() for p in t.parameters()] for t, _ in pairs]
+    algo.update(b)
+    for (target, online), old in zip(pairs, before):
+        for o, t, s in zip(old, target.parameters(), online.parameters()):
+            assert not t.requires_grad and t.grad is None
+            torch.testing.assert_close(t, 0.8 * o + 0.2 * s)
+
+
+def test_tanh_gaussian_log_prob_matches_torch_distributions():
+    torch.manual_seed(0)
+    actor = TanhGaussianActor(3, 2, (8,))
+    obs, a = torch.randn(5, 3), torch.rand(5, 2) * 1.8 - 0.9
+    mean, std = actor.distribution(obs)
+    ref = TransformedDistribution(Normal(mean, std), [TanhTransform()]).log_prob(a).sum(-1)
+    torch.testing.assert_close(actor.log_prob(obs, a), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_gaussian_actor_log_prob_matches_torch_distributions():
+    torch.manual_seed(0)
+    actor = GaussianActor(3, 2, (8,))
+    with torch.no_grad():
+        actor.log_std.copy_(torch.tensor([-0.5, 0.3]))
+    obs, a = torch.randn(5, 3), torch.rand(5, 2) * 2 - 1
+    ref = Normal(torch.tanh(actor.net(obs)), actor.log_std.exp()).log_prob(a).sum(-1)
+    torch.testing.assert_close(actor.log_prob(obs, a), ref)
+    act, _ = actor(obs)
+    assert act.abs().max() <= 1.0
