@@ -71,7 +71,7 @@ class Runner:
         data = task.load_dataset()
         data.validate(f"task '{task.name}' dataset", task.obs_dim, task.act_dim)
         hparams = dict(self.job["algorithm"].get("hparams", {}))
-        self.algo = algorithms.make(self.job["algorithm"]["name"], algorithms.ObsSpec((task.obs_dim,)),
+        self.algo = algorithms.make(self.job["algorithm"]["name"], algorithms.ObsSpec((task.obs_dim,), task.image_shape, task.vector_dim),
                                     algorithms.ActionSpec(task.act_dim), hparams, self.device)
         gamma = getattr(self.algo.config, "gamma", 0.99)
         fail = None if task.fail_reward is None else self.reward(task.fail_reward)
