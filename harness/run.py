@@ -72,7 +72,10 @@ def main_with_config(cfg) -> int:
     if cfg.dry_run:
         print(job_table(jobs))
         return 0
-    for task_name in dict.fromkeys(j["task"]["name"] for j in jobs):  # datasets before any job
+    from harness.preflight import preflight
+
+    preflight(jobs)  # every dataset and environment before any job
+    for task_name in dict.fromkeys(j["task"]["name"] for j in jobs):
         import tasks
 
         tasks.get(task_name).prepare()

@@ -194,7 +194,7 @@ class Runner:
                 self.evaluate("online")
             if end:
                 self.store.episodes.append({"env_steps": s.env_steps, "return": ep_return,
-                                            "normalized_score": self.task.normalize(ep_return),
+                                            "normalized_score": self.task.episode_score(ep_return, info),
                                             "success": int(ep_success), "length": ep_len})
                 s.episodes += 1
                 ep_return, ep_success, ep_len = 0.0, False, 0

@@ -87,8 +87,21 @@ class Task(ABC):
     def prepare(self) -> None:
         """Make the dataset available locally if the task can (e.g. generate it)."""
 
+    def how_to_get(self) -> str:
+        """One line: how a user makes the dataset present (for preflight and `python -m tasks`)."""
+        return f"`python -m tasks generate {self.name}`" if hasattr(self, "generate") else "see the task's module docstring"
+
+    def download(self) -> None:
+        """Fetch the dataset (explicit user request only); fails fast without a network."""
+        raise DatasetError(f"task '{self.name}' has nothing to download; {self.how_to_get()}")
+
     def normalize(self, episode_return: float) -> float:
         return 100.0 * (episode_return - self.ref_min_score) / (self.ref_max_score - self.ref_min_score)
+
+    def episode_score(self, episode_return: float, last_info: dict) -> float:
+        """Normalized score of one episode; tasks scored by their final state (Kitchen: subtasks
+        solved at the end) override this, the others score the return."""
+        return self.normalize(episode_return)
 
 
 TASKS: dict[str, Task] = {}

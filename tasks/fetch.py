@@ -189,6 +189,7 @@ class VisualPickPlaceTask(Task):
     ref_min_score, ref_max_score = 0.0, 1.0
     fail_reward = 0.0
     vector_dim = STATE_DIM
+    horizon = HORIZON
 
     def __init__(self, name: str, image_size: int = 64, recipe: DatasetRecipe | None = None):
         self.name, self.image_size, self.recipe = name, image_size, recipe or DatasetRecipe()

@@ -18,9 +18,11 @@ def minari_present(dataset_id: str) -> bool:
     return (minari_root() / dataset_id / "data" / "metadata.json").exists()
 
 
-def load_minari(dataset_id: str, obs_fn: Callable[[object], np.ndarray] | None = None) -> Dataset:
+def load_minari(dataset_id: str, obs_fn: Callable[[object], np.ndarray] | None = None,
+                reward_fn: Callable[[object], np.ndarray] | None = None) -> Dataset:
     """All episodes of a local Minari dataset as flat transitions. `obs_fn` maps the stored
-    observation (array or dict of arrays, whole episode) to a (T+1, obs_dim) array."""
+    observation (array or dict of arrays, whole episode) to a (T+1, obs_dim) array;
+    `reward_fn(episode)` relabels an episode's T rewards (e.g. from its observations or infos)."""
     import minari
 
     if not minari_present(dataset_id):
@@ -38,7 +40,7 @@ def load_minari(dataset_id: str, obs_fn: Callable[[object], np.ndarray] | None =
             parts["obs"].append(obs[:-1])
             parts["next_obs"].append(obs[1:T + 1])
             parts["action"].append(np.asarray(ep.actions))
-            parts["reward"].append(np.asarray(ep.rewards))
+            parts["reward"].append(np.asarray(reward_fn(ep) if reward_fn else ep.rewards))
             parts["terminal"].append(terminal)
             parts["timeout"].append(timeout)
     except DatasetError:
@@ -54,3 +56,141 @@ def _dtype(key: str, sample: np.ndarray) -> type:
     if key in ("terminal", "timeout"):
         return bool
     return np.uint8 if key in ("obs", "next_obs") and sample.dtype == np.uint8 else np.float32
+
+
+# -- where users put files that are not Minari datasets ------------------------------------------
+def data_dir() -> Path:
+    """Root for D4RL HDF5 files and AWAC hand demos: $O2O_DATA_DIR, default ~/.o2o/data.
+    Layout: <root>/d4rl/<d4rl-name>.hdf5 (e.g. antmaze-large-diverse-v2.hdf5) and
+    <root>/awac/<env>2_sparse.npy, <root>/awac/<env>_bc_sparse4.npy (env: pen, door, relocate)."""
+    return Path(os.environ.get("O2O_DATA_DIR", Path.home() / ".o2o" / "data")).expanduser()
+
+
+def load_d4rl_hdf5(path: Path, obs_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> Dataset:
+    """A D4RL HDF5 file (keys observations, actions, rewards, terminals, timeouts[, next_observations,
+    infos/*]) read with h5py, no `d4rl` import. Without `next_observations`, next_obs is the
+    following row and the last step of each time-out trajectory (whose successor is a reset) is
+    dropped, as d4rl.qlearning_dataset does (and the file's last row unless terminal); its
+    predecessor then ends the trajectory."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"D4RL file {path} not found; put the file there (see `python -m tasks info`)")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("observations", "actions", "rewards", "terminals") if k not in f]
+            if missing:
+                raise DatasetError(f"{path}: missing key(s) {', '.join(missing)}; not a D4RL dataset file")
+            obs = f["observations"][()]
+            action = f["actions"][()]
+            reward = f["rewards"][()]
+            terminal = f["terminals"][()].astype(bool)
+            timeout = f["timeouts"][()].astype(bool) if "timeouts" in f else np.zeros(len(reward), bool)
+            next_obs = f["next_observations"][()] if "next_observations" in f else None
+    except DatasetError:
+        raise
+    except Exception as exc:  # truncated / not HDF5 / unreadable
+        raise DatasetError(f"{path}: could not be read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                           f"the file is corrupt or truncated, download it again") from exc
+    n = len(reward)
+    for key, arr in (("observations", obs), ("actions", action), ("terminals", terminal), ("timeouts", timeout)):
+        if len(arr) != n:
+            raise DatasetError(f"{path}: '{key}' has {len(arr)} rows but 'rewards' has {n}; the file is truncated or corrupt")
+    if obs_fn is not None:
+        obs = obs_fn(obs)
+        next_obs = obs_fn(next_obs) if next_obs is not None else None
+    if next_obs is None:
+        keep = ~timeout
+        keep[-1] = terminal[-1]  # the last row has no successor; a terminal one needs none
+        next_obs = np.concatenate([obs[1:], obs[-1:]])
+        cut = np.zeros(n, bool)  # a kept step whose successor was dropped ends its trajectory
+        cut[:-1] = ~keep[1:] & ~terminal[:-1]
+        idx = np.flatnonzero(keep)
+        return Dataset(obs[idx].astype(np.float32), action[idx].astype(np.float32),
+                       reward[idx].astype(np.float32), next_obs[idx].astype(np.float32),
+                       terminal[idx], cut[idx])
+    return Dataset(obs.astype(np.float32), action.astype(np.float32), reward.astype(np.float32),
+                   next_obs.astype(np.float32), terminal, timeout & ~terminal)
+
+
+def load_npy_paths(path: Path) -> list[dict]:
+    """AWAC / rlkit path files: a pickled numpy array (or list) of dicts, one per trajectory, with
+    'observations' (T, obs_dim), 'actions' (T, act_dim), 'rewards' (T,), optionally
+    'next_observations', 'terminals' and 'env_infos' (a list of dicts or a dict of arrays, with
+    'goal_achieved')."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"demo file {path} not found; put the AWAC hand demos there (see `python -m tasks info`)")
+    try:
+        paths = list(np.load(path, allow_pickle=True))
+        for p in paths:
+            for key in ("observations", "actions"):
+                if key not in p:
+                    raise KeyError(key)
+    except KeyError as exc:
+        raise DatasetError(f"{path}: a trajectory has no {exc}; not an AWAC path file") from None
+    except Exception as exc:
+        raise DatasetError(f"{path}: could not be read ({type(exc).__name__}: {exc}); "
+                           f"the file is corrupt or truncated, download it again") from exc
+    if not paths:
+        raise DatasetError(f"{path}: contains no trajectories")
+    return paths
+
+
+def goal_achieved(p: dict) -> np.ndarray:
+    """Per-step success of an AWAC path: env_infos/goal_achieved, else reward == 0 (binary files)."""
+    infos = p.get("env_infos")
+    T = len(p["actions"])
+    if isinstance(infos, dict) and "goal_achieved" in infos:
+        return np.asarray(infos["goal_achieved"], bool)[:T]
+    if isinstance(infos, (list, tuple, np.ndarray)) and len(infos) and isinstance(infos[0], dict) and "goal_achieved" in infos[0]:
+        return np.array([bool(i["goal_achieved"]) for i in infos])[:T]
+    return np.asarray(p["rewards"]).reshape(-1)[:T] == 0
+
+
+def binary_trajectories(trajs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> Dataset:
+    """Cal-QL's Adroit-binary rule on (obs, action, next_obs, success) trajectories: reward =
+    success - 1; each trajectory is kept only up to its last success, trajectories that never
+    succeed are dropped; terminal = (reward == 0); actions clipped to +-0.99999."""
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "action", "reward", "next_obs", "terminal", "timeout")}
+    for obs, action, next_obs, success in trajs:
+        hits = np.flatnonzero(success)
+        if len(hits) == 0:
+            continue
+        T = hits[-1] + 1
+        reward = success[:T].astype(np.float32) - 1.0
+        timeout = np.zeros(T, bool)  # every kept trajectory ends in a success: a terminal
+        for k, v in zip(parts, (obs[:T], np.clip(action[:T], -0.99999, 0.99999), reward, next_obs[:T], reward == 0, timeout)):
+            parts[k].append(np.asarray(v))
+    if not parts["obs"]:
+        raise DatasetError("no trajectory in the data ever succeeds; the binary Adroit rule keeps none")
+    return Dataset(**{k: np.concatenate(v).astype(np.float32 if k not in ("terminal", "timeout") else bool)
+                      for k, v in parts.items()})
+
+
+# -- explicit downloads --------------------------------------------------------------------------
+def _reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def download_minari(dataset_id: str) -> None:
+    """Download one Minari dataset into MINARI_DATASETS_PATH; fails within seconds offline."""
+    remote = os.environ.get("MINARI_REMOTE", "hf://farama-minari")
+    manual = (f"download it on a machine with network (`minari download {dataset_id}`) and copy "
+              f"{dataset_id}/ into {minari_root()}")
+    host = "huggingface.co" if remote.startswith("hf://") else "storage.googleapis.com"
+    if not _reachable(host):
+        raise DatasetError(f"cannot reach {host} to download '{dataset_id}'; {manual}")
+    try:
+        import minari
+
+        minari.download_dataset(dataset_id)
+    except Exception as exc:
+        raise DatasetError(f"downloading '{dataset_id}' failed ({type(exc).__name__}: {exc}); {manual}") from exc

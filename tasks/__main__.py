@@ -1,0 +1,57 @@
+"""`python -m tasks list | info NAME | download NAME | generate NAME`: what the tasks need and
+whether it is here."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import tasks
+from tasks.base import DatasetError
+
+
+def _list() -> None:
+    print(f"{'task':<26} {'domain':<10} {'local':<6} source")
+    for name in sorted(tasks.TASKS):
+        t = tasks.TASKS[name]
+        print(f"{name:<26} {t.domain:<10} {'yes' if t.dataset_present() else 'no':<6} {t.source}")
+
+
+def _info(t) -> None:
+    doc = (sys.modules[type(t).__module__].__doc__ or "").strip()
+    print(f"task:      {t.name}\ndomain:    {t.domain}\nobs/act:   {t.obs_dim} / {t.act_dim}\n"
+          f"source:    {t.source}\npresent:   {'yes' if t.dataset_present() else 'no'}\n"
+          f"get it:    {t.how_to_get()}\nhorizon:   {getattr(t, 'horizon', 'n/a')}\n"
+          f"fail_reward: {t.fail_reward}\nscore refs: {t.ref_min_score} / {t.ref_max_score}\n\n{doc}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tasks", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="every task, its source and whether its data is here")
+    for cmd in ("info", "download", "generate"):
+        sub.add_parser(cmd).add_argument("name")
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "list":
+            _list()
+            return 0
+        t = tasks.get(args.name)
+        if args.cmd == "info":
+            _info(t)
+        elif args.cmd == "download":
+            t.download()
+            print(f"{t.name}: dataset ready")
+        elif args.cmd == "generate":
+            if not hasattr(t, "generate"):
+                print(f"error: task '{t.name}' is not generated (source: {t.source}); {t.how_to_get()}", file=sys.stderr)
+                return 2
+            t.generate()
+            print(f"{t.name}: dataset generated")
+        return 0
+    except (KeyError, DatasetError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
