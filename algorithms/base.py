@@ -6,6 +6,7 @@ it needs from a batch (`needs`) instead of the harness branching on its name.
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -19,9 +20,26 @@ ENTRY_POINT_GROUP = "o2o_bench.algorithms"
 
 @dataclass(frozen=True)
 class ObsSpec:
-    """Observation layout: a flat float vector of `shape`."""
+    """Observation layout: one flat row of `shape` per observation.
+
+    Vector tasks: float32 rows. Image tasks (`image` = (C, H, W)): uint8 rows holding the
+    C*H*W pixels (channel-first) followed by the raw bytes of `vector_dim` float32 values
+    (proprioception), so replay, batches and the device keep images as uint8; only the
+    encoder (`algorithms.common.encoder`) splits a row and converts pixels to float.
+    """
 
     shape: tuple[int, ...]
+    image: tuple[int, int, int] | None = None
+    vector_dim: int = 0  # float32 values after the pixels (image tasks only)
+
+    def __post_init__(self):
+        if self.image is not None and self.shape != (math.prod(self.image) + 4 * self.vector_dim,):
+            raise ValueError(f"ObsSpec: an image {self.image} with {self.vector_dim} float32 values needs rows of "
+                             f"{math.prod(self.image) + 4 * self.vector_dim} bytes, got shape {self.shape}")
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.uint8 if self.image is not None else np.float32)
 
 
 @dataclass(frozen=True)
@@ -82,7 +100,7 @@ class Algorithm(ABC):
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         """Action(s) for numpy observation(s); a single observation gives a single action."""
         single = np.ndim(obs) == len(self.obs_spec.shape)
-        x = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
+        x = torch.as_tensor(np.asarray(obs, dtype=self.obs_spec.dtype), device=self.device)
         if single:
             x = x.unsqueeze(0)
         a = self.policy(x, deterministic).cpu().numpy()

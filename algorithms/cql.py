@@ -11,6 +11,8 @@ Deviations, each measured to change no expectation:
   critics, so the reference's actor gradients there were discarded anyway.
 - The twin critics run as one batched ensemble (same math as two MLPs); the actor loss treats
   the critics' parameters as constants (the reference computed their gradients and dropped them).
+- Image observations go through `algorithms.common.encoder` (shared, critic-trained encoder as
+  DrQ; identity for vector observations, which leaves vector results unchanged).
 """
 from __future__ import annotations
 
@@ -21,11 +23,12 @@ import torch
 from torch.nn import functional as F
 
 from algorithms.base import Algorithm, Batch, check_positive, register
+from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import EnsembleCritic, TanhGaussianActor, soft_update, target_copy
 
 
 @dataclass
-class CQLConfig:
+class CQLConfig(EncoderConfig):
     actor_hidden: tuple[int, ...] = (256, 256)  # policy MLP widths
     critic_hidden: tuple[int, ...] = (256, 256, 256)  # each Q-network's MLP widths
     n_critics: int = 2  # twin Q, min over them for the actor and the target
@@ -61,20 +64,23 @@ class CQL(Algorithm):
 
     def __init__(self, obs_spec, action_spec, config: CQLConfig, device):
         super().__init__(obs_spec, action_spec, config, device)
-        obs_dim, act_dim = obs_spec.shape[0], action_spec.dim
+        self.encoder = make_encoder(obs_spec, config).to(self.device)  # identity for vector observations
+        self.encoder_target = target_copy(self.encoder)
+        obs_dim, act_dim = self.encoder.out_dim, action_spec.dim
         self.actor = TanhGaussianActor(obs_dim, act_dim, config.actor_hidden).to(self.device)
         self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics).to(self.device)
         self.critic_target = target_copy(self.critic)
         self.log_alpha = torch.zeros((), device=self.device, requires_grad=True)
         self.log_alpha_prime = torch.full((), config.cql_lagrange_init, device=self.device, requires_grad=True)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr, fused=True)
+        self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
+                                           config.critic_lr, fused=True)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], config.alpha_lr)
         self.alpha_prime_opt = torch.optim.Adam([self.log_alpha_prime], config.critic_lr)
         self.target_entropy = -float(act_dim) if config.target_entropy is None else config.target_entropy
 
     def policy(self, obs, deterministic):
-        return self.actor(obs, deterministic)[0]
+        return self.actor(self.encoder(obs), deterministic)[0]
 
     def bound_policy_q(self, q: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Hook on the Q-values of policy actions in the push-down term; CQL leaves them as they are."""
@@ -82,25 +88,26 @@ class CQL(Algorithm):
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        obs, action, next_obs = batch.obs, batch.action, batch.next_obs
+        obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch)  # features (DrQ)
+        action, obs_actor = batch.action, obs.detach()  # the actor does not train the encoder
         B, N, A, n = obs.shape[0], cfg.cql_n_actions, self.action_spec.dim, self.critic.n
 
         # Temperature and actor (SAC).
-        pi_action, log_pi = self.actor(obs)
+        pi_action, log_pi = self.actor(obs_actor)
         alpha_loss = self.temperature_loss(log_pi.detach())
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()
         self.alpha_opt.step()
         alpha = self.log_alpha.detach().exp()
-        q_pi = self.critic(obs, pi_action, frozen=True).min(0).values
+        q_pi = self.critic(obs_actor, pi_action, frozen=True).min(0).values
         actor_loss = (alpha * log_pi - q_pi).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
 
         # Sampled actions: N each of uniform, pi(s), pi(s'); rows ordered (B, N).
+        obs_rep = obs.repeat_interleave(N, 0)
         with torch.no_grad():
-            obs_rep = obs.repeat_interleave(N, 0)
             next_obs_rep = next_obs.repeat_interleave(N, 0)
             cur_a, cur_logp = self.actor(obs_rep)
             next_a, next_logp = self.actor(next_obs_rep)
@@ -139,6 +146,7 @@ class CQL(Algorithm):
         critic_loss.backward()
         self.critic_opt.step()
         soft_update(self.critic_target, self.critic, cfg.tau)
+        soft_update(self.encoder_target, self.encoder, cfg.tau)
 
         metrics = {
             "critic_loss": critic_loss.detach(), "td_loss": td_loss.detach(),

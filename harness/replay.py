@@ -57,17 +57,20 @@ class Replay:
         self.capacity = self.n_offline + online_capacity
         self.n_online = 0
         self.storage: dict[str, torch.Tensor] = {}
+        # uint8 observations (image tasks, see algorithms.base.ObsSpec) stay uint8; the rest is float32
+        self.obs_dtype = np.uint8 if np.asarray(offline["obs"]).dtype == np.uint8 else np.float32
         for key in FIELDS:
-            arr = torch.as_tensor(np.asarray(offline[key], dtype=np.float32))
-            buf = torch.zeros((self.capacity, *arr.shape[1:]), dtype=torch.float32, device=device)
+            dtype = self.obs_dtype if key in ("obs", "next_obs") else np.float32
+            arr = torch.as_tensor(np.asarray(offline[key], dtype=dtype))
+            buf = torch.zeros((self.capacity, *arr.shape[1:]), dtype=arr.dtype, device=device)
             buf[: self.n_offline] = arr.to(device)
             self.storage[key] = buf
         self.pending: list[tuple[np.ndarray, np.ndarray, float, np.ndarray, float]] = []
 
     def add(self, obs, action, reward: float, next_obs, terminal: bool, episode_end: bool) -> None:
         """One online step; when `episode_end`, the trajectory is committed with its returns."""
-        self.pending.append((np.array(obs, np.float32), np.array(action, np.float32), float(reward),
-                             np.array(next_obs, np.float32), float(terminal)))
+        self.pending.append((np.array(obs, self.obs_dtype), np.array(action, np.float32), float(reward),
+                             np.array(next_obs, self.obs_dtype), float(terminal)))
         if episode_end:
             self.commit()
 

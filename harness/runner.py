@@ -85,7 +85,7 @@ class Runner:
         data = task.load_dataset()
         data.validate(f"task '{task.name}' dataset", task.obs_dim, task.act_dim)
         hparams = dict(self.job["algorithm"].get("hparams", {}))
-        self.algo = algorithms.make(self.job["algorithm"]["name"], algorithms.ObsSpec((task.obs_dim,)),
+        self.algo = algorithms.make(self.job["algorithm"]["name"], algorithms.ObsSpec((task.obs_dim,), task.image_shape, task.vector_dim),
                                     algorithms.ActionSpec(task.act_dim), hparams, self.device)
         self.algo.observe_dataset(torch.as_tensor(data.obs, dtype=torch.float32, device=self.device))
         gamma = getattr(self.algo.config, "gamma", 0.99)

@@ -1,7 +1,8 @@
 """The task abstraction and its registry.
 
 A task gives the offline dataset as flat arrays, env factories whose observations are flat
-float vectors and whose actions lie in [-1, 1], the score normalizer, and the reward facts the
+rows (float32 vectors, or for image tasks uint8 rows: pixels then float32 proprioception
+bytes, see `algorithms.base.ObsSpec`) and whose actions lie in [-1, 1], the score normalizer, and the reward facts the
 harness needs (the raw reward of a failed step for the sparse-failure rule). Its protocol
 (steps, evaluation) lives in `harness/conf/task/<name>.yaml`.
 """
@@ -68,6 +69,8 @@ class Task(ABC):
     ref_max_score: float
     fail_reward: float | None = None  # raw per-step reward of failure in sparse tasks; None: dense
     source: str = ""  # where the dataset comes from, for `python -m tasks list`
+    image_shape: tuple[int, int, int] | None = None  # image tasks: (C, H, W) uint8 pixels leading each row
+    vector_dim: int = 0  # image tasks: float32 proprioception values after the pixels (4 bytes each)
 
     @abstractmethod
     def load_dataset(self) -> Dataset:
@@ -75,7 +78,7 @@ class Task(ABC):
 
     @abstractmethod
     def make_env(self, seed: int) -> gym.Env:
-        """An env with flat float32 observations, actions in [-1, 1], a time limit, and
+        """An env with flat observations (float32; uint8 rows for image tasks), actions in [-1, 1], a time limit, and
         `info["success"]` on every step."""
 
     def dataset_present(self) -> bool:

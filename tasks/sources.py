@@ -48,8 +48,14 @@ def load_minari(dataset_id: str, obs_fn: Callable[[object], np.ndarray] | None =
     except Exception as exc:  # h5py / minari errors on damaged files
         raise DatasetError(f"Minari dataset '{dataset_id}' under {minari_root()} could not be read "
                            f"({type(exc).__name__}: {exc}); delete it and generate or download it again") from exc
-    return Dataset(**{k: np.concatenate(v).astype(np.float32 if k not in ("terminal", "timeout") else bool)
-                      for k, v in parts.items()})
+    return Dataset(**{k: np.concatenate(v).astype(_dtype(k, v[0])) for k, v in parts.items()})
+
+
+def _dtype(key: str, sample: np.ndarray) -> type:
+    """bool flags; uint8 observations (image tasks) stay uint8; everything else float32."""
+    if key in ("terminal", "timeout"):
+        return bool
+    return np.uint8 if key in ("obs", "next_obs") and sample.dtype == np.uint8 else np.float32
 
 
 # -- where users put files that are not Minari datasets ------------------------------------------

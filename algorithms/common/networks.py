@@ -169,5 +169,7 @@ def target_copy(net: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """target <- (1 - tau) target + tau source."""
-    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+    """target <- (1 - tau) target + tau source (nothing to do for parameter-free modules)."""
+    params = list(target.parameters())
+    if params:
+        torch._foreach_lerp_(params, list(source.parameters()), tau)
