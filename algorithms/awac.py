@@ -18,6 +18,9 @@ Deviations:
 - Policy: Gaussian with tanh mean and state-independent log std (`GaussianActor`, as CORL's
   with its mean squashed into the action box); evaluation acts with the mean.
 - Weights are clipped at `max_weight` (CORL: 100; the paper normalizes them over the batch).
+- Image observations go through `algorithms.common.encoder` (shared encoder trained by the critic
+  loss, as DrQ; the actor and its advantage weights see detached features, the TD target the
+  target encoder's; identity for vector observations, which leaves vector results unchanged).
 """
 from __future__ import annotations
 
@@ -26,11 +29,12 @@ from dataclasses import dataclass
 import torch
 
 from algorithms.base import Algorithm, Batch, check_positive, register
+from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import EnsembleCritic, GaussianActor, soft_update, target_copy
 
 
 @dataclass
-class AWACConfig:
+class AWACConfig(EncoderConfig):
     actor_hidden: tuple[int, ...] = (256, 256, 256)  # policy MLP widths
     critic_hidden: tuple[int, ...] = (256, 256, 256)  # each Q-network's MLP widths
     n_critics: int = 2  # twin Q, min over them for targets and advantages
@@ -53,15 +57,18 @@ class AWAC(Algorithm):
 
     def __init__(self, obs_spec, action_spec, config: AWACConfig, device):
         super().__init__(obs_spec, action_spec, config, device)
-        obs_dim, act_dim = obs_spec.shape[0], action_spec.dim
+        self.encoder = make_encoder(obs_spec, config).to(self.device)  # identity for vector observations
+        self.encoder_target = target_copy(self.encoder)
+        obs_dim, act_dim = self.encoder.out_dim, action_spec.dim
         self.actor = GaussianActor(obs_dim, act_dim, config.actor_hidden).to(self.device)
         self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics).to(self.device)
         self.critic_target = target_copy(self.critic)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr, fused=True)
+        self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
+                                           config.critic_lr, fused=True)
 
     def policy(self, obs, deterministic):
-        return self.actor(obs, deterministic)[0]
+        return self.actor(self.encoder(obs), deterministic)[0]
 
     # -- the loss terms, each a function of tensors ----------------------------------------
     def td_target(self, reward: torch.Tensor, done: torch.Tensor, next_q: torch.Tensor) -> torch.Tensor:
@@ -76,13 +83,14 @@ class AWAC(Algorithm):
     # -- one step ---------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        B = batch.obs.shape[0]
+        obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch)  # features (DrQ)
+        obs_actor, B = obs.detach(), obs.shape[0]  # the actor does not train the encoder
         with torch.no_grad():
-            next_a, _ = self.actor(batch.next_obs)
-            td_target = self.td_target(batch.reward, batch.done, self.critic_target(batch.next_obs, next_a))
+            next_a, _ = self.actor(next_obs)
+            td_target = self.td_target(batch.reward, batch.done, self.critic_target(next_obs, next_a))
 
         # 1. Critic.
-        q = self.critic(batch.obs, batch.action)
+        q = self.critic(obs, batch.action)
         critic_loss = (q - td_target).square().mean(1).sum()
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
@@ -90,14 +98,15 @@ class AWAC(Algorithm):
 
         # 2. Actor: Q at data and policy actions in one critic pass, no gradients.
         with torch.no_grad():
-            pi_a, _ = self.actor(batch.obs)
-            q_both = self.critic(torch.cat([batch.obs, batch.obs]), torch.cat([batch.action, pi_a]))
+            pi_a, _ = self.actor(obs_actor)
+            q_both = self.critic(torch.cat([obs_actor, obs_actor]), torch.cat([batch.action, pi_a]))
             weights = self.advantage_weights(q_both[:, :B], q_both[:, B:])
-        actor_loss = -(weights * self.actor.log_prob(batch.obs, batch.action)).mean()
+        actor_loss = -(weights * self.actor.log_prob(obs_actor, batch.action)).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
         soft_update(self.critic_target, self.critic, cfg.tau)
+        soft_update(self.encoder_target, self.encoder, cfg.tau)
 
         return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
                 "q_data": q.detach().mean(), "weight": weights.mean(), "td_target": td_target.mean()}

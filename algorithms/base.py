@@ -107,9 +107,9 @@ class Algorithm(ABC):
         return a[0] if single else a
 
     def observe_dataset(self, obs: torch.Tensor) -> None:
-        """Called once with all offline observations (on the job's device) before training, e.g.
-        for observation normalization; no-op by default. State kept here must be tensor
-        attributes so that `modules()` saves it."""
+        """Called once with all offline observations (on the job's device, in the dataset's
+        dtype: see `ObsSpec`) before training, e.g. for observation normalization; no-op by
+        default. State kept here must be tensor attributes so that `modules()` saves it."""
 
     def on_finetune_start(self) -> None:
         """Called once between offline pre-training and online fine-tuning."""

@@ -15,6 +15,9 @@ Deviations:
   schedule has no meaning for a run that continues online).
 - Policy: CORL's Gaussian with tanh mean and state-independent log std (`GaussianActor`);
   evaluation acts with the mean. No dropout (CORL's antmaze configs use none).
+- Image observations go through `algorithms.common.encoder` (shared encoder trained by the critic
+  loss, as DrQ; V, the actor and Q_target(s, a) see detached features, V(s') the target encoder's;
+  identity for vector observations, which leaves vector results unchanged).
 """
 from __future__ import annotations
 
@@ -23,11 +26,12 @@ from dataclasses import dataclass
 import torch
 
 from algorithms.base import Algorithm, Batch, check_positive, register
+from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import EnsembleCritic, GaussianActor, ValueNet, soft_update, target_copy
 
 
 @dataclass
-class IQLConfig:
+class IQLConfig(EncoderConfig):
     actor_hidden: tuple[int, ...] = (256, 256)  # policy MLP widths
     critic_hidden: tuple[int, ...] = (256, 256)  # each Q-network's MLP widths
     value_hidden: tuple[int, ...] = (256, 256)  # V-network MLP widths
@@ -55,17 +59,20 @@ class IQL(Algorithm):
 
     def __init__(self, obs_spec, action_spec, config: IQLConfig, device):
         super().__init__(obs_spec, action_spec, config, device)
-        obs_dim, act_dim = obs_spec.shape[0], action_spec.dim
+        self.encoder = make_encoder(obs_spec, config).to(self.device)  # identity for vector observations
+        self.encoder_target = target_copy(self.encoder)
+        obs_dim, act_dim = self.encoder.out_dim, action_spec.dim
         self.actor = GaussianActor(obs_dim, act_dim, config.actor_hidden).to(self.device)
         self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics).to(self.device)
         self.critic_target = target_copy(self.critic)
         self.value = ValueNet(obs_dim, config.value_hidden).to(self.device)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr, fused=True)
+        self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
+                                           config.critic_lr, fused=True)
         self.value_opt = torch.optim.Adam(self.value.parameters(), config.value_lr, fused=True)
 
     def policy(self, obs, deterministic):
-        return self.actor(obs, deterministic)[0]
+        return self.actor(self.encoder(obs), deterministic)[0]
 
     # -- the loss terms, each a function of tensors ----------------------------------------
     def expectile_loss(self, diff: torch.Tensor) -> torch.Tensor:
@@ -83,13 +90,15 @@ class IQL(Algorithm):
     # -- one step ---------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
+        obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch)  # features (DrQ)
+        obs_detached = obs.detach()  # V and the actor do not train the encoder
         with torch.no_grad():
-            q_target = self.critic_target(batch.obs, batch.action).min(0).values
-            next_v = self.value(batch.next_obs)
+            q_target = self.critic_target(obs_detached, batch.action).min(0).values
+            next_v = self.value(next_obs)
             td_target = self.td_target(batch.reward, batch.done, next_v)
 
         # 1. Value: expectile regression towards the target Q of data actions.
-        v = self.value(batch.obs)
+        v = self.value(obs_detached)
         adv = q_target - v
         value_loss = self.expectile_loss(adv)
         self.value_opt.zero_grad(set_to_none=True)
@@ -98,18 +107,19 @@ class IQL(Algorithm):
 
         # 2. Actor: advantage-weighted regression on data actions.
         weights = self.advantage_weights(adv.detach())
-        actor_loss = -(weights * self.actor.log_prob(batch.obs, batch.action)).mean()
+        actor_loss = -(weights * self.actor.log_prob(obs_detached, batch.action)).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
 
         # 3. Critic: TD towards r + gamma V(s').
-        q = self.critic(batch.obs, batch.action)
+        q = self.critic(obs, batch.action)
         critic_loss = (q - td_target).square().mean(1).sum()
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_opt.step()
         soft_update(self.critic_target, self.critic, cfg.tau)
+        soft_update(self.encoder_target, self.encoder, cfg.tau)
 
         return {"value_loss": value_loss.detach(), "actor_loss": actor_loss.detach(),
                 "critic_loss": critic_loss.detach(), "v": v.detach().mean(), "q_data": q.detach().mean(),

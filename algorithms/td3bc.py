@@ -16,6 +16,12 @@ Deviations:
 - The twin critics run as one batched ensemble (same math as two MLPs).
 - Exploration online: Gaussian noise `expl_noise` (TD3's 0.1) on non-deterministic actions.
 - Metrics of the actor step are those of the latest actor update (so every step logs the same keys).
+- Image observations go through `algorithms.common.encoder` (shared encoder trained by the critic
+  loss, as DrQ; the actor sees detached features, the target actor and critics the target
+  encoder's, soft-updated with the critic targets; identity for vector observations, which leaves
+  vector results unchanged). Normalization applies to the encoder's output, i.e. to the
+  observations of vector tasks; image tasks need `normalize_obs: false` (`observe_dataset` raises
+  otherwise: statistics of pixel bytes are meaningless).
 """
 from __future__ import annotations
 
@@ -24,11 +30,12 @@ from dataclasses import dataclass
 import torch
 
 from algorithms.base import Algorithm, Batch, check_positive, register
+from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import DeterministicActor, EnsembleCritic, soft_update, target_copy
 
 
 @dataclass
-class TD3BCConfig:
+class TD3BCConfig(EncoderConfig):
     actor_hidden: tuple[int, ...] = (256, 256)  # policy MLP widths
     critic_hidden: tuple[int, ...] = (256, 256)  # each Q-network's MLP widths
     n_critics: int = 2  # twin Q; min over them in the target
@@ -40,7 +47,7 @@ class TD3BCConfig:
     policy_noise: float = 0.2  # std of the target policy smoothing noise
     noise_clip: float = 0.5  # the smoothing noise is clipped to [-noise_clip, noise_clip]
     policy_freq: int = 2  # actor and target updates every policy_freq critic updates
-    normalize_obs: bool = True  # standardize observations with the offline data's statistics
+    normalize_obs: bool = True  # standardize observations with the offline data's statistics (vectors only)
     expl_noise: float = 0.1  # std of the Gaussian exploration noise of non-deterministic actions
     bc_decay_steps: int = 0  # fine-tuning: BC weight 1 -> 0 linearly over this many updates (0: keep)
 
@@ -58,14 +65,18 @@ class TD3BC(Algorithm):
 
     def __init__(self, obs_spec, action_spec, config: TD3BCConfig, device):
         super().__init__(obs_spec, action_spec, config, device)
-        obs_dim, act_dim = obs_spec.shape[0], action_spec.dim
+        self.encoder = make_encoder(obs_spec, config).to(self.device)  # identity for vector observations
+        self.encoder_target = target_copy(self.encoder)
+        obs_dim, act_dim = self.encoder.out_dim, action_spec.dim
         self.actor = DeterministicActor(obs_dim, act_dim, config.actor_hidden).to(self.device)
         self.actor_target = target_copy(self.actor)
         self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics).to(self.device)
         self.critic_target = target_copy(self.critic)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), config.critic_lr, fused=True)
-        # Observation statistics (identity until observe_dataset) and step counters: tensors, so saved.
+        self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
+                                           config.critic_lr, fused=True)
+        # Statistics of the encoder's output (identity until observe_dataset; for vector tasks the
+        # observations themselves) and step counters: tensors, so saved.
         self.obs_mean = torch.zeros(obs_dim, device=self.device)
         self.obs_std = torch.ones(obs_dim, device=self.device)
         self.updates = torch.zeros((), dtype=torch.long)  # on the host: read every step
@@ -74,15 +85,20 @@ class TD3BC(Algorithm):
                                                     for k in ("actor_loss", "bc_loss", "lambda", "bc_weight")}
 
     def observe_dataset(self, obs: torch.Tensor) -> None:
-        if self.config.normalize_obs:
-            self.obs_mean.copy_(obs.mean(0))
-            self.obs_std.copy_(obs.std(0) + 1e-3)
+        if not self.config.normalize_obs:
+            return
+        if self.obs_spec.image is not None:
+            raise ValueError("td3bc: normalize_obs needs vector observations; "
+                             "set normalize_obs: false for image tasks")
+        obs = obs.float()
+        self.obs_mean.copy_(obs.mean(0))
+        self.obs_std.copy_(obs.std(0) + 1e-3)
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs - self.obs_mean) / self.obs_std
 
     def policy(self, obs, deterministic):
-        action = self.actor(self.normalize(obs))
+        action = self.actor(self.normalize(self.encoder(obs)))
         if deterministic:
             return action
         return (action + self.config.expl_noise * torch.randn_like(action)).clamp(-1.0, 1.0)
@@ -114,7 +130,9 @@ class TD3BC(Algorithm):
     # -- one step ---------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        obs, next_obs = self.normalize(batch.obs), self.normalize(batch.next_obs)
+        obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch)  # features (DrQ)
+        obs, next_obs = self.normalize(obs), self.normalize(next_obs)
+        obs_actor = obs.detach()  # the actor does not train the encoder
         self.updates += 1
         if self.finetuning:
             self.online_updates += 1
@@ -132,8 +150,8 @@ class TD3BC(Algorithm):
 
         # 2. Delayed actor and target updates. Only Q_1 is evaluated (the paper's actor uses Q_1).
         if int(self.updates) % cfg.policy_freq == 0:
-            pi_action = self.actor(obs)
-            q_pi = self.q1(obs, pi_action)
+            pi_action = self.actor(obs_actor)
+            q_pi = self.q1(obs_actor, pi_action)
             bc_weight = self.bc_weight()
             actor_loss, lmbda, bc = self.actor_objective(q_pi, pi_action, batch.action, bc_weight)
             self.actor_opt.zero_grad(set_to_none=True)
@@ -141,6 +159,7 @@ class TD3BC(Algorithm):
             self.actor_opt.step()
             soft_update(self.actor_target, self.actor, cfg.tau)
             soft_update(self.critic_target, self.critic, cfg.tau)
+            soft_update(self.encoder_target, self.encoder, cfg.tau)
             self.last_actor = {"actor_loss": actor_loss.detach(), "bc_loss": bc.detach(), "lambda": lmbda,
                                "bc_weight": torch.tensor(bc_weight, device=self.device)}
 

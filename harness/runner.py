@@ -87,7 +87,7 @@ class Runner:
         hparams = dict(self.job["algorithm"].get("hparams", {}))
         self.algo = algorithms.make(self.job["algorithm"]["name"], algorithms.ObsSpec((task.obs_dim,), task.image_shape, task.vector_dim),
                                     algorithms.ActionSpec(task.act_dim), hparams, self.device)
-        self.algo.observe_dataset(torch.as_tensor(data.obs, dtype=torch.float32, device=self.device))
+        self.algo.observe_dataset(torch.as_tensor(data.obs, device=self.device))  # dataset dtype (uint8: images)
         gamma = getattr(self.algo.config, "gamma", 0.99)
         fail = None if task.fail_reward is None else self.reward(task.fail_reward)
         reward = self.reward(data.reward)

@@ -108,3 +108,12 @@ def test_runner_runs_a_visual_job(task, tmp_path):
     summary = run_job(job, tmp_path, progress_bar=False)
     assert summary["status"] == "done"
     assert json.loads((tmp_path / "summary.json").read_text())["final_score"] is not None
+
+
+def test_td3bc_normalizes_vector_observations_only(task, replay):
+    hparams = {k: v for k, v in TINY.items() if k in algorithms.get("td3bc").Config.__dataclass_fields__}
+    algo = algorithms.make("td3bc", spec(task), ActionSpec(task.act_dim), hparams, "cpu")
+    with pytest.raises(ValueError, match="normalize_obs"):
+        algo.observe_dataset(replay.storage["obs"][:4])
+    off = algorithms.make("td3bc", spec(task), ActionSpec(task.act_dim), {**hparams, "normalize_obs": False}, "cpu")
+    off.observe_dataset(replay.storage["obs"][:4])  # a no-op
