@@ -68,6 +68,16 @@ def _run_one(args) -> tuple[str, str | None]:
         return job["job_id"], f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
 
 
+def finished_line(job: dict[str, Any], runs_dir: Path, error: str | None) -> str:
+    name = f"{job['algorithm']['name']} {job['task']['name']} seed{job['seed']}"
+    if error:
+        return f"{name}: FAILED {error.splitlines()[0]}"
+    s = read_summary(run_dir(runs_dir, job)) or {}
+    fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
+    return (f"{name}: offline {fmt(s.get('offline_score'))} -> final {fmt(s.get('final_score'))} "
+            f"({s.get('wall_time_s', 0):.0f} s)")
+
+
 def launch_local(jobs: list[dict[str, Any]], runs_dir: Path, workers: int = 1, threads: int = 0,
                  progress: bool = True, retries: int = 0) -> dict[str, str]:
     """Runs the jobs (failed ones up to `retries` more times); returns {job_id: error} for the
@@ -82,9 +92,14 @@ def launch_local(jobs: list[dict[str, Any]], runs_dir: Path, workers: int = 1, t
         per_job = threads or max(1, cores // n)  # never more threads than cores in all
         if n == 1:
             results = [_run_one((j, runs_dir, per_job, progress)) for j in todo]
-        else:
+        else:  # worker processes show no bars: one line per finished job instead
+            by_id = {j["job_id"]: j for j in todo}
+            results = []
             with mp.get_context("spawn").Pool(n) as pool:
-                results = pool.map(_run_one, [(j, runs_dir, per_job, False) for j in todo], chunksize=1)
+                for job_id, err in pool.imap_unordered(_run_one, [(j, runs_dir, per_job, False) for j in todo]):
+                    results.append((job_id, err))
+                    if progress:
+                        print(f"[{len(results)}/{len(todo)}] {finished_line(by_id[job_id], runs_dir, err)}", flush=True)
         errors = {job_id: err for job_id, err in results if err}
         todo = [j for j in todo if j["job_id"] in errors]
         if todo and attempt < retries:
