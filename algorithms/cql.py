@@ -20,7 +20,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch.nn import functional as F
 
 from algorithms.base import Algorithm, Batch, check_positive, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder

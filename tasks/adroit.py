@@ -23,7 +23,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from tasks.base import Dataset, DatasetError, Task, register_task
+from tasks.base import Dataset, DatasetError, Task, register_task, robotics_gym
 from tasks.sources import (binary_trajectories, data_dir, download_minari, goal_achieved, load_npy_paths,
                            minari_present, minari_root)
 
@@ -156,10 +156,7 @@ class AdroitBinaryTask(Task):
         return trajs
 
     def make_env(self, seed: int) -> gym.Env:
-        import gymnasium_robotics
-
-        gym.register_envs(gymnasium_robotics)
-        env = BinaryAdroit(gym.make(self.env_id, max_episode_steps=self.horizon), self.obs_dim)
+        env = BinaryAdroit(robotics_gym().make(self.env_id, max_episode_steps=self.horizon), self.obs_dim)
         env.action_space.seed(seed)
         return env
 

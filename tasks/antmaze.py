@@ -22,19 +22,13 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from tasks.base import Dataset, DatasetError, Task, register_task
+from tasks.base import Dataset, DatasetError, Task, register_task, robotics_gym
 from tasks.sources import data_dir, download_minari, load_d4rl_hdf5, load_minari, minari_present
 
 GOAL_RADIUS = 0.5  # D4RL's antmaze success distance
 HORIZON = 1000
 D4RL_START = (1, 1)
 
-
-def _gym():
-    import gymnasium_robotics
-
-    gym.register_envs(gymnasium_robotics)
-    return gym
 
 
 def _maze_map(maze: str):
@@ -138,7 +132,7 @@ class AntMazeTask(Task):
         maze_map = _maze_map(self.maze)
         if mirrored:
             maze_map = maze_map[::-1]
-        raw = _gym().make(self.env_id, maze_map=maze_map, continuing_task=True, reset_target=False,
+        raw = robotics_gym().make(self.env_id, maze_map=maze_map, continuing_task=True, reset_target=False,
                           max_episode_steps=self.horizon)
         env = FixedGoalAntMaze(raw, D4RL_START, self.goal_cell, mirrored)
         env.action_space.seed(seed)

@@ -15,6 +15,18 @@ import gymnasium as gym
 import numpy as np
 
 
+def robotics_gym():
+    """gymnasium with Gymnasium-Robotics' envs registered. Its import prints a notice about
+    Adroit *Dense* v1 rewards (tasks here use the binary reward): kept off the user's terminal."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        import gymnasium_robotics
+    gym.register_envs(gymnasium_robotics)
+    return gym
+
+
 class DatasetError(RuntimeError):
     """A dataset is missing, corrupt or does not match its environment."""
 

@@ -25,16 +25,15 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # must precede the first `import mujoco`
 
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tasks.base import Dataset, Task, register_task  # noqa: E402
-from tasks.sources import load_minari, minari_present, minari_root  # noqa: E402
+from tasks.base import Dataset, register_task, robotics_gym  # noqa: E402
+from tasks.generated import GeneratedTask, save_minari  # noqa: E402
+from tasks.sources import load_minari  # noqa: E402
 
 ENV_ID = "FetchPickAndPlace-v4"
 HORIZON = 50  # Fetch's episode length
@@ -66,12 +65,6 @@ def unpack_obs(rows: np.ndarray, image_shape: tuple[int, int, int]) -> tuple[np.
     rows = np.asarray(rows, np.uint8)
     return rows[..., :n].reshape(*rows.shape[:-1], *image_shape), np.ascontiguousarray(rows[..., n:]).view("<f4")
 
-
-def _gym():
-    import gymnasium_robotics
-
-    gym.register_envs(gymnasium_robotics)
-    return gym
 
 
 class FixedPickPlace(gym.Wrapper):
@@ -183,7 +176,7 @@ class ScriptedPickPlace:
         return np.clip(action, -1, 1).astype(np.float32)
 
 
-class VisualPickPlaceTask(Task):
+class VisualPickPlaceTask(GeneratedTask):
     domain = "visual"
     act_dim = 4
     ref_min_score, ref_max_score = 0.0, 1.0
@@ -200,20 +193,13 @@ class VisualPickPlaceTask(Task):
 
     # -- environment -------------------------------------------------------------------------
     def make_env(self, seed: int, render: bool = True) -> gym.Env:
-        raw = _gym().make(ENV_ID, render_mode="rgb_array", width=self.image_size, height=self.image_size,
+        raw = robotics_gym().make(ENV_ID, render_mode="rgb_array", width=self.image_size, height=self.image_size,
                           default_camera_config=CAMERA, max_episode_steps=HORIZON)
         env = FixedPickPlace(raw, self.image_size, render=render)
         env.action_space.seed(seed)
         return env
 
     # -- dataset -----------------------------------------------------------------------------
-    def dataset_present(self) -> bool:
-        return minari_present(self.dataset_id)
-
-    def prepare(self) -> None:
-        if not self.dataset_present():
-            self.generate()
-
     def load_dataset(self) -> Dataset:
         self.prepare()
         return load_minari(self.dataset_id, obs_fn=lambda o: pack_obs(o["image"], o["state"]))
@@ -248,53 +234,32 @@ class VisualPickPlaceTask(Task):
         return episodes
 
     def generate(self) -> float:
-        """Collect the dataset and save it as Minari, atomically (built aside, then renamed).
-        Returns the collection time in seconds."""
-        import minari
+        """Collect the dataset and save it as Minari. Returns the collection time in seconds."""
         from minari.data_collector import EpisodeBuffer
 
         t0 = time.monotonic()
         episodes = self.collect()
         seconds = time.monotonic() - t0
         S = self.image_size
-        root = minari_root()
-        root.mkdir(parents=True, exist_ok=True)
-        tmp_root = tempfile.mkdtemp(prefix=".tmp-", dir=root)
-        old = os.environ.get("MINARI_DATASETS_PATH")
-        os.environ["MINARI_DATASETS_PATH"] = tmp_root
-        try:
-            buffers = []
-            for ep in episodes:
-                images, states = unpack_obs(np.stack(ep["obs"]), self.image_shape)
-                buffers.append(EpisodeBuffer(
-                    observations={"image": np.ascontiguousarray(np.moveaxis(images, 1, -1)), "state": states},
-                    actions=np.stack(ep["action"]), rewards=list(ep["reward"]),
-                    terminations=list(ep["terminal"]), truncations=list(ep["timeout"])))
-            success = np.mean([any(ep["terminal"]) for ep in episodes])
-            minari.create_dataset_from_buffers(
-                self.dataset_id, buffers, env=ENV_ID, eval_env=ENV_ID,
-                observation_space=gym.spaces.Dict({
-                    "image": gym.spaces.Box(0, 255, (S, S, 3), np.uint8),
-                    "state": gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)}),
-                action_space=gym.spaces.Box(-1.0, 1.0, (4,), np.float32),
-                algorithm_name="scripted grasp-and-place with noise and failure modes", author="o2o-bench",
-                author_email="o2o-bench@example.org", code_permalink="tasks/fetch.py",
-                ref_min_score=self.ref_min_score, ref_max_score=self.ref_max_score,
-                description=f"{self.name}: {self.recipe}; {S}x{S} images; success rate {success:.2f}; "
-                            f"collected in {seconds:.0f} s")
-            final = root / self.dataset_id
-            final.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.rename(os.path.join(tmp_root, self.dataset_id), final)
-            except OSError:
-                if not self.dataset_present():  # not a concurrent generator winning the race
-                    raise
-        finally:
-            if old is None:
-                os.environ.pop("MINARI_DATASETS_PATH", None)
-            else:
-                os.environ["MINARI_DATASETS_PATH"] = old
-            shutil.rmtree(tmp_root, ignore_errors=True)
+        buffers = []
+        for ep in episodes:
+            images, states = unpack_obs(np.stack(ep["obs"]), self.image_shape)
+            buffers.append(EpisodeBuffer(
+                observations={"image": np.ascontiguousarray(np.moveaxis(images, 1, -1)), "state": states},
+                actions=np.stack(ep["action"]), rewards=list(ep["reward"]),
+                terminations=list(ep["terminal"]), truncations=list(ep["timeout"])))
+        success = np.mean([any(ep["terminal"]) for ep in episodes])
+        save_minari(
+            self.dataset_id, buffers, env=ENV_ID, eval_env=ENV_ID,
+            observation_space=gym.spaces.Dict({
+                "image": gym.spaces.Box(0, 255, (S, S, 3), np.uint8),
+                "state": gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)}),
+            action_space=gym.spaces.Box(-1.0, 1.0, (4,), np.float32),
+            algorithm_name="scripted grasp-and-place with noise and failure modes", author="o2o-bench",
+            author_email="o2o-bench@example.org", code_permalink="tasks/fetch.py",
+            ref_min_score=self.ref_min_score, ref_max_score=self.ref_max_score,
+            description=f"{self.name}: {self.recipe}; {S}x{S} images; success rate {success:.2f}; "
+                        f"collected in {seconds:.0f} s")
         return seconds
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from tasks.base import Dataset, DatasetError, Task, register_task
+from tasks.base import Dataset, DatasetError, Task, register_task, robotics_gym
 from tasks.sources import download_minari, load_minari, minari_present
 
 BONUS_THRESH = 0.3
@@ -111,10 +111,7 @@ class KitchenTask(Task):
         return data
 
     def make_env(self, seed: int) -> gym.Env:
-        import gymnasium_robotics
-
-        gym.register_envs(gymnasium_robotics)
-        raw = gym.make("FrankaKitchen-v1", tasks_to_complete=list(self.subtasks), terminate_on_tasks_completed=False,
+        raw = robotics_gym().make("FrankaKitchen-v1", tasks_to_complete=list(self.subtasks), terminate_on_tasks_completed=False,
                        remove_task_when_completed=False, max_episode_steps=self.horizon)
         env = CalQLKitchen(raw, self.subtasks)
         env.action_space.seed(seed)

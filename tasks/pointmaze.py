@@ -11,26 +11,18 @@ The data is saved as a Minari dataset under MINARI_DATASETS_PATH on first use.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections import deque
 from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 
-from tasks.base import Dataset, Task, register_task
-from tasks.sources import load_minari, minari_present, minari_root
+from tasks.base import Dataset, register_task, robotics_gym
+from tasks.generated import GeneratedTask, save_minari
+from tasks.sources import load_minari
 
 GOAL_RADIUS = 0.45  # PointMaze's own success distance
 
-
-def _gym():
-    import gymnasium_robotics
-
-    gym.register_envs(gymnasium_robotics)
-    return gym
 
 
 class FixedGoalPointMaze(gym.Wrapper):
@@ -62,7 +54,7 @@ class DatasetRecipe:
     seed: int = 0
 
 
-class PointMazeTask(Task):
+class PointMazeTask(GeneratedTask):
     domain = "pointmaze"
     obs_dim, act_dim = 4, 2
     ref_min_score, ref_max_score = 0.0, 1.0
@@ -98,7 +90,7 @@ class PointMazeTask(Task):
 
     # -- environment -------------------------------------------------------------------------
     def _raw_env(self, continuing: bool) -> gym.Env:
-        return _gym().make(self.env_id, continuing_task=continuing, reset_target=False,
+        return robotics_gym().make(self.env_id, continuing_task=continuing, reset_target=False,
                            max_episode_steps=self.horizon, reward_type="dense" if self.dense else "sparse")
 
     def make_env(self, seed: int) -> gym.Env:
@@ -109,53 +101,24 @@ class PointMazeTask(Task):
         return env
 
     # -- dataset -----------------------------------------------------------------------------
-    def dataset_present(self) -> bool:
-        return minari_present(self.dataset_id)
-
-    def prepare(self) -> None:
-        if not self.dataset_present():
-            self.generate()
-
     def load_dataset(self) -> Dataset:
         self.prepare()
         return load_minari(self.dataset_id)
 
     def generate(self) -> None:
-        """Collect the dataset and save it as Minari, atomically (built aside, then renamed)."""
-        import minari
+        """Collect the dataset and save it as Minari."""
         from minari.data_collector import EpisodeBuffer
 
-        episodes = self.collect()
-        root = minari_root()
-        root.mkdir(parents=True, exist_ok=True)
-        tmp_root = tempfile.mkdtemp(prefix=".tmp-", dir=root)
-        old = os.environ.get("MINARI_DATASETS_PATH")
-        os.environ["MINARI_DATASETS_PATH"] = tmp_root
-        try:
-            buffers = [EpisodeBuffer(observations=list(ep["obs"]), actions=list(ep["action"]),
-                                     rewards=list(ep["reward"]), terminations=list(ep["terminal"]),
-                                     truncations=list(ep["timeout"])) for ep in episodes]
-            minari.create_dataset_from_buffers(
-                self.dataset_id, buffers, env=self.env_id, eval_env=self.env_id,
-                observation_space=gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
-                action_space=gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
-                algorithm_name="noisy waypoint controller", author="o2o-bench",
-                author_email="o2o-bench@example.org", code_permalink="tasks/pointmaze.py",
-                ref_min_score=self.ref_min_score, ref_max_score=self.ref_max_score,
-                description=f"{self.name}: {self.recipe}")
-            final = root / self.dataset_id
-            final.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.rename(os.path.join(tmp_root, self.dataset_id), final)
-            except OSError:
-                if not self.dataset_present():  # not a concurrent generator winning the race
-                    raise
-        finally:
-            if old is None:
-                os.environ.pop("MINARI_DATASETS_PATH", None)
-            else:
-                os.environ["MINARI_DATASETS_PATH"] = old
-            shutil.rmtree(tmp_root, ignore_errors=True)
+        buffers = [EpisodeBuffer(observations=list(ep["obs"]), actions=list(ep["action"]), rewards=list(ep["reward"]),
+                                 terminations=list(ep["terminal"]), truncations=list(ep["timeout"]))
+                   for ep in self.collect()]
+        save_minari(self.dataset_id, buffers, env=self.env_id, eval_env=self.env_id,
+                    observation_space=gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
+                    action_space=gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+                    algorithm_name="noisy waypoint controller", author="o2o-bench",
+                    author_email="o2o-bench@example.org", code_permalink="tasks/pointmaze.py",
+                    ref_min_score=self.ref_min_score, ref_max_score=self.ref_max_score,
+                    description=f"{self.name}: {self.recipe}")
 
     def collect(self) -> list[dict[str, np.ndarray]]:
         """Roll out the noisy waypoint controller; deterministic for a given recipe seed."""

@@ -1,0 +1,55 @@
+"""Tasks whose datasets the harness generates itself, saved as Minari datasets atomically."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from abc import abstractmethod
+
+from tasks.base import Task
+from tasks.sources import minari_present, minari_root
+
+
+def save_minari(dataset_id: str, buffers: list, **create_kwargs) -> None:
+    """`minari.create_dataset_from_buffers` into a private folder, then one rename into
+    MINARI_DATASETS_PATH: readers never see half a dataset, and of two concurrent generators
+    of the same (deterministic) data the first rename wins."""
+    import minari
+
+    root = minari_root()
+    root.mkdir(parents=True, exist_ok=True)
+    tmp_root = tempfile.mkdtemp(prefix=".tmp-", dir=root)
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = tmp_root
+    try:
+        minari.create_dataset_from_buffers(dataset_id, buffers, **create_kwargs)
+        final = root / dataset_id
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(os.path.join(tmp_root, dataset_id), final)
+        except OSError:
+            if not minari_present(dataset_id):  # not a concurrent generator winning the race
+                raise
+    finally:
+        if old is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+        shutil.rmtree(tmp_root, ignore_errors=True)
+
+
+class GeneratedTask(Task):
+    """A task with a `dataset_id` whose data `generate()` creates on first use."""
+
+    dataset_id: str
+
+    @abstractmethod
+    def generate(self):
+        """Collect the dataset and save it with `save_minari`."""
+
+    def dataset_present(self) -> bool:
+        return minari_present(self.dataset_id)
+
+    def prepare(self) -> None:
+        if not self.dataset_present():
+            self.generate()
