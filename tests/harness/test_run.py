@@ -99,3 +99,18 @@ def test_dry_run_prints_the_job_table(tmp_path):
     assert len(lines) == len(suite["algorithms"]) * len(suite["tasks"]) * len(suite["seeds"])
     assert {l.split()[1] for l in lines} == set(suite["tasks"])
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_hydra_multirun_sweep_runs_every_point_into_runs_dir(tmp_path):
+    proc = harness("-m", "algorithm=calql,cql", "seed=0,1", "suite=smoke", f"runs_dir={tmp_path}", *TINY,
+                   "protocol.offline_steps=50", "protocol.online_steps=100", "protocol.eval_every_offline=50",
+                   "protocol.eval_every=100", "report=false")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for algo in ("calql", "cql"):
+        for seed in (0, 1):
+            summary = json.loads((tmp_path / "smoke" / "pointmaze-umaze-diverse" / algo / f"seed{seed}" / "summary.json").read_text())
+            assert summary["status"] == "done" and summary["seed"] == seed
+    manifest = json.loads((tmp_path / "smoke" / "jobs.json").read_text())
+    assert len(manifest["jobs"]) == 4  # every point of the sweep is listed for `harness.status`
+    assert not (ROOT / "multirun").exists() and not (ROOT / "outputs").exists()
