@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.base import Algorithm, Batch, check_positive, register
+from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import EnsembleCritic, GaussianActor, soft_update, target_copy
 
@@ -47,8 +47,7 @@ class AWACConfig(EncoderConfig):
 
     def __post_init__(self):
         check_positive(self, "n_critics", "tau", "actor_lr", "critic_lr", "awac_lambda", "max_weight")
-        if not 0 < self.gamma < 1:
-            raise ValueError(f"gamma must be in (0, 1), got {self.gamma}")
+        check_unit_interval(self, "gamma")
 
 
 @register("awac")

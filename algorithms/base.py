@@ -192,6 +192,14 @@ def make(name: str, obs_spec: ObsSpec, action_spec: ActionSpec, hparams: dict[st
     return cls(obs_spec, action_spec, build_config(cls, dict(hparams)), torch.device(device))
 
 
+def check_unit_interval(config: Any, *names: str) -> None:
+    """Raise a one-line error for config fields that must lie strictly between 0 and 1."""
+    for n in names:
+        value = getattr(config, n)
+        if not 0 < value < 1:
+            raise ValueError(f"{type(config).__qualname__}.{n} must be in (0, 1), got {value}")
+
+
 def check_positive(config: Any, *names: str) -> None:
     """Raise a one-line error for config fields that must be > 0."""
     for n in names:
@@ -201,4 +209,4 @@ def check_positive(config: Any, *names: str) -> None:
 
 
 __all__ = ["ActionSpec", "Algorithm", "Batch", "ObsSpec", "REGISTRY", "available", "build_config",
-           "check_positive", "field", "get", "make", "register"]
+           "check_positive", "check_unit_interval", "field", "get", "make", "register"]

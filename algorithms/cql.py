@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.base import Algorithm, Batch, check_positive, register
+from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import EnsembleCritic, TanhGaussianActor, soft_update, target_copy
 
@@ -53,8 +53,7 @@ class CQLConfig(EncoderConfig):
     def __post_init__(self):
         check_positive(self, "n_critics", "gamma", "tau", "actor_lr", "critic_lr", "alpha_lr",
                        "cql_n_actions", "cql_temp")
-        if not 0 < self.gamma < 1:
-            raise ValueError(f"gamma must be in (0, 1), got {self.gamma}")
+        check_unit_interval(self, "gamma")
 
 
 @register("cql")
