@@ -24,6 +24,7 @@ from harness.evaluate import evaluate
 from harness.jobs import Protocol, ReplayConfig, RewardTransform
 from harness.replay import Replay, mc_returns
 from harness.store import RunStore, atomic_write, read_summary
+from reports.metrics import early_min_score
 
 EVAL_SEED_OFFSET = 10_000_019  # evaluation episodes never share seeds with training episodes
 
@@ -271,6 +272,8 @@ class Runner:
         evals = self.store.evals
         offline = [r["normalized_score"] for r in evals if r["phase"] == "offline"]
         online = [r for r in evals if r["phase"] == "online"]
+        early_min = early_min_score([r["env_steps"] for r in online], [r["normalized_score"] for r in online],
+                                    self.protocol.online_steps)
         wall = self.state.wall_time + time.monotonic() - self.t0 if hasattr(self, "state") else time.monotonic() - self.t0
         summary = {
             "status": status, "job_id": self.job["job_id"], "suite": self.job["suite"],
@@ -278,7 +281,7 @@ class Runner:
             "seed": self.job["seed"],
             "offline_score": offline[-1] if offline else None,
             "final_score": online[-1]["normalized_score"] if online else (offline[-1] if offline else None),
-            "early_min_score": early_min(online, self.protocol.online_steps),
+            "early_min_score": early_min if not math.isnan(early_min) else None,
             "wall_time_s": round(wall, 2),
             "updates_per_s": round(self.state.step / wall, 2) if hasattr(self, "state") and wall > 0 else None,
             "resumed": resumed or (hasattr(self, "state") and self.state.resumes > 0),
@@ -299,17 +302,6 @@ class Runner:
             summary["traceback"] = traceback_tail
         self.store.write_summary(summary)
         return summary
-
-
-EARLY_WINDOW = 0.25  # the unlearning dip looks at the first quarter of fine-tuning (reports agree)
-
-
-def early_min(online_evals: list[dict], online_steps: int, window: float = EARLY_WINDOW) -> float | None:
-    """Lowest normalized score among evaluations in the first `window` of fine-tuning."""
-    early = [r["normalized_score"] for r in online_evals if r["env_steps"] <= window * online_steps]
-    if not early and online_evals:
-        early = [online_evals[0]["normalized_score"]]
-    return min(early) if early else None
 
 
 def check_run_dir(run_dir: Path, job: dict[str, Any]) -> None:

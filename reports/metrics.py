@@ -25,18 +25,27 @@ DEFAULT_DIP_WINDOW = 0.25
 GOAL_DOMAINS = {"antmaze", "kitchen", "adroit", "adroit_binary", "pointmaze", "fetch", "visual"}
 
 
-def unlearning_dip(offline_score: float, env_steps: np.ndarray, scores: np.ndarray, online_steps: int,
-                   window: float = 0.25) -> float:
-    """max(0, J0 - min J_t) over online evals with env_steps <= window * online_steps
-    (the first online eval alone if none lies in the window)."""
+def early_min_score(env_steps, scores, online_steps: int, window: float = DEFAULT_DIP_WINDOW) -> float:
+    """Lowest score among the online evals with env_steps <= window * online_steps (the first
+    online eval alone if none lies in the window); NaN without online evals."""
     env_steps = np.asarray(env_steps, dtype=float)
     scores = np.asarray(scores, dtype=float)
-    if np.isnan(offline_score) or scores.size == 0:
+    if scores.size == 0:
         return float("nan")
     early = scores[env_steps <= window * online_steps]
     if early.size == 0:
         early = scores[np.argsort(env_steps, kind="stable")[:1]]
-    return float(max(0.0, offline_score - np.nanmin(early)))
+    return float(np.nanmin(early))
+
+
+def unlearning_dip(offline_score: float, env_steps: np.ndarray, scores: np.ndarray, online_steps: int,
+                   window: float = 0.25) -> float:
+    """max(0, J0 - min J_t) over online evals with env_steps <= window * online_steps
+    (the first online eval alone if none lies in the window)."""
+    if np.isnan(offline_score):
+        return float("nan")
+    low = early_min_score(env_steps, scores, online_steps, window)
+    return float("nan") if np.isnan(low) else float(max(0.0, offline_score - low))
 
 
 def steps_to_recover(offline_score: float, env_steps, scores) -> float:
