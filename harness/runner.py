@@ -78,6 +78,9 @@ class Runner:
         self.device = pick_device(job["device"])
         self.store = RunStore(self.dir)
         self.ckpt_path = self.dir / "checkpoint" / "state.pt"
+        self.state = Progress()  # replaced by a checkpoint's on resume
+        self.t0 = time.monotonic()
+        self.ckpt_seconds, self.ckpt_count = 0.0, 0  # this attempt's checkpoints
 
     # -- set-up ----------------------------------------------------------------------------
     def build(self) -> None:
@@ -99,7 +102,6 @@ class Runner:
         self.with_mc = "mc_return" in self.algo.needs
         self.train_env = task.make_env(self.job["seed"])
         self.eval_env = task.make_env(self.job["seed"] + EVAL_SEED_OFFSET)
-        self.state = Progress()
 
     # -- checkpoints -----------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -146,12 +148,11 @@ class Runner:
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         self.t0 = time.monotonic()
-        self.ckpt_seconds, self.ckpt_count = 0.0, 0
         check_run_dir(self.dir, self.job)
         self.store.write_config(self.job)
         self.build()
-        resumed = self.try_resume()
-        self.write_summary("running", resumed=resumed)
+        self.try_resume()
+        self.write_summary("running")
         p = self.protocol
         from tqdm.auto import tqdm
 
@@ -267,14 +268,14 @@ class Runner:
         self.bar.set_postfix(phase=phase, score=f"{self.last_score:.1f}", refresh=True)
         self.store.flush()
 
-    def write_summary(self, status: str, error: str | None = None, resumed: bool = False,
+    def write_summary(self, status: str, error: str | None = None,
                       traceback_tail: str | None = None) -> dict[str, Any]:
         evals = self.store.evals
         offline = [r["normalized_score"] for r in evals if r["phase"] == "offline"]
         online = [r for r in evals if r["phase"] == "online"]
         early_min = early_min_score([r["env_steps"] for r in online], [r["normalized_score"] for r in online],
                                     self.protocol.online_steps)
-        wall = self.state.wall_time + time.monotonic() - self.t0 if hasattr(self, "state") else time.monotonic() - self.t0
+        wall = self.state.wall_time + time.monotonic() - self.t0
         summary = {
             "status": status, "job_id": self.job["job_id"], "suite": self.job["suite"],
             "task": self.task.name, "domain": self.task.domain, "algorithm": self.job["algorithm"]["name"],
@@ -283,12 +284,12 @@ class Runner:
             "final_score": online[-1]["normalized_score"] if online else (offline[-1] if offline else None),
             "early_min_score": early_min if not math.isnan(early_min) else None,
             "wall_time_s": round(wall, 2),
-            "updates_per_s": round(self.state.step / wall, 2) if hasattr(self, "state") and wall > 0 else None,
-            "resumed": resumed or (hasattr(self, "state") and self.state.resumes > 0),
-            "resumes": self.state.resumes if hasattr(self, "state") else 0,
-            "resumed_at": self.state.resumed_at if hasattr(self, "state") else [],  # [updates, env steps]
-            "checkpoints": getattr(self, "ckpt_count", 0),  # taken in this attempt
-            "checkpoint_s": round(getattr(self, "ckpt_seconds", 0.0), 3),  # spent saving them, this attempt
+            "updates_per_s": round(self.state.step / wall, 2) if wall > 0 else None,
+            "resumed": self.state.resumes > 0,
+            "resumes": self.state.resumes,
+            "resumed_at": self.state.resumed_at,  # [updates, env steps]
+            "checkpoints": self.ckpt_count,  # taken in this attempt
+            "checkpoint_s": round(self.ckpt_seconds, 3),  # spent saving them, this attempt
         }
         if status == "running":  # lets `harness.status` tell a live run from an abandoned one
             import os
@@ -336,7 +337,6 @@ def run_job(job: dict[str, Any], run_dir: Path, progress_bar: bool = True,
     except Exception as exc:
         import traceback
 
-        runner.t0 = getattr(runner, "t0", time.monotonic())
         try:
             runner.write_summary("failed", error=f"{type(exc).__name__}: {exc}",
                                  traceback_tail="".join(traceback.format_exc().splitlines(True)[-12:]))
