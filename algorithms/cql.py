@@ -153,8 +153,9 @@ class CQL(Algorithm):
             "q_data": q_data.detach().mean(), "q_pi": q_pi.detach().mean(),
             "td_target": td_target.mean(),
         }
-        if bound_rate is not None:
+        if bound_rate is not None:  # calibration: compare q_pi with the reference return
             metrics["bound_rate"] = bound_rate
+            metrics["mc_return"] = batch.mc_return.mean()
         return metrics
 
     def temperature_loss(self, log_pi: torch.Tensor) -> torch.Tensor:
