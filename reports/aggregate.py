@@ -150,11 +150,14 @@ def prob_improvement(x, y):
     return np.mean(gt + 0.5 * eq)
 
 
-def probability_of_improvement(mats: Matrices, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """P(X > Y) of final score for every ordered pair, with stratified bootstrap CIs."""
-    final = mats.metric("final_score")
-    algs = list(final)
-    pairs = {f"{a}|{b}": [final[a], final[b]] for i, a in enumerate(algs) for b in algs[i + 1:]}
+def probability_of_improvement(mats: Matrices, reps: int = 2000, seed: int = 0, metric: str = "final_score",
+                               lower_is_better: bool = False) -> pd.DataFrame:
+    """P(X improves on Y) on one metric for every ordered pair, with stratified bootstrap CIs:
+    P(X > Y), or P(X < Y) for a metric where lower is better (the dip, regret)."""
+    sign = -1.0 if lower_is_better else 1.0
+    values = {alg: sign * m for alg, m in mats.metric(metric).items()}
+    algs = list(values)
+    pairs = {f"{a}|{b}": [values[a], values[b]] for i, a in enumerate(algs) for b in algs[i + 1:]}
     rows = []
     if pairs:
         _seed(seed)
@@ -163,9 +166,9 @@ def probability_of_improvement(mats: Matrices, reps: int = 2000, seed: int = 0) 
         for key in pairs:
             a, b = key.split("|")
             p, (lo, hi) = float(point[key]), np.ravel(ci[key])
-            rows.append({"x": a, "y": b, "value": p, "lo": lo, "hi": hi})
-            rows.append({"x": b, "y": a, "value": 1 - p, "lo": 1 - hi, "hi": 1 - lo})
-    return pd.DataFrame(rows, columns=["x", "y", "value", "lo", "hi"])
+            rows.append({"metric": metric, "x": a, "y": b, "value": p, "lo": lo, "hi": hi})
+            rows.append({"metric": metric, "x": b, "y": a, "value": 1 - p, "lo": 1 - hi, "hi": 1 - lo})
+    return pd.DataFrame(rows, columns=["metric", "x", "y", "value", "lo", "hi"])
 
 
 GRID = np.linspace(0.0, 1.0, 51)

@@ -69,7 +69,8 @@ def _aggregate_sections(store, mats, curves, out_dir, fig_dir, reps, seed):
     intervals.to_csv(out_dir / "aggregates.csv", index=False)
     taus, profiles, cis = aggregate.performance_profiles(mats, reps=reps, seed=seed)
     poi = aggregate.probability_of_improvement(mats, reps, seed)
-    poi.to_csv(out_dir / "probability_of_improvement.csv", index=False)
+    poi_dip = aggregate.probability_of_improvement(mats, reps, seed, metric="dip", lower_is_better=True)
+    pd.concat([poi, poi_dip]).to_csv(out_dir / "probability_of_improvement.csv", index=False)
     curve = aggregate.sample_efficiency(mats, curves, reps, seed)
     curve.to_csv(out_dir / "sample_efficiency.csv", index=False)
 
@@ -79,8 +80,9 @@ def _aggregate_sections(store, mats, curves, out_dir, fig_dir, reps, seed):
         tables.aggregate_table(intervals, "dip", "Unlearning dip across tasks", aggregate.STATISTICS[:3]),
         tables.aggregate_table(intervals, "regret", "Cumulative regret across tasks", aggregate.STATISTICS[:3], 3),
     ]
-    poi_t = tables.poi_table(poi) if len(poi) else None
-    _write_tables(out_dir, "aggregate_tables", agg_tables + ([poi_t] if poi_t else []))
+    poi_t = [tables.poi_table(poi), tables.poi_table(poi_dip, "unlearning dip, P(row's dip < column's)")] \
+        if len(poi) else []
+    _write_tables(out_dir, "aggregate_tables", agg_tables + poi_t)
 
     budgets = store.runs.loc[store.runs["task"].isin(mats.tasks), "online_steps"].dropna().unique()
     budget = float(budgets[0]) if len(budgets) == 1 else None
@@ -100,8 +102,10 @@ def _aggregate_sections(store, mats, curves, out_dir, fig_dir, reps, seed):
                 ("Performance profile", figure(f_prof[0], out_dir, "Performance profile of final score with 95% CIs"))]
     if poi_t:
         f_poi = plots.poi_plot(poi, fig_dir)
+        f_poi_dip = plots.poi_plot(poi_dip, fig_dir, "P(dip of X < dip of Y)", "probability_of_improvement_dip")
         sections.append(("Probability of improvement",
-                         figure(f_poi[0], out_dir, "P(X > Y) on final score") + tables.to_html(poi_t)))
+                         figure(f_poi[0], out_dir, "P(X > Y) on final score") + tables.to_html(poi_t[0])
+                         + figure(f_poi_dip[0], out_dir, "P(X's unlearning dip < Y's)") + tables.to_html(poi_t[1])))
     sections.append(("Sample efficiency", figure(
         f_curve[0], out_dir, "IQM normalized score during fine-tuning over all tasks, 95% CIs; "
         "dashed line: end of pre-training (x = 0 is the offline score J0)")))

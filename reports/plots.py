@@ -71,8 +71,9 @@ def profile_plot(taus, profiles, cis, out_dir: Path) -> list[Path]:
         return _save(fig, out_dir, "performance_profile")
 
 
-def poi_plot(poi: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Heatmap of P(row > column) with the value written in each cell."""
+def poi_plot(poi: pd.DataFrame, out_dir: Path, title: str = "P(X > Y), final score",
+             name: str = "probability_of_improvement") -> list[Path]:
+    """Heatmap of P(row improves on column) with the value written in each cell."""
     algs = sorted(set(poi["x"]) | set(poi["y"]))
     mat = np.full((len(algs), len(algs)), np.nan)
     for r in poi.itertuples():
@@ -89,10 +90,10 @@ def poi_plot(poi: pd.DataFrame, out_dir: Path) -> list[Path]:
         ax.set_yticks(range(len(algs)), algs)
         ax.set_xlabel("Y")
         ax.set_ylabel("X")
-        ax.set_title("P(X > Y), final score")
+        ax.set_title(title)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
         fig.tight_layout()
-        return _save(fig, out_dir, "probability_of_improvement")
+        return _save(fig, out_dir, name)
 
 
 def _curve_axis(ax, frame, col, x, xlabel):

@@ -142,8 +142,8 @@ def aggregate_table(intervals: pd.DataFrame, metric: str, title: str, statistics
     return Table(title, ["statistic"] + algs, rows, "point estimate [95% stratified bootstrap CI] (rliable)")
 
 
-def poi_table(poi: pd.DataFrame) -> Table:
-    """P(row method > column method) on final score, with 95% CIs."""
+def poi_table(poi: pd.DataFrame, what: str = "final score, P(row > column)") -> Table:
+    """P(row method improves on column method) on one metric, with 95% CIs."""
     algs = sorted(set(poi["x"]) | set(poi["y"]))
     idx = poi.set_index(["x", "y"])
     rows = []
@@ -153,8 +153,8 @@ def poi_table(poi: pd.DataFrame) -> Table:
                       post=f" [{idx.loc[(a, b), 'lo']:.2f}, {idx.loc[(a, b), 'hi']:.2f}]")
                  for b in algs]
         rows.append([a] + cells)
-    return Table("Probability of improvement P(row > column), final score", ["X \\ Y"] + algs, rows,
-                 "Mann-Whitney P(X > Y) per task averaged over tasks [95% stratified bootstrap CI]")
+    return Table(f"Probability of improvement: {what}", ["X \\ Y"] + algs, rows,
+                 "Mann-Whitney probability per task averaged over tasks [95% stratified bootstrap CI]")
 
 
 # ---- renderers ----

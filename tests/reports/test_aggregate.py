@@ -81,3 +81,13 @@ def test_unequal_seeds_subsample_to_lowest_seeds(tmp_path):
     reasons = mats.excluded.set_index(["algorithm", "task", "seed"])["reason"]
     assert "lowest seeds" in reasons[("a", "t0", 2)] and "lowest seeds" in reasons[("a", "t0", 3)]
     assert "no completed run of a" in reasons[("b", "t2", 0)]
+
+
+def test_probability_of_improvement_on_the_dip_prefers_the_smaller_dip(known):
+    _, per_run, mats = known  # "bad" runs ramp down from J0 = 50, so they dip; "good" almost never do
+    dips = per_run.groupby("algorithm")["dip"].mean()
+    assert dips["good"] < 0.1 and dips["bad"] > 2.0
+    poi = aggregate.probability_of_improvement(mats, reps=200, metric="dip", lower_is_better=True)
+    poi = poi.set_index(["x", "y"])
+    assert poi.loc[("good", "bad"), "value"] > 0.8 and poi.loc[("bad", "good"), "value"] < 0.2
+    assert poi.loc[("good", "bad"), "lo"] > 0.5 and (poi["metric"] == "dip").all()
