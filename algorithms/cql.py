@@ -107,8 +107,8 @@ class CQL(Algorithm):
         obs_rep = obs.repeat_interleave(N, 0)
         with torch.no_grad():
             next_obs_rep = next_obs.repeat_interleave(N, 0)
-            cur_a, cur_logp = self.actor(obs_rep)
-            next_a, next_logp = self.actor(next_obs_rep)
+            cur_a, cur_logp = self.actor.sample(obs_actor, N)  # one actor pass per state, not per action
+            next_a, next_logp = self.actor.sample(next_obs, N)
             rand_a = torch.empty(B * N, A, device=self.device).uniform_(-1, 1)
 
             # TD target: max over the N next actions of the min over critics (or one action).

@@ -106,6 +106,13 @@ class TanhGaussianActor(nn.Module):
         pre = mean if deterministic else mean + std * torch.randn_like(mean)
         return torch.tanh(pre), gaussian_tanh_log_prob(mean, std, pre)
 
+    def sample(self, obs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """n actions per state from one network pass (the network does not see the noise):
+        actions (B * n, A) with rows ordered (B, n), and their log-probs (B * n,)."""
+        mean, std = (t.repeat_interleave(n, 0) for t in self.distribution(obs))
+        pre = mean + std * torch.randn_like(mean)
+        return torch.tanh(pre), gaussian_tanh_log_prob(mean, std, pre)
+
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
         """log pi(action|obs) for given actions in (-1, 1) (used by AWAC / IQL)."""
         mean, std = self.distribution(obs)

@@ -54,6 +54,23 @@ def test_tanh_gaussian_log_prob_matches_torch_distributions():
     torch.testing.assert_close(actor.log_prob(obs, a), ref, rtol=1e-4, atol=1e-4)
 
 
+def test_tanh_gaussian_sample_draws_n_actions_per_state_in_row_order():
+    torch.manual_seed(0)
+    actor = TanhGaussianActor(3, 2, (8,))
+    with torch.no_grad():  # two far-apart states with narrow policies
+        actor.net[-1].weight[:2] *= 30.0
+        actor.net[-1].bias.copy_(torch.tensor([0.0, 0.0, -3.0, -3.0]))
+    obs = torch.tensor([[5.0, 0.0, 0.0], [-5.0, 0.0, 0.0]])
+    mean_actions = torch.tanh(actor.distribution(obs)[0])
+    assert (mean_actions[0] - mean_actions[1]).abs().max() > 0.5
+    actions, logp = actor.sample(obs, 4)
+    assert actions.shape == (8, 2) and logp.shape == (8,)
+    obs_rep = obs.repeat_interleave(4, 0)  # rows (state 0 x4, state 1 x4)
+    torch.testing.assert_close(logp, actor.log_prob(obs_rep, actions), rtol=1e-3, atol=1e-3)
+    assert (actions.view(2, 4, 2) - mean_actions[:, None]).abs().max() < 0.25
+    assert len(set(actions[:4, 0].tolist())) == 4  # independent noise per draw
+
+
 def test_gaussian_actor_log_prob_matches_torch_distributions():
     torch.manual_seed(0)
     actor = GaussianActor(3, 2, (8,))
