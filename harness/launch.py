@@ -78,6 +78,20 @@ def finished_line(job: dict[str, Any], runs_dir: Path, error: str | None) -> str
             f"({s.get('wall_time_s', 0):.0f} s)")
 
 
+def _exit_on_sigterm():
+    """SIGTERM (`kill`) exits through the worker pool's clean-up, which stops the workers:
+    by default it would kill this process alone and leave them running their jobs. Their runs
+    resume from their last checkpoints next time. Returns the previous handler (None off the
+    main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def on_sigterm(signum, frame):
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, on_sigterm)
+
+
 def launch_local(jobs: list[dict[str, Any]], runs_dir: Path, workers: int = 1, threads: int = 0,
                  progress: bool = True, retries: int = 0) -> dict[str, str]:
     """Runs the jobs (failed ones up to `retries` more times); returns {job_id: error} for the
@@ -95,11 +109,17 @@ def launch_local(jobs: list[dict[str, Any]], runs_dir: Path, workers: int = 1, t
         else:  # worker processes show no bars: one line per finished job instead
             by_id = {j["job_id"]: j for j in todo}
             results = []
-            with mp.get_context("spawn").Pool(n) as pool:
-                for job_id, err in pool.imap_unordered(_run_one, [(j, runs_dir, per_job, False) for j in todo]):
-                    results.append((job_id, err))
-                    if progress:
-                        print(f"[{len(results)}/{len(todo)}] {finished_line(by_id[job_id], runs_dir, err)}", flush=True)
+            previous = _exit_on_sigterm()
+            try:
+                with mp.get_context("spawn").Pool(n) as pool:
+                    for job_id, err in pool.imap_unordered(_run_one, [(j, runs_dir, per_job, False) for j in todo]):
+                        results.append((job_id, err))
+                        if progress:
+                            print(f"[{len(results)}/{len(todo)}] {finished_line(by_id[job_id], runs_dir, err)}",
+                                  flush=True)
+            finally:
+                if previous is not None:
+                    signal.signal(signal.SIGTERM, previous)
         errors = {job_id: err for job_id, err in results if err}
         todo = [j for j in todo if j["job_id"] in errors]
         if todo and attempt < retries:

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -114,3 +115,43 @@ def test_hydra_multirun_sweep_runs_every_point_into_runs_dir(tmp_path):
     manifest = json.loads((tmp_path / "smoke" / "jobs.json").read_text())
     assert len(manifest["jobs"]) == 4  # every point of the sweep is listed for `harness.status`
     assert not (ROOT / "multirun").exists() and not (ROOT / "outputs").exists()
+
+
+def _worker_pids(parent: int) -> set[int]:
+    pids = set()
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        pids |= {int(p) for p in (task / "children").read_text().split()}
+    return {p for p in pids if "multiprocessing-fork" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="ignore")}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "\tZ" not in Path(f"/proc/{pid}/status").read_text().split("State:")[1][:4]
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_worker_processes_too(tmp_path):
+    env = {**os.environ}
+    proc = subprocess.Popen([sys.executable, "-m", "harness.run", "suite=smoke", f"runs_dir={tmp_path}",
+                             "launcher.workers=2", "protocol.offline_steps=200000", "progress=false"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        workers: set[int] = set()
+        for _ in range(600):  # until both workers have started a run
+            workers = _worker_pids(proc.pid) if proc.poll() is None else workers
+            if len(workers) == 2 and len(list(tmp_path.glob("smoke/*/*/seed0/config.yaml"))) == 2:
+                break
+            time.sleep(0.1)
+        assert len(workers) == 2, proc.communicate(timeout=60)
+        proc.terminate()
+        proc.wait(timeout=60)
+        deadline = time.time() + 20
+        while any(_alive(p) for p in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in workers), "worker processes outlived the front door"
+        assert proc.returncode != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
