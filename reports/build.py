@@ -107,7 +107,7 @@ def _aggregate_sections(store, mats, curves, out_dir, fig_dir, reps, seed):
                          figure(f_poi[0], out_dir, "P(X > Y) on final score") + tables.to_html(poi_t[0])
                          + figure(f_poi_dip[0], out_dir, "P(X's unlearning dip < Y's)") + tables.to_html(poi_t[1])))
     sections.append(("Sample efficiency", figure(
-        f_curve[0], out_dir, "IQM normalized score during fine-tuning over all tasks, 95% CIs; "
+        f_curve[0], out_dir, "IQM and mean normalized score during fine-tuning over all tasks, 95% CIs; "
         "dashed line: end of pre-training (x = 0 is the offline score J0)")))
     return sections
 

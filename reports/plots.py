@@ -96,28 +96,31 @@ def poi_plot(poi: pd.DataFrame, out_dir: Path, title: str = "P(X > Y), final sco
         return _save(fig, out_dir, name)
 
 
-def _curve_axis(ax, frame, col, x, xlabel):
+def _curve_axis(ax, frame, col, x, xlabel, y="iqm"):
     for a, g in frame.groupby("algorithm"):
-        ax.plot(g[x], g["iqm"], color=col[a], label=a)
+        ax.plot(g[x], g[y], color=col[a], label=a)
         ax.fill_between(g[x], g["lo"], g["hi"], color=col[a], alpha=0.2, lw=0)
     ax.axvline(0, color="0.3", ls="--", lw=0.9)
     ax.set_xlabel(xlabel)
 
 
 def sample_efficiency_plot(curve: pd.DataFrame, budget, out_dir: Path) -> list[Path]:
-    """IQM over all tasks vs fine-tuning env steps (fraction of the budget when tasks differ)."""
+    """IQM and mean over all tasks vs fine-tuning env steps (fraction of the budget when tasks
+    differ), one panel each."""
     col = colors(curve["algorithm"].unique())
     curve = curve.copy()
     if budget:
         curve["x"], xlabel = curve["frac"] * budget, "fine-tuning env steps"
     else:
         curve["x"], xlabel = curve["frac"], "fraction of each task's fine-tuning budget"
+    stats = list(dict.fromkeys(curve["statistic"]))
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(4.6, 3.0))
-        _curve_axis(ax, curve, col, "x", xlabel)
-        ax.text(0.01, 0.02, " end of pre-training", transform=ax.transAxes, fontsize=7, color="0.3")
-        ax.set_ylabel("IQM normalized score")
-        ax.legend(frameon=False, ncol=2)
+        fig, axes = plt.subplots(1, len(stats), figsize=(4.2 * len(stats), 3.0), sharey=True, squeeze=False)
+        for ax, stat in zip(axes.flat, stats):
+            _curve_axis(ax, curve[curve["statistic"] == stat], col, "x", xlabel, y="score")
+            ax.text(0.01, 0.02, " end of pre-training", transform=ax.transAxes, fontsize=7, color="0.3")
+            ax.set_ylabel(f"{stat} normalized score")
+        axes.flat[0].legend(frameon=False, ncol=2)
         fig.tight_layout()
         return _save(fig, out_dir, "sample_efficiency")
 

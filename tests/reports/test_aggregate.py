@@ -1,4 +1,6 @@
 """rliable aggregates on stores with known answers; score-matrix validation; unequal seed counts."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -91,3 +93,16 @@ def test_probability_of_improvement_on_the_dip_prefers_the_smaller_dip(known):
     poi = poi.set_index(["x", "y"])
     assert poi.loc[("good", "bad"), "value"] > 0.8 and poi.loc[("bad", "good"), "value"] < 0.2
     assert poi.loc[("good", "bad"), "lo"] > 0.5 and (poi["metric"] == "dip").all()
+
+
+def test_sample_efficiency_gives_iqm_and_mean_curves_from_j0_to_the_final_score(known):
+    finals, per_run, mats = known
+    root = Path(per_run["path"].iloc[0]).parents[3]  # run dirs are root/suite/task/method/seedN
+    curves = aggregate.all_run_curves(per_run, load.load_store(root).evals)
+    eff = aggregate.sample_efficiency(mats, curves, reps=100).set_index(["algorithm", "statistic", "frac"])
+    for m in MU:
+        final = np.stack([finals[(m, t)] for t in TASKS], axis=1)
+        assert np.isclose(eff.loc[(m, "Mean", 0.0), "score"], 50.0)  # J0 of every run
+        assert np.isclose(eff.loc[(m, "Mean", 1.0), "score"], final.mean())
+        assert np.isclose(eff.loc[(m, "IQM", 1.0), "score"], scipy.stats.trim_mean(final, 0.25, axis=None))
+        assert eff.loc[(m, "Mean", 1.0), "lo"] <= final.mean() <= eff.loc[(m, "Mean", 1.0), "hi"]
