@@ -6,7 +6,6 @@ reliable: at the end of pre-training CQL's Q-values of policy actions are lower 
 (conservative underestimation that the calibrated bound limits), for every seed; and the
 report computes a dip for every run."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +21,7 @@ def test_reduced_dip_study_shows_cql_underestimating_against_calql(tmp_path):
     args = ["suite=dip", "suite.algorithms=[calql,cql]", "suite.seeds=[0,1]", f"runs_dir={tmp_path}",
             "protocol.offline_steps=3000", "protocol.online_steps=500", "protocol.eval_every=250",
             "protocol.eval_episodes=5", "progress=false"]
-    proc = subprocess.run([sys.executable, "-m", "harness.run", *args], cwd=ROOT, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([sys.executable, "-m", "harness.run", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = tmp_path / "dip" / "pointmaze-umaze-play"
     for seed in (0, 1):

@@ -133,10 +133,9 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.slow
 def test_sigterm_stops_the_worker_processes_too(tmp_path):
-    env = {**os.environ}
     proc = subprocess.Popen([sys.executable, "-m", "harness.run", "suite=smoke", f"runs_dir={tmp_path}",
                              "launcher.workers=2", "protocol.offline_steps=200000", "progress=false"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         workers: set[int] = set()
         for _ in range(600):  # until both workers have started a run
