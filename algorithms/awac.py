@@ -30,7 +30,7 @@ import torch
 
 from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
-from algorithms.common.networks import EnsembleCritic, GaussianActor, soft_update, target_copy
+from algorithms.common.networks import EnsembleCritic, GaussianActor, gaussian_log_prob, soft_update, target_copy
 
 
 @dataclass
@@ -95,12 +95,14 @@ class AWAC(Algorithm):
         critic_loss.backward()
         self.critic_opt.step()
 
-        # 2. Actor: Q at data and policy actions in one critic pass, no gradients.
+        # 2. Actor: one actor pass gives both the sampled a_pi and log pi(a|s) (the actor has not
+        # changed in between); Q at data and policy actions in one critic pass, no gradients.
+        mean, log_std = self.actor.distribution(obs_actor)
         with torch.no_grad():
-            pi_a, _ = self.actor(obs_actor)
+            pi_a, _ = self.actor.sample(mean.detach(), log_std.detach())
             q_both = self.critic(torch.cat([obs_actor, obs_actor]), torch.cat([batch.action, pi_a]))
             weights = self.advantage_weights(q_both[:, :B], q_both[:, B:])
-        actor_loss = -(weights * self.actor.log_prob(obs_actor, batch.action)).mean()
+        actor_loss = -(weights * gaussian_log_prob(mean, log_std, batch.action)).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()

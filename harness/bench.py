@@ -21,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec
 from harness.jobs import load_group, resolve_algorithm
+from harness.launch import configure_torch
 
 METHODS = ("cql", "calql", "iql", "td3bc", "awac")
 # Public implementations at CORL's AntMaze shapes on this machine (machine-notes.md), updates/s.
@@ -102,8 +103,7 @@ def main() -> None:
     ap.add_argument("--sets", default="paper,mini,corl")
     ap.add_argument("--devices", default="cpu,cuda")
     args = ap.parse_args()
-    torch.set_flush_denormal(True)
-    torch.set_num_threads(args.threads)
+    configure_torch(args.threads)  # as the launchers do
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     devices = [d for d in args.devices.split(",") if d == "cpu" or torch.cuda.is_available()]
     print(f"torch {torch.__version__}, {args.threads} threads, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

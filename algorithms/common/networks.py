@@ -71,9 +71,31 @@ class EnsembleCritic(nn.Module):
         x = x.unsqueeze(0).expand(self.n, *x.shape) if x.dim() == 2 else x
         for layer in self.hidden:
             w, b = (layer.weight.detach(), layer.bias.detach()) if frozen else (layer.weight, layer.bias)
-            x = torch.baddbmm(b, x, w).relu_()  # in place: relu's backward reads its output only
+            x = relu_(torch.bmm(x, w).add_(b))
         w, b = (self.out.weight.detach(), self.out.bias.detach()) if frozen else (self.out.weight, self.out.bias)
         return torch.baddbmm(b, x, w).squeeze(-1)
+
+
+class _InPlaceReLU(torch.autograd.Function):
+    """ReLU in place whose backward masks the incoming gradient in place as well. Only for an
+    input whose gradient nobody else reads: a hidden layer of `EnsembleCritic`, whose gradient is
+    the fresh output of the next layer's matmul backward. Autograd's own ReLU allocates a new
+    gradient and reads both cold: at CQL's sizes (16 MB per layer) this saves ~3% of an update."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x.relu_())
+        return x
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (out,) = ctx.saved_tensors
+        return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad)
+
+
+relu_ = _InPlaceReLU.apply
 
 
 class ValueNet(nn.Module):
@@ -139,16 +161,22 @@ class GaussianActor(nn.Module):
         self.log_std = nn.Parameter(torch.zeros(act_dim))
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
+    def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, log std) of pi(.|obs): one network pass, reusable by `sample` and `log_prob`."""
+        return torch.tanh(self.net(obs)), self.log_std.clamp(self.log_std_min, self.log_std_max)
+
     def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (action in [-1, 1], log_prob of the unclipped sample)."""
-        mean = torch.tanh(self.net(obs))
-        log_std = self.log_std.clamp(self.log_std_min, self.log_std_max)
+        return self.sample(*self.distribution(obs), deterministic)
+
+    @staticmethod
+    def sample(mean: torch.Tensor, log_std: torch.Tensor,
+               deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         pre = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
         return pre.clamp(-1.0, 1.0), gaussian_log_prob(mean, log_std, pre)
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        mean = torch.tanh(self.net(obs))
-        return gaussian_log_prob(mean, self.log_std.clamp(self.log_std_min, self.log_std_max), action)
+        return gaussian_log_prob(*self.distribution(obs), action)
 
 
 def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -1,13 +1,16 @@
 """Shared building blocks: soft updates move targets by exactly tau, every method's targets follow
-their online networks that way and get no gradients, and the policies' log-densities match
-torch.distributions."""
+their online networks that way and get no gradients, the ensemble critic (with its in-place ReLU
+backward) equals separate torch MLPs, and the policies' log-densities match torch.distributions."""
 import pytest
 import torch
 from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
 import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec
-from algorithms.common.networks import GaussianActor, TanhGaussianActor, mlp, soft_update, target_copy
+from torch import nn
+
+from algorithms.common.networks import (EnsembleCritic, GaussianActor, TanhGaussianActor, mlp, soft_update,
+                                       target_copy)
 
 
 def test_soft_update_moves_targets_by_tau():
@@ -43,6 +46,38 @@ def test_each_method_moves_its_targets_by_tau_and_never_trains_them(name, steps)
         for o, t, s in zip(old, target.parameters(), online.parameters()):
             assert not t.requires_grad and t.grad is None
             torch.testing.assert_close(t, 0.8 * o + 0.2 * s)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_ensemble_critic_equals_separate_mlps_in_value_and_every_gradient(frozen):
+    torch.manual_seed(0)
+    critic = EnsembleCritic(3, 2, (6, 5), n=2).double()
+    layers = [*critic.hidden, critic.out]
+    members = [nn.Sequential(*[m for layer in layers for m in (nn.Linear(*layer.weight.shape[1:]).double(), nn.ReLU())][:-1])
+               for _ in range(2)]
+    with torch.no_grad():  # member k's nn.Linear weights = the ensemble's slices k
+        for k, net in enumerate(members):
+            for layer, linear in zip(layers, net[0::2]):
+                linear.weight.copy_(layer.weight[k].T)
+                linear.bias.copy_(layer.bias[k, 0])
+    obs = torch.randn(7, 3, dtype=torch.double, requires_grad=True)
+    action = torch.rand(7, 2, dtype=torch.double, requires_grad=True)
+    weights = torch.randn(2, 7, dtype=torch.double)  # a loss that weighs every output differently
+
+    (critic(obs, action, frozen=frozen) * weights).sum().backward()
+    got = [obs.grad.clone(), action.grad.clone()]
+    obs.grad = action.grad = None
+    ref_q = torch.stack([net(torch.cat([obs, action], -1)).squeeze(-1) for net in members])
+    (ref_q * weights).sum().backward()
+
+    torch.testing.assert_close(critic(obs, action).detach(), ref_q.detach())
+    torch.testing.assert_close(got, [obs.grad, action.grad])
+    for layer, linears in zip(layers, zip(*(net[0::2] for net in members))):
+        if frozen:
+            assert layer.weight.grad is None and layer.bias.grad is None
+        else:
+            torch.testing.assert_close(layer.weight.grad, torch.stack([l.weight.grad.T for l in linears]))
+            torch.testing.assert_close(layer.bias.grad, torch.stack([l.bias.grad[None] for l in linears]))
 
 
 def test_tanh_gaussian_log_prob_matches_torch_distributions():
