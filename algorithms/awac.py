@@ -15,6 +15,8 @@ combined buffer ("append" replay) by default.
 Deviations:
 - The twin critics run as one batched ensemble (same math as two MLPs); the actor's advantage
   uses the critics after this step's critic update (CORL: same order).
+- One actor pass gives both a_pi ~ pi(.|s) and log pi(a|s) (CORL runs the actor twice on the same
+  states and parameters: same values, one pass fewer).
 - Policy: Gaussian with tanh mean and state-independent log std (`GaussianActor`, as CORL's
   with its mean squashed into the action box); evaluation acts with the mean.
 - Weights are clipped at `max_weight` (CORL: 100; the paper normalizes them over the batch).

@@ -49,9 +49,10 @@ def test_each_method_moves_its_targets_by_tau_and_never_trains_them(name, steps)
 
 
 @pytest.mark.parametrize("frozen", [False, True])
-def test_ensemble_critic_equals_separate_mlps_in_value_and_every_gradient(frozen):
+@pytest.mark.parametrize("batch,hidden", [(7, (6, 5)), (4096, (128, 128))])  # the second: in-place ReLU backward
+def test_ensemble_critic_equals_separate_mlps_in_value_and_every_gradient(frozen, batch, hidden):
     torch.manual_seed(0)
-    critic = EnsembleCritic(3, 2, (6, 5), n=2).double()
+    critic = EnsembleCritic(3, 2, hidden, n=2).double()
     layers = [*critic.hidden, critic.out]
     members = [nn.Sequential(*[m for layer in layers for m in (nn.Linear(*layer.weight.shape[1:]).double(), nn.ReLU())][:-1])
                for _ in range(2)]
@@ -60,9 +61,9 @@ def test_ensemble_critic_equals_separate_mlps_in_value_and_every_gradient(frozen
             for layer, linear in zip(layers, net[0::2]):
                 linear.weight.copy_(layer.weight[k].T)
                 linear.bias.copy_(layer.bias[k, 0])
-    obs = torch.randn(7, 3, dtype=torch.double, requires_grad=True)
-    action = torch.rand(7, 2, dtype=torch.double, requires_grad=True)
-    weights = torch.randn(2, 7, dtype=torch.double)  # a loss that weighs every output differently
+    obs = torch.randn(batch, 3, dtype=torch.double, requires_grad=True)
+    action = torch.rand(batch, 2, dtype=torch.double, requires_grad=True)
+    weights = torch.randn(2, batch, dtype=torch.double)  # a loss that weighs every output differently
 
     (critic(obs, action, frozen=frozen) * weights).sum().backward()
     got = [obs.grad.clone(), action.grad.clone()]
