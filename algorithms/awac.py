@@ -99,9 +99,9 @@ class AWAC(Algorithm):
 
         # 2. Actor: one actor pass gives both the sampled a_pi and log pi(a|s) (the actor has not
         # changed in between); Q at data and policy actions in one critic pass, no gradients.
-        mean, log_std = self.actor.distribution(obs_actor)
+        mean, log_std = self.actor.mean_and_log_std(obs_actor)
         with torch.no_grad():
-            pi_a, _ = self.actor.sample(mean.detach(), log_std.detach())
+            pi_a, _ = self.actor.sample_from(mean.detach(), log_std.detach())
             q_both = self.critic(torch.cat([obs_actor, obs_actor]), torch.cat([batch.action, pi_a]))
             weights = self.advantage_weights(q_both[:, :B], q_both[:, B:])
         actor_loss = -(weights * gaussian_log_prob(mean, log_std, batch.action)).mean()

@@ -137,6 +137,8 @@ def launch_local(jobs: list[dict[str, Any]], runs_dir: Path, workers: int = 1, t
                         if progress:
                             print(f"[{len(results)}/{len(todo)}] {finished_line(by_id[job_id], runs_dir, err)}",
                                   flush=True)
+                    pool.close()  # all done: let the workers exit on their own (the with-block's
+                    pool.join()  # terminate() would kill them and leak a semaphore at shutdown)
             finally:
                 if previous is not None:
                     signal.signal(signal.SIGTERM, previous)

@@ -164,22 +164,23 @@ class GaussianActor(nn.Module):
         self.log_std = nn.Parameter(torch.zeros(act_dim))
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
-    def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, log std) of pi(.|obs): one network pass, reusable by `sample` and `log_prob`."""
+    def mean_and_log_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """pi(.|obs)'s parameters from one network pass (reusable by `sample_from` and
+        `gaussian_log_prob` when a loss needs both)."""
         return torch.tanh(self.net(obs)), self.log_std.clamp(self.log_std_min, self.log_std_max)
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (action in [-1, 1], log_prob of the unclipped sample)."""
-        return self.sample(*self.distribution(obs), deterministic)
+        return self.sample_from(*self.mean_and_log_std(obs), deterministic)
 
     @staticmethod
-    def sample(mean: torch.Tensor, log_std: torch.Tensor,
-               deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_from(mean: torch.Tensor, log_std: torch.Tensor,
+                    deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         pre = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
         return pre.clamp(-1.0, 1.0), gaussian_log_prob(mean, log_std, pre)
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return gaussian_log_prob(*self.distribution(obs), action)
+        return gaussian_log_prob(*self.mean_and_log_std(obs), action)
 
 
 def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
