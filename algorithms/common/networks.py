@@ -53,6 +53,28 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
+class _InPlaceReLU(torch.autograd.Function):
+    """ReLU in place whose backward masks the incoming gradient in place as well. Only for an
+    input whose gradient nobody else reads: a hidden layer of `EnsembleCritic`, whose gradient is
+    the fresh output of the next layer's matmul backward. Autograd's own ReLU backward allocates
+    a new gradient and reads both from memory, not cache."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.mark_dirty(x)
+        ctx.save_for_backward(x.relu_())
+        return x
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (out,) = ctx.saved_tensors
+        return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad)
+
+
+relu_ = _InPlaceReLU.apply
+
+
 class EnsembleCritic(nn.Module):
     """n Q-networks Q_i(s, a) evaluated together; forward returns (n, B)."""
 
@@ -77,28 +99,6 @@ class EnsembleCritic(nn.Module):
             x = relu_(x) if x.numel() >= 1 << 20 else x.relu_()
         w, b = (self.out.weight.detach(), self.out.bias.detach()) if frozen else (self.out.weight, self.out.bias)
         return torch.baddbmm(b, x, w).squeeze(-1)
-
-
-class _InPlaceReLU(torch.autograd.Function):
-    """ReLU in place whose backward masks the incoming gradient in place as well. Only for an
-    input whose gradient nobody else reads: a hidden layer of `EnsembleCritic`, whose gradient is
-    the fresh output of the next layer's matmul backward. Autograd's own ReLU backward allocates
-    a new gradient and reads both from memory, not cache."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.mark_dirty(x)
-        ctx.save_for_backward(x.relu_())
-        return x
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (out,) = ctx.saved_tensors
-        return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad)
-
-
-relu_ = _InPlaceReLU.apply
 
 
 class ValueNet(nn.Module):
