@@ -24,6 +24,7 @@ import torch
 from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import EnsembleCritic, TanhGaussianActor, soft_update, target_copy
+from algorithms.common.optim import LeanAdam
 
 
 @dataclass
@@ -70,9 +71,9 @@ class CQL(Algorithm):
         self.critic_target = target_copy(self.critic)
         self.log_alpha = torch.zeros((), device=self.device, requires_grad=True)
         self.log_alpha_prime = torch.full((), config.cql_lagrange_init, device=self.device, requires_grad=True)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
-        self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
-                                           config.critic_lr, fused=True)
+        self.actor_opt = LeanAdam(self.actor.parameters(), config.actor_lr)
+        self.critic_opt = LeanAdam([*self.critic.parameters(), *self.encoder.parameters()],
+                                  config.critic_lr)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], config.alpha_lr)
         self.alpha_prime_opt = torch.optim.Adam([self.log_alpha_prime], config.critic_lr)
         self.target_entropy = -float(act_dim) if config.target_entropy is None else config.target_entropy

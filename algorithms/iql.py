@@ -30,6 +30,7 @@ import torch
 from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import EnsembleCritic, GaussianActor, ValueNet, soft_update, target_copy
+from algorithms.common.optim import LeanAdam
 
 
 @dataclass
@@ -65,10 +66,10 @@ class IQL(Algorithm):
         self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics).to(self.device)
         self.critic_target = target_copy(self.critic)
         self.value = ValueNet(obs_dim, config.value_hidden).to(self.device)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
-        self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
-                                           config.critic_lr, fused=True)
-        self.value_opt = torch.optim.Adam(self.value.parameters(), config.value_lr, fused=True)
+        self.actor_opt = LeanAdam(self.actor.parameters(), config.actor_lr)
+        self.critic_opt = LeanAdam([*self.critic.parameters(), *self.encoder.parameters()],
+                                  config.critic_lr)
+        self.value_opt = LeanAdam(self.value.parameters(), config.value_lr)
 
     def policy(self, obs, deterministic):
         return self.actor(self.encoder(obs), deterministic)[0]

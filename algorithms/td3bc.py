@@ -32,6 +32,7 @@ import torch
 from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import DeterministicActor, EnsembleCritic, soft_update, target_copy
+from algorithms.common.optim import LeanAdam
 
 
 @dataclass
@@ -71,9 +72,9 @@ class TD3BC(Algorithm):
         self.actor_target = target_copy(self.actor)
         self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics).to(self.device)
         self.critic_target = target_copy(self.critic)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
-        self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
-                                           config.critic_lr, fused=True)
+        self.actor_opt = LeanAdam(self.actor.parameters(), config.actor_lr)
+        self.critic_opt = LeanAdam([*self.critic.parameters(), *self.encoder.parameters()],
+                                  config.critic_lr)
         # Statistics of the encoder's output (identity until observe_dataset; for vector tasks the
         # observations themselves) and step counters: tensors, so saved.
         self.obs_mean = torch.zeros(obs_dim, device=self.device)

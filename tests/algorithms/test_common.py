@@ -1,6 +1,8 @@
 """Shared building blocks: soft updates move targets by exactly tau, every method's targets follow
 their online networks that way and get no gradients, the ensemble critic (with its in-place ReLU
 backward) equals separate torch MLPs, and the policies' log-densities match torch.distributions."""
+import io
+
 import pytest
 import torch
 from torch.distributions import Normal, TanhTransform, TransformedDistribution
@@ -11,6 +13,7 @@ from torch import nn
 
 from algorithms.common.networks import (EnsembleCritic, GaussianActor, TanhGaussianActor, mlp, soft_update,
                                        target_copy)
+from algorithms.common.optim import LeanAdam
 
 
 def test_soft_update_moves_targets_by_tau():
@@ -117,3 +120,44 @@ def test_gaussian_actor_log_prob_matches_torch_distributions():
     torch.testing.assert_close(actor.log_prob(obs, a), ref)
     act, _ = actor(obs)
     assert act.abs().max() <= 1.0
+
+
+def test_lean_adam_equals_torch_fused_adam_bit_for_bit_through_skips_and_a_checkpoint():
+    """Same parameters and state as torch.optim.Adam(fused=True) after every step, through steps
+    where a parameter has no gradient (torch skips it), a resume from a saved state_dict, and an
+    lr change."""
+    torch.manual_seed(0)
+    nets = [mlp(5, (16, 16), 3) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    extra = [nn.Parameter(torch.arange(4.0)) for _ in range(2)]  # no gradient on steps 1, 5, 9
+    params = [[*net.parameters(), p] for net, p in zip(nets, extra)]
+    make = (lambda ps: LeanAdam(ps, 1e-2), lambda ps: torch.optim.Adam(ps, 1e-2, fused=True))
+    opts = [f(ps) for f, ps in zip(make, params)]
+    x = torch.randn(32, 5)
+    for step in range(12):
+        if step in (6, 7):  # reload saved state: into new optimizers (a resume), then in place
+            saved = []
+            for opt in opts:
+                buf = io.BytesIO()
+                torch.save(opt.state_dict(), buf)
+                saved.append(buf.getvalue())
+            if step == 6:
+                opts = [f(ps) for f, ps in zip(make, params)]  # a fresh process
+            for opt, raw in zip(opts, saved):
+                opt.load_state_dict(torch.load(io.BytesIO(raw), weights_only=True))
+        if step == 9:
+            for opt in opts:
+                opt.param_groups[0]["lr"] = 3e-3
+        for net, p, opt in zip(nets, extra, opts):
+            opt.zero_grad()
+            loss = net(x).square().mean() + (p.square().sum() if step % 4 != 1 else 0)
+            loss.backward()
+            opt.step()
+        for a, b in zip(*params):
+            assert torch.equal(a, b), step
+        lean, ref = (opt.state_dict()["state"] for opt in opts)
+        assert lean.keys() == ref.keys()
+        for i in ref:
+            for key in ref[i]:
+                assert torch.equal(lean[i][key], ref[i][key]), (step, i, key)
+    assert [int(s["step"]) for s in opts[0].state_dict()["state"].values()] == [12] * 6 + [9]
