@@ -161,3 +161,5 @@ def test_lean_adam_equals_torch_fused_adam_bit_for_bit_through_skips_and_a_check
             for key in ref[i]:
                 assert torch.equal(lean[i][key], ref[i][key]), (step, i, key)
     assert [int(s["step"]) for s in opts[0].state_dict()["state"].values()] == [12] * 6 + [9]
+    with pytest.raises(NotImplementedError, match="no step hooks"):  # it would not run them
+        opts[0].register_step_post_hook(lambda *args: None)
