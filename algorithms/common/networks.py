@@ -41,16 +41,15 @@ def init_members(weight: torch.Tensor, gain: float) -> None:
 
 
 class EnsembleLinear(nn.Module):
-    """`n` independent linear layers applied in one batched matmul: input (n, B, in) -> (n, B, out)."""
+    """The weights (n, in, out) and biases (n, 1, out) of `n` independent linear layers. It holds
+    parameters only: `EnsembleCritic.forward` applies them in batched matmuls, as trainable
+    parameters or as constants (actor losses), and TD3+BC's Q_1 reads the first member's."""
 
     def __init__(self, n: int, in_dim: int, out_dim: int):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
         self.bias = nn.Parameter(torch.zeros(n, 1, out_dim))
         init_members(self.weight, math.sqrt(2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
 
 
 class _InPlaceReLU(torch.autograd.Function):
