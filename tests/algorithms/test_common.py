@@ -5,12 +5,11 @@ import io
 
 import pytest
 import torch
+from torch import nn
 from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
 import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec
-from torch import nn
-
 from algorithms.common.networks import (EnsembleCritic, GaussianActor, TanhGaussianActor, mlp, soft_update,
                                        target_copy)
 from algorithms.common.optim import LeanAdam
