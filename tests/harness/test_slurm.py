@@ -24,9 +24,11 @@ SMALL = ["algorithm.replay.batch_size=32", "algorithm.hparams.cql_n_actions=2", 
 LONG = ["algorithm=cql", "task=pointmaze-umaze-diverse", "seed=0", *SMALL, "protocol.offline_steps=240", "protocol.online_steps=300",
         "protocol.eval_every_offline=80", "protocol.eval_every=100", "protocol.log_every=20",
         "protocol.checkpoint_every=40"]
-# the cancelled job: long enough that it cannot finish between its first checkpoint and scancel
+# the cancelled job: long enough that it cannot finish between its first checkpoint and its end
+# after scancel, which comes KillWait (5 s) later (submitit ignores the SIGTERM before it). At
+# 1,300 steps (~6 s at ~210 updates/s) it once finished first.
 CANCEL = [a for a in LONG if not a.startswith(("protocol.offline_steps", "protocol.online_steps"))] + [
-    "protocol.offline_steps=1200", "protocol.online_steps=100"]
+    "protocol.offline_steps=4000", "protocol.online_steps=100"]
 RUN = "default/pointmaze-umaze-diverse/cql/seed0"
 
 
@@ -129,7 +131,7 @@ def test_requeued_and_cancelled_jobs_resume_from_checkpoints(cluster, tmp_path):
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     c_evals, _, _, c_sum = curves(cancelled / RUN)
     assert c_sum["status"] == "done" and c_sum["resumes"] == 1 and c_sum["resumed_at"][0][0] == stopped_at >= 40
-    assert list(c_evals.step) == [80 * k for k in range(1, 16)] + [1300]  # every evaluation exactly once
+    assert list(c_evals.step) == [80 * k for k in range(1, 51)] + [4100]  # every evaluation exactly once
 
 
 @pytest.mark.parametrize("args, message", [
