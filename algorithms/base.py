@@ -208,5 +208,13 @@ def check_positive(config: Any, *names: str) -> None:
             raise ValueError(f"{type(config).__qualname__}.{n} must be > 0, got {value}")
 
 
+def check_non_negative(config: Any, *names: str) -> None:
+    """Raise a one-line error for config fields that must be >= 0."""
+    for n in names:
+        value = getattr(config, n)
+        if not value >= 0:
+            raise ValueError(f"{type(config).__qualname__}.{n} must be >= 0, got {value}")
+
+
 __all__ = ["ActionSpec", "Algorithm", "Batch", "ObsSpec", "REGISTRY", "available", "build_config",
-           "check_positive", "check_unit_interval", "field", "get", "make", "register"]
+           "check_non_negative", "check_positive", "check_unit_interval", "field", "get", "make", "register"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, register
+from algorithms.base import Algorithm, Batch, check_non_negative, check_positive, check_unit_interval, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import EnsembleCritic, TanhGaussianActor, soft_update, target_copy
 from algorithms.common.optim import LeanAdam
@@ -54,7 +54,11 @@ class CQLConfig(EncoderConfig):
     def __post_init__(self):
         check_positive(self, "n_critics", "gamma", "tau", "actor_lr", "critic_lr", "alpha_lr",
                        "cql_n_actions", "cql_temp")
+        check_non_negative(self, "cql_alpha", "cql_target_action_gap")
         check_unit_interval(self, "gamma")
+        if not self.cql_clip_diff_min < self.cql_clip_diff_max:
+            raise ValueError(f"{type(self).__qualname__}.cql_clip_diff_min must be < cql_clip_diff_max, got "
+                             f"{self.cql_clip_diff_min} and {self.cql_clip_diff_max}")
 
 
 @register("cql")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,14 @@ from omegaconf import DictConfig, OmegaConf
 
 import algorithms
 import tasks
+from harness.schema import ConfigError, check_range, check_values, coerce, typed  # noqa: F401 (ConfigError: re-exported)
 
 CONF_DIR = Path(__file__).parent / "conf"
 
 
-class ConfigError(ValueError):
-    """A bad name or value in the configuration (one line: what and how to fix it)."""
+MAX_STEPS = 10**9  # more gradient or env steps than any study needs: a typo (e.g. 1e12)
+MAX_BATCH = 2**20
+MAX_SEED = 2**31 - 1  # numpy seeds are 32-bit, evaluation seeds add an offset
 
 
 @dataclass(frozen=True)
@@ -32,12 +35,13 @@ class Protocol:
     checkpoint_every: int = 0  # environment/gradient steps between checkpoints (0: none)
 
     def __post_init__(self):
+        typed(self, "protocol")
         for name in ("offline_steps", "online_steps", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"protocol.{name} must be >= 0, got {getattr(self, name)}")
+            check_range(f"protocol.{name}", getattr(self, name), 0, MAX_STEPS)
         for name in ("utd", "eval_every_offline", "eval_every", "eval_episodes", "log_every"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"protocol.{name} must be > 0, got {getattr(self, name)}")
+            check_range(f"protocol.{name}", getattr(self, name), 0, MAX_STEPS, low_open=True)
+        check_range("protocol.utd", self.utd, high=1_000)
+        check_range("protocol.eval_episodes", self.eval_episodes, high=100_000)
 
 
 @dataclass(frozen=True)
@@ -47,12 +51,12 @@ class ReplayConfig:
     batch_size: int = 256
 
     def __post_init__(self):
+        typed(self, "algorithm.replay")
         if self.mode not in ("mix", "append"):
-            raise ConfigError(f"replay.mode must be 'mix' or 'append', got '{self.mode}'")
+            raise ConfigError(f"algorithm.replay.mode must be 'mix' or 'append', got '{self.mode}'")
         if not 0.0 <= self.mixing_ratio <= 1.0:
-            raise ConfigError(f"replay.mixing_ratio must be in [0, 1], got {self.mixing_ratio}")
-        if self.batch_size <= 0:
-            raise ConfigError(f"replay.batch_size must be > 0, got {self.batch_size}")
+            raise ConfigError(f"algorithm.replay.mixing_ratio must be in [0, 1], got {self.mixing_ratio}")
+        check_range("algorithm.replay.batch_size", self.batch_size, 0, MAX_BATCH, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -60,8 +64,81 @@ class RewardTransform:
     scale: float = 1.0  # r' = scale * r + shift, applied to offline and online rewards
     shift: float = 0.0
 
+    def __post_init__(self):
+        typed(self, "algorithm.reward")
+        check_range("algorithm.reward.scale", self.scale, 0, low_open=True)
+
     def __call__(self, r):
         return self.scale * r + self.shift
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The front door's own options in conf/config.yaml (other keys there pass unchecked)."""
+
+    seed: int | None = None  # one seed instead of the suite's seeds
+    runs_dir: str = "runs"
+    device: str = "auto"
+    dry_run: bool = False
+    progress: bool = True
+    report: bool = True
+    retries: int = 0
+
+    def __post_init__(self):
+        typed(self, "")
+        if self.seed is not None:
+            check_range("seed", self.seed, 0, MAX_SEED)
+        check_range("retries", self.retries, 0, 100)
+        if not self.runs_dir.strip():
+            raise ConfigError("runs_dir must be a folder path, got ''")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class LocalLauncher:
+    name: str = "local"
+    workers: int = 2  # worker processes
+    threads: int = 0  # torch threads per worker (0: the cores divided between the workers)
+
+    def __post_init__(self):
+        typed(self, "launcher")
+        check_range("launcher.workers", self.workers, 1, 4096)
+        check_range("launcher.threads", self.threads, 0, 4096)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    algorithms: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+
+    def __post_init__(self):
+        for key in ("algorithms", "tasks", "seeds"):
+            values = getattr(self, key)
+            if not isinstance(values, (list, tuple)) or not values:
+                raise ConfigError(f"suite.{key} must be a non-empty list, got {values!r}")
+        for name in (*self.algorithms, *self.tasks):
+            if not isinstance(name, str):
+                raise ConfigError(f"suite.algorithms and suite.tasks must be lists of names, got {name!r}")
+        for seed in self.seeds:
+            check_range("suite.seeds", coerce(seed, int, "suite.seeds"), 0, MAX_SEED)
+
+
+LAUNCHERS = {"local": LocalLauncher}  # launchers whose options are checked here
+
+
+def check_options(cfg: DictConfig) -> None:
+    """The front door's own options, the suite and the launcher, before anything is expanded."""
+    plain = lambda x: OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x  # noqa: E731
+    RunOptions(**{f: cfg[f] for f in RunOptions.__dataclass_fields__ if f in cfg})
+    suite = plain(cfg.suite)
+    Suite(**{k: suite[k] for k in ("name", "algorithms", "tasks", "seeds") if k in suite})
+    launcher = plain(cfg.get("launcher")) or {}
+    schema = LAUNCHERS.get(launcher.get("name"))
+    if schema is not None:
+        schema(**{k: v for k, v in launcher.items() if k in schema.__dataclass_fields__})
 
 
 def package_yamls(group: str) -> dict[str, Path]:
@@ -87,20 +164,37 @@ def group_names(group: str) -> list[str]:
 
 
 def load_group(group: str, name: str) -> DictConfig:
+    """A group's yaml as Hydra composes it: a `defaults: [other, _self_]` list (e.g. calql.yaml
+    inheriting cql.yaml) merges those configs of the same group first."""
     path = CONF_DIR / group / f"{name}.yaml"
     if not path.exists():
         path = package_yamls(group).get(name, path)
     if not path.exists():
         raise ConfigError(f"unknown {group} '{name}'; choose one of: {', '.join(group_names(group))}")
-    return OmegaConf.load(path)
+    cfg = OmegaConf.load(path)
+    defaults = cfg.pop("defaults", None)
+    if not defaults:
+        return cfg
+    parts = [cfg if entry == "_self_" else load_group(group, str(entry)) for entry in defaults]
+    return OmegaConf.merge(*parts, *([] if "_self_" in defaults else [cfg]))
 
 
-def resolve_algorithm(algo_cfg: DictConfig | dict, domain: str) -> dict[str, Any]:
-    """The method's yaml with its per-domain overrides merged in (`domains.<domain>`)."""
+ALGORITHM_KEYS = ("name", "replay", "reward", "hparams")
+
+
+def resolve_algorithm(algo_cfg: DictConfig | dict, domain: str, *overrides: dict[str, Any]) -> dict[str, Any]:
+    """A method's resolved config, later layers winning: its dataclass defaults < its yaml < the
+    yaml's `domains.<domain>` block < each of `overrides` (the suite's algorithm_overrides, then
+    the command line). Checked against the schema and complete: every field has its value."""
     cfg = OmegaConf.to_container(algo_cfg, resolve=True) if isinstance(algo_cfg, DictConfig) else dict(algo_cfg)
+    cfg.pop("defaults", None)
     domains = cfg.pop("domains", None) or {}
-    merged = OmegaConf.merge(cfg, domains.get(domain, {}))
-    return OmegaConf.to_container(merged, resolve=True)
+    known = {t.domain for t in tasks.TASKS.values()}
+    if set(domains) - known:
+        raise ConfigError(f"algorithm '{cfg.get('name')}': domains.{sorted(set(domains) - known)[0]} is not a "
+                          f"task domain; known: {', '.join(sorted(known))}")
+    merged = OmegaConf.merge(cfg, domains.get(domain) or {}, *[o for o in overrides if o])
+    return validate_algorithm(OmegaConf.to_container(merged, resolve=True))
 
 
 def _plain(x) -> dict[str, Any]:
@@ -109,36 +203,64 @@ def _plain(x) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
+def hydra_overrides(argv: list[str]) -> list[str]:
+    """Command-line overrides as given, with options of the chosen algorithm or task passed as
+    `++key=value`: the yamls hold only what differs from the dataclass defaults, so a key such as
+    algorithm.hparams.cql_alpha may be absent from the composed yaml; the schema then checks it."""
+    def rewrite(arg: str) -> str:
+        key = arg.partition("=")[0]
+        if "=" in arg and key.startswith(("algorithm.", "task.")):
+            return "++" + arg
+        return arg
+
+    return [rewrite(a) for a in argv]
+
+
+def command_line_values(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
+    """The values the command line set inside the chosen algorithm and task (`algorithm.hparams.x=1`,
+    `task.protocol.utd=2`), as composed by Hydra: they are applied last, after the yaml's domain
+    block and the suite's overrides, so that they always take effect."""
+    out = OmegaConf.create({})
+    for arg in overrides:
+        key = arg.partition("=")[0]
+        if key.startswith("~") or not arg.count("="):
+            continue  # deletions act on the composed yaml itself
+        key = key.lstrip("+")
+        if (key.startswith("algorithm.") and not key.startswith("algorithm.domains.")) or key.startswith("task.protocol."):
+            OmegaConf.update(out, key, OmegaConf.select(cfg, key), force_add=True)
+    return OmegaConf.to_container(out, resolve=True)
+
+
 def job_id(job: dict[str, Any]) -> str:
     payload = {k: v for k, v in job.items() if k not in ("job_id", "device")}
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def expand(cfg: DictConfig) -> list[dict[str, Any]]:
-    """All jobs of the composed config, each validated: algorithm x task x seed."""
+def expand(cfg: DictConfig, overrides: list[str] = ()) -> list[dict[str, Any]]:
+    """All jobs of the composed config, each resolved and validated: algorithm x task x seed.
+    `overrides`: the command line's Hydra overrides (they win over every yaml and the suite)."""
+    check_options(cfg)
+    cli = command_line_values(cfg, overrides)
     suite = cfg.suite
     algo_cfgs = [cfg.algorithm] if cfg.get("algorithm") else [load_group("algorithm", n) for n in suite.algorithms]
     task_cfgs = [cfg.task] if cfg.get("task") else [load_group("task", n) for n in suite.tasks]
     seeds = [cfg.seed] if cfg.get("seed") is not None else list(suite.seeds)
+    shared = _plain(suite.get("algorithm_overrides"))  # e.g. one replay mode for every method
     jobs = []
     for task_cfg in task_cfgs:
         try:
             task = tasks.get(task_cfg.name)
         except KeyError as exc:
             raise ConfigError(exc.args[0]) from None
-        protocol = OmegaConf.merge(task_cfg.protocol, _plain(suite.get("protocol")), _plain(cfg.get("protocol")))
+        protocol = OmegaConf.merge(task_cfg.protocol, _plain(suite.get("protocol")),
+                                   cli.get("task", {}).get("protocol", {}), _plain(cfg.get("protocol")))
         try:
-            protocol = Protocol(**OmegaConf.to_container(protocol))
+            protocol = Protocol(**check_values(Protocol, OmegaConf.to_container(protocol), "protocol"))
         except TypeError as exc:
             raise ConfigError(f"bad protocol option: {exc}; valid: {', '.join(Protocol.__dataclass_fields__)}") from None
         for algo_cfg in algo_cfgs:
-            algo = resolve_algorithm(algo_cfg, task.domain)
-            shared = _plain(suite.get("algorithm_overrides"))  # e.g. one replay mode for every method
-            algo = OmegaConf.to_container(OmegaConf.merge(algo, shared), resolve=True) if shared else algo
-            validate_algorithm(algo)
+            algo = resolve_algorithm(algo_cfg, task.domain, shared, cli.get("algorithm", {}))
             for seed in seeds:
-                if int(seed) < 0:
-                    raise ConfigError(f"seed must be >= 0, got {seed}")
                 job = {"suite": suite.name, "seed": int(seed), "algorithm": algo,
                        "task": {"name": task.name, "domain": task.domain}, "protocol": asdict(protocol),
                        "device": cfg.get("device", "auto")}
@@ -147,14 +269,32 @@ def expand(cfg: DictConfig) -> list[dict[str, Any]]:
     return jobs
 
 
-def validate_algorithm(algo: dict[str, Any]) -> None:
+def validate_algorithm(algo: dict[str, Any]) -> dict[str, Any]:
+    """A method's merged config checked against its schema (the method's Config dataclass,
+    ReplayConfig, RewardTransform); returns it complete, every field filled in."""
+    name = algo.get("name")
+    unknown = sorted(set(algo) - set(ALGORITHM_KEYS))
     try:
-        cls = algorithms.get(algo["name"])
-        algorithms.base.build_config(cls, algo.get("hparams", {}))
-        ReplayConfig(**algo.get("replay", {}))
-        RewardTransform(**algo.get("reward", {}))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"algorithm '{algo.get('name')}': {exc.args[0] if exc.args else exc}") from None
+        if unknown:
+            raise ConfigError(f"unknown option(s) {', '.join('algorithm.' + k for k in unknown)}; "
+                              f"valid: {', '.join(ALGORITHM_KEYS)}")
+        try:
+            cls = algorithms.get(name)
+        except KeyError as exc:
+            raise ConfigError(exc.args[0]) from None
+        hparams = check_values(cls.Config, algo.get("hparams") or {}, "algorithm.hparams")
+        try:
+            config = algorithms.base.build_config(cls, hparams)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc.args[0] if exc.args else exc).replace(
+                f"{cls.Config.__qualname__}.", "algorithm.hparams.")) from None
+        replay = ReplayConfig(**check_values(ReplayConfig, algo.get("replay") or {}, "algorithm.replay"))
+        reward = RewardTransform(**check_values(RewardTransform, algo.get("reward") or {}, "algorithm.reward"))
+    except ConfigError as exc:
+        raise ConfigError(f"algorithm '{name}': {exc}") from None
+    listed = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731 (yaml-safe, as the yamls write them)
+    return {"name": name, "replay": asdict(replay), "reward": asdict(reward),
+            "hparams": {f: listed(getattr(config, f)) for f in cls.Config.__dataclass_fields__}}
 
 
 def run_dir(runs_dir: str | Path, job: dict[str, Any]) -> Path:

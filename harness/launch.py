@@ -40,15 +40,18 @@ def write_manifest(jobs: list[dict[str, Any]], runs_dir: Path) -> Path:
     multirun sweep lists all of its points); `harness.status` reads it to report missing runs."""
     path = Path(runs_dir) / jobs[0]["suite"] / "jobs.json"
     try:
-        entries = {e["run_dir"]: e for e in json.loads(path.read_text())["jobs"]}
+        old = path.read_text()
+        entries = {e["run_dir"]: e for e in json.loads(old)["jobs"]}
     except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        entries = {}
+        old, entries = None, {}
     for j in jobs:
         rel = str(run_dir(runs_dir, j).relative_to(runs_dir))
         entries[rel] = {"run_dir": rel, "job_id": j["job_id"], "algorithm": j["algorithm"]["name"],
                         "task": j["task"]["name"], "seed": j["seed"]}
-    atomic_write(path, json.dumps({"suite": jobs[0]["suite"], "jobs": sorted(entries.values(), key=lambda e: e["run_dir"])},
-                                  indent=1) + "\n")
+    text = json.dumps({"suite": jobs[0]["suite"], "jobs": sorted(entries.values(), key=lambda e: e["run_dir"])},
+                      indent=1) + "\n"
+    if text != old:  # unchanged: not rewritten (a finished study may sit on a read-only mount)
+        atomic_write(path, text)
     return path
 
 

@@ -91,27 +91,53 @@ def job_table(jobs, runs_dir: Path | None = None, cost=None) -> str:
     return "\n".join(lines)
 
 
-def main_with_config(cfg) -> int:
-    from harness.jobs import expand
-    from harness.launch import check_run_dirs, check_slurm, launch, write_manifest
+def check_device(device: str) -> None:
+    """`device=cuda` (or cuda:N) on a machine whose torch sees no such GPU is refused before any work."""
+    if not device.startswith("cuda"):
+        return
+    import torch
 
-    jobs = expand(cfg)
+    from harness.jobs import ConfigError
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if index >= n:
+        found = f"{n} CUDA device(s)" if n else f"no CUDA device (torch {torch.__version__}" + \
+            (", built without CUDA)" if torch.version.cuda is None else ")")
+        raise ConfigError(f"device={device} but torch finds {found}; use device=cpu or device=auto")
+
+
+def main_with_config(cfg, overrides: list[str] = ()) -> int:
+    """Everything after Hydra: `overrides` are the command line's (they win over every yaml)."""
+    from harness.jobs import ConfigError, expand
+    from harness.launch import check_run_dirs, check_slurm, is_done, launch, write_manifest
+    from harness.store import unwritable
+
+    jobs = expand(cfg, overrides)
     runs_dir = Path(cfg.runs_dir)
     if cfg.dry_run:
         print(job_table(jobs, runs_dir, cfg.cost))
         return 0
+    if cfg.launcher.name == "local":  # a SLURM login node need not have the GPUs its jobs get
+        check_device(cfg.device)
+    todo = [j for j in jobs if not is_done(j, runs_dir)]
+    read_only = unwritable(runs_dir)  # None when runs_dir can be written
+    if todo and read_only:
+        raise ConfigError(read_only)
     check_run_dirs(jobs, runs_dir)  # before any work: a changed config never overwrites old runs
-    if cfg.launcher.name == "slurm":
-        check_slurm(cfg.launcher)
-    from harness.preflight import preflight
+    if todo:  # a finished study needs neither data nor a cluster
+        if cfg.launcher.name == "slurm":
+            check_slurm(cfg.launcher)
+        from harness.preflight import preflight
 
-    preflight(jobs)  # every dataset and environment before any job
-    for task_name in dict.fromkeys(j["task"]["name"] for j in jobs):
-        import tasks
+        preflight(todo)  # every dataset and environment before any job
+        for task_name in dict.fromkeys(j["task"]["name"] for j in todo):
+            import tasks
 
-        tasks.get(task_name).prepare()
+            tasks.get(task_name).prepare()
     print(f"o2o-bench: {len(jobs)} jobs -> {runs_dir.resolve()}", flush=True)
-    write_manifest(jobs, runs_dir)
+    if not read_only:
+        write_manifest(jobs, runs_dir)
     errors = launch(jobs, runs_dir, cfg)
     if cfg.launcher.name == "slurm" and not cfg.launcher.wait:
         print(f"follow with: python -m harness.status {runs_dir}")
@@ -119,16 +145,37 @@ def main_with_config(cfg) -> int:
     print(closing_table(jobs, runs_dir, errors))
     for job_id, err in errors.items():
         print(f"FAILED {job_id}: {err.splitlines()[0]}", file=sys.stderr)
-    if cfg.report:
+    suite_dir = runs_dir / jobs[0]["suite"]
+    if cfg.report and read_only:
+        print(f"report not rebuilt: {read_only}; write it elsewhere with "
+              f"python -m reports {suite_dir} --out DIR")
+    elif cfg.report:
         try:
             from reports import build_report
         except ImportError:
             build_report = None
         if build_report is not None:
-            index = build_report(runs_dir / jobs[0]["suite"])
+            index = build_report(suite_dir)
             print(f"report: {index}")
-    print(f"results: {(runs_dir / jobs[0]['suite']).resolve()}")
+    print(f"results: {suite_dir.resolve()}")
     return 1 if errors else 0
+
+
+def check_command_line(argv: list[str]) -> None:
+    """One-line errors Hydra would give as long ones: unknown group choices, and options of an
+    algorithm or task when none is chosen."""
+    from harness.jobs import ConfigError
+
+    check_group_choices(argv)
+    chosen = {a.partition("=")[0].lstrip("+") for a in argv if "=" in a}
+    for arg in argv:
+        key = arg.partition("=")[0].lstrip("+~")
+        group = key.partition(".")[0]
+        if "." in key and group in ("algorithm", "task") and group not in chosen:
+            hint = (f"suite.algorithm_overrides.{key.partition('.')[2]}=... for every method of the suite"
+                    if group == "algorithm" else f"protocol.{key.rpartition('.')[2]}=... for every task")
+            raise ConfigError(f"{key} needs {group}=NAME on the command line (the {group} it changes); "
+                              f"or use {hint}")
 
 
 def main() -> None:
@@ -137,19 +184,23 @@ def main() -> None:
     from tasks import DatasetError
 
     try:
-        check_group_choices(sys.argv[1:])
+        check_command_line(sys.argv[1:])
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    from harness.jobs import hydra_overrides
+
+    sys.argv[1:] = hydra_overrides(sys.argv[1:])
 
     import hydra
+    from hydra.core.hydra_config import HydraConfig
 
     status = {"code": 0}
 
     @hydra.main(config_path="conf", config_name="config", version_base="1.3")
     def _app(cfg) -> None:
         try:
-            code = main_with_config(cfg)
+            code = main_with_config(cfg, list(HydraConfig.get().overrides.task))
         except (ConfigError, DatasetError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             code = 2

@@ -22,13 +22,14 @@ def expected_jobs(runs_dir: Path, overrides: list[str]) -> list[dict]:
     if overrides:
         from hydra import compose, initialize_config_dir
 
-        from harness.jobs import CONF_DIR, expand, run_dir
+        from harness.jobs import CONF_DIR, expand, hydra_overrides, run_dir
 
+        overrides = hydra_overrides([*overrides, f"runs_dir={runs_dir}"])
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=[*overrides, f"runs_dir={runs_dir}"])
+            cfg = compose("config", overrides=overrides)
         return [{"run_dir": str(run_dir(runs_dir, j).relative_to(runs_dir)), "job_id": j["job_id"],
                  "algorithm": j["algorithm"]["name"], "task": j["task"]["name"], "seed": j["seed"]}
-                for j in expand(cfg)]
+                for j in expand(cfg, overrides)]
     entries = []
     for manifest in sorted(runs_dir.glob("*/jobs.json")):
         entries += json.loads(manifest.read_text())["jobs"]

@@ -69,3 +69,40 @@ class RunStore:
         atomic_write(self.dir / "evals.csv", csv_text(self.evals, EVAL_COLUMNS))
         atomic_write(self.dir / "train.csv", csv_text(self.train))
         atomic_write(self.dir / "episodes.csv", csv_text(self.episodes, EPISODE_COLUMNS))
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why results cannot be written under `folder` (None: they can), found before any work by
+    writing one small probe file where `folder` is or will be created; nothing is left behind."""
+    import errno
+    import shutil
+
+    folder = Path(folder).expanduser().absolute()
+    try:
+        base = folder
+        while not base.exists():
+            base = base.parent
+        if not base.is_dir():
+            return f"runs_dir {folder}: {base} is a file, not a folder; choose another runs_dir"
+        free = shutil.disk_usage(base).free
+        if free < MIN_FREE_BYTES:
+            return (f"runs_dir {folder}: only {free / 2**20:.1f} MB free on its file system "
+                    f"(at least {MIN_FREE_BYTES // 2**20} MB needed); free space or choose another runs_dir")
+        fd, probe = tempfile.mkstemp(prefix=".o2o-write-check.", dir=base)
+        try:
+            os.write(fd, b"x")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except (OSError, ValueError) as exc:
+        code = getattr(exc, "errno", None)
+        why = {errno.EROFS: "is on a read-only file system", errno.EACCES: "is not writable (permission denied)",
+               errno.EPERM: "is not writable (permission denied)", errno.ENOSPC: "has no space left",
+               errno.EDQUOT: "is over its disk quota", errno.ENAMETOOLONG: "is too long a path"}.get(
+            code, f"cannot be written ({getattr(exc, 'strerror', None) or exc})")
+        return f"runs_dir {folder} {why}; choose another runs_dir"
+    return None
+
+
+MIN_FREE_BYTES = 64 * 2**20  # less than this cannot hold a study's checkpoints and curves
