@@ -7,6 +7,10 @@ matmul peak measured in the same run (a 2048^3 fp32 matmul). Shape sets:
   mini      the PointMaze mini tasks (obs 4, act 2) with each yaml's pointmaze networks
   corl      CORL's AntMaze networks (CQL / Cal-QL: Q 5x256 twin, actor 3x256; IQL, TD3+BC 2x256;
             AWAC 3x256), batch 256, next to the public implementations measured on this machine
+  checkpoint  one checkpoint of an AntMaze-size run (1M offline transitions, online buffer empty,
+            half and full at 1M steps, Cal-QL's paper networks): its size, the time to write it
+            and its share of the run time between checkpoints (the task yaml's checkpoint_every),
+            at the update rate measured here and at the config's GPU rate; goal: at most 2%
 Runs on CPU, and on CUDA when present. A script that prints figures, not a test.
 """
 from __future__ import annotations
@@ -20,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec
-from harness.jobs import load_group, resolve_algorithm
+from harness.jobs import CONF_DIR, load_group, resolve_algorithm
 from harness.launch import configure_torch
 
 METHODS = ("cql", "calql", "iql", "td3bc", "awac")
@@ -97,12 +101,55 @@ def matmul_peak(device, n: int = 2048) -> float:
     return 2 * n ** 3 / best
 
 
+def checkpoint_costs(device, rates: dict[str, float], n_offline: int = 1_000_000,
+                     online_steps: int = 1_000_000, task: str = "antmaze-large-diverse") -> None:
+    """Prints, per fill of the online buffer, the size and writing time of a checkpoint as the
+    runner writes it (networks, optimizers, the online buffer's filled rows; torch.save, then an
+    atomic write with fsync) and its share of the run time between two checkpoints."""
+    import io
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from harness.replay import Replay
+    from harness.store import atomic_write
+
+    protocol = load_group("task", task).protocol
+    every, utd = int(protocol.checkpoint_every), int(protocol.utd)
+    obs, act, _, hp = shapes("calql", "paper")
+    algo = algorithms.make("calql", ObsSpec((obs,)), ActionSpec(act), hp, device)
+    rng = np.random.default_rng(0)
+    rows = lambda n: {"obs": rng.standard_normal((n, obs), np.float32), "action": rng.uniform(-1, 1, (n, act)).astype(np.float32),  # noqa: E731
+                      "reward": np.zeros(n, np.float32), "next_obs": rng.standard_normal((n, obs), np.float32),
+                      "done": np.zeros(n, np.float32), "mc_return": np.zeros(n, np.float32)}
+    replay = Replay(rows(n_offline), online_steps, device, 0.99, 0.0)
+    online = rows(online_steps)
+    print(f"\ncheckpoint of a {task}-size run ({n_offline:,} offline transitions, {online_steps:,} online steps, "
+          f"calql paper networks), one every {every:,} steps (utd {utd}):")
+    print(f"{'online rows':>12} {'size MB':>9} {'write s':>8}  share of run time between checkpoints")
+    with tempfile.TemporaryDirectory(dir=".") as tmp:
+        for fill in (0.0, 0.5, 1.0):
+            n = int(fill * online_steps)
+            for key, arr in online.items():  # the filled rows, as commit() writes them
+                replay.storage[key][replay.n_offline:replay.n_offline + n] = torch.as_tensor(arr[:n], device=device)
+            replay.n_online = n
+            t0 = time.perf_counter()
+            buf = io.BytesIO()
+            torch.save({"algorithm": algo.state_dict(), "replay": replay.online_state()}, buf)
+            atomic_write(Path(tmp) / "state.pt", buf.getvalue())
+            seconds = time.perf_counter() - t0
+            shares = ", ".join(f"{100 * seconds / (every * utd / rate + seconds):.3f}% at {rate:g} updates/s ({where})"
+                               for where, rate in rates.items())
+            print(f"{n:>12,} {len(buf.getvalue()) / 2**20:9.1f} {seconds:8.2f}  {shares}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--sets", default="paper,mini,corl")
+    ap.add_argument("--sets", default="paper,mini,corl,checkpoint")
     ap.add_argument("--devices", default="cpu,cuda")
     args = ap.parse_args()
     configure_torch(args.threads)  # as the launchers do
@@ -118,7 +165,10 @@ def main() -> None:
                   "the machine's speed drifts, by up to 25% in a day)")
         print(f"{'method':<7} {'shapes':<6} {'obs/act/B':<10} {'networks (Q | pi)':<24} {'upd/s':>8} "
               f"{'MFLOP/upd':>10} {'% peak':>7}  vs public")
+        measured = {}
         for which in args.sets.split(","):
+            if which == "checkpoint":
+                continue
             for m in args.methods.split(","):
                 obs, act, B, hp = shapes(m, which)
                 torch.manual_seed(0)
@@ -133,6 +183,14 @@ def main() -> None:
                     vs = f"{ratio:.2f}x of {PUBLIC[m]:g}/s (target {TARGET[m]}x)"
                 print(f"{m:<7} {which:<6} {f'{obs}/{act}/{B}':<10} {nets:<24} {rate:8.1f} {flops / 1e6:10.1f} "
                       f"{100 * rate * flops / peak:6.1f}%  {vs}", flush=True)
+                measured[(m, which)] = rate
+        if "checkpoint" in args.sets.split(","):
+            from omegaconf import OmegaConf
+
+            cost = OmegaConf.load(CONF_DIR / "config.yaml").cost
+            rates = {"measured here": measured[("calql", "paper")]} if ("calql", "paper") in measured else {}
+            rates["config cost table"] = float(cost.gpu_updates_per_s.get("calql", cost.default_updates_per_s))
+            checkpoint_costs(dev, rates)
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 

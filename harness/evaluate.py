@@ -20,10 +20,12 @@ def run_episode(env, act, seed: int | None = None, last_infos: list | None = Non
     return total, success, length
 
 
-def evaluate(algorithm, env, task, episodes: int, seed: int) -> dict[str, float]:
-    """Mean raw return, mean normalized score and success rate over `episodes` episodes."""
+def evaluate(algorithm, env, task, episodes: int, seed: int, check_action=None) -> dict[str, float]:
+    """Mean raw return, mean normalized score and success rate over `episodes` episodes.
+    `check_action(action) -> action` sees every action before env.step (e.g. refuses NaN)."""
     infos: list[dict] = []
-    results = [run_episode(env, lambda o: algorithm.act(o, deterministic=True), seed + i, infos)
+    check = check_action or (lambda a: a)
+    results = [run_episode(env, lambda o: check(algorithm.act(o, deterministic=True)), seed + i, infos)
                for i in range(episodes)]
     returns = np.array([r for r, _, _ in results])
     return {"return": float(returns.mean()),

@@ -14,6 +14,8 @@ def problems(task_names) -> list[str]:
         task = tasks.get(name)
         if not task.dataset_present() and not hasattr(task, "generate"):
             out.append(f"{name}: dataset missing ({task.source}). To get it: {task.how_to_get()}")
+        elif task.dataset_present() and (problem := task.dataset_problem()):
+            out.append(f"{name}: dataset corrupt: {problem}")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

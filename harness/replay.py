@@ -109,8 +109,10 @@ class Replay:
     def online_state(self) -> dict:
         """What a checkpoint needs to restore the online part."""
         lo, hi = self.n_offline, self.n_offline + self.n_online
+        # clone: a slice is a view, and torch.save writes a view's whole storage (the preallocated
+        # buffer, offline data included), not just the filled rows
         return {"n_online": self.n_online, "pending": list(self.pending),
-                "data": {k: v[lo:hi].cpu() for k, v in self.storage.items()}}
+                "data": {k: v[lo:hi].clone().cpu() for k, v in self.storage.items()}}
 
     def load_online_state(self, state: dict) -> None:
         self.n_online = state["n_online"]

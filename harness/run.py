@@ -155,8 +155,11 @@ def main_with_config(cfg, overrides: list[str] = ()) -> int:
         except ImportError:
             build_report = None
         if build_report is not None:
-            index = build_report(suite_dir)
-            print(f"report: {index}")
+            try:
+                print(f"report: {build_report(suite_dir)}")
+            except OSError as exc:  # e.g. a full disk: the results are whole, only the report is missing
+                print(f"report not written ({exc.strerror or exc}: {exc.filename}); free space and run "
+                      f"python -m reports {suite_dir}, or write it elsewhere with --out DIR", file=sys.stderr)
     print(f"results: {suite_dir.resolve()}")
     return 1 if errors else 0
 

@@ -38,6 +38,10 @@ class RunDirConflict(RuntimeError):
     """The run directory holds a run of a different resolved config (another job id)."""
 
 
+class Diverged(FloatingPointError):
+    """A loss, metric, parameter or action became NaN or infinite: the run has failed."""
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -81,6 +85,15 @@ class Runner:
         self.state = Progress()  # replaced by a checkpoint's on resume
         self.t0 = time.monotonic()
         self.ckpt_seconds, self.ckpt_count = 0.0, 0  # this attempt's checkpoints
+        # Every update is watched on the device, without a host sync: `finite_prefix` counts the
+        # updates since the last check before the first one with a non-finite metric, `finite_keys`
+        # which metrics stayed finite. They are read when logging, evaluating, checkpointing and
+        # finishing.
+        self.finite_prefix = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.finite_keys = torch.ones(0, dtype=torch.bool, device=self.device)
+        self.watched_keys: tuple[str, ...] = ()
+        self.checked_step = 0  # updates up to here are known to be finite
+        self.phase = "offline"
 
     # -- set-up ----------------------------------------------------------------------------
     def build(self) -> None:
@@ -108,6 +121,7 @@ class Runner:
         """Everything the run needs to continue: networks, optimizers and learned scalars (via
         the algorithm's state_dict), the online buffer, all RNG states, counters and curves.
         Written atomically: a run killed while saving keeps the previous checkpoint."""
+        self.check_finite("checkpoint")  # a diverged run is never saved to be resumed
         t = time.monotonic()
         self.state.rows = {"evals": self.store.evals, "train": self.store.train, "episodes": self.store.episodes}
         payload = {"job_id": self.job["job_id"], "progress": self.state, "algorithm": self.algo.state_dict(),
@@ -143,6 +157,7 @@ class Runner:
         random.setstate(payload["python_rng"])
         self.store.evals, self.store.train, self.store.episodes = (
             self.state.rows["evals"], self.state.rows["train"], self.state.rows["episodes"])
+        self.checked_step = self.state.step  # checked before it was saved
         return True
 
     # -- the run ---------------------------------------------------------------------------
@@ -169,6 +184,7 @@ class Runner:
             self.online_phase()
         finally:
             self.bar.close()
+        self.check_finite("online" if self.protocol.online_steps else "offline")
         self.store.flush()
         summary = self.write_summary("done")
         if self.ckpt_path.exists():
@@ -177,11 +193,12 @@ class Runner:
 
     def offline_phase(self) -> None:
         p, s = self.protocol, self.state
+        self.phase = "offline"
         if p.offline_steps == 0 and not any(r["phase"] == "offline" for r in self.store.evals):
             self.evaluate("offline")
         while s.step < p.offline_steps:
             batch = self.replay.sample(self.replay_cfg.batch_size, "mix", 1.0, self.with_mc)
-            metrics = self.algo.update(batch)
+            metrics = self.watch(self.algo.update(batch))
             s.step += 1
             self.bar.update(1)
             if s.step % p.log_every == 0:
@@ -201,10 +218,11 @@ class Runner:
         p, s, env = self.protocol, self.state, self.train_env
         if p.online_steps == 0:
             return
+        self.phase = "online"
         obs, _ = env.reset(seed=self.episode_seed())
         ep_return, ep_success, ep_len = 0.0, False, 0
         while s.env_steps < p.online_steps:
-            action = self.algo.act(obs, deterministic=False)
+            action = self.finite_action(self.algo.act(obs, deterministic=False), "online")
             next_obs, reward, terminated, truncated, info = env.step(action)
             s.env_steps += 1
             ep_return += reward
@@ -214,8 +232,8 @@ class Runner:
             self.replay.add(obs, action, self.reward(reward), next_obs, terminated, end)
             obs = next_obs
             for _ in range(p.utd):
-                metrics = self.algo.update(self.replay.sample(
-                    self.replay_cfg.batch_size, self.replay_cfg.mode, self.replay_cfg.mixing_ratio, self.with_mc))
+                metrics = self.watch(self.algo.update(self.replay.sample(
+                    self.replay_cfg.batch_size, self.replay_cfg.mode, self.replay_cfg.mixing_ratio, self.with_mc)))
                 s.step += 1
                 if s.step % p.log_every == 0:
                     self.log(metrics, "online")
@@ -246,12 +264,62 @@ class Runner:
     def episode_seed(self) -> int:
         return self.job["seed"] * 1_000_003 + self.state.episodes
 
+    # -- divergence ------------------------------------------------------------------------
+    def watch(self, metrics: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Records on the device whether this update's metrics are all finite (no host sync)."""
+        if tuple(metrics) != self.watched_keys:  # another set of metrics (e.g. fine-tuning's)
+            self.check_finite(self.phase, self.state.step)
+            self.watched_keys = tuple(metrics)
+            self.finite_keys = torch.ones(len(metrics), dtype=torch.bool, device=self.device)
+        if metrics:
+            self.finite_keys.logical_and_(torch.isfinite(torch.stack(list(metrics.values()))))
+            self.finite_prefix.add_(self.finite_keys.all())
+        return metrics
+
+    def check_finite(self, phase: str, step: int | None = None) -> None:
+        """Raise Diverged, naming the first non-finite update and advice fitting the cause, if an
+        update since the last check had a non-finite metric or a parameter is non-finite."""
+        s = self.state
+        step = s.step if step is None else step  # updates watched so far
+        finite = int(self.finite_prefix)  # one host sync per check
+        if self.watched_keys and finite < step - self.checked_step:
+            bad = [k for k, ok in zip(self.watched_keys, self.finite_keys.tolist()) if not ok]
+            raise Diverged(f"diverged: non-finite {', '.join(bad)} first at update {self.checked_step + finite + 1} "
+                           f"({phase} phase; the run is failed, not done); {self.divergence_advice(bad)}")
+        params = [(name, p) for name, m in self.algo.modules().items()
+                  for p in (m.parameters() if isinstance(m, torch.nn.Module) else [m] if isinstance(m, torch.Tensor) else [])]
+        if params and not bool(torch.stack([torch.isfinite(p).all() for _, p in params]).all()):
+            names = sorted({name for name, p in params if not bool(torch.isfinite(p).all())})
+            raise Diverged(f"diverged: non-finite parameters in {', '.join(names)} by update {s.step} ({phase} phase; "
+                           f"the run is failed, not done); {self.divergence_advice(names)}")
+        self.finite_prefix.zero_()
+        self.checked_step = step
+
+    def divergence_advice(self, names: list[str]) -> str:
+        """Which option to lower: the learning rate named like the diverged quantity (critic_loss ->
+        hparams.critic_lr), else every learning rate; and a large reward scale or raw rewards."""
+        hp = self.job["algorithm"].get("hparams", {})
+        lrs = [k for k in hp if k.endswith("_lr")]
+        named = [f"{n.split('_')[0]}_lr" for n in names if f"{n.split('_')[0]}_lr" in hp]
+        chosen = list(dict.fromkeys(named)) or lrs
+        advice = "lower " + ", ".join(f"algorithm.hparams.{k} (now {hp[k]:g})" for k in chosen) if chosen else \
+            "lower the learning rates"
+        scale = abs(self.reward.scale)
+        advice += (f", or the reward scale (algorithm.reward.scale = {self.reward.scale:g})" if scale > 100 else
+                   "; or check the dataset's rewards and observations for extreme values")
+        return advice
+
+    def finite_action(self, action: np.ndarray, phase: str) -> np.ndarray:
+        """Refuse a NaN/inf action before env.step (MuJoCo would warn and write MUJOCO_LOG.TXT)."""
+        if not np.isfinite(action).all():
+            raise Diverged(f"diverged: the policy gave a non-finite action at update {self.state.step} "
+                           f"({phase} phase; the run is failed, not done); "
+                           f"{self.divergence_advice(['actor'])}")
+        return action
+
     def log(self, metrics: dict[str, torch.Tensor], phase: str) -> None:
-        values = {k: float(v) for k, v in metrics.items()}  # the only host sync of the update loop
-        bad = [k for k, v in values.items() if not math.isfinite(v)]
-        if bad:
-            raise FloatingPointError(f"non-finite {', '.join(bad)} at update {self.state.step} ({phase}); "
-                                     f"lower the learning rates or check the dataset's rewards")
+        self.check_finite(phase)
+        values = {k: float(v) for k, v in metrics.items()}
         now = time.monotonic()
         rate = (self.state.step - self.rate_n) / max(now - self.rate_t, 1e-9)
         self.rate_t, self.rate_n = now, self.state.step
@@ -261,8 +329,10 @@ class Runner:
 
     def evaluate(self, phase: str) -> None:
         s = self.state
+        self.check_finite(phase)
         result = evaluate(self.algo, self.eval_env, self.task, self.protocol.eval_episodes,
-                          seed=self.job["seed"] + EVAL_SEED_OFFSET)
+                          seed=self.job["seed"] + EVAL_SEED_OFFSET,
+                          check_action=lambda a: self.finite_action(a, f"{phase} evaluation"))
         self.store.evals.append({"phase": phase, "step": s.step, "env_steps": s.env_steps, **result})
         self.last_score = result["normalized_score"]
         self.bar.set_postfix(phase=phase, score=f"{self.last_score:.1f}", refresh=True)

@@ -38,13 +38,17 @@ def find_run_dirs(root: Path) -> list[Path]:
     return sorted(dirs)
 
 
-def _read_csv(path: Path) -> pd.DataFrame | None:
+def _read_csv(path: Path, unreadable: list[str]) -> pd.DataFrame | None:
+    """The CSV (empty frame for an empty file, None if absent); a damaged one is added to `unreadable`."""
     if not path.exists():
         return None
     try:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        unreadable.append(f"{path} ({type(exc).__name__})")
+        return None
 
 
 def _read_run(run_dir: Path) -> tuple[dict, pd.DataFrame | None]:
@@ -56,9 +60,14 @@ def _read_run(run_dir: Path) -> tuple[dict, pd.DataFrame | None]:
            "offline_steps": np.nan, "online_steps": np.nan, "eval_every": np.nan,
            "wall_time_s": np.nan, "updates_per_s": np.nan, "goal": None,
            "episodes": 0, "episode_success": np.nan}
-    config = {}
+    config, unreadable = {}, []
     if (run_dir / "config.yaml").exists():
-        config = yaml.load((run_dir / "config.yaml").read_text(), Loader=_YAML_LOADER) or {}
+        try:
+            config = yaml.load((run_dir / "config.yaml").read_text(), Loader=_YAML_LOADER) or {}
+            if not isinstance(config, dict):
+                raise ValueError("not a mapping")
+        except (yaml.YAMLError, ValueError, UnicodeDecodeError) as exc:
+            config, unreadable = {}, [f"{run_dir / 'config.yaml'} ({type(exc).__name__})"]
         task = config.get("task") or {}
         protocol = config.get("protocol") or {}
         row["domain"] = task.get("domain", row["domain"])
@@ -67,17 +76,26 @@ def _read_run(run_dir: Path) -> tuple[dict, pd.DataFrame | None]:
             row[key] = protocol.get(key, np.nan)
     summary = None
     if (run_dir / "summary.json").exists():
-        summary = json.loads((run_dir / "summary.json").read_text())
+        try:
+            summary = json.loads((run_dir / "summary.json").read_text())
+            if not isinstance(summary, dict):
+                raise ValueError("not an object")
+        except (ValueError, UnicodeDecodeError) as exc:  # truncated or damaged: listed, the rest goes on
+            summary, unreadable = None, unreadable + [f"{run_dir / 'summary.json'} ({type(exc).__name__})"]
+    if summary is not None:
         row["status"] = summary.get("status", "unknown")
         row["error"] = str(summary.get("error") or "")
         row["domain"] = summary.get("domain") or row["domain"]
         for key in ("wall_time_s", "updates_per_s"):
             row[key] = summary.get(key, np.nan)
-    evals = _read_csv(run_dir / "evals.csv")
-    episodes = _read_csv(run_dir / "episodes.csv")
+    evals, episodes = (_read_csv(run_dir / f"{name}.csv", unreadable) for name in ("evals", "episodes"))
     if episodes is not None and "success" in episodes:
         row["episodes"] = len(episodes)
         row["episode_success"] = float(episodes["success"].astype(float).mean()) if len(episodes) else np.nan
+    if unreadable:
+        row["status"] = "unreadable"
+        row["included"], row["reason"] = False, "unreadable: " + ", ".join(unreadable)
+        return row, None
     row["included"], row["reason"] = _inclusion(summary, row, config, evals)
     return row, evals
 

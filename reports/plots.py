@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from reports.files import save_figure  # noqa: E402
+
 # Okabe-Ito: distinguishable with colour-blindness and in greyscale print.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 STYLE = {
@@ -30,7 +32,7 @@ def colors(algs) -> dict:
 def _save(fig, out_dir: Path, name: str) -> list[Path]:
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
     for p in paths:
-        fig.savefig(p, bbox_inches="tight")
+        save_figure(fig, p, bbox_inches="tight")
     plt.close(fig)
     return paths
 

@@ -23,7 +23,8 @@ import gymnasium as gym
 import numpy as np
 
 from tasks.base import Dataset, DatasetError, Task, register_task, robotics_gym
-from tasks.sources import data_dir, download_minari, load_d4rl_hdf5, load_minari, minari_present
+from tasks.sources import (d4rl_problem, data_dir, download_minari, load_d4rl_hdf5, load_minari, minari_present,
+                           minari_problem)
 
 GOAL_RADIUS = 0.5  # D4RL's antmaze success distance
 HORIZON = 1000
@@ -107,6 +108,10 @@ class AntMazeTask(Task):
 
     def dataset_present(self) -> bool:
         return self.active_source() is not None
+
+    def dataset_problem(self) -> str | None:
+        src = self.active_source()
+        return d4rl_problem(self.d4rl_path) if src == "d4rl" else minari_problem(self.minari_id) if src else None
 
     def how_to_get(self) -> str:
         return (f"`python -m tasks download {self.name}` (Minari {self.minari_id}), or put D4RL's "

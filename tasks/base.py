@@ -96,6 +96,17 @@ class Task(ABC):
     def dataset_present(self) -> bool:
         return True
 
+    def dataset_problem(self) -> str | None:
+        """Why the present dataset cannot be used (corrupt, wrong keys), found without loading it;
+        None when it opens (or is absent: see dataset_present)."""
+        return None
+
+    def dataset_state(self) -> str:
+        """'yes', 'no' or 'corrupt', for `python -m tasks list`."""
+        if not self.dataset_present():
+            return "no"
+        return "corrupt" if self.dataset_problem() else "yes"
+
     def prepare(self) -> None:
         """Make the dataset available locally if the task can (e.g. generate it)."""
 

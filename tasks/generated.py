@@ -7,7 +7,7 @@ import tempfile
 from abc import abstractmethod
 
 from tasks.base import Task
-from tasks.sources import minari_present, minari_root
+from tasks.sources import minari_present, minari_problem, minari_root
 
 
 def save_minari(dataset_id: str, buffers: list, **create_kwargs) -> None:
@@ -49,6 +49,9 @@ class GeneratedTask(Task):
 
     def dataset_present(self) -> bool:
         return minari_present(self.dataset_id)
+
+    def dataset_problem(self) -> str | None:
+        return minari_problem(self.dataset_id) if self.dataset_present() else None
 
     def prepare(self) -> None:
         if not self.dataset_present():

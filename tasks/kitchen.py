@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from tasks.base import Dataset, DatasetError, Task, register_task, robotics_gym
-from tasks.sources import download_minari, load_minari, minari_present
+from tasks.sources import download_minari, load_minari, minari_present, minari_problem
 
 BONUS_THRESH = 0.3
 HORIZON = 1000
@@ -76,6 +76,9 @@ class KitchenTask(Task):
 
     def dataset_present(self) -> bool:
         return minari_present(self.minari_id)
+
+    def dataset_problem(self) -> str | None:
+        return minari_problem(self.minari_id) if self.dataset_present() else None
 
     def how_to_get(self) -> str:
         return f"`python -m tasks download {self.name}` (Minari {self.minari_id})"
