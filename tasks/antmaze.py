@@ -17,6 +17,8 @@ Data sources, first present wins:
 """
 from __future__ import annotations
 
+import warnings
+
 from pathlib import Path
 
 import gymnasium as gym
@@ -33,6 +35,7 @@ D4RL_START = (1, 1)
 
 
 def _maze_map(maze: str):
+    robotics_gym()  # imports gymnasium_robotics with its Adroit notice kept off the terminal
     from gymnasium_robotics.envs.maze import maps
 
     return [list(row) for row in {"umaze": maps.U_MAZE, "medium": maps.MEDIUM_MAZE, "large": maps.LARGE_MAZE}[maze]]
@@ -137,8 +140,10 @@ class AntMazeTask(Task):
         maze_map = _maze_map(self.maze)
         if mirrored:
             maze_map = maze_map[::-1]
-        raw = robotics_gym().make(self.env_id, maze_map=maze_map, continuing_task=True, reset_target=False,
-                          max_episode_steps=self.horizon)
+        with warnings.catch_warnings():  # v4 on purpose (the Minari data was recorded with it): no "out of date" warning
+            warnings.filterwarnings("ignore", message=".*is out of date", category=DeprecationWarning)
+            raw = robotics_gym().make(self.env_id, maze_map=maze_map, continuing_task=True, reset_target=False,
+                                      max_episode_steps=self.horizon)
         env = FixedGoalAntMaze(raw, D4RL_START, self.goal_cell, mirrored)
         env.action_space.seed(seed)
         return env
