@@ -204,12 +204,13 @@ def _plain(x) -> dict[str, Any]:
 
 
 def hydra_overrides(argv: list[str]) -> list[str]:
-    """Command-line overrides as given, with options of the chosen algorithm or task passed as
-    `++key=value`: the yamls hold only what differs from the dataclass defaults, so a key such as
-    algorithm.hparams.cql_alpha may be absent from the composed yaml; the schema then checks it."""
+    """Command-line overrides as given, with options of the chosen algorithm or task and the
+    suite's overrides passed as `++key=value`: the yamls hold only what differs from the dataclass
+    defaults, so a key such as algorithm.hparams.cql_alpha may be absent from the composed yaml;
+    the schema then checks it."""
     def rewrite(arg: str) -> str:
         key = arg.partition("=")[0]
-        if "=" in arg and key.startswith(("algorithm.", "task.")):
+        if "=" in arg and key.startswith(("algorithm.", "task.", "suite.protocol.", "suite.algorithm_overrides.")):
             return "++" + arg
         return arg
 

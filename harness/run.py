@@ -164,12 +164,38 @@ def main_with_config(cfg, overrides: list[str] = ()) -> int:
     return 1 if errors else 0
 
 
+def check_option_names(argv: list[str]) -> None:
+    """Misspelled options (`protcol.utd=2`, `launcher.workerz=2`) as one line naming the valid ones."""
+    from omegaconf import OmegaConf
+
+    from harness.jobs import ConfigError
+
+    conf = Path(__file__).parent / "conf"
+    base = OmegaConf.load(conf / "config.yaml")
+    default = next(d["launcher"] for d in base.defaults if not isinstance(d, str) and "launcher" in d)
+    launcher = next((a.partition("=")[2] for a in argv if a.startswith("launcher=")), default)
+    sections = {"protocol": set(base.protocol)}
+    if (conf / "launcher" / f"{launcher}.yaml").exists():
+        sections["launcher"] = set(OmegaConf.load(conf / "launcher" / f"{launcher}.yaml"))
+    known = (set(base) - {"defaults"}) | set(GROUPS) | {"hydra"}
+    for arg in argv:
+        if "=" not in arg or arg.startswith(("+", "~", "-")):
+            continue  # additions (+key) are checked against the schema after composition
+        key = arg.partition("=")[0]
+        top, _, rest = key.partition(".")
+        if top not in known:
+            raise ConfigError(f"unknown option '{key}'; valid: {', '.join(sorted(known - {'hydra'}))}")
+        if rest and top in sections and rest.partition(".")[0] not in sections[top]:
+            raise ConfigError(f"unknown option '{key}'; valid: {', '.join(f'{top}.{k}' for k in sorted(sections[top]))}")
+
+
 def check_command_line(argv: list[str]) -> None:
     """One-line errors Hydra would give as long ones: unknown group choices, and options of an
     algorithm or task when none is chosen."""
     from harness.jobs import ConfigError
 
     check_group_choices(argv)
+    check_option_names(argv)
     chosen = {a.partition("=")[0].lstrip("+") for a in argv if "=" in a}
     for arg in argv:
         key = arg.partition("=")[0].lstrip("+~")

@@ -44,9 +44,10 @@ def csv_text(rows: list[dict[str, Any]], columns: list[str] | None = None) -> st
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((Path(run_dir) / "summary.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):  # absent, unreadable, truncated (JSONDecodeError is a ValueError)
         return None
+    return summary if isinstance(summary, dict) else None
 
 
 class RunStore:
@@ -81,13 +82,11 @@ def unwritable(folder: Path) -> str | None:
     try:
         base = folder
         while not base.exists():
+            if len(base.name.encode()) > 255:  # NAME_MAX of common file systems
+                return f"runs_dir {folder}: the name {base.name[:20]}... is longer than 255 bytes; choose a shorter runs_dir"
             base = base.parent
         if not base.is_dir():
             return f"runs_dir {folder}: {base} is a file, not a folder; choose another runs_dir"
-        free = shutil.disk_usage(base).free
-        if free < MIN_FREE_BYTES:
-            return (f"runs_dir {folder}: only {free / 2**20:.1f} MB free on its file system "
-                    f"(at least {MIN_FREE_BYTES // 2**20} MB needed); free space or choose another runs_dir")
         fd, probe = tempfile.mkstemp(prefix=".o2o-write-check.", dir=base)
         try:
             os.write(fd, b"x")
@@ -95,6 +94,10 @@ def unwritable(folder: Path) -> str | None:
         finally:
             os.close(fd)
             os.unlink(probe)
+        free = shutil.disk_usage(base).free
+        if free < MIN_FREE_BYTES:
+            return (f"runs_dir {folder}: only {free / 2**20:.1f} MB free on its file system "
+                    f"(at least {MIN_FREE_BYTES // 2**20} MB needed); free space or choose another runs_dir")
     except (OSError, ValueError) as exc:
         code = getattr(exc, "errno", None)
         why = {errno.EROFS: "is on a read-only file system", errno.EACCES: "is not writable (permission denied)",
