@@ -213,3 +213,117 @@ def test_table_covers_every_class_with_40_inputs():
     for field in ("protocol.", "seed=", "retries=", "launcher.workers=", "algorithm.hparams.", "algorithm.replay.",
                   "algorithm.reward.", "device=", "runs_dir=", "task=antmaze"):
         assert field in text
+
+
+# -- the report and the store -----------------------------------------------------------------
+def small_store(root: Path) -> Path:
+    from reports import synthetic
+
+    synthetic.write_store(root, methods=["calql", "cql"], tasks=[("maze-a", "antmaze", 2_000, 100)], seeds=range(2),
+                          online_every=500, offline_steps=1_000, offline_every=500)
+    return root
+
+
+def report(argv, capsys) -> tuple[int, str]:
+    from reports.__main__ import main
+
+    code = main([*argv, "--reps", "100"])
+    return code, capsys.readouterr().err
+
+
+def test_report_of_a_missing_folder_creates_nothing(tmp_path, capsys):
+    code, err = report([str(tmp_path / "nope")], capsys)
+    assert code == 1 and err.strip() == f"error: runs directory {tmp_path / 'nope'} does not exist; run python -m harness.run first"
+    assert not any(tmp_path.iterdir())
+
+
+def test_report_on_a_read_only_store_suggests_out(tmp_path, capsys):
+    store = tmp_path / "store"
+    mount_tmpfs(store, "size=64m")
+    try:
+        small_store(store)
+        subprocess.run(["mount", "-o", "remount,ro", str(store)], check=True)
+        before = files_under(store)
+        code, err = report([str(store)], capsys)
+        assert code == 1 and len(err.strip().splitlines()) == 1
+        assert f"cannot write the report into {store / 'report'}" in err and "--out DIR" in err
+        assert files_under(store) == before
+        code, err = report([str(store), "--out", str(tmp_path / "elsewhere")], capsys)
+        assert code == 0, err
+        assert (tmp_path / "elsewhere" / "index.html").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(store)], capture_output=True)
+
+
+def test_report_on_a_full_disk_leaves_no_partial_file(tmp_path, capsys):
+    store = small_store(tmp_path / "store")
+    out = tmp_path / "out"
+    mount_tmpfs(out, "size=96k")  # room for some tables, not for the figures
+    try:
+        code, err = report([str(store), "--out", str(out)], capsys)
+        assert code == 1 and len(err.strip().splitlines()) == 1 and "free space or write it elsewhere" in err, err
+        left = files_under(out)
+        assert left and all(n > 0 for n in left.values()), left  # every file whole: none empty...
+        assert not [p for p in left if p.name.startswith(".")]  # ...and no temporary left behind
+        assert not (out / "index.html").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(out)], capture_output=True)
+
+
+def test_truncated_summary_is_listed_as_unreadable_and_the_rest_builds(tmp_path, capsys):
+    store = small_store(tmp_path / "store")
+    broken = next(store.glob("*/maze-a/cql/seed1")) / "summary.json"
+    broken.write_text(broken.read_text()[:40])
+    code, err = report([str(store)], capsys)
+    assert code == 0, err
+    html = next(store.glob("report/index.html")).read_text()
+    assert f"unreadable: {broken} (JSONDecodeError)" in html
+    import pandas as pd
+
+    runs = pd.read_csv(store / "report" / "runs.csv")
+    assert runs["included"].sum() == 3 and (runs["status"] == "unreadable").sum() == 1
+
+
+def test_finished_study_reruns_on_a_read_only_mount(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    mount_tmpfs(runs, "size=128m")
+    try:
+        args = [*TINY, "algorithm=td3bc", "seed=0", f"runs_dir={runs}", "report=true"]
+        code, out, err = front_door(args, capsys)
+        assert code == 0, err
+        subprocess.run(["mount", "-o", "remount,ro", str(runs)], check=True)
+        before = files_under(runs)
+        code, out, err = front_door(args, capsys)
+        assert code == 0, err
+        assert "1/1 done" in out and "report not rebuilt" in out and "--out DIR" in out
+        assert files_under(runs) == before
+        # with work left to do, the read-only mount is refused before any work, in one line
+        code, out, err = front_door([*args, "seed=1"], capsys)
+        assert code == 2 and err.strip() == f"error: runs_dir {runs} is on a read-only file system; choose another runs_dir"
+    finally:
+        subprocess.run(["umount", "-l", str(runs)], capture_output=True)
+
+
+def test_a_nan_policy_fails_before_env_step(tmp_path, monkeypatch):
+    """A policy that gives NaN actions while its losses stay finite: refused before env.step
+    (MuJoCo would warn and write MUJOCO_LOG.TXT), the run failed, never done."""
+    import json
+
+    import algorithms
+    from algorithms.td3bc import TD3BC
+    from harness.runner import Diverged, run_job
+
+    from tests.harness.test_overrides import jobs
+
+    class NaNPolicy(TD3BC):
+        def policy(self, obs, deterministic):
+            return torch.full((obs.shape[0], self.action_spec.dim), float("nan"), device=obs.device)
+
+    monkeypatch.setitem(algorithms.base.REGISTRY, "td3bc", NaNPolicy)
+    monkeypatch.chdir(tmp_path)
+    job = jobs(*TINY, "algorithm=td3bc", "seed=0", "protocol.offline_steps=20", "protocol.eval_every_offline=20",
+               "protocol.log_every=10")[0]
+    with pytest.raises(Diverged, match=r"the policy gave a non-finite action at update 20 \(offline evaluation"):
+        run_job(job, tmp_path / "run", progress_bar=False)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
