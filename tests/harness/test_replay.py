@@ -79,3 +79,24 @@ def test_online_buffer_refuses_to_overflow():
     replay = Replay(offline(10), 3, torch.device("cpu"), GAMMA, None)
     with pytest.raises(RuntimeError, match="online buffer full"):
         fill_online(replay, 4)
+
+
+def test_checkpoint_holds_only_the_filled_online_rows():
+    """A slice is a view: saved as is, it would carry the whole preallocated buffer, offline data included."""
+    import io
+
+    replay = Replay(offline(20_000), 100_000, torch.device("cpu"), GAMMA, None)
+    sizes = []
+    for n in (0, 100):
+        if n:
+            fill_online(replay, n)
+        buf = io.BytesIO()
+        torch.save(replay.online_state(), buf)
+        sizes.append(len(buf.getvalue()))
+    row_bytes = sum(v[0].numel() * v.element_size() for v in replay.storage.values())
+    assert sizes[0] < 10_000 and sizes[1] - sizes[0] < 2 * 100 * row_bytes  # full storage: 120,000 rows
+    state = replay.online_state()
+    restored = Replay(offline(20_000), 100_000, torch.device("cpu"), GAMMA, None)
+    restored.load_online_state(state)
+    for key, value in replay.storage.items():
+        torch.testing.assert_close(restored.storage[key][:20_100], value[:20_100])
