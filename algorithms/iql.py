@@ -16,7 +16,7 @@ Deviations:
 - The actor's learning rate is constant (CORL decays it with a cosine schedule offline; the
   schedule has no meaning for a run that continues online).
 - Observations are not standardized by default, as the official code (ikostrikov/
-  implicit_q_learning) on AntMaze; `normalize_obs: true` standardizes them with the offline data's
+  implicit_q_learning, on every domain); `normalize_obs: true` standardizes them with the offline data's
   mean and population std + 1e-3 (applied to the encoder's output, vector tasks only), as CORL's
   `normalize: true`.
 - Policy: CORL's Gaussian with tanh mean and state-independent log std (`GaussianActor`);
