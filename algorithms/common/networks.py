@@ -17,13 +17,17 @@ def orthogonal_init(module: nn.Module, gain: float = math.sqrt(2)) -> None:
         nn.init.zeros_(module.bias)
 
 
+LAYER_NORM_EPS = 1e-6  # flax.linen.LayerNorm's default (the JAX references: RLPD, WSRL)
+
+
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = False) -> nn.Sequential:
+    """Linear -> [LayerNorm] -> ReLU per hidden layer, then a linear output layer."""
     layers: list[nn.Module] = []
     d = in_dim
     for h in hidden:
         layers.append(nn.Linear(d, h))
         if layer_norm:
-            layers.append(nn.LayerNorm(h))
+            layers.append(nn.LayerNorm(h, eps=LAYER_NORM_EPS))
         layers.append(nn.ReLU())
         d = h
     layers.append(nn.Linear(d, out_dim))
@@ -74,14 +78,26 @@ class _InPlaceReLU(torch.autograd.Function):
 relu_ = _InPlaceReLU.apply
 
 
-class EnsembleCritic(nn.Module):
-    """n Q-networks Q_i(s, a) evaluated together; forward returns (n, B)."""
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the features of each member, with per-member gain (n, 1, d) and bias."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], n: int = 2):
+    def __init__(self, n: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(n, 1, dim))
+
+
+class EnsembleCritic(nn.Module):
+    """n Q-networks Q_i(s, a) evaluated together; forward returns (n, B). `layer_norm`: LayerNorm
+    between each hidden layer's linear map and its ReLU (RLPD's and WSRL's critics)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], n: int = 2,
+                 layer_norm: bool = False):
         super().__init__()
         self.n = n
         dims = (obs_dim + act_dim, *hidden)
         self.hidden = nn.ModuleList(EnsembleLinear(n, i, o) for i, o in zip(dims[:-1], dims[1:]))
+        self.norms = nn.ModuleList(EnsembleLayerNorm(n, o) for o in hidden) if layer_norm else None
         self.out = EnsembleLinear(n, dims[-1], 1)
         init_members(self.out.weight, 1e-2)
 
@@ -90,14 +106,31 @@ class EnsembleCritic(nn.Module):
         the inputs only), for actor losses: no wasted weight gradients, no stray .grad."""
         x = torch.cat([obs, action], dim=-1)
         x = x.unsqueeze(0).expand(self.n, *x.shape) if x.dim() == 2 else x
-        for layer in self.hidden:
+        for i, layer in enumerate(self.hidden):
             w, b = (layer.weight.detach(), layer.bias.detach()) if frozen else (layer.weight, layer.bias)
             x = torch.bmm(x, w).add_(b)
+            if self.norms is not None:
+                g, c = (self.norms[i].weight, self.norms[i].bias)
+                g, c = (g.detach(), c.detach()) if frozen else (g, c)
+                x = torch.addcmul(c, F.layer_norm(x, x.shape[-1:], eps=LAYER_NORM_EPS), g)
             # The in-place backward pays off on big activations (CQL's 16 MB: ~3% of an update);
             # on small ones the Python Function's call costs more than the pass it saves.
             x = relu_(x) if x.numel() >= 1 << 20 else x.relu_()
         w, b = (self.out.weight.detach(), self.out.bias.detach()) if frozen else (self.out.weight, self.out.bias)
         return torch.baddbmm(b, x, w).squeeze(-1)
+
+
+def subsampled_min(q: torch.Tensor, size: int, replace: bool) -> torch.Tensor:
+    """min over `size` ensemble members drawn at random (dim 0 of `q`) from torch's RNG on q's
+    device (so a checkpoint's RNG state replays the same draws): with replacement as
+    `jax.random.randint` (WSRL), or without as `jax.random.choice(replace=False)` (RLPD).
+    `size` = n members without replacement is the plain min."""
+    n = q.shape[0]
+    if not replace and size == n:
+        return q.min(0).values
+    idx = (torch.randint(0, n, (size,), device=q.device) if replace
+           else torch.randperm(n, device=q.device)[:size])
+    return q[idx].min(0).values
 
 
 class ValueNet(nn.Module):
@@ -115,9 +148,9 @@ class TanhGaussianActor(nn.Module):
     """pi(a|s) = tanh(N(mu(s), sigma(s))); log-probabilities include the tanh correction."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...],
-                 log_std_min: float = -20.0, log_std_max: float = 2.0):
+                 log_std_min: float = -20.0, log_std_max: float = 2.0, layer_norm: bool = False):
         super().__init__()
-        self.net = mlp(obs_dim, hidden, 2 * act_dim)
+        self.net = mlp(obs_dim, hidden, 2 * act_dim, layer_norm)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
     def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
