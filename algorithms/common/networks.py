@@ -120,17 +120,21 @@ class EnsembleCritic(nn.Module):
         return torch.baddbmm(b, x, w).squeeze(-1)
 
 
+def sample_members(n: int, size: int, replace: bool, device) -> torch.Tensor:
+    """`size` random ensemble indices out of n from torch's RNG on `device` (so a checkpoint's
+    RNG state replays the same draws): with replacement as `jax.random.randint` (WSRL), or
+    without as `jax.random.choice(replace=False)` (RLPD)."""
+    if replace:
+        return torch.randint(0, n, (size,), device=device)
+    return torch.randperm(n, device=device)[:size]
+
+
 def subsampled_min(q: torch.Tensor, size: int, replace: bool) -> torch.Tensor:
-    """min over `size` ensemble members drawn at random (dim 0 of `q`) from torch's RNG on q's
-    device (so a checkpoint's RNG state replays the same draws): with replacement as
-    `jax.random.randint` (WSRL), or without as `jax.random.choice(replace=False)` (RLPD).
-    `size` = n members without replacement is the plain min."""
-    n = q.shape[0]
-    if not replace and size == n:
+    """min over `size` random members (dim 0 of `q`, see `sample_members`); `size` = n without
+    replacement is the plain min."""
+    if not replace and size == q.shape[0]:
         return q.min(0).values
-    idx = (torch.randint(0, n, (size,), device=q.device) if replace
-           else torch.randperm(n, device=q.device)[:size])
-    return q[idx].min(0).values
+    return q[sample_members(q.shape[0], size, replace, q.device)].min(0).values
 
 
 class ValueNet(nn.Module):
