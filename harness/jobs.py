@@ -118,8 +118,16 @@ def _plain(x) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
+# Protocol fields added after results existed: at these values they leave a job's id (and so its
+# finished run directory) as it was.
+ID_NEUTRAL_PROTOCOL = {"warmup_steps": 0, "warmup_policy": "policy"}
+
+
 def job_id(job: dict[str, Any]) -> str:
     payload = {k: v for k, v in job.items() if k not in ("job_id", "device")}
+    if "protocol" in payload:
+        payload["protocol"] = {k: v for k, v in payload["protocol"].items()
+                               if k not in ID_NEUTRAL_PROTOCOL or v != ID_NEUTRAL_PROTOCOL[k]}
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 

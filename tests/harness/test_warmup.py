@@ -93,3 +93,10 @@ def test_the_methods_protocol_beats_task_and_suite_and_the_command_line_beats_it
         compose_jobs("suite=dip", "algorithm=rlpd", "seed=0", "protocol.warmup_steps=99999")
     with pytest.raises(ConfigError, match="warmup_policy must be 'policy' or 'uniform'"):
         compose_jobs("suite=dip", "algorithm=rlpd", "seed=0", "protocol.warmup_policy=random")
+
+
+def test_jobs_without_a_warmup_keep_their_ids():
+    job = make_job("calql", {})
+    old = {**job, "protocol": {k: v for k, v in job["protocol"].items() if k not in ("warmup_steps", "warmup_policy")}}
+    assert job_id(job) == job_id(old)  # finished runs written before the warm-up existed stay valid
+    assert job_id(make_job("calql", {}, warmup_steps=5)) != job_id(job)
