@@ -16,10 +16,7 @@ Checked against the official code (ikostrikov/rlpd: `rlpd/agents/sac/sac_learner
              L_alpha = alpha (H - H_target),  H = -E[log pi(a|s)] of that actor step
              (the official parameterization: alpha = exp(log_alpha), the loss on alpha itself)
 
-Deviations from the official code:
-- Weights are initialized orthogonally (gain sqrt 2, output layers 1e-2, as every method here);
-  the official code uses Xavier-uniform for every layer.
-- LayerNorm epsilon 1e-6 (flax's default), as the official code.
+Deviations from the official code (weights: Xavier-uniform as flax's Dense, `init`):
 - Online transitions enter replay when their episode ends (the harness's replay, which gives
   each transition its Monte-Carlo return); the official buffer inserts each step at once.
 - Metrics of the actor step are those of the latest actor update (every call logs the same keys).
@@ -35,7 +32,7 @@ import torch
 
 from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
-from algorithms.common.networks import (EnsembleCritic, TanhGaussianActor, soft_update, subsampled_min,
+from algorithms.common.networks import (INITS, EnsembleCritic, TanhGaussianActor, soft_update, subsampled_min,
                                         target_copy)
 from algorithms.common.optim import LeanAdam
 
@@ -47,6 +44,7 @@ class RLPDConfig(EncoderConfig):
     n_critics: int = 10  # ensemble size E
     n_target_min: int = 2  # members drawn (without replacement) for the target's min (REDQ's M)
     critic_layer_norm: bool = True  # LayerNorm in the critics' hidden layers
+    init: str = "xavier_uniform"  # weight init (flax's default in the official code) | "orthogonal" (the other methods')
     gamma: float = 0.99  # discount
     tau: float = 5e-3  # soft target update rate, every critic step
     actor_lr: float = 3e-4
@@ -61,6 +59,8 @@ class RLPDConfig(EncoderConfig):
         check_positive(self, "n_critics", "n_target_min", "tau", "actor_lr", "critic_lr", "temp_lr",
                        "init_temperature", "actor_every")
         check_unit_interval(self, "gamma")
+        if self.init not in INITS:
+            raise ValueError(f"RLPDConfig.init must be one of {', '.join(INITS)}, got '{self.init}'")
         if self.n_target_min > self.n_critics:
             raise ValueError(f"RLPDConfig.n_target_min ({self.n_target_min}) must be <= n_critics ({self.n_critics})")
 
@@ -74,9 +74,9 @@ class RLPD(Algorithm):
         self.encoder = make_encoder(obs_spec, config).to(self.device)  # identity for vector observations
         self.encoder_target = target_copy(self.encoder)
         obs_dim, act_dim = self.encoder.out_dim, action_spec.dim
-        self.actor = TanhGaussianActor(obs_dim, act_dim, config.actor_hidden).to(self.device)
+        self.actor = TanhGaussianActor(obs_dim, act_dim, config.actor_hidden, init=config.init).to(self.device)
         self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics,
-                                     layer_norm=config.critic_layer_norm).to(self.device)
+                                     layer_norm=config.critic_layer_norm, init=config.init).to(self.device)
         self.critic_target = target_copy(self.critic)
         self.log_alpha = torch.full((), math.log(config.init_temperature), device=self.device, requires_grad=True)
         self.actor_opt = LeanAdam(self.actor.parameters(), config.actor_lr)

@@ -20,8 +20,20 @@ def orthogonal_init(module: nn.Module, gain: float = math.sqrt(2)) -> None:
 LAYER_NORM_EPS = 1e-6  # flax.linen.LayerNorm's default (the JAX references: RLPD, WSRL)
 
 
-def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = False) -> nn.Sequential:
-    """Linear -> [LayerNorm] -> ReLU per hidden layer, then a linear output layer."""
+def xavier_init(module: nn.Module) -> None:
+    """Xavier-uniform weights, zero biases (flax's Dense in RLPD's networks), every layer alike."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+INITS = ("orthogonal", "xavier_uniform")  # weight init schemes of `mlp` and `EnsembleCritic`
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = False,
+        init: str = "orthogonal") -> nn.Sequential:
+    """Linear -> [LayerNorm] -> ReLU per hidden layer, then a linear output layer. `init`:
+    "orthogonal" (gain sqrt 2, output layer 1e-2) or "xavier_uniform" (every layer)."""
     layers: list[nn.Module] = []
     d = in_dim
     for h in hidden:
@@ -32,16 +44,21 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = F
         d = h
     layers.append(nn.Linear(d, out_dim))
     net = nn.Sequential(*layers)
-    net.apply(orthogonal_init)
-    orthogonal_init(layers[-1], gain=1e-2)
+    if init == "xavier_uniform":
+        net.apply(xavier_init)
+    else:
+        net.apply(orthogonal_init)
+        orthogonal_init(layers[-1], gain=1e-2)
     return net
 
 
 @torch.no_grad()
-def init_members(weight: torch.Tensor, gain: float) -> None:
-    """Orthogonal init of each member's (in, out) matrix, like n separate nn.Linear layers."""
+def init_members(weight: torch.Tensor, gain: float, init: str = "orthogonal") -> None:
+    """Orthogonal (or Xavier-uniform: `gain` unused) init of each member's (in, out) matrix, like
+    n separate nn.Linear layers."""
     for i in range(weight.shape[0]):
-        weight[i] = nn.init.orthogonal_(torch.empty(weight.shape[2], weight.shape[1]), gain).T
+        w = torch.empty(weight.shape[2], weight.shape[1])
+        weight[i] = (nn.init.xavier_uniform_(w) if init == "xavier_uniform" else nn.init.orthogonal_(w, gain)).T
 
 
 class EnsembleLinear(nn.Module):
@@ -49,11 +66,11 @@ class EnsembleLinear(nn.Module):
     parameters only: `EnsembleCritic.forward` applies them in batched matmuls, as trainable
     parameters or as constants (actor losses), and TD3+BC's Q_1 reads the first member's."""
 
-    def __init__(self, n: int, in_dim: int, out_dim: int):
+    def __init__(self, n: int, in_dim: int, out_dim: int, init: str = "orthogonal"):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
         self.bias = nn.Parameter(torch.zeros(n, 1, out_dim))
-        init_members(self.weight, math.sqrt(2))
+        init_members(self.weight, math.sqrt(2), init)
 
 
 class _InPlaceReLU(torch.autograd.Function):
@@ -92,14 +109,15 @@ class EnsembleCritic(nn.Module):
     between each hidden layer's linear map and its ReLU (RLPD's and WSRL's critics)."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], n: int = 2,
-                 layer_norm: bool = False):
+                 layer_norm: bool = False, init: str = "orthogonal"):
         super().__init__()
         self.n = n
         dims = (obs_dim + act_dim, *hidden)
-        self.hidden = nn.ModuleList(EnsembleLinear(n, i, o) for i, o in zip(dims[:-1], dims[1:]))
+        self.hidden = nn.ModuleList(EnsembleLinear(n, i, o, init) for i, o in zip(dims[:-1], dims[1:]))
         self.norms = nn.ModuleList(EnsembleLayerNorm(n, o) for o in hidden) if layer_norm else None
-        self.out = EnsembleLinear(n, dims[-1], 1)
-        init_members(self.out.weight, 1e-2)
+        self.out = EnsembleLinear(n, dims[-1], 1, init)
+        if init != "xavier_uniform":
+            init_members(self.out.weight, 1e-2)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, frozen: bool = False) -> torch.Tensor:
         """Q-values (n, B). `frozen`: the parameters are treated as constants (gradients flow to
@@ -152,9 +170,10 @@ class TanhGaussianActor(nn.Module):
     """pi(a|s) = tanh(N(mu(s), sigma(s))); log-probabilities include the tanh correction."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...],
-                 log_std_min: float = -20.0, log_std_max: float = 2.0, layer_norm: bool = False):
+                 log_std_min: float = -20.0, log_std_max: float = 2.0, layer_norm: bool = False,
+                 init: str = "orthogonal"):
         super().__init__()
-        self.net = mlp(obs_dim, hidden, 2 * act_dim, layer_norm)
+        self.net = mlp(obs_dim, hidden, 2 * act_dim, layer_norm, init)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
     def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -111,3 +111,18 @@ def test_actor_and_temperature_step_once_every_actor_every_critic_steps():
     assert metrics["alpha"].item() == approx(1.0)
     # H > H_target = -1 at init: the temperature goes down
     assert alpha.item() < alpha0.item()
+
+
+def test_weights_are_xavier_uniform_by_default_as_flax_dense():
+    rlpd = make()
+    layers = [(l.weight[0], l.weight.shape[1], l.weight.shape[2]) for l in [*rlpd.critic.hidden, rlpd.critic.out]]
+    linears = [m for m in rlpd.actor.modules() if isinstance(m, torch.nn.Linear)]
+    layers += [(m.weight, m.in_features, m.out_features) for m in linears]
+    for w, fan_in, fan_out in layers:  # output layers too (no 1e-2 scale)
+        bound = math.sqrt(6 / (fan_in + fan_out))
+        assert w.abs().max() <= bound and w.abs().max() > 0.6 * bound
+    assert all(torch.count_nonzero(l.bias) == 0 for l in linears)
+    ortho = make(init="orthogonal")
+    assert ortho.critic.out.weight.abs().max() < 0.05  # the other methods' 1e-2 output layer
+    with pytest.raises(ValueError, match="init must be one of orthogonal, xavier_uniform"):
+        make(init="he")
