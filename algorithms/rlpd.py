@@ -15,8 +15,9 @@ Checked against the official code (ikostrikov/rlpd: `rlpd/agents/sac/sac_learner
              L_pi = E[alpha log pi(a|s) - mean_i Q_i(s, a)]        (mean over all E critics)
              L_alpha = alpha (H - H_target),  H = -E[log pi(a|s)] of that actor step
              (the official parameterization: alpha = exp(log_alpha), the loss on alpha itself)
+Weights are Xavier-uniform, biases zero, as the official flax networks (`init`).
 
-Deviations from the official code (weights: Xavier-uniform as flax's Dense, `init`):
+Deviations from the official code:
 - Online transitions enter replay when their episode ends (the harness's replay, which gives
   each transition its Monte-Carlo return); the official buffer inserts each step at once.
 - Metrics of the actor step are those of the latest actor update (every call logs the same keys).
