@@ -30,8 +30,9 @@ Deviations from the official code:
   (the loss alpha (H - H_target) is the same; its gradient differs by d alpha / d parameter).
 - The optimizers' states carry over from pre-training (WSRL restores its checkpoint with them;
   Cal-QL's Lagrange multiplier is not used online).
-- Weights are initialized as every method here (orthogonal, output layers 1e-2), as WSRL's
-  default (orthogonal, kernel_scale_final 1e-2 on AntMaze and Adroit; Kitchen: orthogonal final).
+- Weights are initialized as Cal-QL's here (orthogonal, gain sqrt 2, output layers 1e-2); WSRL's
+  MLP puts its 1e-2 scale (`kernel_scale_final`, AntMaze and Adroit) on the last hidden layer,
+  right before a LayerNorm, and gain sqrt 2 on the output layer.
 - Updates start after `warmup_steps` env steps (WSRL: after max(warmup_steps, batch_size) + 1).
 - Online transitions enter replay when their episode ends (the harness's replay); WSRL's buffer
   inserts each step at once.
