@@ -22,14 +22,16 @@ again, for the conservative term (the two hooks below). Fine-tuning, per call on
              L_alpha = alpha (H - H_target),  H = -E[log pi(a'|s')] at fresh a' ~ pi(s'), H_target = -|A|
 
 Deviations from the official code:
-- Pre-training is this repository's Cal-QL (nakamotoo/Cal-QL's actor: state-dependent log-std;
-  its temperature and Lagrange parameterizations), not WSRL's jaxrl re-implementation (AntMaze:
-  a state-independent std; stds clipped to [1e-5, 10]; softplus multipliers). Its losses sum over
-  the ensemble members where WSRL averages (a per-member gradient scale that Adam removes).
+- Pre-training is this repository's Cal-QL (the official Cal-QL code: its policy's log-std a
+  learned scale and offset of a state-dependent head, its update order, its temperature and
+  Lagrange parameterizations), not WSRL's jaxrl re-implementation (AntMaze: a state-independent
+  std; stds clipped to [1e-5, 10]; softplus multipliers). Its losses
+  sum over the ensemble members where WSRL averages (a per-member gradient scale Adam removes).
 - The temperature keeps Cal-QL's exp(log alpha) parameterization online; WSRL's is softplus
   (the loss alpha (H - H_target) is the same; its gradient differs by d alpha / d parameter).
-- The optimizers' states carry over from pre-training (WSRL restores its checkpoint with them;
-  Cal-QL's Lagrange multiplier is not used online).
+- The optimizers' states carry over from pre-training, as WSRL's restore of the pre-training
+  checkpoint (flax TrainState, optimizer states included) into its SAC agent; Cal-QL's Lagrange
+  multiplier is not used online.
 - Weights are initialized as Cal-QL's here (orthogonal, gain sqrt 2, output layers 1e-2); WSRL's
   MLP puts its 1e-2 scale (`kernel_scale_final`, AntMaze and Adroit) on the last hidden layer,
   right before a LayerNorm, and gain sqrt 2 on the output layer.
