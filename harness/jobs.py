@@ -110,7 +110,7 @@ def _plain(x) -> dict[str, Any]:
 
 
 def job_id(job: dict[str, Any]) -> str:
-    payload = {k: v for k, v in job.items() if k not in ("job_id", "device")}
+    payload = {k: v for k, v in job.items() if k not in ("job_id", "device", "logger")}  # where it runs and is watched
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -120,6 +120,9 @@ def expand(cfg: DictConfig) -> list[dict[str, Any]]:
     algo_cfgs = [cfg.algorithm] if cfg.get("algorithm") else [load_group("algorithm", n) for n in suite.algorithms]
     task_cfgs = [cfg.task] if cfg.get("task") else [load_group("task", n) for n in suite.tasks]
     seeds = [cfg.seed] if cfg.get("seed") is not None else list(suite.seeds)
+    from harness.trackers import logger_names
+
+    logger = logger_names(cfg.get("logger"))  # csv first, then tensorboard / wandb
     jobs = []
     for task_cfg in task_cfgs:
         try:
@@ -141,7 +144,7 @@ def expand(cfg: DictConfig) -> list[dict[str, Any]]:
                     raise ConfigError(f"seed must be >= 0, got {seed}")
                 job = {"suite": suite.name, "seed": int(seed), "algorithm": algo,
                        "task": {"name": task.name, "domain": task.domain}, "protocol": asdict(protocol),
-                       "device": cfg.get("device", "auto")}
+                       "device": cfg.get("device", "auto"), "logger": logger}
                 job["job_id"] = job_id(job)
                 jobs.append(job)
     return jobs
