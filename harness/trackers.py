@@ -112,8 +112,9 @@ class WandB:
         self.run = wandb.init(
             project=os.environ.get("WANDB_PROJECT") or f"o2o-bench-{job['suite']}",
             group=f"{job['task']['name']}/{job['algorithm']['name']}", name=f"seed{job['seed']}",
-            tags=[job["algorithm"]["name"], job["task"]["name"]], config=job, id=self.id, resume="allow",
-            dir=str(run_dir), settings=wandb.Settings(console="off"))  # no capture of the progress bars
+            tags=[job["algorithm"]["name"], job["task"]["name"]], config=job, id=self.id,
+            resume=None if os.environ.get("WANDB_MODE") in ("offline", "dryrun") else "allow",  # offline: a file per attempt
+            dir=str(run_dir), settings=wandb.Settings(console="off", quiet=True))  # progress bars not captured
         # online: the server's last step; offline (or lost on the way): the earlier attempts' files
         self.held = max([self.run.starting_step - 1, *map(last_history_step, earlier)])
 

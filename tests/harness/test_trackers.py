@@ -43,9 +43,9 @@ def finish(runs: Path, *extra) -> str:
 
 def csv_curves(d: Path) -> dict[str, pd.DataFrame]:
     """The store's rows per tracker kind, indexed by the trackers' step (gradient updates)."""
-    train = pd.read_csv(d / "train.csv").set_index("step").drop(columns=["phase"])
-    evals = pd.read_csv(d / "evals.csv").set_index("step").drop(columns=["phase"])
-    episodes = pd.read_csv(d / "episodes.csv")
+    train = pd.read_csv(d / "train.csv", float_precision="round_trip").set_index("step").drop(columns=["phase"])
+    evals = pd.read_csv(d / "evals.csv", float_precision="round_trip").set_index("step").drop(columns=["phase"])
+    episodes = pd.read_csv(d / "episodes.csv", float_precision="round_trip")
     episodes.index = OFFLINE_STEPS + episodes.env_steps  # utd 1: the update count at the episode's end
     return {"train": train, "eval": evals, "episode": episodes}
 
@@ -129,10 +129,10 @@ def test_wandb_offline_run_holds_the_csv_rows_config_and_summary(tracked):
     (records,) = wandb_records(d)  # one attempt, one file
     run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
     config = yaml_config(d)
-    assert run.project == "o2o-bench-default" and run.group == "pointmaze-umaze-diverse/iql"
+    assert run.project == "o2o-bench-default" and run.run_group == "pointmaze-umaze-diverse/iql"
     assert run.display_name == "seed0" and run.run_id.startswith(config["job_id"])
-    logged_config = {u.key: json.loads(u.value_json) for r in records if r.WhichOneof("record_type") == "config"
-                     for u in r.config.update}
+    updates = [*run.config.update, *(u for r in records if r.WhichOneof("record_type") == "config" for u in r.config.update)]
+    logged_config = {u.key: json.loads(u.value_json) for u in updates}
     assert logged_config["job_id"] == config["job_id"] and logged_config["protocol"] == config["protocol"]
     summary = {u.key: json.loads(u.value_json) for r in records if r.WhichOneof("record_type") == "summary"
                for u in r.summary.update}
@@ -203,3 +203,35 @@ def test_slurm_jobs_get_the_wandb_settings_but_not_the_key(monkeypatch):
     lines = slurm_env_exports()
     assert "export WANDB_MODE=offline" in lines and "export WANDB_ENTITY='my team'" in lines
     assert not any("secret" in l or "API_KEY" in l for l in lines)
+
+
+def test_a_resume_behind_what_the_trackers_hold_repeats_no_step(tmp_path, monkeypatch):
+    """The first attempt's trackers got to step 100, its checkpoint only to 60: W&B goes on after
+    100 (it keeps what it has), TensorBoard after 60 (its reader drops the first attempt's 80 and
+    100 for the new ones); nothing twice, nothing missing."""
+    from harness.trackers import Trackers
+
+    for k, v in env(tmp_path).items():
+        if k.startswith("WANDB_"):
+            monkeypatch.setenv(k, v)
+    job = {"job_id": "0123456789ab", "suite": "default", "seed": 0, "algorithm": {"name": "iql"},
+           "task": {"name": "pointmaze-umaze-diverse"}, "protocol": {"offline_steps": 1000, "utd": 1},
+           "logger": ["csv", "tensorboard", "wandb"]}
+    row = lambda step, attempt: {"phase": "offline", "step": step, "env_steps": 0, "loss": step + attempt / 10}  # noqa: E731
+    first = Trackers(job, tmp_path)
+    first.start(None, {"train": [], "eval": [], "episode": []})
+    for step in range(20, 101, 20):
+        first.log("train", row(step, 1), step)
+    first.finish(error=True)  # the attempt ends; its files hold steps 20-100
+    second = Trackers(job, tmp_path)
+    second.start(60, {"train": [row(s, 1) for s in (20, 40, 60)], "eval": [], "episode": []})
+    for step in range(80, 141, 20):
+        second.log("train", row(step, 2), step)
+    second.finish({"status": "done"})
+    histories = [wandb_history(records) for records in wandb_records(tmp_path)]
+    assert [sorted(h) for h in histories] == [[20, 40, 60, 80, 100], [120, 140]]
+    merged = {**histories[0], **histories[1]}
+    assert [merged[s]["train/loss"] for s in sorted(merged)] == [20.1, 40.1, 60.1, 80.1, 100.1, 120.2, 140.2]
+    tb, _ = tensorboard_scalars(tmp_path)
+    assert [s for s, _ in tb["train/loss"]] == [20, 40, 60, 80, 100, 120, 140]
+    assert [v for _, v in tb["train/loss"]] == pytest.approx([20.1, 40.1, 60.1, 80.2, 100.2, 120.2, 140.2])
