@@ -101,9 +101,9 @@ def main_with_config(cfg) -> int:
         print(job_table(jobs, runs_dir, cfg.cost))
         return 0
     check_run_dirs(jobs, runs_dir)  # before any work: a changed config never overwrites old runs
-    from harness.trackers import check_installed
+    from harness.trackers import check_trackers
 
-    check_installed(jobs[0]["logger"])  # one line for a missing tensorboard / wandb, not one per job
+    check_trackers(jobs[0]["logger"])  # one line for a missing tensorboard / wandb, not one per job
     if cfg.launcher.name == "slurm":
         check_slurm(cfg.launcher)
     from harness.preflight import preflight

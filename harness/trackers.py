@@ -39,8 +39,13 @@ def logger_names(value) -> list[str]:
     return ["csv", *[n for n in dict.fromkeys(names) if n != "csv"]]
 
 
-def check_installed(names) -> None:
-    """At the front door: one line for a tracker whose package is missing, before any job."""
+def wandb_offline() -> bool:
+    return os.environ.get("WANDB_MODE") in ("offline", "dryrun", "disabled")
+
+
+def check_trackers(names) -> None:
+    """At the front door, before any job: one line for a tracker whose package is missing, or
+    for W&B online without credentials (instead of the same failure in every job)."""
     from harness.jobs import ConfigError
 
     for name in names:
@@ -51,6 +56,14 @@ def check_installed(names) -> None:
         except ImportError as exc:
             raise ConfigError(f"logger={name} needs the {name} package ({exc}); install it with "
                               f"pip install -e \".[{name}]\" or drop {name} from logger") from None
+    if "wandb" in names and not wandb_offline():
+        import wandb
+
+        try:
+            wandb.login(verify=False)  # finds the key (env, ~/.netrc) or asks for it on a terminal
+        except Exception as exc:
+            raise ConfigError(f"logger=wandb: {str(exc).strip()} Or log offline: WANDB_MODE=offline "
+                              f"(then wandb sync)") from None
 
 
 def slurm_env_exports() -> list[str]:
@@ -113,7 +126,7 @@ class WandB:
             project=os.environ.get("WANDB_PROJECT") or f"o2o-bench-{job['suite']}",
             group=f"{job['task']['name']}/{job['algorithm']['name']}", name=f"seed{job['seed']}",
             tags=[job["algorithm"]["name"], job["task"]["name"]], config=job, id=self.id,
-            resume=None if os.environ.get("WANDB_MODE") in ("offline", "dryrun") else "allow",  # offline: a file per attempt
+            resume=None if wandb_offline() else "allow",  # offline: a file per attempt, none to resume
             dir=str(run_dir), settings=wandb.Settings(console="off", quiet=True))  # progress bars not captured
         # online: the server's last step; offline (or lost on the way): the earlier attempts' files
         self.held = max([self.run.starting_step - 1, *map(last_history_step, earlier)])
@@ -164,8 +177,13 @@ class Trackers:
 
     def start(self, resumed_step: int | None, rows: dict[str, list[dict[str, Any]]]) -> None:
         """Open the trackers; `rows` (per kind) are the curves so far, restored from the checkpoint."""
-        names = [n for n in self.job.get("logger", ["csv"]) if n != "csv"]
-        self.backends = [BACKENDS[n](self.job, self.dir, resumed_step) for n in names]
+        for name in self.job.get("logger", ["csv"]):
+            if name != "csv":
+                try:
+                    self.backends.append(BACKENDS[name](self.job, self.dir, resumed_step))
+                except BaseException:
+                    self.finish(error=True)  # close those already open
+                    raise
         if not self.backends:
             return
         earlier = sorted(((self.row_step(kind, r), KINDS.index(kind), kind, r) for kind in KINDS for r in rows[kind]),

@@ -179,18 +179,24 @@ def test_killed_and_resumed_run_logs_every_step_once(tmp_path):
     check_against_csv(d, tb, {**histories[0], **histories[1]})
 
 
-@pytest.mark.parametrize("args, needle", [(["logger=[csv,neptune]"], "unknown logger 'neptune'"),
-                                          (["logger=[csv,wandb]"], "needs the wandb package")])
-def test_bad_or_missing_tracker_is_one_line_before_any_work(tmp_path, args, needle):
+@pytest.mark.parametrize("args, needle, missing", [
+    (["logger=[csv,neptune]"], "unknown logger 'neptune'", False),
+    (["logger=[csv,wandb]"], "needs the wandb package", True),
+    (["logger=[csv,wandb]"], "wandb login", False)])  # online, no API key anywhere
+def test_bad_or_missing_tracker_is_one_line_before_any_work(tmp_path, args, needle, missing):
     # a missing package, as Python sees one: the import fails (sys.modules entry None)
-    code = ("import runpy, sys; sys.modules['wandb'] = None; "
-            "runpy.run_module('harness.run', run_name='__main__', alter_sys=True)")
+    code = ("import runpy, sys; " + ("sys.modules['wandb'] = None; " if missing else "")
+            + "runpy.run_module('harness.run', run_name='__main__', alter_sys=True)")
+    environ = env(tmp_path)
+    if needle == "wandb login":
+        environ = {k: v for k, v in environ.items() if k not in ("WANDB_MODE", "WANDB_API_KEY")}
+        environ.update(HOME=str(tmp_path), NETRC=str(tmp_path / "netrc"))
     proc = subprocess.run([sys.executable, "-c", code, *FAST[:-1], *args, f"runs_dir={tmp_path}"], cwd=ROOT,
-                          env=env(tmp_path), capture_output=True, text=True, timeout=300)
+                          env=environ, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert proc.returncode == 2, proc.stderr[-2000:]
     errors = [l for l in proc.stderr.splitlines() if l.strip()]
     assert len(errors) == 1 and errors[0].startswith("error:") and needle in errors[0], proc.stderr
-    assert "pip install" in errors[0] or "choose from" in errors[0]
+    assert "pip install" in errors[0] or "choose from" in errors[0] or "WANDB_MODE=offline" in errors[0]
     assert not (tmp_path / "default").exists()  # no job started
 
 
