@@ -19,6 +19,8 @@ import numbers
 import os
 import secrets
 import shlex
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +124,9 @@ class WandB:
             self.id = f"{job['job_id']}-{secrets.token_hex(4)}"
             atomic_write(id_file, self.id + "\n")
         earlier = list(run_dir.glob(f"wandb/*-{self.id}/run-{self.id}.wandb"))
+        # wandb names an attempt's directory by its start second: a second attempt within it would reuse the first's
+        while any(f.parent.name.endswith(f"run-{datetime.now():%Y%m%d_%H%M%S}-{self.id}") for f in earlier):
+            time.sleep(0.1)
         self.run = wandb.init(
             project=os.environ.get("WANDB_PROJECT") or f"o2o-bench-{job['suite']}",
             group=f"{job['task']['name']}/{job['algorithm']['name']}", name=f"seed{job['seed']}",
@@ -141,6 +146,9 @@ class WandB:
         if summary is not None:
             self.run.summary.update({k: v for k, v in summary.items() if k not in ("host", "pid", "slurm_job_id")})
         self.run.finish(exit_code=1 if error else 0)
+        import wandb
+
+        wandb.teardown()  # finish returns before the .wandb file is complete; a retry in this process reads it
 
 
 def last_history_step(path: Path) -> int:
