@@ -203,6 +203,8 @@ class Trackers:
         return row["step"] if kind != "episode" else self.offline_steps + row["env_steps"] * self.utd
 
     def log(self, kind: str, row: dict[str, Any], step: int | None = None) -> None:
+        if not self.backends:
+            return
         step = self.row_step(kind, row) if step is None else step
         self.step = max(self.step, step)
         values = scalars(kind, row)
