@@ -101,6 +101,9 @@ def main_with_config(cfg) -> int:
         print(job_table(jobs, runs_dir, cfg.cost))
         return 0
     check_run_dirs(jobs, runs_dir)  # before any work: a changed config never overwrites old runs
+    from harness.trackers import check_trackers
+
+    check_trackers(jobs[0]["logger"])  # one line for a missing tensorboard / wandb, not one per job
     if cfg.launcher.name == "slurm":
         check_slurm(cfg.launcher)
     from harness.preflight import preflight
@@ -128,6 +131,11 @@ def main_with_config(cfg) -> int:
             index = build_report(runs_dir / jobs[0]["suite"])
             print(f"report: {index}")
     print(f"results: {(runs_dir / jobs[0]['suite']).resolve()}")
+    from harness.jobs import run_dir
+    from harness.trackers import wandb_offline_runs
+
+    if wandb_offline_runs(run_dir(runs_dir, j) for j in jobs):
+        print(f"W&B offline runs, to upload: wandb sync {runs_dir / jobs[0]['suite']}/*/*/seed*/wandb/offline-run-*")
     return 1 if errors else 0
 
 

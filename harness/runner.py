@@ -24,6 +24,7 @@ from harness.evaluate import evaluate
 from harness.jobs import Protocol, ReplayConfig, RewardTransform
 from harness.replay import Replay, mc_returns
 from harness.store import RunStore, atomic_write, read_summary
+from harness.trackers import Trackers
 from reports.metrics import early_min_score
 
 EVAL_SEED_OFFSET = 10_000_019  # evaluation episodes never share seeds with training episodes
@@ -77,6 +78,7 @@ class Runner:
         self.task = tasks.get(job["task"]["name"])
         self.device = pick_device(job["device"])
         self.store = RunStore(self.dir)
+        self.trackers = Trackers(job, self.dir)  # TensorBoard / W&B next to the CSV files (logger=...)
         self.ckpt_path = self.dir / "checkpoint" / "state.pt"
         self.state = Progress()  # replaced by a checkpoint's on resume
         self.t0 = time.monotonic()
@@ -116,6 +118,7 @@ class Runner:
                    "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
                    "wall_time": self.state.wall_time + time.monotonic() - self.t0}
         import io
+        self.trackers.flush()  # a resume continues the trackers after this checkpoint's step
         buf = io.BytesIO()
         torch.save(payload, buf)
         atomic_write(self.ckpt_path, buf.getvalue())
@@ -151,8 +154,10 @@ class Runner:
         check_run_dir(self.dir, self.job)
         self.store.write_config(self.job)
         self.build()
-        self.try_resume()
+        resumed = self.try_resume()
         self.write_summary("running")
+        self.trackers.start(self.state.step if resumed else None,
+                            {"train": self.store.train, "eval": self.store.evals, "episode": self.store.episodes})
         p = self.protocol
         from tqdm.auto import tqdm
 
@@ -167,10 +172,14 @@ class Runner:
             if not self.state.offline_done:
                 self.offline_phase()
             self.online_phase()
+        except BaseException:
+            self.trackers.finish(error=True)
+            raise
         finally:
             self.bar.close()
         self.store.flush()
         summary = self.write_summary("done")
+        self.trackers.finish(summary)
         if self.ckpt_path.exists():
             self.ckpt_path.unlink()  # a finished run needs only its results
         return summary
@@ -231,6 +240,7 @@ class Runner:
                 self.store.episodes.append({"env_steps": s.env_steps, "return": ep_return,
                                             "normalized_score": self.task.episode_score(ep_return, info),
                                             "success": int(ep_success), "length": ep_len})
+                self.trackers.log("episode", self.store.episodes[-1], s.step)
                 s.episodes += 1
                 ep_return, ep_success, ep_len = 0.0, False, 0
                 if s.env_steps < p.online_steps:
@@ -267,6 +277,7 @@ class Runner:
         self.rate_t, self.rate_n = now, self.state.step
         self.store.train.append({"phase": phase, "step": self.state.step, "env_steps": self.state.env_steps,
                                  "updates_per_s": rate, **values})
+        self.trackers.log("train", self.store.train[-1], self.state.step)
         self.bar.set_postfix(phase=phase, score=f"{self.last_score:.1f}", upd_s=f"{rate:.0f}", refresh=False)
 
     def evaluate(self, phase: str) -> None:
@@ -274,6 +285,7 @@ class Runner:
         result = evaluate(self.algo, self.eval_env, self.task, self.protocol.eval_episodes,
                           seed=self.job["seed"] + EVAL_SEED_OFFSET)
         self.store.evals.append({"phase": phase, "step": s.step, "env_steps": s.env_steps, **result})
+        self.trackers.log("eval", self.store.evals[-1], s.step)
         self.last_score = result["normalized_score"]
         self.bar.set_postfix(phase=phase, score=f"{self.last_score:.1f}", refresh=True)
         self.store.flush()
