@@ -59,6 +59,10 @@ def test_smoke_suite_writes_complete_runs(smoke_run):
         train = pd.read_csv(d / "train.csv")
         assert len(train) == 600 // 50 and train["critic_loss"].notna().all()
         assert ("bound_rate" in train.columns) == (algo == "calql")
+        # calibration, logged by the harness for every method: Q(s, pi(s)) and the batch's MC return,
+        # on this task's 10r - 5 reward (-5 per step, -500 for a trajectory that never succeeds)
+        assert train["policy_value"].notna().all() and train["mc_return"].between(-500, 10).all()
+        assert (train["mc_return"] < -100).any()
         episodes = pd.read_csv(d / "episodes.csv")
         assert episodes.length.sum() == 400  # every online step belongs to a logged episode
         assert not (d / "checkpoint" / "state.pt").exists()  # a finished run keeps only results
