@@ -120,6 +120,7 @@ def expand(cfg: DictConfig) -> list[dict[str, Any]]:
     algo_cfgs = [cfg.algorithm] if cfg.get("algorithm") else [load_group("algorithm", n) for n in suite.algorithms]
     task_cfgs = [cfg.task] if cfg.get("task") else [load_group("task", n) for n in suite.tasks]
     seeds = [cfg.seed] if cfg.get("seed") is not None else list(suite.seeds)
+    algorithm_seeds = _plain(suite.get("algorithm_seeds"))  # seeds of some methods instead of suite.seeds
     jobs = []
     for task_cfg in task_cfgs:
         try:
@@ -136,7 +137,7 @@ def expand(cfg: DictConfig) -> list[dict[str, Any]]:
             shared = _plain(suite.get("algorithm_overrides"))  # e.g. one replay mode for every method
             algo = OmegaConf.to_container(OmegaConf.merge(algo, shared), resolve=True) if shared else algo
             validate_algorithm(algo)
-            for seed in seeds:
+            for seed in seeds if cfg.get("seed") is not None else algorithm_seeds.get(algo["name"], seeds):
                 if int(seed) < 0:
                     raise ConfigError(f"seed must be >= 0, got {seed}")
                 job = {"suite": suite.name, "seed": int(seed), "algorithm": algo,

@@ -96,6 +96,20 @@ def test_bad_input_is_one_line_error_before_any_work(args, message, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_algorithm_seeds_give_some_methods_more_seeds(tmp_path):
+    suite = yaml.safe_load((ROOT / "harness" / "conf" / "suite" / "dip.yaml").read_text())
+    proc = harness("suite=dip", "dry_run=true", f"runs_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    rows = [l.split() for l in proc.stdout.splitlines() if l.split() and l.split()[0] in suite["algorithms"]]
+    for algo in suite["algorithms"]:
+        seeds = [int(r[2]) for r in rows if r[0] == algo]
+        assert seeds == suite.get("algorithm_seeds", {}).get(algo, suite["seeds"]), algo
+    assert len({int(r[2]) for r in rows if r[0] == "cql"}) > len({int(r[2]) for r in rows if r[0] == "iql"})
+    proc = harness("suite=dip", "dry_run=true", "seed=15", f"runs_dir={tmp_path}")  # the command line wins
+    rows = [l.split() for l in proc.stdout.splitlines() if l.split() and l.split()[0] in suite["algorithms"]]
+    assert proc.returncode == 0 and len(rows) == len(suite["algorithms"]) and {r[2] for r in rows} == {"15"}
+
+
 def test_dry_run_prints_the_job_table(tmp_path):
     proc = harness("dry_run=true", f"runs_dir={tmp_path}")
     assert proc.returncode == 0
