@@ -87,7 +87,7 @@ class IQL(Algorithm):
 
     @torch.no_grad()
     def policy_value(self, obs):
-        features = self.encoder(obs)
+        features = self.obs_norm(self.encoder(obs))
         return self.critic(features, self.actor(features, True)[0]).min(0).values
 
     # -- the loss terms, each a function of tensors ----------------------------------------

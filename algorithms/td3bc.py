@@ -97,7 +97,7 @@ class TD3BC(Algorithm):
 
     @torch.no_grad()
     def policy_value(self, obs):
-        features = self.normalize(self.encoder(obs))
+        features = self.obs_norm(self.encoder(obs))
         return self.critic(features, self.actor(features)).min(0).values
 
     # -- the loss terms, each a function of tensors ----------------------------------------
