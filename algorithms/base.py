@@ -107,8 +107,8 @@ class Algorithm(ABC):
         return a[0] if single else a
 
     def policy_value(self, obs: torch.Tensor) -> torch.Tensor | None:
-        """Q(s, pi(s)) of the deterministic policy action under the method's critic (min over
-        an ensemble), (B,); None for a method without a Q-function. The harness logs its batch
+        """Q(s, pi(s)) of the deterministic policy action under the method's critic (reduced over
+        an ensemble as its actor reads it), (B,); None for a method without a Q-function. The harness logs its batch
         mean next to the batch's Monte-Carlo return: the calibration of the learned values."""
         return None
 

@@ -81,7 +81,7 @@ def test_rerun_skips_finished_jobs(smoke_run):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["algorithm=cqll"], "unknown algorithm 'cqll'; choose one of: awac, calql, cql, iql, td3bc"),
+    (["algorithm=cqll"], "unknown algorithm 'cqll'; choose one of: awac, calql, cql, iql, rlpd, td3bc, wsrl"),
     (["suite=nope"], "unknown suite 'nope'; choose one of:"),
     (["task=nope"], "unknown task 'nope'; choose one of:"),
     (["protocol.offline_steps=-5"], "protocol.offline_steps must be >= 0, got -5"),
