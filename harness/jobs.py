@@ -140,6 +140,7 @@ def expand(cfg: DictConfig) -> list[dict[str, Any]]:
     from harness.trackers import logger_names
 
     logger = logger_names(cfg.get("logger"))  # csv first, then tensorboard / wandb
+    algorithm_seeds = _plain(suite.get("algorithm_seeds"))  # seeds of some methods instead of suite.seeds
     jobs = []
     for task_cfg in task_cfgs:
         try:
@@ -159,7 +160,7 @@ def expand(cfg: DictConfig) -> list[dict[str, Any]]:
                 protocol = Protocol(**OmegaConf.to_container(protocol))
             except TypeError as exc:
                 raise ConfigError(f"bad protocol option: {exc}; valid: {', '.join(Protocol.__dataclass_fields__)}") from None
-            for seed in seeds:
+            for seed in seeds if cfg.get("seed") is not None else algorithm_seeds.get(algo["name"], seeds):
                 if int(seed) < 0:
                     raise ConfigError(f"seed must be >= 0, got {seed}")
                 job = {"suite": suite.name, "seed": int(seed), "algorithm": algo,

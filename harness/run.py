@@ -27,8 +27,8 @@ def check_group_choices(argv: list[str]) -> None:
 
 
 def closing_table(jobs, runs_dir: Path, errors: dict[str, str]) -> str:
-    """Per (algorithm, task): offline -> final score and the lowest early fine-tuning score,
-    mean +- std over seeds."""
+    """Per (algorithm, task): offline -> final score, the lowest early fine-tuning score and the
+    unlearning dip (offline score - early min, at least 0), mean +- std over seeds."""
     import numpy as np
 
     from harness.jobs import run_dir
@@ -43,13 +43,19 @@ def closing_table(jobs, runs_dir: Path, errors: dict[str, str]) -> str:
         v = [x for x in values if x is not None]
         return f"{np.mean(v):6.1f} ± {np.std(v):4.1f}" if v else "   n/a      "
 
-    header = f"{'algorithm':<10} {'task':<28} {'offline':>13} -> {'final':<13} {'early min':>13}  runs"
+    def dip(r):
+        if r.get("offline_score") is None or r.get("early_min_score") is None:
+            return None
+        return max(0.0, r["offline_score"] - r["early_min_score"])
+
+    header = (f"{'algorithm':<10} {'task':<28} {'offline':>13} -> {'final':<13} {'early min':>13} "
+              f"{'dip':>13}  runs")
     lines = [header, "-" * len(header)]
-    for (algo, task), runs in sorted(groups.items()):
+    for (algo, task), runs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):  # methods side by side
         done = [r for r in runs if r.get("status") == "done"]
         lines.append(f"{algo:<10} {task:<28} {stat(r['offline_score'] for r in done):>13} -> "
-                     f"{stat(r['final_score'] for r in done):<13} {stat(r.get('early_min_score') for r in done):>13}"
-                     f"  {len(done)}/{len(runs)} done")
+                     f"{stat(r['final_score'] for r in done):<13} {stat(r.get('early_min_score') for r in done):>13} "
+                     f"{stat(dip(r) for r in done):>13}  {len(done)}/{len(runs)} done")
     return "\n".join(lines)
 
 

@@ -189,12 +189,12 @@ class Runner:
         if p.offline_steps == 0 and not any(r["phase"] == "offline" for r in self.store.evals):
             self.evaluate("offline")
         while s.step < p.offline_steps:
-            batch = self.replay.sample(self.replay_cfg.batch_size, "mix", 1.0, self.with_mc)
+            batch = self.replay.sample(self.replay_cfg.batch_size, "mix", 1.0, self.with_mc or self.logs_next())
             metrics = self.algo.update(batch)
             s.step += 1
             self.bar.update(1)
             if s.step % p.log_every == 0:
-                self.log(metrics, "offline")
+                self.log(metrics, "offline", batch)
             if s.step % p.eval_every_offline == 0 or s.step == p.offline_steps:
                 self.evaluate("offline")
             if p.checkpoint_every and s.step % p.checkpoint_every == 0 and s.step < p.offline_steps:
@@ -228,11 +228,12 @@ class Runner:
             # Updates start after the warm-up, and in replay mode "online" once there is online data.
             updating = s.env_steps > p.warmup_steps and self.replay.can_sample(self.replay_cfg.mode)
             for _ in range(p.utd if updating else 0):
-                metrics = self.algo.update(self.replay.sample(
-                    self.replay_cfg.batch_size, self.replay_cfg.mode, self.replay_cfg.mixing_ratio, self.with_mc))
+                batch = self.replay.sample(self.replay_cfg.batch_size, self.replay_cfg.mode,
+                                           self.replay_cfg.mixing_ratio, self.with_mc or self.logs_next())
+                metrics = self.algo.update(batch)
                 s.step += 1
                 if s.step % p.log_every == 0:
-                    self.log(metrics, "online")
+                    self.log(metrics, "online", batch)
             self.bar.update(1)
             if s.env_steps % p.eval_every == 0 or s.env_steps == p.online_steps:
                 self.evaluate("online")
@@ -266,7 +267,17 @@ class Runner:
     def episode_seed(self) -> int:
         return self.job["seed"] * 1_000_003 + self.state.episodes
 
-    def log(self, metrics: dict[str, torch.Tensor], phase: str) -> None:
+    def logs_next(self) -> bool:
+        """Whether the next update is logged (its batch then carries Monte-Carlo returns)."""
+        return (self.state.step + 1) % self.protocol.log_every == 0
+
+    def log(self, metrics: dict[str, torch.Tensor], phase: str, batch) -> None:
+        """One train.csv row: the update's metrics, and the calibration of the learned values on
+        its batch for every method that has a Q-function: mean Q(s, pi(s)) (`policy_value`)
+        next to the mean Monte-Carlo return of the batch's trajectories (`mc_return`)."""
+        value = self.algo.policy_value(batch.obs)
+        if value is not None:
+            metrics = {**metrics, "policy_value": value.mean(), "mc_return": batch.mc_return.mean()}
         values = {k: float(v) for k, v in metrics.items()}  # the only host sync of the update loop
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
