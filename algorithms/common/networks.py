@@ -10,10 +10,22 @@ from torch import nn
 from torch.nn import functional as F
 
 
+@torch.no_grad()
+def orthogonal_(weight: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+    """`nn.init.orthogonal_` with its QR decomposition on one thread: MKL's threaded QR rounds
+    differently for each thread count, and a job's initial weights must not depend on it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return nn.init.orthogonal_(weight, gain)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def orthogonal_init(module: nn.Module, gain: float = math.sqrt(2)) -> None:
     """Orthogonal weights, zero biases (as Cal-QL's and CORL's networks)."""
     if isinstance(module, nn.Linear):
-        nn.init.orthogonal_(module.weight, gain)
+        orthogonal_(module.weight, gain)
         nn.init.zeros_(module.bias)
 
 
@@ -37,7 +49,7 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = F
 def init_members(weight: torch.Tensor, gain: float) -> None:
     """Orthogonal init of each member's (in, out) matrix, like n separate nn.Linear layers."""
     for i in range(weight.shape[0]):
-        weight[i] = nn.init.orthogonal_(torch.empty(weight.shape[2], weight.shape[1]), gain).T
+        weight[i] = orthogonal_(torch.empty(weight.shape[2], weight.shape[1]), gain).T
 
 
 class EnsembleLinear(nn.Module):
