@@ -120,6 +120,9 @@ def expand(cfg: DictConfig) -> list[dict[str, Any]]:
     algo_cfgs = [cfg.algorithm] if cfg.get("algorithm") else [load_group("algorithm", n) for n in suite.algorithms]
     task_cfgs = [cfg.task] if cfg.get("task") else [load_group("task", n) for n in suite.tasks]
     seeds = [cfg.seed] if cfg.get("seed") is not None else list(suite.seeds)
+    threads = cfg.get("threads", 1)
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ConfigError(f"threads must be a whole number >= 1 (torch threads per job), got {threads!r}")
     jobs = []
     for task_cfg in task_cfgs:
         try:
@@ -141,7 +144,7 @@ def expand(cfg: DictConfig) -> list[dict[str, Any]]:
                     raise ConfigError(f"seed must be >= 0, got {seed}")
                 job = {"suite": suite.name, "seed": int(seed), "algorithm": algo,
                        "task": {"name": task.name, "domain": task.domain}, "protocol": asdict(protocol),
-                       "device": cfg.get("device", "auto")}
+                       "threads": threads, "device": cfg.get("device", "auto")}
                 job["job_id"] = job_id(job)
                 jobs.append(job)
     return jobs

@@ -8,7 +8,7 @@ from harness.store import atomic_write
 
 
 def fake_jobs(n=4):
-    return [{"suite": "s", "seed": k, "job_id": f"id{k:010d}", "algorithm": {"name": "cql"},
+    return [{"suite": "s", "seed": k, "job_id": f"id{k:010d}", "algorithm": {"name": "cql"}, "threads": 1,
              "task": {"name": "t"}} for k in range(n)]
 
 
