@@ -237,7 +237,7 @@ def why_gone(job: dict[str, Any], runs_dir: Path, slurm_id: str, folder: Path) -
     from submitit.core.utils import JobPaths, pickle_load
 
     summary = read_summary(run_dir(runs_dir, job))
-    if summary and summary.get("status") == "failed" and summary.get("job_id") == job["job_id"]:
+    if summary and summary.get("status") == "failed" and summary.get("slurm_job_id") == slurm_id:
         return f"SLURM job {slurm_id} failed: {summary.get('error', 'see its summary.json')}"
     paths = JobPaths(folder / "%j", job_id=slurm_id, task_id=0)
     try:

@@ -311,6 +311,8 @@ class Runner:
 
             summary.update(host=socket.gethostname(), pid=os.getpid(), slurm_job_id=slurm_job_id(),
                            attempt_started_at=self.started_at, attempt_wall_before_s=round(self.attempt_wall_before, 2))
+        elif status == "failed" and slurm_job_id():
+            summary["slurm_job_id"] = slurm_job_id()
         if error:
             summary["error"] = error
         if traceback_tail:

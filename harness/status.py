@@ -106,8 +106,9 @@ def job_state(runs_dir: Path, entry: dict, ledger: dict[str, str] | None = None,
         if queue[queued] == "PENDING":
             return "queued", f"{on_queue} (requeued); resumes from its {where}"
         return "running", f"last write {age:.0f} s ago; {where}; {on_queue}"
-    if ids:
-        return "interrupted", f"SLURM job {ids[0]} is no longer in the queue; {where}; rerun the same command to resume"
+    if s.get("slurm_job_id"):
+        return "interrupted", (f"SLURM job {s['slurm_job_id']} is no longer in the queue; {where}; "
+                               f"rerun the same command to resume")
     if s.get("host") == socket.gethostname() and s.get("pid") and not _alive(s["pid"]):
         return "interrupted", f"process {s['pid']} is gone; {where}; rerun the same command to resume"
     return "running", f"last write {age:.0f} s ago; {where}"
