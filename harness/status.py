@@ -54,8 +54,8 @@ def _alive(pid: int) -> bool:
 
 
 def slurm_view(runs_dir: Path, entries: list[dict]) -> tuple[dict[str, str], dict[str, str], str | None]:
-    """(ledger: job id -> SLURM id of its latest submission, queue: SLURM id -> state, or None
-    when no job was ever on SLURM; the reason when squeue could not be asked). The queue is
+    """(ledger: job id -> SLURM id of its latest submission; queue: SLURM id -> state, empty
+    when no job was ever sent to SLURM; why squeue could not be asked, or None). The queue is
     read before job_state reads the summaries: a job writes its done summary before it leaves
     the queue, so a job that finishes in between is seen done, never gone."""
     ledger: dict[str, str] = {}
@@ -104,7 +104,9 @@ def job_state(runs_dir: Path, entry: dict, ledger: dict[str, str] | None = None,
     where = f"checkpoint {age:.0f} s old" if ckpt.exists() else "no checkpoint yet"
     if queued:
         if queue[queued] == "PENDING":
-            return "queued", f"{on_queue} (requeued); resumes from its {where}"
+            again = "requeued" if queued == s.get("slurm_job_id") else "resubmitted"
+            then = f"resumes from its checkpoint ({age:.0f} s old)" if ckpt.exists() else "starts over (no checkpoint yet)"
+            return "queued", f"{on_queue} ({again}); {then}"
         return "running", f"last write {age:.0f} s ago; {where}; {on_queue}"
     if s.get("slurm_job_id"):
         return "interrupted", (f"SLURM job {s['slurm_job_id']} is no longer in the queue; {where}; "
