@@ -141,6 +141,9 @@ def expand(cfg: DictConfig) -> list[dict[str, Any]]:
 
     logger = logger_names(cfg.get("logger"))  # csv first, then tensorboard / wandb
     algorithm_seeds = _plain(suite.get("algorithm_seeds"))  # seeds of some methods instead of suite.seeds
+    threads = cfg.get("threads", 1)
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ConfigError(f"threads must be a whole number >= 1 (torch threads per job), got {threads!r}")
     jobs = []
     for task_cfg in task_cfgs:
         try:
@@ -165,7 +168,7 @@ def expand(cfg: DictConfig) -> list[dict[str, Any]]:
                     raise ConfigError(f"seed must be >= 0, got {seed}")
                 job = {"suite": suite.name, "seed": int(seed), "algorithm": algo,
                        "task": {"name": task.name, "domain": task.domain}, "protocol": asdict(protocol),
-                       "device": cfg.get("device", "auto"), "logger": logger}
+                       "threads": threads, "device": cfg.get("device", "auto"), "logger": logger}
                 job["job_id"] = job_id(job)
                 jobs.append(job)
     return jobs

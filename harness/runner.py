@@ -23,7 +23,7 @@ import tasks
 from harness.evaluate import evaluate
 from harness.jobs import Protocol, ReplayConfig, RewardTransform
 from harness.replay import Replay, mc_returns
-from harness.store import RunStore, atomic_write, read_summary
+from harness.store import CHECKPOINT_DIR, RunStore, atomic_write, read_summary, remove_empty_checkpoint_dir, remove_orphans
 from harness.trackers import Trackers
 from reports.metrics import early_min_score
 
@@ -79,9 +79,10 @@ class Runner:
         self.device = pick_device(job["device"])
         self.store = RunStore(self.dir)
         self.trackers = Trackers(job, self.dir)  # TensorBoard / W&B next to the CSV files (logger=...)
-        self.ckpt_path = self.dir / "checkpoint" / "state.pt"
+        self.ckpt_path = self.dir / CHECKPOINT_DIR / "state.pt"
         self.state = Progress()  # replaced by a checkpoint's on resume
-        self.t0 = time.monotonic()
+        self.t0, self.started_at = time.monotonic(), time.time()
+        self.attempt_wall_before = 0.0  # wall time of earlier attempts, when this one started
         self.ckpt_seconds, self.ckpt_count = 0.0, 0  # this attempt's checkpoints
 
     # -- set-up ----------------------------------------------------------------------------
@@ -150,11 +151,15 @@ class Runner:
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        self.t0 = time.monotonic()
+        self.t0, self.started_at = time.monotonic(), time.time()
         check_run_dir(self.dir, self.job)
+        remove_orphans(self.dir)  # of an earlier attempt killed during a write
+        previous = read_summary(self.dir)
         self.store.write_config(self.job)
         self.build()
         resumed = self.try_resume()
+        self.state.wall_time = max(self.state.wall_time, self.time_until_last_write(previous))
+        self.attempt_wall_before = self.state.wall_time
         self.write_summary("running")
         self.trackers.start(self.state.step if resumed else None,
                             {"train": self.store.train, "eval": self.store.evals, "episode": self.store.episodes})
@@ -180,8 +185,8 @@ class Runner:
         self.store.flush()
         summary = self.write_summary("done")
         self.trackers.finish(summary)
-        if self.ckpt_path.exists():
-            self.ckpt_path.unlink()  # a finished run needs only its results
+        self.ckpt_path.unlink(missing_ok=True)  # a finished run needs only its results
+        remove_empty_checkpoint_dir(self.dir)
         return summary
 
     def offline_phase(self) -> None:
@@ -258,6 +263,15 @@ class Runner:
         spec = self.algo.action_spec
         return (torch.rand(spec.dim, dtype=torch.float64) * (spec.high - spec.low) + spec.low).numpy().astype(np.float32)
 
+    def time_until_last_write(self, previous: dict[str, Any] | None) -> float:
+        """Wall time of the earlier attempts up to the interrupted one's last write, so that work
+        lost since its last checkpoint still counts (0 when there was none)."""
+        if not previous or previous.get("status") != "running" or "attempt_started_at" not in previous:
+            return 0.0
+        files = [self.dir / n for n in ("summary.json", "evals.csv", "train.csv", "episodes.csv")] + [self.ckpt_path]
+        last_write = max((p.stat().st_mtime for p in files if p.exists()), default=previous["attempt_started_at"])
+        return previous["attempt_wall_before_s"] + max(0.0, last_write - previous["attempt_started_at"])
+
     def stop(self) -> None:
         """At a safe point after a stop request: checkpoint, then hand control to the launcher."""
         self.save_checkpoint()
@@ -328,14 +342,26 @@ class Runner:
             import os
             import socket
 
-            summary.update(host=socket.gethostname(), pid=os.getpid(),
-                           slurm_job_id=os.environ.get("SLURM_JOB_ID"))
+            summary.update(host=socket.gethostname(), pid=os.getpid(), slurm_job_id=slurm_job_id(),
+                           attempt_started_at=self.started_at, attempt_wall_before_s=round(self.attempt_wall_before, 2))
+        elif status == "failed" and slurm_job_id():
+            summary["slurm_job_id"] = slurm_job_id()
         if error:
             summary["error"] = error
         if traceback_tail:
             summary["traceback"] = traceback_tail
         self.store.write_summary(summary)
         return summary
+
+
+def slurm_job_id() -> str | None:
+    """This process's SLURM job as squeue names it: `<array id>_<task>` in an array, else the id."""
+    import os
+
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
 
 
 def check_run_dir(run_dir: Path, job: dict[str, Any]) -> None:
@@ -361,6 +387,7 @@ def run_job(job: dict[str, Any], run_dir: Path, progress_bar: bool = True,
     Failures are recorded in summary.json with their error and re-raised."""
     previous = read_summary(run_dir)
     if previous and previous.get("status") == "done" and previous.get("job_id") == job["job_id"]:
+        remove_orphans(run_dir)
         return previous
     runner = Runner(job, run_dir, progress_bar, stop_requested)
     try:

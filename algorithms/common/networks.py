@@ -10,10 +10,22 @@ from torch import nn
 from torch.nn import functional as F
 
 
+@torch.no_grad()
+def orthogonal_(weight: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+    """`nn.init.orthogonal_` with its QR decomposition on one thread: MKL's threaded QR rounds
+    differently for each thread count, and a job's initial weights must not depend on it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return nn.init.orthogonal_(weight, gain)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def orthogonal_init(module: nn.Module, gain: float = math.sqrt(2)) -> None:
     """Orthogonal weights, zero biases (as Cal-QL's and CORL's networks)."""
     if isinstance(module, nn.Linear):
-        nn.init.orthogonal_(module.weight, gain)
+        orthogonal_(module.weight, gain)
         nn.init.zeros_(module.bias)
 
 
@@ -58,7 +70,7 @@ def init_members(weight: torch.Tensor, gain: float, init: str = "orthogonal") ->
     n separate nn.Linear layers."""
     for i in range(weight.shape[0]):
         w = torch.empty(weight.shape[2], weight.shape[1])
-        weight[i] = (nn.init.xavier_uniform_(w) if init == "xavier_uniform" else nn.init.orthogonal_(w, gain)).T
+        weight[i] = (nn.init.xavier_uniform_(w) if init == "xavier_uniform" else orthogonal_(w, gain)).T
 
 
 class EnsembleLinear(nn.Module):
