@@ -20,11 +20,11 @@ import torch
 
 import algorithms
 import tasks
+from harness.curve import early_min_score
 from harness.evaluate import evaluate
 from harness.jobs import Protocol, ReplayConfig, RewardTransform
 from harness.replay import Replay, mc_returns
 from harness.store import RunStore, atomic_write, read_summary
-from reports.metrics import early_min_score
 
 EVAL_SEED_OFFSET = 10_000_019  # evaluation episodes never share seeds with training episodes
 

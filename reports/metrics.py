@@ -14,28 +14,16 @@ Definitions (scores are normalized, 0-100; "online evals" are the evals.csv rows
 - relative dip: dip / J0 (NaN when J0 == 0).
 - steps to recover: the env_steps of the first online eval with J_t >= J0; NaN and
   `recovered = False` (censored at the run's last eval) when no eval reaches J0.
-Imports only numpy and pandas: the harness imports `unlearning_dip` for its closing table.
+The early-window rule (`early_min_score`) lives in `harness/curve.py`, which the runner uses for
+the summary's `early_min_score`: one rule, and no pandas in a training job.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-DEFAULT_DIP_WINDOW = 0.25
+from harness.curve import DEFAULT_DIP_WINDOW, early_min_score  # noqa: F401  (the summary's rule, shared)
 GOAL_DOMAINS = {"antmaze", "kitchen", "adroit", "adroit_binary", "pointmaze", "fetch", "visual"}
-
-
-def early_min_score(env_steps, scores, online_steps: int, window: float = DEFAULT_DIP_WINDOW) -> float:
-    """Lowest score among the online evals with env_steps <= window * online_steps (the first
-    online eval alone if none lies in the window); NaN without online evals."""
-    env_steps = np.asarray(env_steps, dtype=float)
-    scores = np.asarray(scores, dtype=float)
-    if scores.size == 0:
-        return float("nan")
-    early = scores[env_steps <= window * online_steps]
-    if early.size == 0:
-        early = scores[np.argsort(env_steps, kind="stable")[:1]]
-    return float(np.nanmin(early))
 
 
 def unlearning_dip(offline_score: float, env_steps: np.ndarray, scores: np.ndarray, online_steps: int,
