@@ -60,7 +60,7 @@ def job_cost(job, runs_dir: Path, cost) -> tuple[int, int, float, str]:
 
     p = job["protocol"]
     updates = p["offline_steps"] + p["online_steps"] * p["utd"]
-    horizon = getattr(tasks.get(job["task"]["name"]), "horizon", 1000)
+    horizon = tasks.get(job["task"]["name"]).horizon
     n_evals = -(-p["offline_steps"] // p["eval_every_offline"]) + -(-p["online_steps"] // p["eval_every"])
     env_steps = p["online_steps"] + max(n_evals, 1) * p["eval_episodes"] * horizon  # evaluation: at most
     algo, task = job["algorithm"]["name"], job["task"]["name"]

@@ -1,5 +1,6 @@
-"""Rules on an eval curve that the runner's summary and the reports share (numpy only, so a
-training job imports no pandas and the reports compute what the summary records)."""
+"""Rules on an eval curve shared by the harness (a run's summary.json) and the reports, kept in
+neither so that neither imports the other: numpy only, no pandas in a training job, and the
+reports compute what the summary records."""
 from __future__ import annotations
 
 import numpy as np
