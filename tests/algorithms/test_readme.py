@@ -94,3 +94,9 @@ def test_entry_point_method_is_found_without_editing_the_repository(tmp_path, mo
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert re.search(r"^mine_ep\s", out.stdout, re.M), out.stdout
+    # `algorithm=mine_ep` needs Hydra's search path: without it, one line saying what to add
+    out = subprocess.run([sys.executable, "-m", "harness.run", "algorithm=mine_ep", "dry_run=true"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and len(errors) == 1, out.stderr[-2000:]
+    assert "'hydra.searchpath=[pkg://my_o2o_method.conf]'" in errors[0], errors
