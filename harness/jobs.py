@@ -25,6 +25,8 @@ class Protocol:
     offline_steps: int  # gradient steps of offline pre-training
     online_steps: int  # environment steps of online fine-tuning
     utd: int = 1  # gradient updates per environment step while fine-tuning
+    warmup_steps: int = 0  # first online env steps that only fill the buffer (no updates)
+    warmup_policy: str = "policy"  # warm-up actions: "policy" (the frozen pre-trained one, sampled) | "uniform"
     eval_every_offline: int = 10_000  # gradient steps between offline evaluations
     eval_every: int = 2_000  # environment steps between online evaluations
     eval_episodes: int = 20  # deterministic-policy episodes per evaluation
@@ -32,23 +34,30 @@ class Protocol:
     checkpoint_every: int = 0  # environment/gradient steps between checkpoints (0: none)
 
     def __post_init__(self):
-        for name in ("offline_steps", "online_steps", "checkpoint_every"):
+        for name in ("offline_steps", "online_steps", "checkpoint_every", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"protocol.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("utd", "eval_every_offline", "eval_every", "eval_episodes", "log_every"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"protocol.{name} must be > 0, got {getattr(self, name)}")
+        if self.warmup_policy not in ("policy", "uniform"):
+            raise ConfigError(f"protocol.warmup_policy must be 'policy' or 'uniform', got '{self.warmup_policy}'")
+        if self.online_steps and self.warmup_steps >= self.online_steps:
+            raise ConfigError(f"protocol.warmup_steps ({self.warmup_steps}) must be below protocol.online_steps "
+                              f"({self.online_steps}): the warm-up would take all of fine-tuning; lower warmup_steps")
 
 
 @dataclass(frozen=True)
 class ReplayConfig:
-    mode: str = "mix"  # "mix": fixed offline fraction per batch; "append": one combined buffer
+    # "mix": fixed offline fraction per batch; "append": one combined buffer; "online": the offline
+    # data is dropped when fine-tuning starts (batches from online data only)
+    mode: str = "mix"
     mixing_ratio: float = 0.5  # offline fraction of each fine-tuning batch in "mix" mode
     batch_size: int = 256
 
     def __post_init__(self):
-        if self.mode not in ("mix", "append"):
-            raise ConfigError(f"replay.mode must be 'mix' or 'append', got '{self.mode}'")
+        if self.mode not in ("mix", "append", "online"):
+            raise ConfigError(f"replay.mode must be 'mix', 'append' or 'online', got '{self.mode}'")
         if not 0.0 <= self.mixing_ratio <= 1.0:
             raise ConfigError(f"replay.mixing_ratio must be in [0, 1], got {self.mixing_ratio}")
         if self.batch_size <= 0:
@@ -109,8 +118,16 @@ def _plain(x) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
+# Protocol fields added after results existed: at these values they leave a job's id (and so its
+# finished run directory) as it was.
+ID_NEUTRAL_PROTOCOL = {"warmup_steps": 0, "warmup_policy": "policy"}
+
+
 def job_id(job: dict[str, Any]) -> str:
     payload = {k: v for k, v in job.items() if k not in ("job_id", "device")}
+    if "protocol" in payload:
+        payload["protocol"] = {k: v for k, v in payload["protocol"].items()
+                               if k not in ID_NEUTRAL_PROTOCOL or v != ID_NEUTRAL_PROTOCOL[k]}
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -126,16 +143,19 @@ def expand(cfg: DictConfig) -> list[dict[str, Any]]:
             task = tasks.get(task_cfg.name)
         except KeyError as exc:
             raise ConfigError(exc.args[0]) from None
-        protocol = OmegaConf.merge(task_cfg.protocol, _plain(suite.get("protocol")), _plain(cfg.get("protocol")))
-        try:
-            protocol = Protocol(**OmegaConf.to_container(protocol))
-        except TypeError as exc:
-            raise ConfigError(f"bad protocol option: {exc}; valid: {', '.join(Protocol.__dataclass_fields__)}") from None
         for algo_cfg in algo_cfgs:
             algo = resolve_algorithm(algo_cfg, task.domain)
             shared = _plain(suite.get("algorithm_overrides"))  # e.g. one replay mode for every method
             algo = OmegaConf.to_container(OmegaConf.merge(algo, shared), resolve=True) if shared else algo
             validate_algorithm(algo)
+            # What the method's protocol differs in (e.g. RLPD: no pre-training, UTD 20) beats the
+            # task's and the suite's protocol; the command line beats everything.
+            protocol = OmegaConf.merge(_plain(task_cfg.protocol), _plain(suite.get("protocol")),
+                                       _plain(algo.pop("protocol", None)), _plain(cfg.get("protocol")))
+            try:
+                protocol = Protocol(**OmegaConf.to_container(protocol))
+            except TypeError as exc:
+                raise ConfigError(f"bad protocol option: {exc}; valid: {', '.join(Protocol.__dataclass_fields__)}") from None
             for seed in seeds:
                 if int(seed) < 0:
                     raise ConfigError(f"seed must be >= 0, got {seed}")

@@ -65,7 +65,7 @@ def job_cost(job, runs_dir: Path, cost) -> tuple[int, int, float, str]:
     from harness.store import read_summary
 
     p = job["protocol"]
-    updates = p["offline_steps"] + p["online_steps"] * p["utd"]
+    updates = p["offline_steps"] + (p["online_steps"] - p.get("warmup_steps", 0)) * p["utd"]
     horizon = tasks.get(job["task"]["name"]).horizon
     n_evals = -(-p["offline_steps"] // p["eval_every_offline"]) + -(-p["online_steps"] // p["eval_every"])
     env_steps = p["online_steps"] + max(n_evals, 1) * p["eval_episodes"] * horizon  # evaluation: at most

@@ -204,7 +204,10 @@ class Runner:
         obs, _ = env.reset(seed=self.episode_seed())
         ep_return, ep_success, ep_len = 0.0, False, 0
         while s.env_steps < p.online_steps:
-            action = self.algo.act(obs, deterministic=False)
+            if s.env_steps < p.warmup_steps and p.warmup_policy == "uniform":
+                action = self.uniform_action()
+            else:  # during a "policy" warm-up the policy is frozen: no updates yet
+                action = self.algo.act(obs, deterministic=False)
             next_obs, reward, terminated, truncated, info = env.step(action)
             s.env_steps += 1
             ep_return += reward
@@ -213,7 +216,9 @@ class Runner:
             end = terminated or truncated or s.env_steps == p.online_steps
             self.replay.add(obs, action, self.reward(reward), next_obs, terminated, end)
             obs = next_obs
-            for _ in range(p.utd):
+            # Updates start after the warm-up, and in replay mode "online" once there is online data.
+            updating = s.env_steps > p.warmup_steps and self.replay.can_sample(self.replay_cfg.mode)
+            for _ in range(p.utd if updating else 0):
                 metrics = self.algo.update(self.replay.sample(
                     self.replay_cfg.batch_size, self.replay_cfg.mode, self.replay_cfg.mixing_ratio, self.with_mc))
                 s.step += 1
@@ -236,6 +241,11 @@ class Runner:
                         self.save_checkpoint()
                     if self.stop_requested():
                         self.stop()
+
+    def uniform_action(self) -> np.ndarray:
+        """A uniform random action from torch's CPU RNG (a checkpoint restores it)."""
+        spec = self.algo.action_spec
+        return (torch.rand(spec.dim, dtype=torch.float64) * (spec.high - spec.low) + spec.low).numpy().astype(np.float32)
 
     def stop(self) -> None:
         """At a safe point after a stop request: checkpoint, then hand control to the launcher."""
