@@ -21,7 +21,7 @@ def compose_jobs(*overrides):
 
 @pytest.mark.parametrize("name", algorithms.available())
 def test_visual_block_resolves_and_builds(name):
-    (job,) = compose_jobs(f"algorithm={name}", f"task={VISUAL}", "seed=0")
+    (job,) = compose_jobs("suite=full", f"algorithm={name}", f"task={VISUAL}", "seed=0")  # the task's own protocol
     visual = load_group("algorithm", name).domains.visual
     assert job["task"]["domain"] == "visual"
     for key, value in visual.hparams.items():  # the visual block's values, not the defaults, reach the job
