@@ -105,7 +105,7 @@ class AntMazeTask(Task):
                        lambda: load_minari(self.minari_id, obs_fn=minari_obs))]
 
     def how_to_get(self) -> str:
-        return (f"get it with `python -m tasks download {self.name}` (Minari {self.minari_id}), or put D4RL's "
+        return (f"`python -m tasks download {self.name}` (Minari {self.minari_id}), or put D4RL's "
                 f"{self.d4rl_name}.hdf5 (http://rail.eecs.berkeley.edu/datasets/offline_rl/ant_maze_v2/) at {self.d4rl_path}")
 
     def download(self) -> None:

@@ -124,7 +124,7 @@ class Task(ABC):
         self.prepare()
         source = self._first_present()
         if source is None:
-            raise DatasetError(f"task '{self.name}': no dataset found; {self.how_to_get()}")
+            raise DatasetError(f"task '{self.name}': no dataset found; to get it: {self.how_to_get()}")
         data = source.load()
         data.validate(source.where, self.obs_dim, self.act_dim)
         return data

@@ -79,7 +79,7 @@ class KitchenTask(Task):
         return [Source("minari", f"Minari dataset '{self.minari_id}'", lambda: minari_present(self.minari_id), self._load_minari)]
 
     def how_to_get(self) -> str:
-        return f"get it with `python -m tasks download {self.name}` (Minari {self.minari_id})"
+        return f"`python -m tasks download {self.name}` (Minari {self.minari_id})"
 
     def download(self) -> None:
         download_minari(self.minari_id)
