@@ -103,6 +103,11 @@ class CQL(Algorithm):
     def policy(self, obs, deterministic):
         return self.actor(self.encoder(obs), deterministic)[0]
 
+    @torch.no_grad()
+    def policy_value(self, obs):
+        features = self.encoder(obs)
+        return self.critic(features, self.actor(features, True)[0]).min(0).values
+
     def bound_policy_q(self, q: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Hook on the Q-values of policy actions in the push-down term; CQL leaves them as they are."""
         return q, None
@@ -180,9 +185,8 @@ class CQL(Algorithm):
             "q_data": q_data.detach().mean(), "q_pi": q_pi.detach().mean(),
             "td_target": td_target.mean(),
         }
-        if bound_rate is not None:  # calibration: compare q_pi with the reference return
+        if bound_rate is not None:
             metrics["bound_rate"] = bound_rate
-            metrics["mc_return"] = batch.mc_return.mean()
         return metrics
 
     def temperature_loss(self, log_pi: torch.Tensor) -> torch.Tensor:

@@ -91,6 +91,12 @@ class RLPD(Algorithm):
     def policy(self, obs, deterministic):
         return self.actor(self.encoder(obs), deterministic)[0]
 
+    @torch.no_grad()
+    def policy_value(self, obs):
+        """The ensemble's mean, as the actor objective reads it."""
+        features = self.encoder(obs)
+        return self.critic(features, self.actor(features, True)[0]).mean(0)
+
     # -- the loss terms, each a function of tensors ----------------------------------------
     def td_target(self, reward, done, q_next, next_logp, alpha) -> torch.Tensor:
         """r + gamma (1 - d) (min over n_target_min random members of Q_target(s', a')

@@ -124,7 +124,7 @@ ID_NEUTRAL_PROTOCOL = {"warmup_steps": 0, "warmup_policy": "policy"}
 
 
 def job_id(job: dict[str, Any]) -> str:
-    payload = {k: v for k, v in job.items() if k not in ("job_id", "device")}
+    payload = {k: v for k, v in job.items() if k not in ("job_id", "device", "logger")}  # where it runs and is watched
     if "protocol" in payload:
         payload["protocol"] = {k: v for k, v in payload["protocol"].items()
                                if k not in ID_NEUTRAL_PROTOCOL or v != ID_NEUTRAL_PROTOCOL[k]}
@@ -137,6 +137,10 @@ def expand(cfg: DictConfig) -> list[dict[str, Any]]:
     algo_cfgs = [cfg.algorithm] if cfg.get("algorithm") else [load_group("algorithm", n) for n in suite.algorithms]
     task_cfgs = [cfg.task] if cfg.get("task") else [load_group("task", n) for n in suite.tasks]
     seeds = [cfg.seed] if cfg.get("seed") is not None else list(suite.seeds)
+    from harness.trackers import logger_names
+
+    logger = logger_names(cfg.get("logger"))  # csv first, then tensorboard / wandb
+    algorithm_seeds = _plain(suite.get("algorithm_seeds"))  # seeds of some methods instead of suite.seeds
     jobs = []
     for task_cfg in task_cfgs:
         try:
@@ -156,12 +160,12 @@ def expand(cfg: DictConfig) -> list[dict[str, Any]]:
                 protocol = Protocol(**OmegaConf.to_container(protocol))
             except TypeError as exc:
                 raise ConfigError(f"bad protocol option: {exc}; valid: {', '.join(Protocol.__dataclass_fields__)}") from None
-            for seed in seeds:
+            for seed in seeds if cfg.get("seed") is not None else algorithm_seeds.get(algo["name"], seeds):
                 if int(seed) < 0:
                     raise ConfigError(f"seed must be >= 0, got {seed}")
                 job = {"suite": suite.name, "seed": int(seed), "algorithm": algo,
                        "task": {"name": task.name, "domain": task.domain}, "protocol": asdict(protocol),
-                       "device": cfg.get("device", "auto")}
+                       "device": cfg.get("device", "auto"), "logger": logger}
                 job["job_id"] = job_id(job)
                 jobs.append(job)
     return jobs

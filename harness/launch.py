@@ -231,7 +231,10 @@ def slurm_executor(launcher, folder: Path, n_jobs: int):
             params[f"slurm_{key}"] = str(launcher[key])
     # the job imports this checkout's harness, wherever the job starts
     root = Path(__file__).resolve().parents[1]
-    params["slurm_setup"] = [f'export PYTHONPATH="{root}${{PYTHONPATH:+:$PYTHONPATH}}"', *(launcher.get("setup") or [])]
+    from harness.trackers import slurm_env_exports
+
+    params["slurm_setup"] = [f'export PYTHONPATH="{root}${{PYTHONPATH:+:$PYTHONPATH}}"', *slurm_env_exports(),
+                             *(launcher.get("setup") or [])]
     ex.update_parameters(**params)
     return ex
 

@@ -33,8 +33,8 @@ def check_group_choices(argv: list[str]) -> None:
 
 
 def closing_table(jobs, runs_dir: Path, errors: dict[str, str]) -> str:
-    """Per (algorithm, task): offline -> final score and the lowest early fine-tuning score,
-    mean +- std over seeds."""
+    """Per (algorithm, task): offline -> final score, the lowest early fine-tuning score and the
+    unlearning dip (offline score - early min, at least 0), mean +- std over seeds."""
     import numpy as np
 
     from harness.jobs import run_dir
@@ -49,13 +49,19 @@ def closing_table(jobs, runs_dir: Path, errors: dict[str, str]) -> str:
         v = [x for x in values if x is not None]
         return f"{np.mean(v):6.1f} ± {np.std(v):4.1f}" if v else "   n/a      "
 
-    header = f"{'algorithm':<10} {'task':<28} {'offline':>13} -> {'final':<13} {'early min':>13}  runs"
+    def dip(r):
+        if r.get("offline_score") is None or r.get("early_min_score") is None:
+            return None
+        return max(0.0, r["offline_score"] - r["early_min_score"])
+
+    header = (f"{'algorithm':<10} {'task':<28} {'offline':>13} -> {'final':<13} {'early min':>13} "
+              f"{'dip':>13}  runs")
     lines = [header, "-" * len(header)]
-    for (algo, task), runs in sorted(groups.items()):
+    for (algo, task), runs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):  # methods side by side
         done = [r for r in runs if r.get("status") == "done"]
         lines.append(f"{algo:<10} {task:<28} {stat(r['offline_score'] for r in done):>13} -> "
-                     f"{stat(r['final_score'] for r in done):<13} {stat(r.get('early_min_score') for r in done):>13}"
-                     f"  {len(done)}/{len(runs)} done")
+                     f"{stat(r['final_score'] for r in done):<13} {stat(r.get('early_min_score') for r in done):>13} "
+                     f"{stat(dip(r) for r in done):>13}  {len(done)}/{len(runs)} done")
     return "\n".join(lines)
 
 
@@ -107,6 +113,9 @@ def main_with_config(cfg) -> int:
         print(job_table(jobs, runs_dir, cfg.cost))
         return 0
     check_run_dirs(jobs, runs_dir)  # before any work: a changed config never overwrites old runs
+    from harness.trackers import check_trackers
+
+    check_trackers(jobs[0]["logger"])  # one line for a missing tensorboard / wandb, not one per job
     if cfg.launcher.name == "slurm":
         check_slurm(cfg.launcher)
     from harness.preflight import preflight
@@ -134,6 +143,11 @@ def main_with_config(cfg) -> int:
             index = build_report(runs_dir / jobs[0]["suite"])
             print(f"report: {index}")
     print(f"results: {(runs_dir / jobs[0]['suite']).resolve()}")
+    from harness.jobs import run_dir
+    from harness.trackers import wandb_offline_runs
+
+    if wandb_offline_runs(run_dir(runs_dir, j) for j in jobs):
+        print(f"W&B offline runs, to upload: wandb sync {runs_dir / jobs[0]['suite']}/*/*/seed*/wandb/offline-run-*")
     return 1 if errors else 0
 
 

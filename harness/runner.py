@@ -24,6 +24,7 @@ from harness.evaluate import evaluate
 from harness.jobs import Protocol, ReplayConfig, RewardTransform
 from harness.replay import Replay, mc_returns
 from harness.store import RunStore, atomic_write, read_summary
+from harness.trackers import Trackers
 from scoring import early_min_score
 
 EVAL_SEED_OFFSET = 10_000_019  # evaluation episodes never share seeds with training episodes
@@ -77,6 +78,7 @@ class Runner:
         self.task = tasks.get(job["task"]["name"])
         self.device = pick_device(job["device"])
         self.store = RunStore(self.dir)
+        self.trackers = Trackers(job, self.dir)  # TensorBoard / W&B next to the CSV files (logger=...)
         self.ckpt_path = self.dir / "checkpoint" / "state.pt"
         self.state = Progress()  # replaced by a checkpoint's on resume
         self.t0 = time.monotonic()
@@ -116,6 +118,7 @@ class Runner:
                    "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
                    "wall_time": self.state.wall_time + time.monotonic() - self.t0}
         import io
+        self.trackers.flush()  # a resume continues the trackers after this checkpoint's step
         buf = io.BytesIO()
         torch.save(payload, buf)
         atomic_write(self.ckpt_path, buf.getvalue())
@@ -151,8 +154,10 @@ class Runner:
         check_run_dir(self.dir, self.job)
         self.store.write_config(self.job)
         self.build()
-        self.try_resume()
+        resumed = self.try_resume()
         self.write_summary("running")
+        self.trackers.start(self.state.step if resumed else None,
+                            {"train": self.store.train, "eval": self.store.evals, "episode": self.store.episodes})
         p = self.protocol
         from tqdm.auto import tqdm
 
@@ -167,10 +172,14 @@ class Runner:
             if not self.state.offline_done:
                 self.offline_phase()
             self.online_phase()
+        except BaseException:
+            self.trackers.finish(error=True)
+            raise
         finally:
             self.bar.close()
         self.store.flush()
         summary = self.write_summary("done")
+        self.trackers.finish(summary)
         if self.ckpt_path.exists():
             self.ckpt_path.unlink()  # a finished run needs only its results
         return summary
@@ -180,12 +189,12 @@ class Runner:
         if p.offline_steps == 0 and not any(r["phase"] == "offline" for r in self.store.evals):
             self.evaluate("offline")
         while s.step < p.offline_steps:
-            batch = self.replay.sample(self.replay_cfg.batch_size, "mix", 1.0, self.with_mc)
+            batch = self.replay.sample(self.replay_cfg.batch_size, "mix", 1.0, self.with_mc or self.logs_next())
             metrics = self.algo.update(batch)
             s.step += 1
             self.bar.update(1)
             if s.step % p.log_every == 0:
-                self.log(metrics, "offline")
+                self.log(metrics, "offline", batch)
             if s.step % p.eval_every_offline == 0 or s.step == p.offline_steps:
                 self.evaluate("offline")
             if p.checkpoint_every and s.step % p.checkpoint_every == 0 and s.step < p.offline_steps:
@@ -219,11 +228,12 @@ class Runner:
             # Updates start after the warm-up, and in replay mode "online" once there is online data.
             updating = s.env_steps > p.warmup_steps and self.replay.can_sample(self.replay_cfg.mode)
             for _ in range(p.utd if updating else 0):
-                metrics = self.algo.update(self.replay.sample(
-                    self.replay_cfg.batch_size, self.replay_cfg.mode, self.replay_cfg.mixing_ratio, self.with_mc))
+                batch = self.replay.sample(self.replay_cfg.batch_size, self.replay_cfg.mode,
+                                           self.replay_cfg.mixing_ratio, self.with_mc or self.logs_next())
+                metrics = self.algo.update(batch)
                 s.step += 1
                 if s.step % p.log_every == 0:
-                    self.log(metrics, "online")
+                    self.log(metrics, "online", batch)
             self.bar.update(1)
             if s.env_steps % p.eval_every == 0 or s.env_steps == p.online_steps:
                 self.evaluate("online")
@@ -231,6 +241,7 @@ class Runner:
                 self.store.episodes.append({"env_steps": s.env_steps, "return": ep_return,
                                             "normalized_score": self.task.episode_score(ep_return, info),
                                             "success": int(ep_success), "length": ep_len})
+                self.trackers.log("episode", self.store.episodes[-1], s.step)
                 s.episodes += 1
                 ep_return, ep_success, ep_len = 0.0, False, 0
                 if s.env_steps < p.online_steps:
@@ -256,7 +267,17 @@ class Runner:
     def episode_seed(self) -> int:
         return self.job["seed"] * 1_000_003 + self.state.episodes
 
-    def log(self, metrics: dict[str, torch.Tensor], phase: str) -> None:
+    def logs_next(self) -> bool:
+        """Whether the next update is logged (its batch then carries Monte-Carlo returns)."""
+        return (self.state.step + 1) % self.protocol.log_every == 0
+
+    def log(self, metrics: dict[str, torch.Tensor], phase: str, batch) -> None:
+        """One train.csv row: the update's metrics, and the calibration of the learned values on
+        its batch for every method that has a Q-function: mean Q(s, pi(s)) (`policy_value`)
+        next to the mean Monte-Carlo return of the batch's trajectories (`mc_return`)."""
+        value = self.algo.policy_value(batch.obs)
+        if value is not None:
+            metrics = {**metrics, "policy_value": value.mean(), "mc_return": batch.mc_return.mean()}
         values = {k: float(v) for k, v in metrics.items()}  # the only host sync of the update loop
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
@@ -267,6 +288,7 @@ class Runner:
         self.rate_t, self.rate_n = now, self.state.step
         self.store.train.append({"phase": phase, "step": self.state.step, "env_steps": self.state.env_steps,
                                  "updates_per_s": rate, **values})
+        self.trackers.log("train", self.store.train[-1], self.state.step)
         self.bar.set_postfix(phase=phase, score=f"{self.last_score:.1f}", upd_s=f"{rate:.0f}", refresh=False)
 
     def evaluate(self, phase: str) -> None:
@@ -274,6 +296,7 @@ class Runner:
         result = evaluate(self.algo, self.eval_env, self.task, self.protocol.eval_episodes,
                           seed=self.job["seed"] + EVAL_SEED_OFFSET)
         self.store.evals.append({"phase": phase, "step": s.step, "env_steps": s.env_steps, **result})
+        self.trackers.log("eval", self.store.evals[-1], s.step)
         self.last_score = result["normalized_score"]
         self.bar.set_postfix(phase=phase, score=f"{self.last_score:.1f}", refresh=True)
         self.store.flush()

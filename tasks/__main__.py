@@ -10,10 +10,10 @@ from tasks.base import DatasetError
 
 
 def _list() -> None:
-    print(f"{'task':<26} {'domain':<10} {'local':<6} source")
+    print(f"{'task':<40} {'domain':<14} {'local':<6} source")
     for name in sorted(tasks.TASKS):
         t = tasks.TASKS[name]
-        print(f"{name:<26} {t.domain:<10} {'yes' if t.dataset_present() else 'no':<6} {t.source}")
+        print(f"{name:<40} {t.domain:<14} {'yes' if t.dataset_present() else 'no':<6} {t.source}")
 
 
 def _info(t) -> None:
