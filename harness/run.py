@@ -14,8 +14,9 @@ GROUPS = ("algorithm", "task", "suite", "launcher")
 
 def check_group_choices(argv: list[str]) -> None:
     """One-line errors for unknown group choices, before Hydra prints its long ones."""
-    from harness.jobs import ConfigError, group_names
+    from harness.jobs import CONF_DIR, ConfigError, group_names, package_yamls
 
+    searchpath = any(arg.lstrip("+~").startswith("hydra.searchpath") for arg in argv)
     for arg in argv:
         key, _, value = arg.partition("=")
         key = key.lstrip("+~")
@@ -24,6 +25,11 @@ def check_group_choices(argv: list[str]) -> None:
             for choice in value.split(","):  # multirun sweeps: algorithm=calql,cql
                 if choice not in names:
                     raise ConfigError(f"unknown {key} '{choice}'; choose one of: {', '.join(names)}")
+                plugin = package_yamls(key).get(choice)
+                if plugin and (CONF_DIR / key / f"{choice}.yaml") != plugin and not searchpath:
+                    package = plugin.parents[2].name  # <package>/conf/<group>/<name>.yaml
+                    raise ConfigError(f"{key} '{choice}' comes from the installed package '{package}'; add "
+                                      f"'hydra.searchpath=[pkg://{package}.conf]' so Hydra finds its yaml")
 
 
 def closing_table(jobs, runs_dir: Path, errors: dict[str, str]) -> str:
@@ -66,7 +72,7 @@ def job_cost(job, runs_dir: Path, cost) -> tuple[int, int, float, str]:
 
     p = job["protocol"]
     updates = p["offline_steps"] + (p["online_steps"] - p.get("warmup_steps", 0)) * p["utd"]
-    horizon = getattr(tasks.get(job["task"]["name"]), "horizon", 1000)
+    horizon = tasks.get(job["task"]["name"]).horizon
     n_evals = -(-p["offline_steps"] // p["eval_every_offline"]) + -(-p["online_steps"] // p["eval_every"])
     env_steps = p["online_steps"] + max(n_evals, 1) * p["eval_episodes"] * horizon  # evaluation: at most
     algo, task = job["algorithm"]["name"], job["task"]["name"]

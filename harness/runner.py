@@ -25,7 +25,7 @@ from harness.jobs import Protocol, ReplayConfig, RewardTransform
 from harness.replay import Replay, mc_returns
 from harness.store import CHECKPOINT_DIR, RunStore, atomic_write, read_summary, remove_empty_checkpoint_dir, remove_orphans
 from harness.trackers import Trackers
-from reports.metrics import early_min_score
+from scoring import early_min_score
 
 EVAL_SEED_OFFSET = 10_000_019  # evaluation episodes never share seeds with training episodes
 
@@ -325,7 +325,8 @@ class Runner:
         wall = self.state.wall_time + time.monotonic() - self.t0
         summary = {
             "status": status, "job_id": self.job["job_id"], "suite": self.job["suite"],
-            "task": self.task.name, "domain": self.task.domain, "algorithm": self.job["algorithm"]["name"],
+            "task": self.task.name, "domain": self.task.domain, "goal": self.task.goal_reaching,
+            "algorithm": self.job["algorithm"]["name"],
             "seed": self.job["seed"],
             "offline_score": offline[-1] if offline else None,
             "final_score": online[-1]["normalized_score"] if online else (offline[-1] if offline else None),

@@ -76,6 +76,8 @@ def _read_run(run_dir: Path) -> tuple[dict, pd.DataFrame | None, pd.DataFrame | 
         row["status"] = summary.get("status", "unknown")
         row["error"] = str(summary.get("error") or "")
         row["domain"] = summary.get("domain") or row["domain"]
+        if row["goal"] is None:  # the task's own fact, written by the runner
+            row["goal"] = summary.get("goal")
         for key in ("wall_time_s", "updates_per_s"):
             row[key] = summary.get(key, np.nan)
     evals = _read_csv(run_dir / "evals.csv")

@@ -20,7 +20,7 @@ def _info(t) -> None:
     doc = (sys.modules[type(t).__module__].__doc__ or "").strip()
     print(f"task:      {t.name}\ndomain:    {t.domain}\nobs/act:   {t.obs_dim} / {t.act_dim}\n"
           f"source:    {t.source}\npresent:   {'yes' if t.dataset_present() else 'no'}\n"
-          f"get it:    {t.how_to_get()}\nhorizon:   {getattr(t, 'horizon', 'n/a')}\n"
+          f"get it:    {t.how_to_get()}\nhorizon:   {t.horizon}\n"
           f"fail_reward: {t.fail_reward}\nscore refs: {t.ref_min_score} / {t.ref_max_score}\n\n{doc}")
 
 

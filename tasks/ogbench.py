@@ -31,26 +31,23 @@ visual tasks' domain `ogbench_visual` the image encoder).
   Rewards and terminals are OGBench's single-task relabeling (`ogbench.utils.load_dataset` with
   `add_info`, then `ogbench.relabel_utils.relabel_dataset`): terminal = mask 0 (all sub-goals
   satisfied), trajectory ends (1,000 transitions) = timeout.
-Rendering (visual): MUJOCO_GL defaults to "egl". On a CPU (Mesa llvmpipe) the visual env renders
+Rendering (visual): MUJOCO_GL defaults to "egl" (set when an env is first made, unless the user set it). On a CPU (Mesa llvmpipe) the visual env renders
 ~2 frames/s (its 4096x4096 shadow map), so regenerating visual data is GPU-machine work.
 """
 from __future__ import annotations
 
+import json
 import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # must precede the first `import mujoco`
+import gymnasium as gym
+import numpy as np
 
-import json  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from dataclasses import asdict, dataclass, replace  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import gymnasium as gym  # noqa: E402
-import numpy as np  # noqa: E402
-
-from tasks.base import Dataset, DatasetError, Task, register_task  # noqa: E402
-from tasks.sources import data_dir  # noqa: E402
+from tasks.base import Dataset, DatasetError, Source, Task, register_task
+from tasks.sources import data_dir
 
 ACTION_CLIP = 1e-5  # FQL's action_clip_eps: tanh policies need |a| < 1
 MINI_EPISODES = 10  # training episodes of the *-mini datasets (10k transitions; +1 validation episode)
@@ -99,6 +96,7 @@ class Recipe:
 
 
 def _ogbench():
+    os.environ.setdefault("MUJOCO_GL", "egl")  # before OGBench imports mujoco; called before every env is made
     import ogbench  # noqa: F401  (registers the envs with gymnasium)
     import ogbench.manipspace  # noqa: F401
 
@@ -304,6 +302,7 @@ def read_metadata(path: Path) -> dict:
 class OGBenchTask(Task):
     act_dim = 5
     ref_min_score, ref_max_score = 0.0, 1.0
+    goal_reaching = True  # success: every sub-goal satisfied
 
     def __init__(self, env_name: str, task_id: int | None = None, recipe: Recipe | None = None,
                  official: bool = True, name: str | None = None, domain: str = "ogbench"):
@@ -341,16 +340,16 @@ class OGBenchTask(Task):
         return (data_dir() / "ogbench" / "generated"
                 / f"{self.dataset_name}-{r.episodes}ep-{r.episode_steps}steps-seed{r.seed}.npz")
 
+    def sources(self) -> list[Source]:
+        """OGBench's official file (if this task reads official data), else the generated one."""
+        paths = [d / f"{self.dataset_name}.npz" for d in official_dirs()] if self.official else []
+        return [Source(name, str(path), path.exists, lambda path=path: self.load_file(path))
+                for name, path in [*(("official", p) for p in paths), ("generated", self.generated_path())]]
+
     def dataset_path(self) -> Path | None:
         """The file the task reads: an official one if present, else the generated one if present."""
-        if self.official:
-            for d in official_dirs():
-                if (d / f"{self.dataset_name}.npz").exists():
-                    return d / f"{self.dataset_name}.npz"
-        return self.generated_path() if self.generated_path().exists() else None
-
-    def dataset_present(self) -> bool:
-        return self.dataset_path() is not None
+        source = self._first_present()
+        return Path(source.where) if source else None
 
     def prepare(self) -> None:
         if not self.dataset_present():
@@ -382,10 +381,6 @@ class OGBenchTask(Task):
             write_npz(path.with_name(path.name.replace(".npz", "-val.npz")), val, {**metadata, "split": "val"})
         write_npz(path, train, {**metadata, "split": "train"})  # last: its presence means complete
         return path
-
-    def load_dataset(self) -> Dataset:
-        self.prepare()
-        return self.load_file(self.dataset_path())
 
     def load_file(self, path: Path) -> Dataset:
         """An OGBench-layout file -> transitions with this task's single-task rewards, as

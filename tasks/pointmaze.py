@@ -59,6 +59,7 @@ class PointMazeTask(GeneratedTask):
     obs_dim, act_dim = 4, 2
     ref_min_score, ref_max_score = 0.0, 1.0
     fail_reward = 0.0
+    goal_reaching = True
 
     def __init__(self, name: str, env_id: str, start_cell, goal_cell, horizon: int, recipe: DatasetRecipe,
                  dense: bool = False):
@@ -101,8 +102,7 @@ class PointMazeTask(GeneratedTask):
         return env
 
     # -- dataset -----------------------------------------------------------------------------
-    def load_dataset(self) -> Dataset:
-        self.prepare()
+    def read_generated(self) -> Dataset:
         return load_minari(self.dataset_id)
 
     def generate(self) -> None:

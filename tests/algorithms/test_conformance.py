@@ -107,6 +107,7 @@ def test_target_networks_get_no_gradients(name):
     algo = make(name)
     algo.update(batch(0))
     targets = [m for k, m in algo.modules().items() if "target" in k and isinstance(m, torch.nn.Module)]
+    assert targets, f"{name}: no target network among modules() (keys with 'target'), so nothing was checked"
     for target in targets:
         for p in target.parameters():
             assert not p.requires_grad and p.grad is None

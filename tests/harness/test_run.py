@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
+import algorithms
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["protocol.offline_steps=200", "protocol.online_steps=400", "protocol.eval_every_offline=100",
         "protocol.eval_every=200", "protocol.eval_episodes=2", "protocol.log_every=50"]
@@ -81,7 +83,7 @@ def test_rerun_skips_finished_jobs(smoke_run):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["algorithm=cqll"], "unknown algorithm 'cqll'; choose one of: awac, calql, cql, iql, rlpd, td3bc, wsrl"),
+    (["algorithm=cqll"], f"unknown algorithm 'cqll'; choose one of: {', '.join(algorithms.available())}"),
     (["suite=nope"], "unknown suite 'nope'; choose one of:"),
     (["task=nope"], "unknown task 'nope'; choose one of:"),
     (["protocol.offline_steps=-5"], "protocol.offline_steps must be >= 0, got -5"),
