@@ -56,8 +56,8 @@ class Batch:
     """One minibatch, every field a tensor on the job's device with leading dim = batch size.
 
     `done` is 1.0 only for true terminals (not time-outs). `mc_return` is the Monte-Carlo
-    discounted return-to-go of the trajectory holding `obs`; it is filled only for methods that
-    list "mc_return" in `Algorithm.needs`.
+    discounted return-to-go of the trajectory holding `obs`; it is filled for methods that list
+    "mc_return" in `Algorithm.needs` (and on the batches the harness logs, for calibration).
     """
 
     obs: torch.Tensor
@@ -105,6 +105,12 @@ class Algorithm(ABC):
             x = x.unsqueeze(0)
         a = self.policy(x, deterministic).cpu().numpy()
         return a[0] if single else a
+
+    def policy_value(self, obs: torch.Tensor) -> torch.Tensor | None:
+        """Q(s, pi(s)) of the deterministic policy action under the method's critic (reduced over
+        an ensemble as its actor reads it), (B,); None for a method without a Q-function. The harness logs its batch
+        mean next to the batch's Monte-Carlo return: the calibration of the learned values."""
+        return None
 
     def observe_dataset(self, obs: torch.Tensor) -> None:
         """Called once with all offline observations (on the job's device, in the dataset's

@@ -48,6 +48,8 @@ class CQLConfig(EncoderConfig):
     actor_hidden: tuple[int, ...] = (256, 256)  # policy MLP widths
     critic_hidden: tuple[int, ...] = (256, 256, 256)  # each Q-network's MLP widths
     n_critics: int = 2  # twin Q, min over them for the actor and the target
+    actor_layer_norm: bool = False  # LayerNorm in the policy's hidden layers (WSRL's pre-training)
+    critic_layer_norm: bool = False  # LayerNorm in the Q-networks' hidden layers (WSRL's pre-training)
     gamma: float = 0.99  # discount
     tau: float = 5e-3  # soft target update rate, every step
     actor_lr: float = 1e-4
@@ -88,8 +90,10 @@ class CQL(Algorithm):
         self.encoder_target = target_copy(self.encoder)
         obs_dim, act_dim = self.encoder.out_dim, action_spec.dim
         self.actor = TanhGaussianActor(obs_dim, act_dim, config.actor_hidden,
-                                       log_std_affine=(1.0, -1.0) if config.log_std_affine else None).to(self.device)
-        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics).to(self.device)
+                                       log_std_affine=(1.0, -1.0) if config.log_std_affine else None,
+                                       layer_norm=config.actor_layer_norm).to(self.device)
+        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics,
+                                     layer_norm=config.critic_layer_norm).to(self.device)
         self.critic_target = target_copy(self.critic)
         self.log_alpha = torch.zeros((), device=self.device, requires_grad=True)
         self.log_alpha_prime = torch.full((), config.cql_lagrange_init, device=self.device, requires_grad=True)
@@ -102,6 +106,11 @@ class CQL(Algorithm):
 
     def policy(self, obs, deterministic):
         return self.actor(self.encoder(obs), deterministic)[0]
+
+    @torch.no_grad()
+    def policy_value(self, obs):
+        features = self.encoder(obs)
+        return self.critic(features, self.actor(features, True)[0]).min(0).values
 
     def bound_policy_q(self, q: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Hook on the Q-values of policy actions in the push-down term; CQL leaves them as they are."""
@@ -180,9 +189,8 @@ class CQL(Algorithm):
             "q_data": q_data.detach().mean(), "q_pi": q_pi.detach().mean(),
             "td_target": td_target.mean(),
         }
-        if bound_rate is not None:  # calibration: compare q_pi with the reference return
+        if bound_rate is not None:
             metrics["bound_rate"] = bound_rate
-            metrics["mc_return"] = batch.mc_return.mean()
         return metrics
 
     def temperature_loss(self, log_pi: torch.Tensor) -> torch.Tensor:

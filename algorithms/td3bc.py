@@ -94,6 +94,11 @@ class TD3BC(Algorithm):
             return action
         return (action + self.config.expl_noise * torch.randn_like(action)).clamp(-1.0, 1.0)
 
+    @torch.no_grad()
+    def policy_value(self, obs):
+        features = self.obs_norm(self.encoder(obs))
+        return self.critic(features, self.actor(features)).min(0).values
+
     # -- the loss terms, each a function of tensors ----------------------------------------
     def target_action(self, next_obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """clip(pi_target(s') + clip(noise, -c, c), -1, 1); noise ~ N(0, policy_noise)."""

@@ -7,10 +7,13 @@ matmul peak measured in the same run (a 2048^3 fp32 matmul). Shape sets:
   mini      the PointMaze mini tasks (obs 4, act 2) with each yaml's pointmaze networks
   corl      CORL's AntMaze networks (CQL / Cal-QL: Q 5x256 twin, actor 3x256; IQL, TD3+BC 2x256;
             AWAC 3x256), batch 256, next to the public implementations measured on this machine
+            (methods CORL has no implementation of are skipped here)
   checkpoint  one checkpoint of an AntMaze-size run (1M offline transitions, online buffer empty,
             half and full at 1M steps, Cal-QL's paper networks): its size, the time to write it
             and its share of the run time between checkpoints (the task yaml's checkpoint_every),
             at the update rate measured here and at the config's GPU rate; goal: at most 2%
+The update measured is the pre-training one (WSRL: Cal-QL's with its ensemble); `--finetune`
+measures the fine-tuning update instead (after `on_finetune_start`; WSRL: its SAC step).
 Runs on CPU, and on CUDA when present. A script that prints figures, not a test.
 """
 from __future__ import annotations
@@ -27,7 +30,8 @@ from algorithms import ActionSpec, Batch, ObsSpec
 from harness.jobs import CONF_DIR, load_group, resolve_algorithm
 from harness.launch import configure_torch
 
-METHODS = ("cql", "calql", "iql", "td3bc", "awac")
+METHODS = ("cql", "calql", "iql", "td3bc", "awac", "rlpd", "wsrl")
+FLOP_UPDATES = 20  # FLOPs averaged over this many updates: a multiple of every actor period (2, 4, 20)
 # Public implementations at CORL's AntMaze shapes on this machine (machine-notes.md), updates/s,
 # measured while the 2048^3 matmul peak read PUBLIC_PEAK GFLOP/s.
 PUBLIC = {"cql": 6.1, "calql": 6.1, "iql": 139.0, "td3bc": 197.0, "awac": 92.0}
@@ -82,9 +86,9 @@ def updates_per_s(algo, batch, seconds: float) -> float:
 
 def update_flops(algo, batch) -> int:
     with FlopCounterMode(display=False) as counter:
-        for _ in range(2):  # two updates: TD3+BC's actor runs every other step
+        for _ in range(FLOP_UPDATES):  # actors that step every k-th update: TD3+BC 2, WSRL 4, RLPD 20
             algo.update(batch)
-    return counter.get_total_flops() // 2
+    return counter.get_total_flops() // FLOP_UPDATES
 
 
 def matmul_peak(device, n: int = 2048) -> float:
@@ -151,6 +155,7 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--sets", default="paper,mini,corl,checkpoint")
     ap.add_argument("--devices", default="cpu,cuda")
+    ap.add_argument("--finetune", action="store_true", help="measure the fine-tuning update")
     args = ap.parse_args()
     configure_torch(args.threads)  # as the launchers do
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
@@ -170,9 +175,13 @@ def main() -> None:
             if which == "checkpoint":
                 continue
             for m in args.methods.split(","):
+                if which == "corl" and m not in CORL:
+                    continue
                 obs, act, B, hp = shapes(m, which)
                 torch.manual_seed(0)
                 algo = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev)
+                if args.finetune:
+                    algo.on_finetune_start()
                 batch = make_batch(obs, act, B, dev)
                 flops = update_flops(algo, batch)
                 rate = updates_per_s(algo, batch, args.seconds)

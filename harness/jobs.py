@@ -28,6 +28,8 @@ class Protocol:
     offline_steps: int  # gradient steps of offline pre-training
     online_steps: int  # environment steps of online fine-tuning
     utd: int = 1  # gradient updates per environment step while fine-tuning
+    warmup_steps: int = 0  # first online env steps that only fill the buffer (no updates)
+    warmup_policy: str = "policy"  # warm-up actions: "policy" (the frozen pre-trained one, sampled) | "uniform"
     eval_every_offline: int = 10_000  # gradient steps between offline evaluations
     eval_every: int = 2_000  # environment steps between online evaluations
     eval_episodes: int = 20  # deterministic-policy episodes per evaluation
@@ -36,24 +38,31 @@ class Protocol:
 
     def __post_init__(self):
         typed(self, "protocol")
-        for name in ("offline_steps", "online_steps", "checkpoint_every"):
+        for name in ("offline_steps", "online_steps", "checkpoint_every", "warmup_steps"):
             check_range(f"protocol.{name}", getattr(self, name), 0, MAX_STEPS)
         for name in ("utd", "eval_every_offline", "eval_every", "eval_episodes", "log_every"):
             check_range(f"protocol.{name}", getattr(self, name), 0, MAX_STEPS, low_open=True)
         check_range("protocol.utd", self.utd, high=1_000)
         check_range("protocol.eval_episodes", self.eval_episodes, high=100_000)
+        if self.warmup_policy not in ("policy", "uniform"):
+            raise ConfigError(f"protocol.warmup_policy must be 'policy' or 'uniform', got '{self.warmup_policy}'")
+        if self.online_steps and self.warmup_steps >= self.online_steps:
+            raise ConfigError(f"protocol.warmup_steps ({self.warmup_steps}) must be below protocol.online_steps "
+                              f"({self.online_steps}): the warm-up would take all of fine-tuning; lower warmup_steps")
 
 
 @dataclass(frozen=True)
 class ReplayConfig:
-    mode: str = "mix"  # "mix": fixed offline fraction per batch; "append": one combined buffer
+    # "mix": fixed offline fraction per batch; "append": one combined buffer; "online": the offline
+    # data is dropped when fine-tuning starts (batches from online data only)
+    mode: str = "mix"
     mixing_ratio: float = 0.5  # offline fraction of each fine-tuning batch in "mix" mode
     batch_size: int = 256
 
     def __post_init__(self):
         typed(self, "algorithm.replay")
-        if self.mode not in ("mix", "append"):
-            raise ConfigError(f"algorithm.replay.mode must be 'mix' or 'append', got '{self.mode}'")
+        if self.mode not in ("mix", "append", "online"):
+            raise ConfigError(f"algorithm.replay.mode must be 'mix', 'append' or 'online', got '{self.mode}'")
         if not 0.0 <= self.mixing_ratio <= 1.0:
             raise ConfigError(f"algorithm.replay.mixing_ratio must be in [0, 1], got {self.mixing_ratio}")
         check_range("algorithm.replay.batch_size", self.batch_size, 0, MAX_BATCH, low_open=True)
@@ -83,8 +92,15 @@ class RunOptions:
     progress: bool = True
     report: bool = True
     retries: int = 0
+    threads: int = 1  # torch threads per job (part of the job id)
 
     def __post_init__(self):
+        try:
+            threads = coerce(self.threads, int, "threads")
+        except ConfigError:
+            threads = 0
+        if not 1 <= threads <= 4096:
+            raise ConfigError(f"threads must be a whole number >= 1 (torch threads per job), got {self.threads!r}")
         typed(self, "")
         if self.seed is not None:
             check_range("seed", self.seed, 0, MAX_SEED)
@@ -98,13 +114,31 @@ class RunOptions:
 @dataclass(frozen=True)
 class LocalLauncher:
     name: str = "local"
-    workers: int = 2  # worker processes
-    threads: int = 0  # torch threads per worker (0: the cores divided between the workers)
+    workers: int = 0  # worker processes (0: as many as the cores hold jobs of `threads` threads)
 
     def __post_init__(self):
         typed(self, "launcher")
-        check_range("launcher.workers", self.workers, 1, 4096)
-        check_range("launcher.threads", self.threads, 0, 4096)
+        check_range("launcher.workers", self.workers, 0, 4096)
+
+
+@dataclass(frozen=True)
+class SlurmLauncher:
+    """The SLURM launcher's numbers (its cluster names pass unchecked: sbatch judges them)."""
+
+    name: str = "slurm"
+    timeout_min: int = 240
+    array_parallelism: int = 32
+    signal_delay_s: int = 120
+    grace_s: int = 60
+    max_num_timeout: int = 20
+    poll_s: float = 10.0
+
+    def __post_init__(self):
+        typed(self, "launcher")
+        check_range("launcher.timeout_min", self.timeout_min, 0, low_open=True)
+        for name in ("array_parallelism", "signal_delay_s", "grace_s", "max_num_timeout"):
+            check_range(f"launcher.{name}", getattr(self, name), 0)
+        check_range("launcher.poll_s", self.poll_s, 0, 3600, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -113,6 +147,7 @@ class Suite:
     algorithms: list[str] = field(default_factory=list)
     tasks: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
+    algorithm_seeds: dict[str, list[int]] = field(default_factory=dict)  # some methods' seeds instead of `seeds`
 
     def __post_init__(self):
         for key in ("algorithms", "tasks", "seeds"):
@@ -124,21 +159,33 @@ class Suite:
                 raise ConfigError(f"suite.algorithms and suite.tasks must be lists of names, got {name!r}")
         for seed in self.seeds:
             check_range("suite.seeds", coerce(seed, int, "suite.seeds"), 0, MAX_SEED)
+        if not isinstance(self.algorithm_seeds, dict):
+            raise ConfigError(f"suite.algorithm_seeds must map method names to seed lists, got {self.algorithm_seeds!r}")
+        for name, seeds in self.algorithm_seeds.items():
+            where = f"suite.algorithm_seeds.{name}"
+            if name not in self.algorithms:
+                raise ConfigError(f"{where}: '{name}' is not in suite.algorithms ({', '.join(self.algorithms)})")
+            if not isinstance(seeds, (list, tuple)) or not seeds:
+                raise ConfigError(f"{where} must be a non-empty list of seeds, got {seeds!r}")
+            for seed in seeds:
+                check_range(where, coerce(seed, int, where), 0, MAX_SEED)
 
 
-LAUNCHERS = {"local": LocalLauncher}  # launchers whose options are checked here
+LAUNCHERS = {"local": LocalLauncher, "slurm": SlurmLauncher}  # launchers whose options are checked here
 
 
-def check_options(cfg: DictConfig) -> None:
+def check_options(cfg: DictConfig) -> RunOptions:
     """The front door's own options, the suite and the launcher, before anything is expanded."""
     plain = lambda x: OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x  # noqa: E731
-    RunOptions(**{f: cfg[f] for f in RunOptions.__dataclass_fields__ if f in cfg})
+    options = RunOptions(**{f: cfg[f] for f in RunOptions.__dataclass_fields__ if f in cfg})
     suite = plain(cfg.suite)
-    Suite(**{k: suite[k] for k in ("name", "algorithms", "tasks", "seeds") if k in suite})
+    Suite(**{k: suite[k] for k in ("name", "algorithms", "tasks", "seeds") if k in suite},
+          algorithm_seeds=_plain(suite.get("algorithm_seeds")))
     launcher = plain(cfg.get("launcher")) or {}
     schema = LAUNCHERS.get(launcher.get("name"))
     if schema is not None:
         schema(**{k: v for k, v in launcher.items() if k in schema.__dataclass_fields__})
+    return options
 
 
 def package_yamls(group: str) -> dict[str, Path]:
@@ -179,7 +226,7 @@ def load_group(group: str, name: str) -> DictConfig:
     return OmegaConf.merge(*parts, *([] if "_self_" in defaults else [cfg]))
 
 
-ALGORITHM_KEYS = ("name", "replay", "reward", "hparams")
+ALGORITHM_KEYS = ("name", "replay", "reward", "hparams", "protocol")  # protocol: the method's own (e.g. RLPD's UTD)
 
 
 def resolve_algorithm(algo_cfg: DictConfig | dict, domain: str, *overrides: dict[str, Any]) -> dict[str, Any]:
@@ -210,7 +257,8 @@ def hydra_overrides(argv: list[str]) -> list[str]:
     the schema then checks it."""
     def rewrite(arg: str) -> str:
         key = arg.partition("=")[0]
-        if "=" in arg and key.startswith(("algorithm.", "task.", "suite.protocol.", "suite.algorithm_overrides.")):
+        if "=" in arg and key.startswith(("algorithm.", "task.", "suite.protocol.", "suite.algorithm_overrides.",
+                                                        "suite.algorithm_seeds.")):
             return "++" + arg
         return arg
 
@@ -232,39 +280,54 @@ def command_line_values(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]
     return OmegaConf.to_container(out, resolve=True)
 
 
+# Protocol fields added after results existed: at these values they leave a job's id (and so its
+# finished run directory) as it was.
+ID_NEUTRAL_PROTOCOL = {"warmup_steps": 0, "warmup_policy": "policy"}
+
+
 def job_id(job: dict[str, Any]) -> str:
-    payload = {k: v for k, v in job.items() if k not in ("job_id", "device")}
+    payload = {k: v for k, v in job.items() if k not in ("job_id", "device", "logger")}  # where it runs and is watched
+    if "protocol" in payload:
+        payload["protocol"] = {k: v for k, v in payload["protocol"].items()
+                               if k not in ID_NEUTRAL_PROTOCOL or v != ID_NEUTRAL_PROTOCOL[k]}
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def expand(cfg: DictConfig, overrides: list[str] = ()) -> list[dict[str, Any]]:
     """All jobs of the composed config, each resolved and validated: algorithm x task x seed.
     `overrides`: the command line's Hydra overrides (they win over every yaml and the suite)."""
-    check_options(cfg)
+    options = check_options(cfg)
     cli = command_line_values(cfg, overrides)
     suite = cfg.suite
     algo_cfgs = [cfg.algorithm] if cfg.get("algorithm") else [load_group("algorithm", n) for n in suite.algorithms]
     task_cfgs = [cfg.task] if cfg.get("task") else [load_group("task", n) for n in suite.tasks]
     seeds = [cfg.seed] if cfg.get("seed") is not None else list(suite.seeds)
     shared = _plain(suite.get("algorithm_overrides"))  # e.g. one replay mode for every method
+    from harness.trackers import logger_names
+
+    logger = logger_names(cfg.get("logger"))  # csv first, then tensorboard / wandb
+    algorithm_seeds = _plain(suite.get("algorithm_seeds"))  # seeds of some methods instead of suite.seeds
+    threads = options.threads
     jobs = []
     for task_cfg in task_cfgs:
         try:
             task = tasks.get(task_cfg.name)
         except KeyError as exc:
             raise ConfigError(exc.args[0]) from None
-        protocol = OmegaConf.merge(task_cfg.protocol, _plain(suite.get("protocol")),
-                                   cli.get("task", {}).get("protocol", {}), _plain(cfg.get("protocol")))
-        try:
-            protocol = Protocol(**check_values(Protocol, OmegaConf.to_container(protocol), "protocol"))
-        except TypeError as exc:
-            raise ConfigError(f"bad protocol option: {exc}; valid: {', '.join(Protocol.__dataclass_fields__)}") from None
         for algo_cfg in algo_cfgs:
             algo = resolve_algorithm(algo_cfg, task.domain, shared, cli.get("algorithm", {}))
-            for seed in seeds:
+            # What the method's protocol differs in (e.g. RLPD: no pre-training, UTD 20) beats the
+            # task's and the suite's protocol; the command line beats everything.
+            protocol = OmegaConf.merge(task_cfg.protocol, _plain(suite.get("protocol")), algo.pop("protocol", {}),
+                                       cli.get("task", {}).get("protocol", {}), _plain(cfg.get("protocol")))
+            try:
+                protocol = Protocol(**check_values(Protocol, OmegaConf.to_container(protocol), "protocol"))
+            except TypeError as exc:
+                raise ConfigError(f"bad protocol option: {exc}; valid: {', '.join(Protocol.__dataclass_fields__)}") from None
+            for seed in seeds if cfg.get("seed") is not None else algorithm_seeds.get(algo["name"], seeds):
                 job = {"suite": suite.name, "seed": int(seed), "algorithm": algo,
                        "task": {"name": task.name, "domain": task.domain}, "protocol": asdict(protocol),
-                       "device": cfg.get("device", "auto")}
+                       "threads": threads, "device": cfg.get("device", "auto"), "logger": logger}
                 job["job_id"] = job_id(job)
                 jobs.append(job)
     return jobs
@@ -291,11 +354,13 @@ def validate_algorithm(algo: dict[str, Any]) -> dict[str, Any]:
                 f"{cls.Config.__qualname__}.", "algorithm.hparams.")) from None
         replay = ReplayConfig(**check_values(ReplayConfig, algo.get("replay") or {}, "algorithm.replay"))
         reward = RewardTransform(**check_values(RewardTransform, algo.get("reward") or {}, "algorithm.reward"))
+        protocol = check_values(Protocol, _plain(algo.get("protocol")), "algorithm.protocol")  # checked whole in expand
     except ConfigError as exc:
         raise ConfigError(f"algorithm '{name}': {exc}") from None
     listed = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731 (yaml-safe, as the yamls write them)
     return {"name": name, "replay": asdict(replay), "reward": asdict(reward),
-            "hparams": {f: listed(getattr(config, f)) for f in cls.Config.__dataclass_fields__}}
+            "hparams": {f: listed(getattr(config, f)) for f in cls.Config.__dataclass_fields__},
+            **({"protocol": protocol} if protocol else {})}
 
 
 def run_dir(runs_dir: str | Path, job: dict[str, Any]) -> Path:

@@ -1,5 +1,6 @@
 """Replay: the offline dataset and the online data in one device-resident store, batches drawn
-either with a fixed offline fraction ("mix") or uniformly over everything ("append"), and
+with a fixed offline fraction ("mix"), uniformly over everything ("append") or from the online
+data alone ("online": the offline data is dropped when fine-tuning starts), and
 Monte-Carlo returns-to-go for every trajectory (offline at load, online when it ends)."""
 from __future__ import annotations
 
@@ -90,10 +91,19 @@ class Replay:
         self.n_online += n
         self.pending.clear()
 
+    def can_sample(self, mode: str) -> bool:
+        """Whether `mode` has data: "online" needs one ended online trajectory."""
+        return mode != "online" or self.n_online > 0
+
     def sample(self, batch_size: int, mode: str, mixing_ratio: float, with_mc_return: bool) -> Batch:
         """mode "mix": round(mixing_ratio * batch_size) rows from offline data, the rest online
-        (all offline while no online trajectory has ended); "append": uniform over both."""
-        if mode == "append" or self.n_online == 0:
+        (all offline while no online trajectory has ended); "append": uniform over both;
+        "online": uniform over the online data (see `can_sample`)."""
+        if mode == "online":
+            if self.n_online == 0:
+                raise RuntimeError("replay mode 'online' has no online data yet: no online trajectory has ended")
+            idx = self.n_offline + torch.randint(0, self.n_online, (batch_size,), device=self.device)
+        elif mode == "append" or self.n_online == 0:
             idx = torch.randint(0, self.n_offline + self.n_online, (batch_size,), device=self.device)
         else:
             n_off = int(round(mixing_ratio * batch_size))

@@ -14,8 +14,9 @@ GROUPS = ("algorithm", "task", "suite", "launcher")
 
 def check_group_choices(argv: list[str]) -> None:
     """One-line errors for unknown group choices, before Hydra prints its long ones."""
-    from harness.jobs import ConfigError, group_names
+    from harness.jobs import CONF_DIR, ConfigError, group_names, package_yamls
 
+    searchpath = any(arg.lstrip("+~").startswith("hydra.searchpath") for arg in argv)
     for arg in argv:
         key, _, value = arg.partition("=")
         key = key.lstrip("+~")
@@ -24,11 +25,16 @@ def check_group_choices(argv: list[str]) -> None:
             for choice in value.split(","):  # multirun sweeps: algorithm=calql,cql
                 if choice not in names:
                     raise ConfigError(f"unknown {key} '{choice}'; choose one of: {', '.join(names)}")
+                plugin = package_yamls(key).get(choice)
+                if plugin and (CONF_DIR / key / f"{choice}.yaml") != plugin and not searchpath:
+                    package = plugin.parents[2].name  # <package>/conf/<group>/<name>.yaml
+                    raise ConfigError(f"{key} '{choice}' comes from the installed package '{package}'; add "
+                                      f"'hydra.searchpath=[pkg://{package}.conf]' so Hydra finds its yaml")
 
 
 def closing_table(jobs, runs_dir: Path, errors: dict[str, str]) -> str:
-    """Per (algorithm, task): offline -> final score and the lowest early fine-tuning score,
-    mean +- std over seeds."""
+    """Per (algorithm, task): offline -> final score, the lowest early fine-tuning score and the
+    unlearning dip (offline score - early min, at least 0), mean +- std over seeds."""
     import numpy as np
 
     from harness.jobs import run_dir
@@ -43,13 +49,19 @@ def closing_table(jobs, runs_dir: Path, errors: dict[str, str]) -> str:
         v = [x for x in values if x is not None]
         return f"{np.mean(v):6.1f} ± {np.std(v):4.1f}" if v else "   n/a      "
 
-    header = f"{'algorithm':<10} {'task':<28} {'offline':>13} -> {'final':<13} {'early min':>13}  runs"
+    def dip(r):
+        if r.get("offline_score") is None or r.get("early_min_score") is None:
+            return None
+        return max(0.0, r["offline_score"] - r["early_min_score"])
+
+    header = (f"{'algorithm':<10} {'task':<28} {'offline':>13} -> {'final':<13} {'early min':>13} "
+              f"{'dip':>13}  runs")
     lines = [header, "-" * len(header)]
-    for (algo, task), runs in sorted(groups.items()):
+    for (algo, task), runs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):  # methods side by side
         done = [r for r in runs if r.get("status") == "done"]
         lines.append(f"{algo:<10} {task:<28} {stat(r['offline_score'] for r in done):>13} -> "
-                     f"{stat(r['final_score'] for r in done):<13} {stat(r.get('early_min_score') for r in done):>13}"
-                     f"  {len(done)}/{len(runs)} done")
+                     f"{stat(r['final_score'] for r in done):<13} {stat(r.get('early_min_score') for r in done):>13} "
+                     f"{stat(dip(r) for r in done):>13}  {len(done)}/{len(runs)} done")
     return "\n".join(lines)
 
 
@@ -59,8 +71,8 @@ def job_cost(job, runs_dir: Path, cost) -> tuple[int, int, float, str]:
     from harness.store import read_summary
 
     p = job["protocol"]
-    updates = p["offline_steps"] + p["online_steps"] * p["utd"]
-    horizon = getattr(tasks.get(job["task"]["name"]), "horizon", 1000)
+    updates = p["offline_steps"] + (p["online_steps"] - p.get("warmup_steps", 0)) * p["utd"]
+    horizon = tasks.get(job["task"]["name"]).horizon
     n_evals = -(-p["offline_steps"] // p["eval_every_offline"]) + -(-p["online_steps"] // p["eval_every"])
     env_steps = p["online_steps"] + max(n_evals, 1) * p["eval_episodes"] * horizon  # evaluation: at most
     algo, task = job["algorithm"]["name"], job["task"]["name"]
@@ -125,7 +137,10 @@ def main_with_config(cfg, overrides: list[str] = ()) -> int:
     if todo and read_only:
         raise ConfigError(read_only)
     check_run_dirs(jobs, runs_dir)  # before any work: a changed config never overwrites old runs
-    if todo:  # a finished study needs neither data nor a cluster
+    if todo:  # a finished study needs neither data, trackers nor a cluster
+        from harness.trackers import check_trackers
+
+        check_trackers(jobs[0]["logger"])  # one line for a missing tensorboard / wandb, not one per job
         if cfg.launcher.name == "slurm":
             check_slurm(cfg.launcher)
         from harness.preflight import preflight
@@ -161,6 +176,11 @@ def main_with_config(cfg, overrides: list[str] = ()) -> int:
                 print(f"report not written ({exc.strerror or exc}: {exc.filename}); free space and run "
                       f"python -m reports {suite_dir}, or write it elsewhere with --out DIR", file=sys.stderr)
     print(f"results: {suite_dir.resolve()}")
+    from harness.jobs import run_dir
+    from harness.trackers import wandb_offline_runs
+
+    if wandb_offline_runs(run_dir(runs_dir, j) for j in jobs):
+        print(f"W&B offline runs, to upload: wandb sync {suite_dir}/*/*/seed*/wandb/offline-run-*")
     return 1 if errors else 0
 
 

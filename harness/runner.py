@@ -23,8 +23,9 @@ import tasks
 from harness.evaluate import evaluate
 from harness.jobs import Protocol, ReplayConfig, RewardTransform
 from harness.replay import Replay, mc_returns
-from harness.store import RunStore, atomic_write, read_summary
-from reports.metrics import early_min_score
+from harness.store import CHECKPOINT_DIR, RunStore, atomic_write, read_summary, remove_empty_checkpoint_dir, remove_orphans
+from harness.trackers import Trackers
+from scoring import early_min_score
 
 EVAL_SEED_OFFSET = 10_000_019  # evaluation episodes never share seeds with training episodes
 
@@ -81,9 +82,11 @@ class Runner:
         self.task = tasks.get(job["task"]["name"])
         self.device = pick_device(job["device"])
         self.store = RunStore(self.dir)
-        self.ckpt_path = self.dir / "checkpoint" / "state.pt"
+        self.trackers = Trackers(job, self.dir)  # TensorBoard / W&B next to the CSV files (logger=...)
+        self.ckpt_path = self.dir / CHECKPOINT_DIR / "state.pt"
         self.state = Progress()  # replaced by a checkpoint's on resume
-        self.t0 = time.monotonic()
+        self.t0, self.started_at = time.monotonic(), time.time()
+        self.attempt_wall_before = 0.0  # wall time of earlier attempts, when this one started
         self.ckpt_seconds, self.ckpt_count = 0.0, 0  # this attempt's checkpoints
         # Every update is watched on the device, without a host sync: `finite_prefix` counts the
         # updates since the last check before the first one with a non-finite metric, `finite_keys`
@@ -130,6 +133,7 @@ class Runner:
                    "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
                    "wall_time": self.state.wall_time + time.monotonic() - self.t0}
         import io
+        self.trackers.flush()  # a resume continues the trackers after this checkpoint's step
         buf = io.BytesIO()
         torch.save(payload, buf)
         atomic_write(self.ckpt_path, buf.getvalue())
@@ -162,12 +166,18 @@ class Runner:
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        self.t0 = time.monotonic()
+        self.t0, self.started_at = time.monotonic(), time.time()
         check_run_dir(self.dir, self.job)
+        remove_orphans(self.dir)  # of an earlier attempt killed during a write
+        previous = read_summary(self.dir)
         self.store.write_config(self.job)
         self.build()
-        self.try_resume()
+        resumed = self.try_resume()
+        self.state.wall_time = max(self.state.wall_time, self.time_until_last_write(previous))
+        self.attempt_wall_before = self.state.wall_time
         self.write_summary("running")
+        self.trackers.start(self.state.step if resumed else None,
+                            {"train": self.store.train, "eval": self.store.evals, "episode": self.store.episodes})
         p = self.protocol
         from tqdm.auto import tqdm
 
@@ -182,13 +192,17 @@ class Runner:
             if not self.state.offline_done:
                 self.offline_phase()
             self.online_phase()
+        except BaseException:
+            self.trackers.finish(error=True)
+            raise
         finally:
             self.bar.close()
         self.check_finite("online" if self.protocol.online_steps else "offline")
         self.store.flush()
         summary = self.write_summary("done")
-        if self.ckpt_path.exists():
-            self.ckpt_path.unlink()  # a finished run needs only its results
+        self.trackers.finish(summary)
+        self.ckpt_path.unlink(missing_ok=True)  # a finished run needs only its results
+        remove_empty_checkpoint_dir(self.dir)
         return summary
 
     def offline_phase(self) -> None:
@@ -197,12 +211,12 @@ class Runner:
         if p.offline_steps == 0 and not any(r["phase"] == "offline" for r in self.store.evals):
             self.evaluate("offline")
         while s.step < p.offline_steps:
-            batch = self.replay.sample(self.replay_cfg.batch_size, "mix", 1.0, self.with_mc)
+            batch = self.replay.sample(self.replay_cfg.batch_size, "mix", 1.0, self.with_mc or self.logs_next())
             metrics = self.watch(self.algo.update(batch))
             s.step += 1
             self.bar.update(1)
             if s.step % p.log_every == 0:
-                self.log(metrics, "offline")
+                self.log(metrics, "offline", batch)
             if s.step % p.eval_every_offline == 0 or s.step == p.offline_steps:
                 self.evaluate("offline")
             if p.checkpoint_every and s.step % p.checkpoint_every == 0 and s.step < p.offline_steps:
@@ -222,7 +236,10 @@ class Runner:
         obs, _ = env.reset(seed=self.episode_seed())
         ep_return, ep_success, ep_len = 0.0, False, 0
         while s.env_steps < p.online_steps:
-            action = self.finite_action(self.algo.act(obs, deterministic=False), "online")
+            if s.env_steps < p.warmup_steps and p.warmup_policy == "uniform":
+                action = self.uniform_action()
+            else:  # during a "policy" warm-up the policy is frozen: no updates yet
+                action = self.finite_action(self.algo.act(obs, deterministic=False), "online")
             next_obs, reward, terminated, truncated, info = env.step(action)
             s.env_steps += 1
             ep_return += reward
@@ -231,12 +248,15 @@ class Runner:
             end = terminated or truncated or s.env_steps == p.online_steps
             self.replay.add(obs, action, self.reward(reward), next_obs, terminated, end)
             obs = next_obs
-            for _ in range(p.utd):
-                metrics = self.watch(self.algo.update(self.replay.sample(
-                    self.replay_cfg.batch_size, self.replay_cfg.mode, self.replay_cfg.mixing_ratio, self.with_mc)))
+            # Updates start after the warm-up, and in replay mode "online" once there is online data.
+            updating = s.env_steps > p.warmup_steps and self.replay.can_sample(self.replay_cfg.mode)
+            for _ in range(p.utd if updating else 0):
+                batch = self.replay.sample(self.replay_cfg.batch_size, self.replay_cfg.mode,
+                                           self.replay_cfg.mixing_ratio, self.with_mc or self.logs_next())
+                metrics = self.watch(self.algo.update(batch))
                 s.step += 1
                 if s.step % p.log_every == 0:
-                    self.log(metrics, "online")
+                    self.log(metrics, "online", batch)
             self.bar.update(1)
             if s.env_steps % p.eval_every == 0 or s.env_steps == p.online_steps:
                 self.evaluate("online")
@@ -244,6 +264,7 @@ class Runner:
                 self.store.episodes.append({"env_steps": s.env_steps, "return": ep_return,
                                             "normalized_score": self.task.episode_score(ep_return, info),
                                             "success": int(ep_success), "length": ep_len})
+                self.trackers.log("episode", self.store.episodes[-1], s.step)
                 s.episodes += 1
                 ep_return, ep_success, ep_len = 0.0, False, 0
                 if s.env_steps < p.online_steps:
@@ -254,6 +275,20 @@ class Runner:
                         self.save_checkpoint()
                     if self.stop_requested():
                         self.stop()
+
+    def uniform_action(self) -> np.ndarray:
+        """A uniform random action from torch's CPU RNG (a checkpoint restores it)."""
+        spec = self.algo.action_spec
+        return (torch.rand(spec.dim, dtype=torch.float64) * (spec.high - spec.low) + spec.low).numpy().astype(np.float32)
+
+    def time_until_last_write(self, previous: dict[str, Any] | None) -> float:
+        """Wall time of the earlier attempts up to the interrupted one's last write, so that work
+        lost since its last checkpoint still counts (0 when there was none)."""
+        if not previous or previous.get("status") != "running" or "attempt_started_at" not in previous:
+            return 0.0
+        files = [self.dir / n for n in ("summary.json", "evals.csv", "train.csv", "episodes.csv")] + [self.ckpt_path]
+        last_write = max((p.stat().st_mtime for p in files if p.exists()), default=previous["attempt_started_at"])
+        return previous["attempt_wall_before_s"] + max(0.0, last_write - previous["attempt_started_at"])
 
     def stop(self) -> None:
         """At a safe point after a stop request: checkpoint, then hand control to the launcher."""
@@ -317,14 +352,29 @@ class Runner:
                            f"{self.divergence_advice(['actor'])}")
         return action
 
-    def log(self, metrics: dict[str, torch.Tensor], phase: str) -> None:
+    def logs_next(self) -> bool:
+        """Whether the next update is logged (its batch then carries Monte-Carlo returns)."""
+        return (self.state.step + 1) % self.protocol.log_every == 0
+
+    def log(self, metrics: dict[str, torch.Tensor], phase: str, batch) -> None:
+        """One train.csv row: the update's metrics, and the calibration of the learned values on
+        its batch for every method that has a Q-function: mean Q(s, pi(s)) (`policy_value`)
+        next to the mean Monte-Carlo return of the batch's trajectories (`mc_return`)."""
         self.check_finite(phase)
+        value = self.algo.policy_value(batch.obs)
+        if value is not None:
+            metrics = {**metrics, "policy_value": value.mean(), "mc_return": batch.mc_return.mean()}
         values = {k: float(v) for k, v in metrics.items()}
+        bad = [k for k, v in values.items() if not math.isfinite(v)]  # the calibration values, not watched
+        if bad:
+            raise Diverged(f"diverged: non-finite {', '.join(bad)} at update {self.state.step} ({phase} phase; "
+                           f"the run is failed, not done); {self.divergence_advice(bad)}")
         now = time.monotonic()
         rate = (self.state.step - self.rate_n) / max(now - self.rate_t, 1e-9)
         self.rate_t, self.rate_n = now, self.state.step
         self.store.train.append({"phase": phase, "step": self.state.step, "env_steps": self.state.env_steps,
                                  "updates_per_s": rate, **values})
+        self.trackers.log("train", self.store.train[-1], self.state.step)
         self.bar.set_postfix(phase=phase, score=f"{self.last_score:.1f}", upd_s=f"{rate:.0f}", refresh=False)
 
     def evaluate(self, phase: str) -> None:
@@ -334,6 +384,7 @@ class Runner:
                           seed=self.job["seed"] + EVAL_SEED_OFFSET,
                           check_action=lambda a: self.finite_action(a, f"{phase} evaluation"))
         self.store.evals.append({"phase": phase, "step": s.step, "env_steps": s.env_steps, **result})
+        self.trackers.log("eval", self.store.evals[-1], s.step)
         self.last_score = result["normalized_score"]
         self.bar.set_postfix(phase=phase, score=f"{self.last_score:.1f}", refresh=True)
         self.store.flush()
@@ -348,7 +399,8 @@ class Runner:
         wall = self.state.wall_time + time.monotonic() - self.t0
         summary = {
             "status": status, "job_id": self.job["job_id"], "suite": self.job["suite"],
-            "task": self.task.name, "domain": self.task.domain, "algorithm": self.job["algorithm"]["name"],
+            "task": self.task.name, "domain": self.task.domain, "goal": self.task.goal_reaching,
+            "algorithm": self.job["algorithm"]["name"],
             "seed": self.job["seed"],
             "offline_score": offline[-1] if offline else None,
             "final_score": online[-1]["normalized_score"] if online else (offline[-1] if offline else None),
@@ -365,14 +417,26 @@ class Runner:
             import os
             import socket
 
-            summary.update(host=socket.gethostname(), pid=os.getpid(),
-                           slurm_job_id=os.environ.get("SLURM_JOB_ID"))
+            summary.update(host=socket.gethostname(), pid=os.getpid(), slurm_job_id=slurm_job_id(),
+                           attempt_started_at=self.started_at, attempt_wall_before_s=round(self.attempt_wall_before, 2))
+        elif status == "failed" and slurm_job_id():
+            summary["slurm_job_id"] = slurm_job_id()
         if error:
             summary["error"] = error
         if traceback_tail:
             summary["traceback"] = traceback_tail
         self.store.write_summary(summary)
         return summary
+
+
+def slurm_job_id() -> str | None:
+    """This process's SLURM job as squeue names it: `<array id>_<task>` in an array, else the id."""
+    import os
+
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
 
 
 def check_run_dir(run_dir: Path, job: dict[str, Any]) -> None:
@@ -398,6 +462,7 @@ def run_job(job: dict[str, Any], run_dir: Path, progress_bar: bool = True,
     Failures are recorded in summary.json with their error and re-raised."""
     previous = read_summary(run_dir)
     if previous and previous.get("status") == "done" and previous.get("job_id") == job["job_id"]:
+        remove_orphans(run_dir)
         return previous
     runner = Runner(job, run_dir, progress_bar, stop_requested)
     try:

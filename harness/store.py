@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,21 @@ import yaml
 
 EVAL_COLUMNS = ["phase", "step", "env_steps", "return", "normalized_score", "success"]
 EPISODE_COLUMNS = ["env_steps", "return", "normalized_score", "success", "length"]
+CHECKPOINT_DIR = "checkpoint"  # <run dir>/checkpoint/state.pt while a run is unfinished
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write aside, then rename. The file gets the mode the umask allows (0644 under umask 022),
+    as `open` would give it: mkstemp's 0600 would hide results from others on shared storage."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    while True:  # `.<name>.<random>` beside it, created with 0666 & ~umask by the kernel
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
@@ -48,6 +58,26 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):  # absent, unreadable, truncated (JSONDecodeError is a ValueError)
         return None
     return summary if isinstance(summary, dict) else None
+
+
+def remove_orphans(run_dir: Path) -> list[Path]:
+    """Temp files of writes cut short (`kill -9` between `atomic_write`'s open and rename; a
+    partial checkpoint can be hundreds of MB) and an empty `checkpoint/` folder. Called when a
+    run starts, when nothing else writes into its directory. Returns what it removed."""
+    run_dir = Path(run_dir)
+    names = ["config.yaml", "summary.json", "evals.csv", "train.csv", "episodes.csv"]
+    found = [p for n in names for p in run_dir.glob(f".{n}.*")] + list(run_dir.glob(f"{CHECKPOINT_DIR}/.state.pt.*"))
+    for p in found:
+        p.unlink(missing_ok=True)
+    remove_empty_checkpoint_dir(run_dir)
+    return found
+
+
+def remove_empty_checkpoint_dir(run_dir: Path) -> None:
+    try:
+        (Path(run_dir) / CHECKPOINT_DIR).rmdir()
+    except OSError:  # absent or not empty
+        pass
 
 
 class RunStore:

@@ -36,7 +36,7 @@ def build_report(runs_dir, out_dir=None, dip_window: float = metrics.DEFAULT_DIP
         raise StoreError(f"cannot write the report into {out_dir} ({exc.strerror or exc}); "
                          f"write it elsewhere with --out DIR") from None
     if store.runs["suite"].nunique() > 1:  # the same task name may mean different things per suite
-        for frame in (store.runs, store.evals):
+        for frame in (store.runs, store.evals, store.train):
             frame["task"] = frame["suite"] + "/" + frame["task"]
     per_run = metrics.all_run_metrics(store, dip_window)
     write_csv(store.evals, out_dir / "evals_tidy.csv")
@@ -57,6 +57,8 @@ def build_report(runs_dir, out_dir=None, dip_window: float = metrics.DEFAULT_DIP
         if mats.tasks:
             sections += _aggregate_sections(store, mats, curves, out_dir, fig_dir, reps, seed)
         sections += _per_task_sections(per_run, curves, out_dir, fig_dir, reps, seed)
+        if per_run["policy_value_end"].notna().any():
+            sections.append(_calibration_section(per_run, store.train, out_dir, fig_dir, reps, seed))
     else:
         sections.append(("Results", "<p class='warn'>No completed run yet: nothing to aggregate.</p>"))
 
@@ -133,11 +135,23 @@ def _per_task_sections(per_run, curves, out_dir, fig_dir, reps, seed):
         tables.metric_table(per_run, "relative_dip", "Relative unlearning dip (dip / J0)", False, 2,
                             "NaN runs (J0 = 0) are skipped"),
         tables.recovery_table(per_run),
+        tables.per_seed_table(per_run, "dip", "Unlearning dip of every run"),
+        tables.per_seed_table(per_run, "offline_score", "Offline score J0 of every run"),
+        tables.per_seed_table(per_run, "final_score", "Final score of every run"),
     ]
     _write_tables(out_dir, "task_tables", task_tables)
     body = (figure(f_tasks[0], out_dir, "Per-task IQM over seeds with 95% bootstrap bands; dashed line: end of "
                    "pre-training") + "".join(tables.to_html(t) for t in task_tables))
     return [("Per-task results", body)]
+
+
+def _calibration_section(per_run, train, out_dir, fig_dir, reps, seed):
+    table = tables.calibration_table(per_run, reps, seed)
+    _write_tables(out_dir, "calibration_tables", [table])
+    f_cal = plots.calibration_plot(per_run, train, fig_dir)
+    return ("Calibration", figure(f_cal[0], out_dir, "Q of the learned policy against the Monte-Carlo return of "
+                                  "the data: at the end of pre-training per run (left), and during training (right)")
+            + tables.to_html(table))
 
 
 def _write_tables(out_dir: Path, name: str, ts) -> None:

@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from abc import abstractmethod
 
-from tasks.base import Task
+from tasks.base import Dataset, Source, Task
 from tasks.sources import minari_present, minari_problem, minari_root
 
 
@@ -47,11 +47,13 @@ class GeneratedTask(Task):
     def generate(self):
         """Collect the dataset and save it with `save_minari`."""
 
-    def dataset_present(self) -> bool:
-        return minari_present(self.dataset_id)
+    @abstractmethod
+    def read_generated(self) -> Dataset:
+        """The generated Minari dataset as flat transitions."""
 
-    def dataset_problem(self) -> str | None:
-        return minari_problem(self.dataset_id) if self.dataset_present() else None
+    def sources(self) -> list[Source]:
+        return [Source("generated", f"Minari dataset '{self.dataset_id}'", lambda: minari_present(self.dataset_id),
+                       self.read_generated, lambda: minari_problem(self.dataset_id))]
 
     def prepare(self) -> None:
         if not self.dataset_present():

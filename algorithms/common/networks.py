@@ -10,34 +10,67 @@ from torch import nn
 from torch.nn import functional as F
 
 
+@torch.no_grad()
+def orthogonal_(weight: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+    """`nn.init.orthogonal_` with its QR decomposition on one thread: MKL's threaded QR rounds
+    differently for each thread count, and a job's initial weights must not depend on it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return nn.init.orthogonal_(weight, gain)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def orthogonal_init(module: nn.Module, gain: float = math.sqrt(2)) -> None:
     """Orthogonal weights, zero biases (as Cal-QL's and CORL's networks)."""
     if isinstance(module, nn.Linear):
-        nn.init.orthogonal_(module.weight, gain)
+        orthogonal_(module.weight, gain)
         nn.init.zeros_(module.bias)
 
 
-def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = False) -> nn.Sequential:
+LAYER_NORM_EPS = 1e-6  # flax.linen.LayerNorm's default (the JAX references: RLPD, WSRL)
+
+
+def xavier_init(module: nn.Module) -> None:
+    """Xavier-uniform weights, zero biases (flax's Dense in RLPD's networks), every layer alike."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+INITS = ("orthogonal", "xavier_uniform")  # weight init schemes of `mlp` and `EnsembleCritic`
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = False,
+        init: str = "orthogonal") -> nn.Sequential:
+    """Linear -> [LayerNorm] -> ReLU per hidden layer, then a linear output layer. `init`:
+    "orthogonal" (gain sqrt 2, output layer 1e-2) or "xavier_uniform" (every layer)."""
     layers: list[nn.Module] = []
     d = in_dim
     for h in hidden:
         layers.append(nn.Linear(d, h))
         if layer_norm:
-            layers.append(nn.LayerNorm(h))
+            layers.append(nn.LayerNorm(h, eps=LAYER_NORM_EPS))
         layers.append(nn.ReLU())
         d = h
     layers.append(nn.Linear(d, out_dim))
     net = nn.Sequential(*layers)
-    net.apply(orthogonal_init)
-    orthogonal_init(layers[-1], gain=1e-2)
+    if init == "xavier_uniform":
+        net.apply(xavier_init)
+    else:
+        net.apply(orthogonal_init)
+        orthogonal_init(layers[-1], gain=1e-2)
     return net
 
 
 @torch.no_grad()
-def init_members(weight: torch.Tensor, gain: float) -> None:
-    """Orthogonal init of each member's (in, out) matrix, like n separate nn.Linear layers."""
+def init_members(weight: torch.Tensor, gain: float, init: str = "orthogonal") -> None:
+    """Orthogonal (or Xavier-uniform: `gain` unused) init of each member's (in, out) matrix, like
+    n separate nn.Linear layers."""
     for i in range(weight.shape[0]):
-        weight[i] = nn.init.orthogonal_(torch.empty(weight.shape[2], weight.shape[1]), gain).T
+        w = torch.empty(weight.shape[2], weight.shape[1])
+        weight[i] = (nn.init.xavier_uniform_(w) if init == "xavier_uniform" else orthogonal_(w, gain)).T
 
 
 class EnsembleLinear(nn.Module):
@@ -45,11 +78,11 @@ class EnsembleLinear(nn.Module):
     parameters only: `EnsembleCritic.forward` applies them in batched matmuls, as trainable
     parameters or as constants (actor losses), and TD3+BC's Q_1 reads the first member's."""
 
-    def __init__(self, n: int, in_dim: int, out_dim: int):
+    def __init__(self, n: int, in_dim: int, out_dim: int, init: str = "orthogonal"):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
         self.bias = nn.Parameter(torch.zeros(n, 1, out_dim))
-        init_members(self.weight, math.sqrt(2))
+        init_members(self.weight, math.sqrt(2), init)
 
 
 class _InPlaceReLU(torch.autograd.Function):
@@ -74,30 +107,64 @@ class _InPlaceReLU(torch.autograd.Function):
 relu_ = _InPlaceReLU.apply
 
 
-class EnsembleCritic(nn.Module):
-    """n Q-networks Q_i(s, a) evaluated together; forward returns (n, B)."""
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the features of each member, with per-member gain (n, 1, d) and bias."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], n: int = 2):
+    def __init__(self, n: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(n, 1, dim))
+
+
+class EnsembleCritic(nn.Module):
+    """n Q-networks Q_i(s, a) evaluated together; forward returns (n, B). `layer_norm`: LayerNorm
+    between each hidden layer's linear map and its ReLU (RLPD's and WSRL's critics)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], n: int = 2,
+                 layer_norm: bool = False, init: str = "orthogonal"):
         super().__init__()
         self.n = n
         dims = (obs_dim + act_dim, *hidden)
-        self.hidden = nn.ModuleList(EnsembleLinear(n, i, o) for i, o in zip(dims[:-1], dims[1:]))
-        self.out = EnsembleLinear(n, dims[-1], 1)
-        init_members(self.out.weight, 1e-2)
+        self.hidden = nn.ModuleList(EnsembleLinear(n, i, o, init) for i, o in zip(dims[:-1], dims[1:]))
+        self.norms = nn.ModuleList(EnsembleLayerNorm(n, o) for o in hidden) if layer_norm else None
+        self.out = EnsembleLinear(n, dims[-1], 1, init)
+        if init != "xavier_uniform":
+            init_members(self.out.weight, 1e-2)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, frozen: bool = False) -> torch.Tensor:
         """Q-values (n, B). `frozen`: the parameters are treated as constants (gradients flow to
         the inputs only), for actor losses: no wasted weight gradients, no stray .grad."""
         x = torch.cat([obs, action], dim=-1)
         x = x.unsqueeze(0).expand(self.n, *x.shape) if x.dim() == 2 else x
-        for layer in self.hidden:
+        for i, layer in enumerate(self.hidden):
             w, b = (layer.weight.detach(), layer.bias.detach()) if frozen else (layer.weight, layer.bias)
             x = torch.bmm(x, w).add_(b)
+            if self.norms is not None:
+                g, c = (self.norms[i].weight, self.norms[i].bias)
+                g, c = (g.detach(), c.detach()) if frozen else (g, c)
+                x = torch.addcmul(c, F.layer_norm(x, x.shape[-1:], eps=LAYER_NORM_EPS), g)
             # The in-place backward pays off on big activations (CQL's 16 MB: ~3% of an update);
             # on small ones the Python Function's call costs more than the pass it saves.
             x = relu_(x) if x.numel() >= 1 << 20 else x.relu_()
         w, b = (self.out.weight.detach(), self.out.bias.detach()) if frozen else (self.out.weight, self.out.bias)
         return torch.baddbmm(b, x, w).squeeze(-1)
+
+
+def sample_members(n: int, size: int, replace: bool, device) -> torch.Tensor:
+    """`size` random ensemble indices out of n from torch's RNG on `device` (so a checkpoint's
+    RNG state replays the same draws): with replacement as `jax.random.randint` (WSRL), or
+    without as `jax.random.choice(replace=False)` (RLPD)."""
+    if replace:
+        return torch.randint(0, n, (size,), device=device)
+    return torch.randperm(n, device=device)[:size]
+
+
+def subsampled_min(q: torch.Tensor, size: int, replace: bool) -> torch.Tensor:
+    """min over `size` random members (dim 0 of `q`, see `sample_members`); `size` = n without
+    replacement is the plain min."""
+    if not replace and size == q.shape[0]:
+        return q.min(0).values
+    return q[sample_members(q.shape[0], size, replace, q.device)].min(0).values
 
 
 class ValueNet(nn.Module):
@@ -119,9 +186,10 @@ class TanhGaussianActor(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...],
                  log_std_min: float = -20.0, log_std_max: float = 2.0,
-                 log_std_affine: tuple[float, float] | None = None):
+                 log_std_affine: tuple[float, float] | None = None, layer_norm: bool = False,
+                 init: str = "orthogonal"):
         super().__init__()
-        self.net = mlp(obs_dim, hidden, 2 * act_dim)
+        self.net = mlp(obs_dim, hidden, 2 * act_dim, layer_norm, init)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
         scale, offset = (None, None) if log_std_affine is None else (
             nn.Parameter(torch.tensor(float(v))) for v in log_std_affine)

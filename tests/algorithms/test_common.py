@@ -12,7 +12,7 @@ from torch.distributions import Normal, TanhTransform, TransformedDistribution
 import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec
 from algorithms.common.networks import (EnsembleCritic, GaussianActor, TanhGaussianActor, mlp, soft_update,
-                                       target_copy)
+                                       subsampled_min, target_copy)
 from algorithms.common.optim import LeanAdam
 
 
@@ -28,8 +28,12 @@ def test_soft_update_moves_targets_by_tau():
         torch.testing.assert_close(t, 0.9 * b + 0.1 * s)
 
 
-@pytest.mark.parametrize("name,steps", [("cql", 1), ("calql", 1), ("iql", 1), ("awac", 1), ("td3bc", 2)])
-def test_each_method_moves_its_targets_by_tau_and_never_trains_them(name, steps):
+DELAYED_TARGETS = {"td3bc": 2}  # updates until the targets move (TD3's delayed policy update); others: 1
+
+
+@pytest.mark.parametrize("name", algorithms.available())
+def test_each_method_moves_its_targets_by_tau_and_never_trains_them(name):
+    steps = DELAYED_TARGETS.get(name, 1)
     torch.manual_seed(0)
     hp = {"actor_hidden": (8,), "critic_hidden": (8,), "tau": 0.2}
     if name == "iql":
@@ -82,6 +86,58 @@ def test_ensemble_critic_equals_separate_mlps_in_value_and_every_gradient(frozen
         else:
             torch.testing.assert_close(layer.weight.grad, torch.stack([l.weight.grad.T for l in linears]))
             torch.testing.assert_close(layer.bias.grad, torch.stack([l.bias.grad[None] for l in linears]))
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_layer_norm_ensemble_critic_equals_separate_layer_norm_mlps(frozen):
+    torch.manual_seed(0)
+    critic = EnsembleCritic(3, 2, (6, 5), n=3, layer_norm=True).double()
+    with torch.no_grad():  # gains and biases away from their (1, 0) init
+        for norm in critic.norms:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    members = [mlp(5, (6, 5), 1, layer_norm=True).double() for _ in range(3)]
+    with torch.no_grad():  # member k = slice k of every ensemble parameter
+        for k, net in enumerate(members):
+            linears, norms = net[0::3], net[1::3]
+            for layer, linear in zip([*critic.hidden, critic.out], linears):
+                linear.weight.copy_(layer.weight[k].T)
+                linear.bias.copy_(layer.bias[k, 0])
+            for enorm, norm in zip(critic.norms, norms):
+                norm.weight.copy_(enorm.weight[k, 0])
+                norm.bias.copy_(enorm.bias[k, 0])
+    obs = torch.randn(9, 3, dtype=torch.double, requires_grad=True)
+    action = torch.rand(9, 2, dtype=torch.double)
+    q = critic(obs, action, frozen=frozen)
+    q.sum().backward()
+    got = obs.grad.clone()
+    obs.grad = None
+    ref = torch.stack([net(torch.cat([obs, action], -1)).squeeze(-1) for net in members])
+    ref.sum().backward()
+    torch.testing.assert_close(q.detach(), ref.detach())
+    torch.testing.assert_close(got, obs.grad)
+    for k, net in enumerate(members):
+        for enorm, norm in zip(critic.norms, net[1::3]):
+            if frozen:
+                assert enorm.weight.grad is None
+            else:
+                torch.testing.assert_close(enorm.weight.grad[k, 0], norm.weight.grad)
+                torch.testing.assert_close(enorm.bias.grad[k, 0], norm.bias.grad)
+
+
+def test_subsampled_min_draws_members_from_torchs_rng():
+    q = torch.arange(10.0)[:, None] * torch.ones(10, 4)  # member i's values are all i
+    torch.manual_seed(3)
+    drawn = [subsampled_min(q, 2, replace=False)[0].item() for _ in range(300)]
+    # the min of 2 distinct members out of 10: P(min = i) = (9 - i) / 45, never 9
+    counts = torch.bincount(torch.tensor(drawn).long(), minlength=10).float() / 300
+    assert counts[9] == 0 and counts[0] == pytest.approx(9 / 45, abs=0.07)
+    torch.manual_seed(3)
+    assert [subsampled_min(q, 2, replace=False)[0].item() for _ in range(300)] == drawn  # reproducible
+    torch.manual_seed(3)
+    with_repl = [subsampled_min(q, 2, replace=True)[0].item() for _ in range(2000)]
+    assert 9.0 in with_repl  # the same member twice: (9, 9) has probability 1/100
+    assert subsampled_min(q, 10, replace=False).tolist() == [0.0] * 4  # all members: the plain min
 
 
 def test_tanh_gaussian_log_prob_matches_torch_distributions():

@@ -47,10 +47,17 @@ CASES = [
     (["suite.seeds=[0,1.5]"], 2, "suite.seeds must be an integer, got 1.5"),
     (["retries=-1"], 2, "retries must be >= 0, got -1"),
     (["retries=two"], 2, "retries must be an integer, got 'two'"),
-    (["launcher.workers=0"], 2, "launcher.workers must be >= 1, got 0"),
+    (["launcher.workers=-1"], 2, "launcher.workers must be >= 0, got -1"),
     (["launcher.workers=two"], 2, "launcher.workers must be an integer, got 'two'"),
     (["launcher.workers=1.5"], 2, "launcher.workers must be an integer, got 1.5"),
-    (["launcher.threads=-1"], 2, "launcher.threads must be >= 0, got -1"),
+    (["launcher.threads=2"], 2, "unknown option 'launcher.threads'; valid: launcher.name"),
+    (["threads=0"], 2, "threads must be a whole number >= 1 (torch threads per job), got 0"),
+    (["threads=1.5"], 2, "threads must be a whole number >= 1 (torch threads per job), got 1.5"),
+    (["launcher=slurm", "launcher.poll_s=0"], 2, "launcher.poll_s must be > 0, got 0.0"),
+    (["launcher=slurm", "launcher.timeout_min=1.5"], 2, "launcher.timeout_min must be an integer, got 1.5"),
+    (["suite.algorithm_seeds.sac=[0]"], 2, "suite.algorithm_seeds.sac: 'sac' is not in suite.algorithms"),
+    (["suite.algorithm_seeds.cql=[0,-1]"], 2, "suite.algorithm_seeds.cql must be >= 0, got -1"),
+    (["logger=[csv,mlflow]"], 2, "unknown logger 'mlflow'; choose from"),
     (["launcher.workerz=2"], 2, "unknown option 'launcher.workerz'; valid: launcher.name"),
     # hyperparameters, replay and reward of the chosen method
     (["algorithm=cql", "algorithm.hparams.cql_alpha=-1"], 2, "algorithm.hparams.cql_alpha must be >= 0, got -1.0"),
@@ -66,7 +73,12 @@ CASES = [
     (["algorithm=calql", "algorithm.replay.batch_size=2.5"], 2, "algorithm.replay.batch_size must be an integer, got 2.5"),
     (["algorithm=calql", "algorithm.replay.batch_size=1000000000000"], 2, "algorithm.replay.batch_size must be <= 1,048,576"),
     (["algorithm=calql", "algorithm.replay.mixing_ratio=nan"], 2, "algorithm.replay.mixing_ratio must be a finite number, got nan"),
-    (["algorithm=calql", "algorithm.replay.mode=mixed"], 2, "algorithm.replay.mode must be 'mix' or 'append', got 'mixed'"),
+    (["algorithm=calql", "algorithm.replay.mode=mixed"], 2,
+     "algorithm.replay.mode must be 'mix', 'append' or 'online', got 'mixed'"),
+    (["protocol.warmup_steps=-1"], 2, "protocol.warmup_steps must be >= 0, got -1"),
+    (["protocol.warmup_policy=random"], 2, "protocol.warmup_policy must be 'policy' or 'uniform', got 'random'"),
+    (["algorithm=rlpd", "algorithm.protocol.utd=0"], 2, "protocol.utd must be > 0, got 0"),
+    (["algorithm=rlpd", "algorithm.protocol.utdd=1"], 2, "unknown option(s) algorithm.protocol.utdd; valid:"),
     (["algorithm=cql", "algorithm.reward.scale=nan"], 2, "algorithm.reward.scale must be a finite number, got nan"),
     (["algorithm=cql", "algorithm.reward.scale=0"], 2, "algorithm.reward.scale must be > 0, got 0.0"),
     (["algorithm=cql", "algorithm.reward.shift=inf"], 2, "algorithm.reward.shift must be a finite number, got inf"),
@@ -217,7 +229,7 @@ def test_table_covers_every_class_with_40_inputs():
 
 # -- the report and the store -----------------------------------------------------------------
 def small_store(root: Path) -> Path:
-    from reports import synthetic
+    from tests.reports import synthetic
 
     synthetic.write_store(root, methods=["calql", "cql"], tasks=[("maze-a", "antmaze", 2_000, 100)], seeds=range(2),
                           online_every=500, offline_steps=1_000, offline_every=500)

@@ -60,6 +60,20 @@ def test_append_mode_samples_uniformly_over_both():
     assert frac == pytest.approx(300 / 400, abs=0.01)
 
 
+def test_online_mode_drops_the_offline_data():
+    replay = Replay(offline(300), 500, torch.device("cpu"), GAMMA, None)
+    assert not replay.can_sample("online") and replay.can_sample("mix") and replay.can_sample("append")
+    with pytest.raises(RuntimeError, match="no online data yet"):
+        replay.sample(8, "online", 0.5, False)
+    replay.add(np.ones(2), np.zeros(1), 1.0, np.ones(2), False, False)  # its trajectory has not ended
+    assert not replay.can_sample("online")
+    fill_online(replay, 40)
+    assert replay.can_sample("online")
+    b = replay.sample(4096, "online", 0.5, with_mc_return=True)
+    assert (b.obs[:, 0] == 1).all() and b.mc_return is not None  # online rows only
+    assert len(set(b.mc_return.tolist())) > 1  # and spread over the online rows
+
+
 def test_online_steps_enter_with_their_returns_when_the_trajectory_ends():
     replay = Replay(offline(10), 50, torch.device("cpu"), GAMMA, fail_reward=-1.0)
     replay.add([1, 1], [0], 2.0, [1, 1], False, False)
