@@ -318,7 +318,7 @@ def expand(cfg: DictConfig, overrides: list[str] = ()) -> list[dict[str, Any]]:
             algo = resolve_algorithm(algo_cfg, task.domain, shared, cli.get("algorithm", {}))
             # What the method's protocol differs in (e.g. RLPD: no pre-training, UTD 20) beats the
             # task's and the suite's protocol; the command line beats everything.
-            protocol = OmegaConf.merge(task_cfg.protocol, _plain(suite.get("protocol")), algo.pop("protocol", {}),
+            protocol = OmegaConf.merge(_plain(task_cfg.protocol), _plain(suite.get("protocol")), algo.pop("protocol", {}),
                                        cli.get("task", {}).get("protocol", {}), _plain(cfg.get("protocol")))
             try:
                 protocol = Protocol(**check_values(Protocol, OmegaConf.to_container(protocol), "protocol"))

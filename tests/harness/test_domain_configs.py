@@ -24,7 +24,7 @@ def test_visual_block_resolves_and_builds(name):
     (job,) = compose_jobs("suite=full", f"algorithm={name}", f"task={VISUAL}", "seed=0")  # the task's own protocol
     visual = load_group("algorithm", name).domains.visual
     assert job["task"]["domain"] == "visual"
-    for key, value in visual.hparams.items():  # the visual block's values, not the defaults, reach the job
+    for key, value in (visual.get("hparams") or {}).items():  # the visual block's values, not the defaults, reach the job
         assert job["algorithm"]["hparams"][key] == value, key
     for part in ("reward", "replay"):
         for key, value in (visual.get(part) or {}).items():

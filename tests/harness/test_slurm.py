@@ -47,11 +47,12 @@ def front_door(runs, *args, timeout=300):
 def compose(*overrides):
     from hydra import compose as hydra_compose, initialize_config_dir
 
-    from harness.jobs import CONF_DIR, expand
+    from harness.jobs import CONF_DIR, expand, hydra_overrides
 
+    overrides = hydra_overrides(list(overrides))  # as the front door: the command line wins
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = hydra_compose("config", overrides=list(overrides))
-    return cfg, expand(cfg)
+        cfg = hydra_compose("config", overrides=overrides)
+    return cfg, expand(cfg, overrides)
 
 
 def wait_for(predicate, timeout, what):

@@ -25,10 +25,11 @@ TINY = ["algorithm=cql", "task=pointmaze-umaze-diverse", "algorithm.replay.batch
 def compose_jobs(*overrides):
     from hydra import compose, initialize_config_dir
 
-    from harness.jobs import CONF_DIR, expand
+    from harness.jobs import CONF_DIR, expand, hydra_overrides
 
+    overrides = hydra_overrides(list(overrides))  # as the front door: the command line wins
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return expand(compose("config", overrides=list(overrides)))
+        return expand(compose("config", overrides=overrides), overrides)
 
 
 def flat_state(state, prefix=""):
