@@ -20,7 +20,7 @@ FAST = ["algorithm=iql", "task=pointmaze-umaze-diverse", "seed=0", "algorithm.re
         f"protocol.offline_steps={OFFLINE_STEPS}", f"protocol.online_steps={ONLINE_STEPS}",
         "protocol.eval_every_offline=100", "protocol.eval_every=100", "protocol.eval_episodes=1",
         "protocol.log_every=20", "protocol.checkpoint_every=50", "progress=false", "report=false",
-        "launcher.threads=1", "logger=[csv,tensorboard,wandb]"]
+        "threads=1", "logger=[csv,tensorboard,wandb]"]
 
 
 def env(tmp: Path) -> dict:
