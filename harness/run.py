@@ -229,6 +229,9 @@ def check_command_line(argv: list[str]) -> None:
 
 def main() -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    # offscreen rendering for image tasks; mujoco reads this once, when it is first imported, and
+    # the preflight and the workers (which inherit it) import it for every task of the suite
+    os.environ.setdefault("MUJOCO_GL", "egl")
     from harness.jobs import ConfigError
     from tasks import DatasetError
 
