@@ -37,7 +37,7 @@ def test_relative_links_resolve(page):
             bad.append(f"{target}: no file {dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest}")
         elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
             bad.append(f"{target}: no heading #{anchor} in {dest.relative_to(ROOT)}")
-    assert not bad, f"broken links in {page.relative_to(ROOT)}: " + "; ".join(bad)
+    assert not bad, f"broken links in {page.relative_to(ROOT)}: " + "; ".join(dict.fromkeys(bad))
 
 
 def test_every_docs_page_is_linked_from_the_readme():
