@@ -1,31 +1,58 @@
-"""Evaluation: n deterministic-policy episodes in a fresh-seeded env, scored by the task."""
+"""Evaluation: n deterministic-policy episodes per seed, each seed in its own fresh-seeded env
+(the seeds of a group step their envs in lockstep, one batched policy call per step), scored by
+the task."""
 from __future__ import annotations
 
 import numpy as np
 
 
-def run_episode(env, act, seed: int | None = None, last_infos: list | None = None) -> tuple[float, bool, int]:
-    """Play one episode with `act(obs) -> action`; returns (return, ever succeeded, length);
-    the final step's info is appended to `last_infos` when given."""
-    obs, info = env.reset(seed=seed)
-    total, success, length, done = 0.0, bool(info.get("success", False)), 0, False
-    while not done:
-        obs, reward, terminated, truncated, info = env.step(act(obs))
-        total += float(reward)
-        success |= bool(info.get("success", False))
-        length += 1
-        done = terminated or truncated
-    if last_infos is not None:
-        last_infos.append(info)
-    return total, success, length
+def run_episodes(envs: list, act, seeds: list[int], active: list[bool]) -> list[tuple | None]:
+    """One episode in each active env at once, env k reset with seeds[k]; `act(obs (K, *obs))
+    -> (K, A)` sees every env's latest observation (a finished or inactive env's last one; its
+    action is discarded). Returns per env (return, ever succeeded, length, last info) or None."""
+    obs, results, running = [None] * len(envs), [None] * len(envs), list(active)
+    for k in np.flatnonzero(active):
+        obs[k], info = envs[k].reset(seed=seeds[k])
+        results[k] = [0.0, bool(info.get("success", False)), 0, info]
+    filler = next(o for o in obs if o is not None)
+    obs = [filler if o is None else o for o in obs]
+    while any(running):
+        actions = act(np.stack(obs))
+        for k in np.flatnonzero(running):
+            obs[k], reward, terminated, truncated, info = envs[k].step(actions[k])
+            r = results[k]
+            r[0] += float(reward)
+            r[1] |= bool(info.get("success", False))
+            r[2] += 1
+            r[3] = info
+            running[k] = not (terminated or truncated)
+    return [None if r is None else tuple(r) for r in results]
+
+
+def evaluate_seeds(algorithm, envs: list, task, episodes: int, seeds: list[int],
+                   active: list[bool] | None = None) -> list[dict[str, float] | None]:
+    """Per seed k of `algorithm` (envs[k], episode i reset with seeds[k] + i): mean raw return,
+    mean normalized score and success rate over `episodes` episodes of the deterministic
+    policy; None for seeds not active."""
+    active = [True] * len(envs) if active is None else active
+    per_env: list[list] = [[] for _ in envs]
+    for i in range(episodes):
+        results = run_episodes(envs, lambda o: algorithm.act(o, deterministic=True), [s + i for s in seeds], active)
+        for k, r in enumerate(results):
+            if r is not None:
+                per_env[k].append(r)
+    out = []
+    for k, results in enumerate(per_env):
+        if not active[k]:
+            out.append(None)
+            continue
+        returns = np.array([r for r, _, _, _ in results])
+        out.append({"return": float(returns.mean()),
+                    "normalized_score": float(np.mean([task.episode_score(r, info) for r, _, _, info in results])),
+                    "success": float(np.mean([s for _, s, _, _ in results]))})
+    return out
 
 
 def evaluate(algorithm, env, task, episodes: int, seed: int) -> dict[str, float]:
-    """Mean raw return, mean normalized score and success rate over `episodes` episodes."""
-    infos: list[dict] = []
-    results = [run_episode(env, lambda o: algorithm.act(o, deterministic=True), seed + i, infos)
-               for i in range(episodes)]
-    returns = np.array([r for r, _, _ in results])
-    return {"return": float(returns.mean()),
-            "normalized_score": float(np.mean([task.episode_score(r, i) for r, i in zip(returns, infos)])),
-            "success": float(np.mean([s for _, s, _ in results]))}
+    """`evaluate_seeds` for an algorithm of one seed."""
+    return evaluate_seeds(algorithm, [env], task, episodes, [seed])[0]

@@ -1,5 +1,6 @@
 """From a composed config to jobs: one per (algorithm, task, seed), each fully resolved,
-validated before any work starts, and named by a hash of its resolved config."""
+validated before any work starts, and named by a hash of its resolved config; and the groups of
+jobs that train in one process (`seeds_per_process` seeds of one method and task)."""
 from __future__ import annotations
 
 import hashlib
@@ -115,11 +116,18 @@ def job_id(job: dict[str, Any]) -> str:
 
 
 def expand(cfg: DictConfig) -> list[dict[str, Any]]:
-    """All jobs of the composed config, each validated: algorithm x task x seed."""
+    """All jobs of the composed config, each validated: algorithm x task x seed. With
+    `suite.seeds_per_process` K > 1 the seeds of each (algorithm, task) are split, in order, into
+    groups of up to K trained together in one process; each job of a group of more than one
+    records the group's seeds (`seed_group`), so its id says how the seed was trained."""
     suite = cfg.suite
     algo_cfgs = [cfg.algorithm] if cfg.get("algorithm") else [load_group("algorithm", n) for n in suite.algorithms]
     task_cfgs = [cfg.task] if cfg.get("task") else [load_group("task", n) for n in suite.tasks]
     seeds = [cfg.seed] if cfg.get("seed") is not None else list(suite.seeds)
+    per_process = suite.get("seeds_per_process", 1)
+    if not isinstance(per_process, int) or isinstance(per_process, bool) or per_process < 1:
+        raise ConfigError(f"suite.seeds_per_process must be an integer >= 1, got {per_process!r}")
+    seed_groups = [[int(s) for s in seeds[i:i + per_process]] for i in range(0, len(seeds), per_process)]
     jobs = []
     for task_cfg in task_cfgs:
         try:
@@ -136,15 +144,44 @@ def expand(cfg: DictConfig) -> list[dict[str, Any]]:
             shared = _plain(suite.get("algorithm_overrides"))  # e.g. one replay mode for every method
             algo = OmegaConf.to_container(OmegaConf.merge(algo, shared), resolve=True) if shared else algo
             validate_algorithm(algo)
-            for seed in seeds:
-                if int(seed) < 0:
-                    raise ConfigError(f"seed must be >= 0, got {seed}")
-                job = {"suite": suite.name, "seed": int(seed), "algorithm": algo,
-                       "task": {"name": task.name, "domain": task.domain}, "protocol": asdict(protocol),
-                       "device": cfg.get("device", "auto")}
-                job["job_id"] = job_id(job)
-                jobs.append(job)
+            if max(map(len, seed_groups)) > 1:
+                check_seed_groups(algo["name"], task, per_process)
+            for group in seed_groups:
+                for seed in group:
+                    if seed < 0:
+                        raise ConfigError(f"seed must be >= 0, got {seed}")
+                    job = {"suite": suite.name, "seed": seed, "algorithm": algo,
+                           "task": {"name": task.name, "domain": task.domain}, "protocol": asdict(protocol),
+                           "device": cfg.get("device", "auto")}
+                    if len(group) > 1:
+                        job["seed_group"] = group
+                    job["job_id"] = job_id(job)
+                    jobs.append(job)
     return jobs
+
+
+def check_seed_groups(algorithm: str, task, per_process: int) -> None:
+    """Refuse seed groups where they cannot be trained as one batched model."""
+    if not algorithms.get(algorithm).multi_seed:
+        raise ConfigError(f"algorithm '{algorithm}' trains one seed per process (multi_seed = False), "
+                          f"got suite.seeds_per_process={per_process}; set suite.seeds_per_process=1")
+    if task.image_shape is not None:
+        raise ConfigError(f"task '{task.name}' has image observations, which train one seed per process, "
+                          f"got suite.seeds_per_process={per_process}; set suite.seeds_per_process=1")
+
+
+def group_jobs(jobs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The jobs that train together, in order: those sharing a `seed_group` (and everything
+    else in their config); a job without one is a group of its own."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        if "seed_group" not in job:
+            groups[job["job_id"]] = [job]
+            continue
+        key = json.dumps({k: v for k, v in job.items() if k not in ("job_id", "seed")}, sort_keys=True)
+        groups.setdefault(key, []).append(job)
+    return list(groups.values())
+
 
 
 def validate_algorithm(algo: dict[str, Any]) -> None:

@@ -1,5 +1,13 @@
-"""Networks shared by every method: MLPs, an ensemble (twin) critic, tanh-Gaussian and
-deterministic actors, and soft target updates."""
+"""Networks shared by every method, each holding K independent copies, one per seed, so that K
+seeds of a method train in one process as one batched model: MLPs, an ensemble (twin) critic,
+tanh-Gaussian, Gaussian and deterministic actors, soft target updates, and the per-seed random
+streams every random draw comes from.
+
+Shapes: parameters (K, ...), inputs (K, B, ...), outputs (K, B, ...); the critic's Q-values
+(n, K, B). Seed k's slice of every output depends on seed k's parameters, inputs and random
+stream only. With K = 1 each layer runs the op a plain torch network runs (`nn.Linear`'s, the
+ensemble's `bmm`), so one seed computes bit for bit as a plain single-seed implementation.
+"""
 from __future__ import annotations
 
 import copy
@@ -10,6 +18,72 @@ from torch import nn
 from torch.nn import functional as F
 
 
+class SeedStreams:
+    """The random streams of K seeds. Seed k's initial weights, sampled actions and noise (and, in
+    the harness, its batch indices) all come from generator k, in the order a single run draws
+    them, so a seed's randomness does not depend on the seeds it trains with."""
+
+    def __init__(self, generators: list[torch.Generator] | None = None):
+        """generators: one per seed, on the model's device. None: one seed drawing from torch's
+        global generators, as a plain torch program does."""
+        self.generators = generators
+        # initial weights are drawn on the CPU: a CPU generator continues its stream there; for
+        # a CUDA one, a CPU generator seeded alike (torch.manual_seed seeds both the same way)
+        self.init_generators = None if generators is None else [
+            g if g.device.type == "cpu" else torch.Generator().manual_seed(g.initial_seed()) for g in generators]
+
+    @classmethod
+    def from_seeds(cls, seeds: list[int], device: torch.device | str = "cpu") -> "SeedStreams":
+        device = torch.device(device)
+        return cls([torch.Generator(device).manual_seed(int(s)) for s in seeds])
+
+    def __len__(self) -> int:
+        return 1 if self.generators is None else len(self.generators)
+
+    def build(self, make) -> list:
+        """`make()` once per seed, the random initial weights of seed k drawn from stream k."""
+        if self.init_generators is None:
+            return [make()]
+        built = []
+        for g in self.init_generators:
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(g.get_state())
+                built.append(make())
+                g.set_state(torch.get_rng_state())
+        return built
+
+    def each(self, draw) -> torch.Tensor:
+        """draw(k, generator) for every seed k, stacked: (K, ...)."""
+        if self.generators is None:
+            return draw(0, None).unsqueeze(0)
+        if len(self.generators) == 1:
+            return draw(0, self.generators[0]).unsqueeze(0)
+        return torch.stack([draw(k, g) for k, g in enumerate(self.generators)])
+
+    def randn_like(self, x: torch.Tensor) -> torch.Tensor:
+        """Standard normal noise shaped like x (K, ...), seed k's slice from stream k."""
+        return self.each(lambda k, g: torch.randn(x.shape[1:], generator=g, device=x.device, dtype=x.dtype))
+
+    def uniform(self, shape: tuple[int, ...], low: float, high: float, device) -> torch.Tensor:
+        """U(low, high) of `shape` per seed: (K, *shape)."""
+        return self.each(lambda k, g: torch.empty(shape, device=device).uniform_(low, high, generator=g))
+
+    def randint(self, low: int, high: int, shape: tuple[int, ...], device) -> torch.Tensor:
+        """Integers in [low, high) of `shape` per seed: (K, *shape)."""
+        return self.each(lambda k, g: torch.randint(low, high, shape, generator=g, device=device))
+
+    def state(self) -> list:
+        gens = self.generators or []
+        inits = [g for g, d in zip(self.init_generators or [], gens) if g is not d]
+        return [g.get_state() for g in gens + inits]
+
+    def load_state(self, states: list) -> None:
+        gens = self.generators or []
+        inits = [g for g, d in zip(self.init_generators or [], gens) if g is not d]
+        for g, s in zip(gens + inits, states, strict=True):
+            g.set_state(s)
+
+
 def orthogonal_init(module: nn.Module, gain: float = math.sqrt(2)) -> None:
     """Orthogonal weights, zero biases (as Cal-QL's and CORL's networks)."""
     if isinstance(module, nn.Linear):
@@ -17,14 +91,12 @@ def orthogonal_init(module: nn.Module, gain: float = math.sqrt(2)) -> None:
         nn.init.zeros_(module.bias)
 
 
-def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = False) -> nn.Sequential:
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
+    """One seed's MLP (Linear-ReLU stack), orthogonal init, output layer gain 1e-2."""
     layers: list[nn.Module] = []
     d = in_dim
     for h in hidden:
-        layers.append(nn.Linear(d, h))
-        if layer_norm:
-            layers.append(nn.LayerNorm(h))
-        layers.append(nn.ReLU())
+        layers += [nn.Linear(d, h), nn.ReLU()]
         d = h
     layers.append(nn.Linear(d, out_dim))
     net = nn.Sequential(*layers)
@@ -33,79 +105,102 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = F
     return net
 
 
+class SeedLinear(nn.Module):
+    """K independent linear layers, weight (K, out, in) and bias (K, out): (K, ..., in) -> (K, ..., out)."""
+
+    def __init__(self, layers: list[nn.Linear]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
+        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.weight) == 1:  # one seed: nn.Linear's own op
+            return F.linear(x[0], self.weight[0], self.bias[0]).unsqueeze(0)
+        shape = x.shape
+        out = torch.baddbmm(self.bias.unsqueeze(1), x.reshape(shape[0], -1, shape[-1]), self.weight.transpose(1, 2))
+        return out.view(*shape[:-1], out.shape[-1])
+
+
+class SeedMLP(nn.Module):
+    """K independent `mlp`s, one per seed, each initialized from its seed's stream."""
+
+    def __init__(self, in_dim: int, hidden: tuple[int, ...], out_dim: int, rng: SeedStreams | None = None):
+        super().__init__()
+        nets = (rng or SeedStreams()).build(lambda: mlp(in_dim, hidden, out_dim))
+        self.layers = nn.ModuleList(SeedLinear([net[i] for net in nets]) for i in range(0, len(nets[0]), 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            x = torch.relu(layer(x))
+        return self.layers[-1](x)
+
+
 @torch.no_grad()
-def init_members(weight: torch.Tensor, gain: float) -> None:
+def init_members(weight: torch.Tensor, gain: float) -> torch.Tensor:
     """Orthogonal init of each member's (in, out) matrix, like n separate nn.Linear layers."""
     for i in range(weight.shape[0]):
         weight[i] = nn.init.orthogonal_(torch.empty(weight.shape[2], weight.shape[1]), gain).T
+    return weight
+
+
+def ensemble_weights(n: int, dims: tuple[int, ...]) -> list[torch.Tensor]:
+    """One seed's n critics: a weight (n, in, out) per layer; orthogonal, the output layer's gain 1e-2."""
+    weights = [init_members(torch.empty(n, i, o), math.sqrt(2)) for i, o in zip(dims[:-1], dims[1:])]
+    init_members(weights[-1], 1e-2)
+    return weights
 
 
 class EnsembleLinear(nn.Module):
-    """The weights (n, in, out) and biases (n, 1, out) of `n` independent linear layers. It holds
-    parameters only: `EnsembleCritic.forward` applies them in batched matmuls, as trainable
-    parameters or as constants (actor losses), and TD3+BC's Q_1 reads the first member's."""
+    """The weights (K, n, in, out) and biases (K, n, 1, out) of n independent linear layers per
+    seed. It holds parameters only: `EnsembleCritic.forward` applies them in batched matmuls."""
 
-    def __init__(self, n: int, in_dim: int, out_dim: int):
+    def __init__(self, weights: list[torch.Tensor]):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
-        self.bias = nn.Parameter(torch.zeros(n, 1, out_dim))
-        init_members(self.weight, math.sqrt(2))
+        self.weight = nn.Parameter(torch.stack(weights))
+        self.bias = nn.Parameter(torch.zeros(*self.weight.shape[:2], 1, self.weight.shape[-1]))
 
-
-class _InPlaceReLU(torch.autograd.Function):
-    """ReLU in place whose backward masks the incoming gradient in place as well. Only for an
-    input whose gradient nobody else reads: a hidden layer of `EnsembleCritic`, whose gradient is
-    the fresh output of the next layer's matmul backward. Autograd's own ReLU backward allocates
-    a new gradient and reads both from memory, not cache."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.mark_dirty(x)
-        ctx.save_for_backward(x.relu_())
-        return x
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (out,) = ctx.saved_tensors
-        return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad)
-
-
-relu_ = _InPlaceReLU.apply
+    def flat(self, members: int, frozen: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first `members` critics of every seed as one batch of K * members matrices."""
+        w, b = self.weight[:, :members], self.bias[:, :members]
+        if frozen:
+            w, b = w.detach(), b.detach()
+        return w.reshape(-1, *w.shape[2:]), b.reshape(-1, *b.shape[2:])
 
 
 class EnsembleCritic(nn.Module):
-    """n Q-networks Q_i(s, a) evaluated together; forward returns (n, B)."""
+    """n Q-networks Q_i(s, a) per seed, all evaluated in batched matmuls: (K, B, .) -> (n, K, B)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], n: int = 2):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], n: int = 2,
+                 rng: SeedStreams | None = None):
         super().__init__()
         self.n = n
-        dims = (obs_dim + act_dim, *hidden)
-        self.hidden = nn.ModuleList(EnsembleLinear(n, i, o) for i, o in zip(dims[:-1], dims[1:]))
-        self.out = EnsembleLinear(n, dims[-1], 1)
-        init_members(self.out.weight, 1e-2)
+        dims = (obs_dim + act_dim, *hidden, 1)
+        per_seed = (rng or SeedStreams()).build(lambda: ensemble_weights(n, dims))
+        layers = [EnsembleLinear([seed[i] for seed in per_seed]) for i in range(len(dims) - 1)]
+        self.hidden, self.out = nn.ModuleList(layers[:-1]), layers[-1]
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor, frozen: bool = False) -> torch.Tensor:
-        """Q-values (n, B). `frozen`: the parameters are treated as constants (gradients flow to
-        the inputs only), for actor losses: no wasted weight gradients, no stray .grad."""
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, frozen: bool = False,
+                members: int | None = None) -> torch.Tensor:
+        """Q-values (m, K, B) of the first m = `members` critics (default: all n). `frozen`: the
+        parameters are treated as constants (gradients flow to the inputs only), for actor
+        losses: no wasted weight gradients, no stray .grad."""
+        m = self.n if members is None else members
         x = torch.cat([obs, action], dim=-1)
-        x = x.unsqueeze(0).expand(self.n, *x.shape) if x.dim() == 2 else x
+        K, B = x.shape[0], x.shape[1]
+        x = x.unsqueeze(1).expand(K, m, B, x.shape[-1]).reshape(K * m, B, x.shape[-1])
         for layer in self.hidden:
-            w, b = (layer.weight.detach(), layer.bias.detach()) if frozen else (layer.weight, layer.bias)
-            x = torch.bmm(x, w).add_(b)
-            # The in-place backward pays off on big activations (CQL's 16 MB: ~3% of an update);
-            # on small ones the Python Function's call costs more than the pass it saves.
-            x = relu_(x) if x.numel() >= 1 << 20 else x.relu_()
-        w, b = (self.out.weight.detach(), self.out.bias.detach()) if frozen else (self.out.weight, self.out.bias)
-        return torch.baddbmm(b, x, w).squeeze(-1)
+            w, b = layer.flat(m, frozen)
+            x = torch.bmm(x, w).add_(b).relu_()
+        w, b = self.out.flat(m, frozen)
+        return torch.baddbmm(b, x, w).view(K, m, B).transpose(0, 1)
 
 
 class ValueNet(nn.Module):
-    """State-value V(s) -> (B,)."""
+    """State-value V(s) -> (K, B)."""
 
-    def __init__(self, obs_dim: int, hidden: tuple[int, ...]):
+    def __init__(self, obs_dim: int, hidden: tuple[int, ...], rng: SeedStreams | None = None):
         super().__init__()
-        self.net = mlp(obs_dim, hidden, 1)
+        self.net = SeedMLP(obs_dim, hidden, 1, rng)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs).squeeze(-1)
@@ -114,27 +209,28 @@ class ValueNet(nn.Module):
 class TanhGaussianActor(nn.Module):
     """pi(a|s) = tanh(N(mu(s), sigma(s))); log-probabilities include the tanh correction."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...],
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], rng: SeedStreams | None = None,
                  log_std_min: float = -20.0, log_std_max: float = 2.0):
         super().__init__()
-        self.net = mlp(obs_dim, hidden, 2 * act_dim)
+        self.net = SeedMLP(obs_dim, hidden, 2 * act_dim, rng)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
     def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_std = self.net(obs).chunk(2, dim=-1)
         return mean, log_std.clamp(self.log_std_min, self.log_std_max).exp()
 
-    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (action, log_prob); log_prob is that of the sampled action."""
+    def forward(self, obs: torch.Tensor, rng: SeedStreams | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action, log_prob): a ~ pi(.|s) drawn from the seeds' streams `rng`, or without `rng`
+        the deterministic action tanh(mu(s)); log_prob is that of the returned action."""
         mean, std = self.distribution(obs)
-        pre = mean if deterministic else mean + std * torch.randn_like(mean)
+        pre = mean if rng is None else mean + std * rng.randn_like(mean)
         return torch.tanh(pre), gaussian_tanh_log_prob(mean, std, pre)
 
-    def sample(self, obs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, obs: torch.Tensor, n: int, rng: SeedStreams) -> tuple[torch.Tensor, torch.Tensor]:
         """n actions per state from one network pass (the network does not see the noise):
-        actions (B * n, A) with rows ordered (B, n), and their log-probs (B * n,)."""
-        mean, std = (t.repeat_interleave(n, 0) for t in self.distribution(obs))
-        pre = mean + std * torch.randn_like(mean)
+        actions (K, B * n, A) with rows ordered (B, n), and their log-probs (K, B * n)."""
+        mean, std = (t.repeat_interleave(n, -2) for t in self.distribution(obs))
+        pre = mean + std * rng.randn_like(mean)
         return torch.tanh(pre), gaussian_tanh_log_prob(mean, std, pre)
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -156,26 +252,26 @@ class GaussianActor(nn.Module):
     clipped to [-1, 1] (IQL's and AWAC's policies in CORL: log-probabilities of data actions at
     the bounds stay finite, unlike a tanh-squashed Gaussian)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...],
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], rng: SeedStreams | None = None,
                  log_std_min: float = -20.0, log_std_max: float = 2.0):
         super().__init__()
-        self.net = mlp(obs_dim, hidden, act_dim)
-        self.log_std = nn.Parameter(torch.zeros(act_dim))
+        self.net = SeedMLP(obs_dim, hidden, act_dim, rng)
+        self.log_std = nn.Parameter(torch.zeros(len(rng or SeedStreams()), act_dim))  # one per seed
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
     def mean_and_log_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pi(.|obs)'s parameters from one network pass (reusable by `sample_from` and
-        `gaussian_log_prob` when a loss needs both)."""
-        return torch.tanh(self.net(obs)), self.log_std.clamp(self.log_std_min, self.log_std_max)
+        `gaussian_log_prob` when a loss needs both); log std (K, 1, A)."""
+        return torch.tanh(self.net(obs)), self.log_std.clamp(self.log_std_min, self.log_std_max).unsqueeze(1)
 
-    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (action in [-1, 1], log_prob of the unclipped sample)."""
-        return self.sample_from(*self.mean_and_log_std(obs), deterministic)
+    def forward(self, obs: torch.Tensor, rng: SeedStreams | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action in [-1, 1], log_prob of the unclipped sample); the mean action without `rng`."""
+        return self.sample_from(*self.mean_and_log_std(obs), rng)
 
     @staticmethod
     def sample_from(mean: torch.Tensor, log_std: torch.Tensor,
-                    deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        pre = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
+                    rng: SeedStreams | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        pre = mean if rng is None else mean + log_std.exp() * rng.randn_like(mean)
         return pre.clamp(-1.0, 1.0), gaussian_log_prob(mean, log_std, pre)
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -190,9 +286,9 @@ def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, x: torch.Tensor
 class DeterministicActor(nn.Module):
     """a = max_action * tanh(f(s)) (TD3+BC)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], rng: SeedStreams | None = None):
         super().__init__()
-        self.net = mlp(obs_dim, hidden, act_dim)
+        self.net = SeedMLP(obs_dim, hidden, act_dim, rng)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(obs))

@@ -101,8 +101,8 @@ def test_requeued_and_cancelled_jobs_resume_from_checkpoints(cluster, tmp_path):
     tasks.get(job["task"]["name"]).prepare()
     ref, requeued, cancelled = (tmp_path / n for n in ("ref", "requeued", "cancelled"))
     ex = slurm_executor(cfg.launcher, tmp_path / "submitit", 2)
-    h_ref = ex.submit(SlurmJob(job, str(ref), 1, 20.0))
-    h_req = ex.submit(SlurmJob(job, str(requeued), 1, 20.0))
+    h_ref = ex.submit(SlurmJob([job], str(ref), 1, 20.0))
+    h_req = ex.submit(SlurmJob([job], str(requeued), 1, 20.0))
 
     # pre-emption / time-limit signal mid-run: checkpoint at the next safe point, requeue, resume
     wait_for(lambda: checkpoint_step(requeued / RUN) >= 80, 150, "a checkpoint of the requeued job")
