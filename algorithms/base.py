@@ -235,9 +235,13 @@ def build_config(cls: type[Algorithm], hparams: dict[str, Any]):
 
 def make(name: str, obs_spec: ObsSpec, action_spec: ActionSpec, hparams: dict[str, Any],
          device: torch.device | str = "cpu", rng: SeedStreams | None = None) -> Algorithm:
-    """The method `name`, for the seeds of `rng` (default: one seed on torch's global generators)."""
+    """The method `name`, for the seeds of `rng` (default: one seed on torch's global generators;
+    a method written for one seed is built without `rng`)."""
     cls = get(name)
-    return cls(obs_spec, action_spec, build_config(cls, dict(hparams)), torch.device(device), rng)
+    config = build_config(cls, dict(hparams))
+    if rng is None:
+        return cls(obs_spec, action_spec, config, torch.device(device))
+    return cls(obs_spec, action_spec, config, torch.device(device), rng)
 
 
 def check_unit_interval(config: Any, *names: str) -> None:

@@ -1,12 +1,17 @@
-"""Update-step speed of every built-in method: `python -m harness.bench [--threads 2] [--seconds 3]`.
+"""Update-step speed of every built-in method with K seeds in one process:
+`python -m harness.bench [--threads 2] [--seconds 3] [--seeds 1,4,10]`.
 
-For each method and shape set it prints gradient updates per second, the matrix-multiply FLOPs of
-one update (counted by torch's FlopCounterMode: forward and backward) and the fraction of the
-matmul peak measured in the same run (a 2048^3 fp32 matmul). Shape sets:
+For each method, shape set and K it prints gradient updates per second of the K-seed model,
+seed-updates per second (K times that: what a study of many seeds gets) and their ratio to K = 1.
+Shape sets:
+  mini      the PointMaze mini tasks (obs 4, act 2) with each yaml's pointmaze networks and batch
   paper     AntMaze sizes (obs 29, act 8) with each yaml's antmaze networks and batch
-  mini      the PointMaze mini tasks (obs 4, act 2) with each yaml's pointmaze networks
   corl      CORL's AntMaze networks (CQL / Cal-QL: Q 5x256 twin, actor 3x256; IQL, TD3+BC 2x256;
-            AWAC 3x256), batch 256, next to the public implementations measured on this machine
+            AWAC 3x256), batch 256 (the shapes `../shared/peers/compare.sh` times the public
+            implementations at, side by side with ours)
+With `--job-updates N`: the wall time of a short AntMaze-size job (Cal-QL's antmaze settings,
+a 1M-transition dataset of AntMaze's shapes on the device, N offline updates drawing their
+batches through `harness.replay.Replay` as a run does) for K = 1 and K = 10 seeds.
 Runs on CPU, and on CUDA when present. A script that prints figures, not a test.
 """
 from __future__ import annotations
@@ -16,19 +21,13 @@ import os
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 import algorithms
-from algorithms import ActionSpec, Batch, ObsSpec
+from algorithms import ActionSpec, Batch, ObsSpec, SeedStreams
 from harness.jobs import load_group, resolve_algorithm
 from harness.launch import configure_torch
 
 METHODS = ("cql", "calql", "iql", "td3bc", "awac")
-# Public implementations at CORL's AntMaze shapes on this machine (machine-notes.md), updates/s,
-# measured while the 2048^3 matmul peak read PUBLIC_PEAK GFLOP/s.
-PUBLIC = {"cql": 6.1, "calql": 6.1, "iql": 139.0, "td3bc": 197.0, "awac": 92.0}
-PUBLIC_PEAK = (290, 310)
-TARGET = {"cql": 1.3, "calql": 1.3, "iql": 1.5, "td3bc": 1.5, "awac": 1.5}
 CORL = {"cql": {"actor_hidden": (256,) * 3, "critic_hidden": (256,) * 5},
         "calql": {"actor_hidden": (256,) * 3, "critic_hidden": (256,) * 5},
         "iql": {"actor_hidden": (256,) * 2, "critic_hidden": (256,) * 2, "value_hidden": (256,) * 2},
@@ -49,11 +48,12 @@ def shapes(name: str, which: str) -> tuple[int, int, int, dict]:
     return obs, act, 256 if which == "corl" else cfg["replay"]["batch_size"], hp
 
 
-def make_batch(obs: int, act: int, B: int, device) -> Batch:
+def make_batch(obs: int, act: int, B: int, device, seeds: int = 1) -> Batch:
+    """A fixed random batch for each of `seeds` seeds: fields (seeds, B, ...)."""
     g = torch.Generator().manual_seed(0)
-    t = lambda *s: torch.randn(*s, generator=g).to(device)
-    return Batch(obs=t(B, obs), action=(torch.rand(B, act, generator=g) * 2 - 1).to(device), reward=t(B),
-                 next_obs=t(B, obs), done=torch.zeros(B, device=device), mc_return=t(B))
+    t = lambda *s: torch.randn(seeds, *s, generator=g).to(device)  # noqa: E731
+    return Batch(obs=t(B, obs), action=(torch.rand(seeds, B, act, generator=g) * 2 - 1).to(device), reward=t(B),
+                 next_obs=t(B, obs), done=torch.zeros(seeds, B, device=device), mc_return=t(B))
 
 
 def sync(device) -> None:
@@ -62,11 +62,11 @@ def sync(device) -> None:
 
 
 def updates_per_s(algo, batch, seconds: float) -> float:
-    for _ in range(5):
+    for _ in range(3):
         algo.update(batch)
     sync(algo.device)
     rates = []
-    for _ in range(3):  # best of three windows: the machine is shared
+    for _ in range(3):  # best of three windows: the machine may be shared
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds / 3:
             algo.update(batch)
@@ -76,25 +76,33 @@ def updates_per_s(algo, batch, seconds: float) -> float:
     return max(rates)
 
 
-def update_flops(algo, batch) -> int:
-    with FlopCounterMode(display=False) as counter:
-        for _ in range(2):  # two updates: TD3+BC's actor runs every other step
-            algo.update(batch)
-    return counter.get_total_flops() // 2
+def job_wall_time(K: int, updates: int, device, rows: int = 1_000_000) -> float:
+    """Seconds for `updates` offline updates of K Cal-QL seeds at AntMaze sizes, batches from Replay."""
+    import numpy as np
 
+    from harness.replay import Replay
 
-def matmul_peak(device, n: int = 2048) -> float:
-    """fp32 FLOP/s of an n^3 matmul (best of a few)."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    a @ b
+    obs, act, B, hp = shapes("calql", "paper")
+    g = np.random.default_rng(0)
+    data = {"obs": g.standard_normal((rows, obs), np.float32), "action": g.uniform(-1, 1, (rows, act)).astype(np.float32),
+            "reward": g.standard_normal(rows).astype(np.float32), "next_obs": g.standard_normal((rows, obs), np.float32),
+            "done": np.zeros(rows, np.float32), "mc_return": g.standard_normal(rows).astype(np.float32)}
+    rng = SeedStreams.from_seeds(range(K), device)
+    replay = Replay(data, 0, device, 0.99, None, K)
+    algo = algorithms.make("calql", ObsSpec((obs,)), ActionSpec(act), hp, device, rng)
+    for _ in range(3):
+        algo.update(replay.sample(B, "mix", 1.0, True, rng))
     sync(device)
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best
+    t0 = time.perf_counter()
+    for _ in range(updates):
+        algo.update(replay.sample(B, "mix", 1.0, True, rng))
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def loadavg() -> str:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return " ".join(f"{x:.2f}" for x in load)
 
 
 def main() -> None:
@@ -102,39 +110,39 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--sets", default="paper,mini,corl")
+    ap.add_argument("--sets", default="mini,paper,corl")
+    ap.add_argument("--seeds", default="1,4,10", help="K values: seeds trained together")
     ap.add_argument("--devices", default="cpu,cuda")
+    ap.add_argument("--job-updates", type=int, default=0, help="also time a short AntMaze-size job (0: skip)")
     args = ap.parse_args()
     configure_torch(args.threads)  # as the launchers do
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     devices = [d for d in args.devices.split(",") if d == "cpu" or torch.cuda.is_available()]
-    print(f"torch {torch.__version__}, {args.threads} threads, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    ks = [int(k) for k in args.seeds.split(",")]
+    print(f"torch {torch.__version__}, {args.threads} threads, load average {loadavg()}")
     for dev in map(torch.device, devices):
-        peak = matmul_peak(dev)
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-        print(f"\n{name}: matmul peak {peak / 1e9:.0f} GFLOP/s (fp32, 2048^3)")
-        if dev.type == "cpu" and "corl" in args.sets:
-            print(f"('vs public': figures measured here while this peak read {PUBLIC_PEAK[0]}-{PUBLIC_PEAK[1]} GFLOP/s; "
-                  "the machine's speed drifts, by up to 25% in a day)")
-        print(f"{'method':<7} {'shapes':<6} {'obs/act/B':<10} {'networks (Q | pi)':<24} {'upd/s':>8} "
-              f"{'MFLOP/upd':>10} {'% peak':>7}  vs public")
+        print(f"\n{name}")
+        print(f"{'method':<7} {'shapes':<6} {'obs/act/B':<10} {'networks (Q | pi)':<18} {'K':>3} {'updates/s':>10} "
+              f"{'seed-upd/s':>11} {'x K=1':>6}")
         for which in args.sets.split(","):
             for m in args.methods.split(","):
                 obs, act, B, hp = shapes(m, which)
-                torch.manual_seed(0)
-                algo = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev)
-                batch = make_batch(obs, act, B, dev)
-                flops = update_flops(algo, batch)
-                rate = updates_per_s(algo, batch, args.seconds)
                 nets = f"{len(hp['critic_hidden'])}x{hp['critic_hidden'][0]} | {len(hp['actor_hidden'])}x{hp['actor_hidden'][0]}"
-                vs = ""
-                if which == "corl" and dev.type == "cpu":
-                    ratio = rate / PUBLIC[m]
-                    vs = f"{ratio:.2f}x of {PUBLIC[m]:g}/s (target {TARGET[m]}x)"
-                print(f"{m:<7} {which:<6} {f'{obs}/{act}/{B}':<10} {nets:<24} {rate:8.1f} {flops / 1e6:10.1f} "
-                      f"{100 * rate * flops / peak:6.1f}%  {vs}", flush=True)
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+                base = None
+                for K in ks:
+                    algo = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev,
+                                           SeedStreams.from_seeds(range(K), dev))
+                    rate = updates_per_s(algo, make_batch(obs, act, B, dev, K), args.seconds)
+                    base = rate if base is None and K == 1 else base
+                    ratio = f"{K * rate / base:6.2f}" if base else "     -"
+                    print(f"{m:<7} {which:<6} {f'{obs}/{act}/{B}':<10} {nets:<18} {K:>3} {rate:10.1f} "
+                          f"{K * rate:11.1f} {ratio}", flush=True)
+                    del algo
+        if args.job_updates:
+            one, ten = (job_wall_time(K, args.job_updates, dev) for K in (1, 10))
+            print(f"\nAntMaze-size Cal-QL job, {args.job_updates} updates: K=1 {one:.1f} s, K=10 {ten:.1f} s "
+                  f"(K=10 / K=1 wall time {ten / one:.2f}x; target <= 1.5x on a GPU)", flush=True)
+    print(f"\nload average at the end {loadavg()}")
 
 
 if __name__ == "__main__":

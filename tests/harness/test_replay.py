@@ -47,7 +47,8 @@ def test_mix_mode_draws_the_configured_offline_fraction(ratio):
     replay = Replay(offline(1000), 500, torch.device("cpu"), GAMMA, None)
     fill_online(replay, 100)
     b = replay.sample(256, "mix", ratio, with_mc_return=False)
-    assert (b.obs[:, 0] == 0).sum().item() == round(ratio * 256)
+    assert b.obs.shape == (1, 256, 2)  # one seed's batch
+    assert (b.obs[0, :, 0] == 0).sum().item() == round(ratio * 256)
     assert b.mc_return is None
 
 
@@ -55,7 +56,7 @@ def test_append_mode_samples_uniformly_over_both():
     torch.manual_seed(0)
     replay = Replay(offline(300), 500, torch.device("cpu"), GAMMA, None)
     fill_online(replay, 100)
-    frac = np.mean([(replay.sample(256, "append", 0.5, False).obs[:, 0] == 0).float().mean().item()
+    frac = np.mean([(replay.sample(256, "append", 0.5, False).obs[0, :, 0] == 0).float().mean().item()
                     for _ in range(200)])
     assert frac == pytest.approx(300 / 400, abs=0.01)
 
@@ -63,11 +64,11 @@ def test_append_mode_samples_uniformly_over_both():
 def test_online_steps_enter_with_their_returns_when_the_trajectory_ends():
     replay = Replay(offline(10), 50, torch.device("cpu"), GAMMA, fail_reward=-1.0)
     replay.add([1, 1], [0], 2.0, [1, 1], False, False)
-    assert replay.n_online == 0  # still pending: its return is not known yet
+    assert replay.n_online == [0]  # still pending: its return is not known yet
     b = replay.sample(64, "mix", 0.5, True)
-    assert (b.obs[:, 0] == 0).all()  # all offline while no online trajectory has ended
+    assert (b.obs[0, :, 0] == 0).all()  # all offline while no online trajectory has ended
     replay.add([1, 1], [0], 3.0, [1, 1], True, True)
-    assert replay.n_online == 2
+    assert replay.n_online == [2]
     np.testing.assert_allclose(replay.storage["mc_return"][10:12].numpy(), [2 + GAMMA * 3, 3])
     np.testing.assert_allclose(replay.storage["done"][10:12].numpy(), [0, 1])
     fill_online(replay, 3, obs_value=2.0)  # rewards 1: not a failure
@@ -79,3 +80,22 @@ def test_online_buffer_refuses_to_overflow():
     replay = Replay(offline(10), 3, torch.device("cpu"), GAMMA, None)
     with pytest.raises(RuntimeError, match="online buffer full"):
         fill_online(replay, 4)
+
+
+def test_each_seed_samples_its_own_online_data_from_its_own_stream():
+    """Seed k's online rows live in its own region; its batches come from stream k alone."""
+    from algorithms import SeedStreams
+
+    replay = Replay(offline(100), 50, torch.device("cpu"), GAMMA, None, n_seeds=3)
+    for k in range(3):
+        for t in range(10):
+            replay.add(np.full(2, 10.0 + k), np.zeros(1), 1.0, np.full(2, 10.0 + k), False, t == 9, k)
+    assert replay.n_online == [10, 10, 10]
+    b = replay.sample(64, "mix", 0.5, False, SeedStreams.from_seeds([5, 6, 7]))
+    assert b.obs.shape == (3, 64, 2)
+    for k in range(3):
+        online = b.obs[k, :, 0][b.obs[k, :, 0] != 0]
+        assert len(online) == 32 and (online == 10.0 + k).all()  # only its own online rows
+    alone = replay.sample(64, "mix", 0.5, False, SeedStreams.from_seeds([6]))  # seed 6 of the group, alone
+    again = replay.sample(64, "mix", 0.5, False, SeedStreams.from_seeds([5, 6, 7]))
+    assert torch.equal(alone.obs[0, :32], again.obs[1, :32])  # same offline rows: the same stream
