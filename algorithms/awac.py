@@ -18,6 +18,10 @@ Deviations:
   batched model (`algorithms.common.networks`: every tensor has a leading seed dim).
 - One actor pass gives both a_pi ~ pi(.|s) and log pi(a|s) (CORL runs the actor twice on the same
   states and parameters: same values, one pass fewer).
+- Observations are not standardized by default, as the official code (rlkit's AWAC: its
+  `NormalizedBoxEnv` rescales actions only, and is off for the D4RL and hand tasks);
+  `normalize_obs: true` standardizes them with the offline data's mean and population std + 1e-3
+  (applied to the encoder's output, vector tasks only), as CORL's awac.py always does.
 - Policy: Gaussian with tanh mean and state-independent log std (`GaussianActor`, as CORL's
   with its mean squashed into the action box); evaluation acts with the mean.
 - Weights are clipped at `max_weight` (CORL: 100; the paper normalizes them over the batch).
@@ -34,6 +38,7 @@ import torch
 from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, minimize, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import EnsembleCritic, GaussianActor, gaussian_log_prob, soft_update, target_copy
+from algorithms.common.normalization import make_obs_normalizer
 
 
 @dataclass
@@ -47,6 +52,7 @@ class AWACConfig(EncoderConfig):
     critic_lr: float = 3e-4
     awac_lambda: float = 1.0  # temperature: weights exp(A / lambda)
     max_weight: float = 100.0  # advantage weights are clipped at this value
+    normalize_obs: bool = False  # standardize observations (offline mean, population std + 1e-3): CORL; off: official code
 
     def __post_init__(self):
         check_positive(self, "n_critics", "tau", "actor_lr", "critic_lr", "awac_lambda", "max_weight")
@@ -67,12 +73,17 @@ class AWAC(Algorithm):
         self.actor = GaussianActor(obs_dim, act_dim, config.actor_hidden, rng).to(self.device)
         self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics, rng).to(self.device)
         self.critic_target = target_copy(self.critic)
+        self.obs_norm = make_obs_normalizer(config.normalize_obs, obs_dim).to(self.device)  # the same data for every seed
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
         self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
                                            config.critic_lr, fused=True)
 
+    def observe_dataset(self, obs: torch.Tensor) -> None:
+        if self.config.normalize_obs:
+            self.obs_norm.fit(obs, self.obs_spec, "awac")
+
     def policy(self, obs, deterministic):
-        return self.actor(self.encoder(obs), None if deterministic else self.rng)[0]
+        return self.actor(self.obs_norm(self.encoder(obs)), None if deterministic else self.rng)[0]
 
     # -- the loss terms, each a function of tensors ----------------------------------------
     def td_target(self, reward: torch.Tensor, done: torch.Tensor, next_q: torch.Tensor) -> torch.Tensor:
@@ -88,6 +99,8 @@ class AWAC(Algorithm):
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
         obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch, self.rng)  # features (DrQ)
+        if cfg.normalize_obs:
+            obs, next_obs = self.obs_norm(obs), self.obs_norm(next_obs)
         obs_actor, B = obs.detach(), obs.shape[1]  # the actor does not train the encoder
         with torch.no_grad():
             next_a, _ = self.actor(next_obs, self.rng)

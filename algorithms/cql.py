@@ -1,21 +1,37 @@
 """CQL (Kumar et al., NeurIPS 2020) and Cal-QL (Nakamoto et al., NeurIPS 2023).
 
-Checked against the official Cal-QL code (nakamotoo/Cal-QL, JAX) and CORL's cql.py / cal_ql.py.
-Cal-QL is CQL with one overridden hook (`bound_policy_q`) and a declared need for Monte-Carlo
-returns. Update order per step: temperature, actor, critic (all from the same batch).
+Checked against the official Cal-QL code (nakamotoo/Cal-QL, JAX: JaxCQL/conservative_sac.py,
+model.py) and CORL's cql.py / cal_ql.py. Cal-QL is CQL with one overridden hook
+(`bound_policy_q`) and a declared need for Monte-Carlo returns.
+
+Update order per step, as both references: every loss is computed from the parameters before
+the step (temperature, actor, critics, Lagrange alpha'), then all are stepped:
+  alpha loss  -log alpha (log pi(a|s) + target entropy),  a ~ pi(.|s)
+  actor loss  alpha log pi(a|s) - min_i Q_i(s, a),  with this step's pre-update alpha
+  critic loss TD towards r + gamma (1 - d) max_j min_i Q_target_i(s', a'_j) (- alpha log pi if
+              backup_entropy, the same alpha) plus the conservative gap, with a'_j and the CQL
+              actions sampled from the pre-update actor; alpha' (Lagrange) from its pre-update value
+then the Q targets are soft-updated from the new critics.
+Policy: tanh-Gaussian whose log-std is a learned scalar scale and offset (init 1, -1) of the
+network's head, clamped to [-20, 2], as the official `TanhGaussianPolicy` (`log_std_affine`).
 
 Deviations, each measured to change no expectation:
 - The policy actions at s' are sampled once and used both by the max-over-actions target
   backup and by CQL's push-down term (the reference samples them twice): saves one actor pass.
-- Actions for the CQL term are sampled without gradients: the critic loss only updates the
-  critics, so the reference's actor gradients there were discarded anyway.
-- The twin critics run as one batched ensemble (same math as two MLPs); the actor loss treats
-  the critics' parameters as constants (the reference computed their gradients and dropped them).
-  Q at the data actions and at the three kinds of sampled actions comes from one critic pass.
+- Actions for the CQL term are sampled without gradients, and the actor loss treats the critics'
+  parameters as constants: each reference differentiates every loss only with respect to its
+  own parameters, so these gradients were discarded there anyway.
+- The twin critics run as one batched ensemble (same math as two MLPs), and the disjoint losses
+  share one backward pass (each parameter gets exactly its own loss's gradient). Q at the data
+  actions and at the three kinds of sampled actions comes from one critic pass.
 - K seeds train as one batched model (`algorithms.common.networks`: every tensor has a leading
   seed dim, the learned temperatures are one per seed).
 - Image observations go through `algorithms.common.encoder` (shared, critic-trained encoder as
   DrQ; identity for vector observations, which leaves vector results unchanged).
+Reference differences kept as options (default: the official code): `calibrate_online` (CORL
+switches the Cal-QL bound off online), `log_std_affine` (false: the raw head, sigma ~1 at
+initialisation). CORL also standardises observations (`normalize: true`); the official code and
+this one do not.
 """
 from __future__ import annotations
 
@@ -24,7 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, minimize, register
+from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import EnsembleCritic, TanhGaussianActor, soft_update, target_copy
 
@@ -51,6 +67,7 @@ class CQLConfig(EncoderConfig):
     cql_lagrange_init: float = 1.0  # initial log alpha'
     cql_clip_diff_min: float = -math.inf
     cql_clip_diff_max: float = math.inf
+    log_std_affine: bool = True  # log sigma = a * head + b, a, b learned from 1, -1 (official, CORL); false: raw head
 
     def __post_init__(self):
         check_positive(self, "n_critics", "gamma", "tau", "actor_lr", "critic_lr", "alpha_lr",
@@ -69,7 +86,8 @@ class CQL(Algorithm):
         self.encoder = make_encoder(obs_spec, config, rng).to(self.device)  # identity for vector observations
         self.encoder_target = target_copy(self.encoder)
         obs_dim, act_dim = self.encoder.out_dim, action_spec.dim
-        self.actor = TanhGaussianActor(obs_dim, act_dim, config.actor_hidden, rng).to(self.device)
+        self.actor = TanhGaussianActor(obs_dim, act_dim, config.actor_hidden, rng,
+                                       log_std_affine=(1.0, -1.0) if config.log_std_affine else None).to(self.device)
         self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics, rng).to(self.device)
         self.critic_target = target_copy(self.critic)
         self.log_alpha = torch.zeros(K, device=self.device, requires_grad=True)  # one per seed
@@ -94,13 +112,14 @@ class CQL(Algorithm):
         action, obs_actor = batch.action, obs.detach()  # the actor does not train the encoder
         K, B, N, A = obs.shape[0], obs.shape[1], cfg.cql_n_actions, self.action_spec.dim
 
-        # Temperature and actor (SAC); every loss is one per seed (K,): see `minimize`.
+        # Every loss from the pre-update parameters (actor, temperature, critics, alpha'), then
+        # every step, as the official code: the actor loss and the TD target use this alpha.
+        # Each loss is one per seed (K,).
         pi_action, log_pi = self.actor(obs_actor, self.rng)
-        minimize(self.alpha_opt, self.temperature_loss(log_pi.detach()))
+        alpha_loss = self.temperature_loss(log_pi.detach())
         alpha = self.log_alpha.detach().exp()  # (K,)
         q_pi = self.critic(obs_actor, pi_action, frozen=True).min(0).values
         actor_loss = (alpha.unsqueeze(-1) * log_pi - q_pi).mean(-1)
-        minimize(self.actor_opt, actor_loss)
 
         # The push-down term's actions at s, N per state of each kind (rows ordered (B, N)):
         # uniform, the policy at s, the policy at s' (as the paper's importance-sampled logsumexp).
@@ -135,12 +154,26 @@ class CQL(Algorithm):
             alpha_prime = self.log_alpha_prime.exp().clamp(0.0, 1e6)
             cql_loss = alpha_prime.detach() * cfg.cql_alpha * (cql_gap - cfg.cql_target_action_gap)
             alpha_prime_loss = -alpha_prime * cfg.cql_alpha * (cql_gap.detach() - cfg.cql_target_action_gap).mean(0)
-            minimize(self.alpha_prime_opt, alpha_prime_loss)
         else:
             alpha_prime = torch.ones(K, device=self.device)
             cql_loss = cfg.cql_alpha * cql_gap
+            alpha_prime_loss = None
         critic_loss = td_loss + cql_loss.sum(0)
-        minimize(self.critic_opt, critic_loss)
+
+        # The losses touch disjoint parameters (log_pi and the gaps are detached where another
+        # loss reads them, the actor loss sees the critics as constants, the sampled actions carry
+        # no graph), so one backward pass gives each its own gradient, as separate passes would;
+        # summed over seeds, each seed its own (`minimize`).
+        optimizers = [self.alpha_opt, self.actor_opt, self.critic_opt]
+        total_loss = alpha_loss + actor_loss + critic_loss
+        if alpha_prime_loss is not None:
+            optimizers.append(self.alpha_prime_opt)
+            total_loss = total_loss + alpha_prime_loss
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        total_loss.sum().backward()
+        for opt in optimizers:
+            opt.step()
         soft_update(self.critic_target, self.critic, cfg.tau)
         soft_update(self.encoder_target, self.encoder, cfg.tau)
 

@@ -16,6 +16,10 @@ Deviations:
   batched model (`algorithms.common.networks`: every tensor has a leading seed dim).
 - The actor's learning rate is constant (CORL decays it with a cosine schedule offline; the
   schedule has no meaning for a run that continues online).
+- Observations are not standardized by default, as the official code (ikostrikov/
+  implicit_q_learning, on every domain); `normalize_obs: true` standardizes them with the offline data's
+  mean and population std + 1e-3 (applied to the encoder's output, vector tasks only), as CORL's
+  `normalize: true`.
 - Policy: CORL's Gaussian with tanh mean and state-independent log std (`GaussianActor`);
   evaluation acts with the mean. No dropout (CORL's antmaze configs use none).
 - Image observations go through `algorithms.common.encoder` (shared encoder trained by the critic
@@ -31,6 +35,7 @@ import torch
 from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import EnsembleCritic, GaussianActor, ValueNet, soft_update, target_copy
+from algorithms.common.normalization import make_obs_normalizer
 
 
 @dataclass
@@ -47,6 +52,7 @@ class IQLConfig(EncoderConfig):
     expectile: float = 0.7  # tau of the expectile value loss (0.5: mean; -> 1: max over data actions)
     beta: float = 3.0  # inverse temperature of the advantage weights exp(beta * A)
     max_weight: float = 100.0  # advantage weights are clipped at this value
+    normalize_obs: bool = False  # standardize observations (offline mean, population std + 1e-3): CORL; off: official code
 
     def __post_init__(self):
         check_positive(self, "n_critics", "tau", "actor_lr", "critic_lr", "value_lr", "beta", "max_weight")
@@ -67,14 +73,19 @@ class IQL(Algorithm):
         self.actor = GaussianActor(obs_dim, act_dim, config.actor_hidden, rng).to(self.device)
         self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics, rng).to(self.device)
         self.critic_target = target_copy(self.critic)
+        self.obs_norm = make_obs_normalizer(config.normalize_obs, obs_dim).to(self.device)  # the same data for every seed
         self.value = ValueNet(obs_dim, config.value_hidden, rng).to(self.device)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
         self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
                                            config.critic_lr, fused=True)
         self.value_opt = torch.optim.Adam(self.value.parameters(), config.value_lr, fused=True)
 
+    def observe_dataset(self, obs: torch.Tensor) -> None:
+        if self.config.normalize_obs:
+            self.obs_norm.fit(obs, self.obs_spec, "iql")
+
     def policy(self, obs, deterministic):
-        return self.actor(self.encoder(obs), None if deterministic else self.rng)[0]
+        return self.actor(self.obs_norm(self.encoder(obs)), None if deterministic else self.rng)[0]
 
     # -- the loss terms, each a function of tensors ----------------------------------------
     def expectile_loss(self, diff: torch.Tensor) -> torch.Tensor:
@@ -93,6 +104,8 @@ class IQL(Algorithm):
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
         obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch, self.rng)  # features (DrQ)
+        if cfg.normalize_obs:
+            obs, next_obs = self.obs_norm(obs), self.obs_norm(next_obs)
         obs_detached = obs.detach()  # V and the actor do not train the encoder
         with torch.no_grad():
             q_target = self.critic_target(obs_detached, batch.action).min(0).values

@@ -2,7 +2,8 @@
 
 Checked against the authors' code (sfujim/TD3_BC), CORL's td3_bc.py and d3rlpy 2.8's TD3PlusBC
 (alpha 2.5, policy noise 0.2, noise clip 0.5, actor every 2 steps). Per step, on one batch:
-  0. observations normalized with the offline data's mean and std (+1e-3), if `normalize_obs`
+  0. observations normalized with the offline data's mean and population std (+1e-3, as the
+     reference), if `normalize_obs`
   1. critic: a' = clip(pi_target(s') + clip(N(0, sigma), -c, c), -1, 1)      (target smoothing)
              y = r + gamma (1 - d) min_i Q_target_i(s', a');  L_Q = sum_i E[(Q_i(s, a) - y)^2]
   2. every `policy_freq` steps (delayed): lambda = alpha / mean|Q_1(s, pi(s))| (no gradient)
@@ -33,6 +34,7 @@ import torch
 from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, minimize, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import DeterministicActor, EnsembleCritic, soft_update, target_copy
+from algorithms.common.normalization import make_obs_normalizer
 
 
 @dataclass
@@ -77,30 +79,20 @@ class TD3BC(Algorithm):
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
         self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
                                            config.critic_lr, fused=True)
-        # Statistics of the encoder's output (identity until observe_dataset; for vector tasks the
-        # observations themselves; the same data for every seed) and step counters: tensors, so saved.
-        self.obs_mean = torch.zeros(obs_dim, device=self.device)
-        self.obs_std = torch.ones(obs_dim, device=self.device)
+        # Statistics of the encoder's output (for vector tasks the observations themselves; the
+        # same data for every seed) and step counters: saved with the modules.
+        self.obs_norm = make_obs_normalizer(config.normalize_obs, obs_dim).to(self.device)
         self.updates = torch.zeros((), dtype=torch.long)  # on the host: read every step
         self.online_updates = torch.zeros((), dtype=torch.long)
         self.last_actor: dict[str, torch.Tensor] = {k: torch.zeros(self.n_seeds, device=self.device)
                                                     for k in ("actor_loss", "bc_loss", "lambda", "bc_weight")}
 
     def observe_dataset(self, obs: torch.Tensor) -> None:
-        if not self.config.normalize_obs:
-            return
-        if self.obs_spec.image is not None:
-            raise ValueError("td3bc: normalize_obs needs vector observations; "
-                             "set normalize_obs: false for image tasks")
-        obs = obs.float()
-        self.obs_mean.copy_(obs.mean(0))
-        self.obs_std.copy_(obs.std(0) + 1e-3)
-
-    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
-        return (obs - self.obs_mean) / self.obs_std
+        if self.config.normalize_obs:
+            self.obs_norm.fit(obs, self.obs_spec, "td3bc")
 
     def policy(self, obs, deterministic):
-        action = self.actor(self.normalize(self.encoder(obs)))
+        action = self.actor(self.obs_norm(self.encoder(obs)))
         if deterministic:
             return action
         return (action + self.config.expl_noise * self.rng.randn_like(action)).clamp(-1.0, 1.0)
@@ -133,7 +125,7 @@ class TD3BC(Algorithm):
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
         obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch, self.rng)  # features (DrQ)
-        obs, next_obs = self.normalize(obs), self.normalize(next_obs)
+        obs, next_obs = self.obs_norm(obs), self.obs_norm(next_obs)
         obs_actor = obs.detach()  # the actor does not train the encoder
         self.updates += 1
         if self.finetuning:

@@ -207,16 +207,27 @@ class ValueNet(nn.Module):
 
 
 class TanhGaussianActor(nn.Module):
-    """pi(a|s) = tanh(N(mu(s), sigma(s))); log-probabilities include the tanh correction."""
+    """pi(a|s) = tanh(N(mu(s), sigma(s))); log-probabilities include the tanh correction.
+    `log_std_affine` = (a0, b0): log sigma = a * head + b with learned scalars a, b (one each per
+    seed) initialised to a0, b0 (Cal-QL's and CORL's policy, (1, -1): a fresh policy has
+    sigma ~ e^-1); None: the raw head. Then clamped to [log_std_min, log_std_max]."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], rng: SeedStreams | None = None,
-                 log_std_min: float = -20.0, log_std_max: float = 2.0):
+                 log_std_min: float = -20.0, log_std_max: float = 2.0,
+                 log_std_affine: tuple[float, float] | None = None):
         super().__init__()
         self.net = SeedMLP(obs_dim, hidden, 2 * act_dim, rng)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        K = len(rng or SeedStreams())
+        scale, offset = (None, None) if log_std_affine is None else (
+            nn.Parameter(torch.full((K, 1, 1), float(v))) for v in log_std_affine)  # broadcast over (K, B, A)
+        self.register_parameter("log_std_scale", scale)
+        self.register_parameter("log_std_offset", offset)
 
     def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log_std = self.net(obs).chunk(2, dim=-1)
+        if self.log_std_scale is not None:
+            log_std = torch.addcmul(self.log_std_offset, self.log_std_scale, log_std)
         return mean, log_std.clamp(self.log_std_min, self.log_std_max).exp()
 
     def forward(self, obs: torch.Tensor, rng: SeedStreams | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -123,3 +123,49 @@ def test_gaussian_actor_log_prob_matches_torch_distributions():
     torch.testing.assert_close(actor.log_prob(obs, a), ref)
     act, _ = actor(obs, SeedStreams())
     assert act.abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("name,default", [("iql", False), ("awac", False), ("td3bc", True)])
+def test_normalize_obs_standardizes_with_the_offline_population_std(name, default):
+    """normalize_obs (default: the method's official code): observations become (x - mean) / (std + 1e-3)
+    with the offline data's mean and population std (ddof 0, as the references' numpy std); an
+    update on raw observations then equals one on pre-standardized observations without it."""
+    hp = {"actor_hidden": (8,), "critic_hidden": (8,)}
+    assert algorithms.get(name).Config().normalize_obs is default
+    g = torch.Generator().manual_seed(0)
+    data = torch.randn(50, 3, generator=g) * torch.tensor([5.0, 0.1, 2.0]) + torch.tensor([3.0, -1.0, 0.0])
+    torch.manual_seed(0)
+    on = algorithms.make(name, ObsSpec((3,)), ActionSpec(2), {**hp, "normalize_obs": True}, "cpu")
+    torch.manual_seed(0)
+    off = algorithms.make(name, ObsSpec((3,)), ActionSpec(2), {**hp, "normalize_obs": False}, "cpu")
+    on.observe_dataset(data)
+    off.observe_dataset(data)  # a no-op
+    std = data.numpy().std(0) + 1e-3
+    torch.testing.assert_close(on.obs_norm.std, torch.from_numpy(std))
+    torch.testing.assert_close(on.obs_norm.mean, data.mean(0))
+    assert "obs_norm.std" not in str(off.state_dict()) and isinstance(off.obs_norm, nn.Identity)
+    restored = algorithms.make(name, ObsSpec((3,)), ActionSpec(2), {**hp, "normalize_obs": True}, "cpu")
+    restored.load_state_dict(on.state_dict())
+    assert torch.equal(restored.obs_norm.std, on.obs_norm.std)
+
+    standardize = lambda x: (x - data.mean(0)) / torch.from_numpy(std)
+    raw = Batch(obs=data[None, :8], action=torch.rand(1, 8, 2, generator=g) * 2 - 1,
+                reward=torch.randn(1, 8, generator=g), next_obs=data[None, 8:16], done=torch.zeros(1, 8))
+    pre = Batch(obs=standardize(raw.obs), action=raw.action, reward=raw.reward,
+                next_obs=standardize(raw.next_obs), done=raw.done)
+    torch.manual_seed(1)
+    m_on = on.update(raw)
+    torch.manual_seed(1)
+    m_off = off.update(pre)
+    for key in m_on:
+        torch.testing.assert_close(m_on[key], m_off[key], msg=key)
+    torch.testing.assert_close(on.policy(raw.obs, True), off.policy(pre.obs, True))
+
+
+@pytest.mark.parametrize("name", ["iql", "awac", "td3bc"])
+def test_normalize_obs_is_refused_for_image_observations(name):
+    hp = {"actor_hidden": (8,), "critic_hidden": (8,), "normalize_obs": True, "encoder_channels": (4,),
+          "encoder_feature_dim": 4}
+    algo = algorithms.make(name, ObsSpec((3 * 8 * 8,), (3, 8, 8)), ActionSpec(2), hp, "cpu")
+    with pytest.raises(ValueError, match=f"{name}: normalize_obs needs vector observations"):
+        algo.observe_dataset(torch.zeros(4, 3 * 8 * 8, dtype=torch.uint8))

@@ -1,6 +1,8 @@
 """TD3+BC equations on fixed tensors: lambda = alpha / mean|Q|, the actor objective, target policy
 smoothing with clipped noise, the twin-min TD target, delayed actor / target updates, observation
 normalization from the offline data (saved with the state) and the optional online BC decay."""
+import math
+
 import pytest
 import torch
 
@@ -78,20 +80,23 @@ def test_q1_is_the_first_ensemble_member():
 
 
 def test_observation_normalization_uses_offline_stats_and_is_saved():
+    """mean and population std (ddof 0, numpy's default, as sfujim/TD3_BC and CORL) + 1e-3."""
     td3bc = make()
     data = torch.tensor([[0.0, 1.0, 10.0], [2.0, 1.0, 20.0], [4.0, 1.0, 30.0]])
     td3bc.observe_dataset(data)
-    assert td3bc.obs_mean.tolist() == approx([2.0, 1.0, 20.0])
-    assert td3bc.obs_std.tolist() == approx([2.0 + 1e-3, 1e-3, 10.0 + 1e-3])  # unbiased std + 1e-3
+    assert td3bc.obs_norm.mean.tolist() == approx([2.0, 1.0, 20.0])
+    assert td3bc.obs_norm.std.tolist() == approx([math.sqrt(8 / 3) + 1e-3, 1e-3, math.sqrt(200 / 3) + 1e-3])
+    assert td3bc.obs_norm.std.tolist() == approx((data.numpy().std(0) + 1e-3).tolist())
     state = td3bc.state_dict()
     other = make()
     other.load_state_dict(state)
-    assert torch.equal(other.obs_mean, td3bc.obs_mean) and torch.equal(other.obs_std, td3bc.obs_std)
+    assert torch.equal(other.obs_norm.std, td3bc.obs_norm.std) and torch.equal(other.obs_norm.mean, td3bc.obs_norm.mean)
     x = torch.randn(1, 5, 3)
     assert torch.equal(other.policy(x, True), td3bc.policy(x, True))
+    assert torch.equal(td3bc.actor(td3bc.obs_norm(x)), td3bc.actor((x - td3bc.obs_norm.mean) / td3bc.obs_norm.std))
     off = make(normalize_obs=False)
     off.observe_dataset(data)
-    assert off.obs_mean.tolist() == [0.0] * 3 and off.obs_std.tolist() == [1.0] * 3
+    assert torch.equal(off.obs_norm(x), x) and not off.obs_norm.state_dict()  # the identity
 
 
 def test_bc_weight_decays_linearly_only_after_finetuning_starts():
