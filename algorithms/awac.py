@@ -85,6 +85,11 @@ class AWAC(Algorithm):
     def policy(self, obs, deterministic):
         return self.actor(self.obs_norm(self.encoder(obs)), None if deterministic else self.rng)[0]
 
+    @torch.no_grad()
+    def policy_value(self, obs):
+        features = self.obs_norm(self.encoder(obs))
+        return self.critic(features, self.actor(features)[0]).min(0).values
+
     # -- the loss terms, each a function of tensors ----------------------------------------
     def td_target(self, reward: torch.Tensor, done: torch.Tensor, next_q: torch.Tensor) -> torch.Tensor:
         """r + gamma (1 - d) min_i Q_target_i(s', a'); next_q: (n, K, B)."""

@@ -60,8 +60,8 @@ class Batch:
     one seed's batch: leading dim = batch size.)
 
     `done` is 1.0 only for true terminals (not time-outs). `mc_return` is the Monte-Carlo
-    discounted return-to-go of the trajectory holding `obs`; it is filled only for methods that
-    list "mc_return" in `Algorithm.needs`.
+    discounted return-to-go of the trajectory holding `obs`; it is filled for methods that list
+    "mc_return" in `Algorithm.needs` (and on the batches the harness logs, for calibration).
     """
 
     obs: torch.Tensor
@@ -152,6 +152,20 @@ class Algorithm(ABC):
         a = self.policy(x, deterministic) if self.multi_seed else self.policy(x[0], deterministic).unsqueeze(0)
         a = a.cpu().numpy()
         return a[:, 0] if single else a
+
+    def policy_value(self, obs: torch.Tensor) -> torch.Tensor | None:
+        """Q(s, pi(s)) of the deterministic policy action under the method's critic (reduced over
+        an ensemble as its actor reads it), (K, B) for observations (K, B, *obs) (without the seed
+        dim when `multi_seed` is False); None for a method without a Q-function. The harness logs
+        its batch mean next to the batch's Monte-Carlo return: the calibration of the learned values."""
+        return None
+
+    def policy_value_seeds(self, obs: torch.Tensor) -> torch.Tensor | None:
+        """The harness's entry point: `policy_value` with a leading seed dim, (K, B)."""
+        if self.multi_seed:
+            return self.policy_value(obs)
+        value = self.policy_value(obs[0])
+        return None if value is None else value.unsqueeze(0)
 
     def observe_dataset(self, obs: torch.Tensor) -> None:
         """Called once with all offline observations (on the job's device, in the dataset's
@@ -260,5 +274,13 @@ def check_positive(config: Any, *names: str) -> None:
             raise ValueError(f"{type(config).__qualname__}.{n} must be > 0, got {value}")
 
 
+def check_non_negative(config: Any, *names: str) -> None:
+    """Raise a one-line error for config fields that must be >= 0."""
+    for n in names:
+        value = getattr(config, n)
+        if not value >= 0:
+            raise ValueError(f"{type(config).__qualname__}.{n} must be >= 0, got {value}")
+
+
 __all__ = ["ActionSpec", "Algorithm", "Batch", "ObsSpec", "REGISTRY", "SeedStreams", "available", "build_config",
-           "check_positive", "check_unit_interval", "field", "get", "make", "minimize", "register"]
+           "check_non_negative", "check_positive", "check_unit_interval", "field", "get", "make", "minimize", "register"]

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, register
+from algorithms.base import Algorithm, Batch, check_non_negative, check_positive, check_unit_interval, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import EnsembleCritic, TanhGaussianActor, soft_update, target_copy
 
@@ -50,6 +50,8 @@ class CQLConfig(EncoderConfig):
     actor_hidden: tuple[int, ...] = (256, 256)  # policy MLP widths
     critic_hidden: tuple[int, ...] = (256, 256, 256)  # each Q-network's MLP widths
     n_critics: int = 2  # twin Q, min over them for the actor and the target
+    actor_layer_norm: bool = False  # LayerNorm in the policy's hidden layers (WSRL's pre-training)
+    critic_layer_norm: bool = False  # LayerNorm in the Q-networks' hidden layers (WSRL's pre-training)
     gamma: float = 0.99  # discount
     tau: float = 5e-3  # soft target update rate, every step
     actor_lr: float = 1e-4
@@ -72,7 +74,11 @@ class CQLConfig(EncoderConfig):
     def __post_init__(self):
         check_positive(self, "n_critics", "gamma", "tau", "actor_lr", "critic_lr", "alpha_lr",
                        "cql_n_actions", "cql_temp")
+        check_non_negative(self, "cql_alpha", "cql_target_action_gap")
         check_unit_interval(self, "gamma")
+        if not self.cql_clip_diff_min < self.cql_clip_diff_max:
+            raise ValueError(f"{type(self).__qualname__}.cql_clip_diff_min must be < cql_clip_diff_max, got "
+                             f"{self.cql_clip_diff_min} and {self.cql_clip_diff_max}")
 
 
 @register("cql")
@@ -87,8 +93,10 @@ class CQL(Algorithm):
         self.encoder_target = target_copy(self.encoder)
         obs_dim, act_dim = self.encoder.out_dim, action_spec.dim
         self.actor = TanhGaussianActor(obs_dim, act_dim, config.actor_hidden, rng,
-                                       log_std_affine=(1.0, -1.0) if config.log_std_affine else None).to(self.device)
-        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics, rng).to(self.device)
+                                       log_std_affine=(1.0, -1.0) if config.log_std_affine else None,
+                                       layer_norm=config.actor_layer_norm).to(self.device)
+        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics, rng,
+                                     layer_norm=config.critic_layer_norm).to(self.device)
         self.critic_target = target_copy(self.critic)
         self.log_alpha = torch.zeros(K, device=self.device, requires_grad=True)  # one per seed
         self.log_alpha_prime = torch.full((K,), config.cql_lagrange_init, device=self.device, requires_grad=True)
@@ -101,6 +109,11 @@ class CQL(Algorithm):
 
     def policy(self, obs, deterministic):
         return self.actor(self.encoder(obs), None if deterministic else self.rng)[0]
+
+    @torch.no_grad()
+    def policy_value(self, obs):
+        features = self.encoder(obs)
+        return self.critic(features, self.actor(features)[0]).min(0).values
 
     def bound_policy_q(self, q: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Hook on the Q-values of policy actions in the push-down term; CQL leaves them as they are."""
@@ -184,9 +197,8 @@ class CQL(Algorithm):
             "q_data": q_data.detach().mean((0, 2)), "q_pi": q_pi.detach().mean(-1),
             "td_target": td_target.mean(-1),
         }
-        if bound_rate is not None:  # calibration: compare q_pi with the reference return
+        if bound_rate is not None:
             metrics["bound_rate"] = bound_rate
-            metrics["mc_return"] = batch.mc_return.mean(-1)
         return metrics
 
     def temperature_loss(self, log_pi: torch.Tensor) -> torch.Tensor:

@@ -87,6 +87,11 @@ class IQL(Algorithm):
     def policy(self, obs, deterministic):
         return self.actor(self.obs_norm(self.encoder(obs)), None if deterministic else self.rng)[0]
 
+    @torch.no_grad()
+    def policy_value(self, obs):
+        features = self.obs_norm(self.encoder(obs))
+        return self.critic(features, self.actor(features)[0]).min(0).values
+
     # -- the loss terms, each a function of tensors ----------------------------------------
     def expectile_loss(self, diff: torch.Tensor) -> torch.Tensor:
         """E[|tau - 1(diff < 0)| diff^2] with diff = Q(s, a) - V(s), per seed: (K, B) -> (K,)."""

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, minimize, register
+from algorithms.base import Algorithm, Batch, check_non_negative, check_positive, check_unit_interval, minimize, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import DeterministicActor, EnsembleCritic, soft_update, target_copy
 from algorithms.common.normalization import make_obs_normalizer
@@ -57,8 +57,7 @@ class TD3BCConfig(EncoderConfig):
     def __post_init__(self):
         check_positive(self, "n_critics", "tau", "actor_lr", "critic_lr", "alpha", "policy_freq")
         check_unit_interval(self, "gamma")
-        if min(self.policy_noise, self.noise_clip, self.expl_noise, self.bc_decay_steps) < 0:
-            raise ValueError("policy_noise, noise_clip, expl_noise and bc_decay_steps must be >= 0")
+        check_non_negative(self, "policy_noise", "noise_clip", "expl_noise", "bc_decay_steps")
 
 
 @register("td3bc")
@@ -96,6 +95,11 @@ class TD3BC(Algorithm):
         if deterministic:
             return action
         return (action + self.config.expl_noise * self.rng.randn_like(action)).clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def policy_value(self, obs):
+        features = self.obs_norm(self.encoder(obs))
+        return self.critic(features, self.actor(features)).min(0).values
 
     # -- the loss terms, each a function of tensors ----------------------------------------
     def target_action(self, next_obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

@@ -2,13 +2,23 @@
 `python -m harness.bench [--threads 2] [--seconds 3] [--seeds 1,4,10]`.
 
 For each method, shape set and K it prints gradient updates per second of the K-seed model,
-seed-updates per second (K times that: what a study of many seeds gets) and their ratio to K = 1.
+seed-updates per second (K times that: what a study of many seeds gets), their ratio to K = 1,
+the matrix-multiply FLOPs of one seed's update (counted by torch's FlopCounterMode at K = 1:
+forward and backward) and the fraction of the matmul peak measured in the same run (a 2048^3
+fp32 matmul) that the K seeds reach together.
 Shape sets:
   mini      the PointMaze mini tasks (obs 4, act 2) with each yaml's pointmaze networks and batch
   paper     AntMaze sizes (obs 29, act 8) with each yaml's antmaze networks and batch
   corl      CORL's AntMaze networks (CQL / Cal-QL: Q 5x256 twin, actor 3x256; IQL, TD3+BC 2x256;
             AWAC 3x256), batch 256 (the shapes `../shared/peers/compare.sh` times the public
             implementations at, side by side with ours)
+  checkpoint  one checkpoint of an AntMaze-size run (1M offline transitions, online buffer empty,
+            half and full at 1M steps, Cal-QL's paper networks, one seed): its size, the time to
+            write it and its share of the run time between checkpoints (the task yaml's
+            checkpoint_every), at the update rate measured here (K = 1) and at the config's GPU
+            rate; goal: at most 2%
+The update measured is the pre-training one (WSRL: Cal-QL's with its ensemble); `--finetune`
+measures the fine-tuning update instead (after `on_finetune_start`; WSRL: its SAC step).
 With `--job-updates N`: the wall time of a short AntMaze-size job (Cal-QL's antmaze settings,
 a 1M-transition dataset of AntMaze's shapes on the device, N offline updates drawing their
 batches through `harness.replay.Replay` as a run does) for K = 1 and K = 10 seeds.
@@ -21,13 +31,15 @@ import os
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec, SeedStreams
-from harness.jobs import load_group, resolve_algorithm
+from harness.jobs import CONF_DIR, load_group, resolve_algorithm
 from harness.launch import configure_torch
 
-METHODS = ("cql", "calql", "iql", "td3bc", "awac")
+METHODS = ("cql", "calql", "iql", "td3bc", "awac", "rlpd", "wsrl")
+FLOP_UPDATES = 20  # FLOPs averaged over this many updates: a multiple of every actor period (2, 4, 20)
 CORL = {"cql": {"actor_hidden": (256,) * 3, "critic_hidden": (256,) * 5},
         "calql": {"actor_hidden": (256,) * 3, "critic_hidden": (256,) * 5},
         "iql": {"actor_hidden": (256,) * 2, "critic_hidden": (256,) * 2, "value_hidden": (256,) * 2},
@@ -100,9 +112,73 @@ def job_wall_time(K: int, updates: int, device, rows: int = 1_000_000) -> float:
     return time.perf_counter() - t0
 
 
+def update_flops(algo, batch) -> int:
+    with FlopCounterMode(display=False) as counter:
+        for _ in range(FLOP_UPDATES):  # actors that step every k-th update: TD3+BC 2, WSRL 4, RLPD 20
+            algo.update(batch)
+    return counter.get_total_flops() // FLOP_UPDATES
+
+
+def matmul_peak(device, n: int = 2048) -> float:
+    """fp32 FLOP/s of an n^3 matmul (best of a few)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    sync(device)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
+
+
 def loadavg() -> str:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return " ".join(f"{x:.2f}" for x in load)
+
+
+def checkpoint_costs(device, rates: dict[str, float], n_offline: int = 1_000_000,
+                     online_steps: int = 1_000_000, task: str = "antmaze-large-diverse") -> None:
+    """Prints, per fill of the online buffer, the size and writing time of a checkpoint as the
+    runner writes it (networks, optimizers, the online buffer's filled rows; torch.save, then an
+    atomic write with fsync) and its share of the run time between two checkpoints."""
+    import io
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from harness.replay import Replay
+    from harness.store import atomic_write
+
+    protocol = load_group("task", task).protocol
+    every, utd = int(protocol.checkpoint_every), int(protocol.utd)
+    obs, act, _, hp = shapes("calql", "paper")
+    algo = algorithms.make("calql", ObsSpec((obs,)), ActionSpec(act), hp, device)
+    rng = np.random.default_rng(0)
+    rows = lambda n: {"obs": rng.standard_normal((n, obs), np.float32), "action": rng.uniform(-1, 1, (n, act)).astype(np.float32),  # noqa: E731
+                      "reward": np.zeros(n, np.float32), "next_obs": rng.standard_normal((n, obs), np.float32),
+                      "done": np.zeros(n, np.float32), "mc_return": np.zeros(n, np.float32)}
+    replay = Replay(rows(n_offline), online_steps, device, 0.99, 0.0)
+    online = rows(online_steps)
+    print(f"\ncheckpoint of a {task}-size run ({n_offline:,} offline transitions, {online_steps:,} online steps, "
+          f"calql paper networks), one every {every:,} steps (utd {utd}):")
+    print(f"{'online rows':>12} {'size MB':>9} {'write s':>8}  share of run time between checkpoints")
+    with tempfile.TemporaryDirectory(dir=".") as tmp:
+        for fill in (0.0, 0.5, 1.0):
+            n = int(fill * online_steps)
+            for key, arr in online.items():  # the filled rows, as commit() writes them
+                replay.storage[key][replay.n_offline:replay.n_offline + n] = torch.as_tensor(arr[:n], device=device)
+            replay.n_online = [n]
+            t0 = time.perf_counter()
+            buf = io.BytesIO()
+            torch.save({"algorithm": algo.state_dict(), "replay": replay.online_state()}, buf)
+            atomic_write(Path(tmp) / "state.pt", buf.getvalue())
+            seconds = time.perf_counter() - t0
+            shares = ", ".join(f"{100 * seconds / (every * utd / rate + seconds):.3f}% at {rate:g} updates/s ({where})"
+                               for where, rate in rates.items())
+            print(f"{n:>12,} {len(buf.getvalue()) / 2**20:9.1f} {seconds:8.2f}  {shares}", flush=True)
 
 
 def main() -> None:
@@ -110,34 +186,59 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--sets", default="mini,paper,corl")
+    ap.add_argument("--sets", default="mini,paper,corl,checkpoint")
     ap.add_argument("--seeds", default="1,4,10", help="K values: seeds trained together")
     ap.add_argument("--devices", default="cpu,cuda")
     ap.add_argument("--job-updates", type=int, default=0, help="also time a short AntMaze-size job (0: skip)")
+    ap.add_argument("--finetune", action="store_true", help="measure the fine-tuning update")
     args = ap.parse_args()
     configure_torch(args.threads)  # as the launchers do
     devices = [d for d in args.devices.split(",") if d == "cpu" or torch.cuda.is_available()]
     ks = [int(k) for k in args.seeds.split(",")]
     print(f"torch {torch.__version__}, {args.threads} threads, load average {loadavg()}")
     for dev in map(torch.device, devices):
+        peak = matmul_peak(dev)
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-        print(f"\n{name}")
+        print(f"\n{name}: matmul peak {peak / 1e9:.0f} GFLOP/s (fp32, 2048^3)")
         print(f"{'method':<7} {'shapes':<6} {'obs/act/B':<10} {'networks (Q | pi)':<18} {'K':>3} {'updates/s':>10} "
-              f"{'seed-upd/s':>11} {'x K=1':>6}")
+              f"{'seed-upd/s':>11} {'x K=1':>6} {'MFLOP/seed-upd':>15} {'% peak':>7}")
+        measured = {}
         for which in args.sets.split(","):
+            if which == "checkpoint":
+                continue
             for m in args.methods.split(","):
+                if which == "corl" and m not in CORL:  # methods CORL has no implementation of
+                    continue
                 obs, act, B, hp = shapes(m, which)
                 nets = f"{len(hp['critic_hidden'])}x{hp['critic_hidden'][0]} | {len(hp['actor_hidden'])}x{hp['actor_hidden'][0]}"
-                base = None
+                base, flops = None, None
                 for K in ks:
                     algo = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev,
                                            SeedStreams.from_seeds(range(K), dev))
-                    rate = updates_per_s(algo, make_batch(obs, act, B, dev, K), args.seconds)
+                    if args.finetune:
+                        algo.on_finetune_start()
+                    batch = make_batch(obs, act, B, dev, K)
+                    if flops is None:  # one seed's update; K seeds cost K times that
+                        one = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev, SeedStreams.from_seeds([0], dev))
+                        if args.finetune:
+                            one.on_finetune_start()
+                        flops = update_flops(one, make_batch(obs, act, B, dev))
+                    rate = updates_per_s(algo, batch, args.seconds)
                     base = rate if base is None and K == 1 else base
+                    if K == 1:
+                        measured[(m, which)] = rate
                     ratio = f"{K * rate / base:6.2f}" if base else "     -"
                     print(f"{m:<7} {which:<6} {f'{obs}/{act}/{B}':<10} {nets:<18} {K:>3} {rate:10.1f} "
-                          f"{K * rate:11.1f} {ratio}", flush=True)
+                          f"{K * rate:11.1f} {ratio} {flops / 1e6:15.1f} {100 * K * rate * flops / peak:6.1f}%",
+                          flush=True)
                     del algo
+        if "checkpoint" in args.sets.split(","):
+            from omegaconf import OmegaConf
+
+            cost = OmegaConf.load(CONF_DIR / "config.yaml").cost
+            rates = {"measured here": measured[("calql", "paper")]} if ("calql", "paper") in measured else {}
+            rates["config cost table"] = float(cost.gpu_updates_per_s.get("calql", cost.default_updates_per_s))
+            checkpoint_costs(dev, rates)
         if args.job_updates:
             one, ten = (job_wall_time(K, args.job_updates, dev) for K in (1, 10))
             print(f"\nAntMaze-size Cal-QL job, {args.job_updates} updates: K=1 {one:.1f} s, K=10 {ten:.1f} s "

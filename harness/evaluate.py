@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def run_episodes(envs: list, act, seeds: list[int], active: list[bool]) -> list[tuple | None]:
+def run_episodes(envs: list, act, seeds: list[int], active: list[bool], check_action=None) -> list[tuple | None]:
     """One episode in each active env at once, env k reset with seeds[k]; `act(obs (K, *obs))
     -> (K, A)` sees every env's latest observation (a finished or inactive env's last one; its
-    action is discarded). Returns per env (return, ever succeeded, length, last info) or None."""
+    action is discarded). `check_action(k, action) -> bool` sees env k's action before env.step
+    (e.g. refuses NaN); False stops that env (its result None). Returns per env (return, ever
+    succeeded, length, last info) or None."""
     obs, results, running = [None] * len(envs), [None] * len(envs), list(active)
     for k in np.flatnonzero(active):
         obs[k], info = envs[k].reset(seed=seeds[k])
@@ -19,6 +21,9 @@ def run_episodes(envs: list, act, seeds: list[int], active: list[bool]) -> list[
     while any(running):
         actions = act(np.stack(obs))
         for k in np.flatnonzero(running):
+            if check_action is not None and not check_action(k, actions[k]):
+                results[k], running[k] = None, False
+                continue
             obs[k], reward, terminated, truncated, info = envs[k].step(actions[k])
             r = results[k]
             r[0] += float(reward)
@@ -30,17 +35,20 @@ def run_episodes(envs: list, act, seeds: list[int], active: list[bool]) -> list[
 
 
 def evaluate_seeds(algorithm, envs: list, task, episodes: int, seeds: list[int],
-                   active: list[bool] | None = None) -> list[dict[str, float] | None]:
+                   active: list[bool] | None = None, check_action=None) -> list[dict[str, float] | None]:
     """Per seed k of `algorithm` (envs[k], episode i reset with seeds[k] + i): mean raw return,
     mean normalized score and success rate over `episodes` episodes of the deterministic
-    policy; None for seeds not active."""
-    active = [True] * len(envs) if active is None else active
+    policy; None for seeds not active, or stopped by `check_action` (see `run_episodes`)."""
+    active = list([True] * len(envs) if active is None else active)
     per_env: list[list] = [[] for _ in envs]
     for i in range(episodes):
-        results = run_episodes(envs, lambda o: algorithm.act(o, deterministic=True), [s + i for s in seeds], active)
+        results = run_episodes(envs, lambda o: algorithm.act(o, deterministic=True), [s + i for s in seeds], active,
+                               check_action)
         for k, r in enumerate(results):
             if r is not None:
                 per_env[k].append(r)
+            else:
+                active[k] = False
     out = []
     for k, results in enumerate(per_env):
         if not active[k]:
@@ -53,6 +61,8 @@ def evaluate_seeds(algorithm, envs: list, task, episodes: int, seeds: list[int],
     return out
 
 
-def evaluate(algorithm, env, task, episodes: int, seed: int) -> dict[str, float]:
-    """`evaluate_seeds` for an algorithm of one seed."""
-    return evaluate_seeds(algorithm, [env], task, episodes, [seed])[0]
+def evaluate(algorithm, env, task, episodes: int, seed: int, check_action=None) -> dict[str, float]:
+    """`evaluate_seeds` for an algorithm of one seed. `check_action(action) -> action` sees every
+    action before env.step (e.g. raises on NaN)."""
+    check = None if check_action is None else (lambda k, a: check_action(a) is not None)
+    return evaluate_seeds(algorithm, [env], task, episodes, [seed], check_action=check)[0]

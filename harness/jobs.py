@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,14 @@ from omegaconf import DictConfig, OmegaConf
 
 import algorithms
 import tasks
+from harness.schema import ConfigError, check_range, check_values, coerce, typed  # noqa: F401 (ConfigError: re-exported)
 
 CONF_DIR = Path(__file__).parent / "conf"
 
 
-class ConfigError(ValueError):
-    """A bad name or value in the configuration (one line: what and how to fix it)."""
+MAX_STEPS = 10**9  # more gradient or env steps than any study needs: a typo (e.g. 1e12)
+MAX_BATCH = 2**20
+MAX_SEED = 2**31 - 1  # numpy seeds are 32-bit, evaluation seeds add an offset
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class Protocol:
     offline_steps: int  # gradient steps of offline pre-training
     online_steps: int  # environment steps of online fine-tuning
     utd: int = 1  # gradient updates per environment step while fine-tuning
+    warmup_steps: int = 0  # first online env steps that only fill the buffer (no updates)
+    warmup_policy: str = "policy"  # warm-up actions: "policy" (the frozen pre-trained one, sampled) | "uniform"
     eval_every_offline: int = 10_000  # gradient steps between offline evaluations
     eval_every: int = 2_000  # environment steps between online evaluations
     eval_episodes: int = 20  # deterministic-policy episodes per evaluation
@@ -33,27 +38,35 @@ class Protocol:
     checkpoint_every: int = 0  # environment/gradient steps between checkpoints (0: none)
 
     def __post_init__(self):
-        for name in ("offline_steps", "online_steps", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"protocol.{name} must be >= 0, got {getattr(self, name)}")
+        typed(self, "protocol")
+        for name in ("offline_steps", "online_steps", "checkpoint_every", "warmup_steps"):
+            check_range(f"protocol.{name}", getattr(self, name), 0, MAX_STEPS)
         for name in ("utd", "eval_every_offline", "eval_every", "eval_episodes", "log_every"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"protocol.{name} must be > 0, got {getattr(self, name)}")
+            check_range(f"protocol.{name}", getattr(self, name), 0, MAX_STEPS, low_open=True)
+        check_range("protocol.utd", self.utd, high=1_000)
+        check_range("protocol.eval_episodes", self.eval_episodes, high=100_000)
+        if self.warmup_policy not in ("policy", "uniform"):
+            raise ConfigError(f"protocol.warmup_policy must be 'policy' or 'uniform', got '{self.warmup_policy}'")
+        if self.online_steps and self.warmup_steps >= self.online_steps:
+            raise ConfigError(f"protocol.warmup_steps ({self.warmup_steps}) must be below protocol.online_steps "
+                              f"({self.online_steps}): the warm-up would take all of fine-tuning; lower warmup_steps")
 
 
 @dataclass(frozen=True)
 class ReplayConfig:
-    mode: str = "mix"  # "mix": fixed offline fraction per batch; "append": one combined buffer
+    # "mix": fixed offline fraction per batch; "append": one combined buffer; "online": the offline
+    # data is dropped when fine-tuning starts (batches from online data only)
+    mode: str = "mix"
     mixing_ratio: float = 0.5  # offline fraction of each fine-tuning batch in "mix" mode
     batch_size: int = 256
 
     def __post_init__(self):
-        if self.mode not in ("mix", "append"):
-            raise ConfigError(f"replay.mode must be 'mix' or 'append', got '{self.mode}'")
+        typed(self, "algorithm.replay")
+        if self.mode not in ("mix", "append", "online"):
+            raise ConfigError(f"algorithm.replay.mode must be 'mix', 'append' or 'online', got '{self.mode}'")
         if not 0.0 <= self.mixing_ratio <= 1.0:
-            raise ConfigError(f"replay.mixing_ratio must be in [0, 1], got {self.mixing_ratio}")
-        if self.batch_size <= 0:
-            raise ConfigError(f"replay.batch_size must be > 0, got {self.batch_size}")
+            raise ConfigError(f"algorithm.replay.mixing_ratio must be in [0, 1], got {self.mixing_ratio}")
+        check_range("algorithm.replay.batch_size", self.batch_size, 0, MAX_BATCH, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -61,8 +74,123 @@ class RewardTransform:
     scale: float = 1.0  # r' = scale * r + shift, applied to offline and online rewards
     shift: float = 0.0
 
+    def __post_init__(self):
+        typed(self, "algorithm.reward")
+        check_range("algorithm.reward.scale", self.scale, 0, low_open=True)
+
     def __call__(self, r):
         return self.scale * r + self.shift
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The front door's own options in conf/config.yaml (other keys there pass unchecked)."""
+
+    seed: int | None = None  # one seed instead of the suite's seeds
+    runs_dir: str = "runs"
+    device: str = "auto"
+    dry_run: bool = False
+    progress: bool = True
+    report: bool = True
+    retries: int = 0
+    threads: int = 1  # torch threads per job (part of the job id)
+
+    def __post_init__(self):
+        try:
+            threads = coerce(self.threads, int, "threads")
+        except ConfigError:
+            threads = 0
+        if not 1 <= threads <= 4096:
+            raise ConfigError(f"threads must be a whole number >= 1 (torch threads per job), got {self.threads!r}")
+        typed(self, "")
+        if self.seed is not None:
+            check_range("seed", self.seed, 0, MAX_SEED)
+        check_range("retries", self.retries, 0, 100)
+        if not self.runs_dir.strip():
+            raise ConfigError("runs_dir must be a folder path, got ''")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class LocalLauncher:
+    name: str = "local"
+    workers: int = 0  # worker processes (0: as many as the cores hold jobs of `threads` threads)
+
+    def __post_init__(self):
+        typed(self, "launcher")
+        check_range("launcher.workers", self.workers, 0, 4096)
+
+
+@dataclass(frozen=True)
+class SlurmLauncher:
+    """The SLURM launcher's numbers (its cluster names pass unchecked: sbatch judges them)."""
+
+    name: str = "slurm"
+    timeout_min: int = 240
+    array_parallelism: int = 32
+    signal_delay_s: int = 120
+    grace_s: int = 60
+    max_num_timeout: int = 20
+    poll_s: float = 10.0
+
+    def __post_init__(self):
+        typed(self, "launcher")
+        check_range("launcher.timeout_min", self.timeout_min, 0, low_open=True)
+        for name in ("array_parallelism", "signal_delay_s", "grace_s", "max_num_timeout"):
+            check_range(f"launcher.{name}", getattr(self, name), 0)
+        check_range("launcher.poll_s", self.poll_s, 0, 3600, low_open=True)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    algorithms: list[str] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    algorithm_seeds: dict[str, list[int]] = field(default_factory=dict)  # some methods' seeds instead of `seeds`
+    seeds_per_process: int = 1  # seeds of one (method, task) trained together in one process, as one batched model
+
+    def __post_init__(self):
+        for key in ("algorithms", "tasks", "seeds"):
+            values = getattr(self, key)
+            if not isinstance(values, (list, tuple)) or not values:
+                raise ConfigError(f"suite.{key} must be a non-empty list, got {values!r}")
+        for name in (*self.algorithms, *self.tasks):
+            if not isinstance(name, str):
+                raise ConfigError(f"suite.algorithms and suite.tasks must be lists of names, got {name!r}")
+        for seed in self.seeds:
+            check_range("suite.seeds", coerce(seed, int, "suite.seeds"), 0, MAX_SEED)
+        if not isinstance(self.algorithm_seeds, dict):
+            raise ConfigError(f"suite.algorithm_seeds must map method names to seed lists, got {self.algorithm_seeds!r}")
+        for name, seeds in self.algorithm_seeds.items():
+            where = f"suite.algorithm_seeds.{name}"
+            if name not in self.algorithms:
+                raise ConfigError(f"{where}: '{name}' is not in suite.algorithms ({', '.join(self.algorithms)})")
+            if not isinstance(seeds, (list, tuple)) or not seeds:
+                raise ConfigError(f"{where} must be a non-empty list of seeds, got {seeds!r}")
+            for seed in seeds:
+                check_range(where, coerce(seed, int, where), 0, MAX_SEED)
+        per_process = coerce(self.seeds_per_process, int, "suite.seeds_per_process")
+        check_range("suite.seeds_per_process", per_process, 1, 4096)
+        object.__setattr__(self, "seeds_per_process", per_process)
+
+
+LAUNCHERS = {"local": LocalLauncher, "slurm": SlurmLauncher}  # launchers whose options are checked here
+
+
+def check_options(cfg: DictConfig) -> RunOptions:
+    """The front door's own options, the suite and the launcher, before anything is expanded."""
+    plain = lambda x: OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x  # noqa: E731
+    options = RunOptions(**{f: cfg[f] for f in RunOptions.__dataclass_fields__ if f in cfg})
+    suite = plain(cfg.suite)
+    Suite(**{k: suite[k] for k in ("name", "algorithms", "tasks", "seeds", "seeds_per_process") if k in suite},
+          algorithm_seeds=_plain(suite.get("algorithm_seeds")))
+    launcher = plain(cfg.get("launcher")) or {}
+    schema = LAUNCHERS.get(launcher.get("name"))
+    if schema is not None:
+        schema(**{k: v for k, v in launcher.items() if k in schema.__dataclass_fields__})
+    return options
 
 
 def package_yamls(group: str) -> dict[str, Path]:
@@ -88,20 +216,37 @@ def group_names(group: str) -> list[str]:
 
 
 def load_group(group: str, name: str) -> DictConfig:
+    """A group's yaml as Hydra composes it: a `defaults: [other, _self_]` list (e.g. calql.yaml
+    inheriting cql.yaml) merges those configs of the same group first."""
     path = CONF_DIR / group / f"{name}.yaml"
     if not path.exists():
         path = package_yamls(group).get(name, path)
     if not path.exists():
         raise ConfigError(f"unknown {group} '{name}'; choose one of: {', '.join(group_names(group))}")
-    return OmegaConf.load(path)
+    cfg = OmegaConf.load(path)
+    defaults = cfg.pop("defaults", None)
+    if not defaults:
+        return cfg
+    parts = [cfg if entry == "_self_" else load_group(group, str(entry)) for entry in defaults]
+    return OmegaConf.merge(*parts, *([] if "_self_" in defaults else [cfg]))
 
 
-def resolve_algorithm(algo_cfg: DictConfig | dict, domain: str) -> dict[str, Any]:
-    """The method's yaml with its per-domain overrides merged in (`domains.<domain>`)."""
+ALGORITHM_KEYS = ("name", "replay", "reward", "hparams", "protocol")  # protocol: the method's own (e.g. RLPD's UTD)
+
+
+def resolve_algorithm(algo_cfg: DictConfig | dict, domain: str, *overrides: dict[str, Any]) -> dict[str, Any]:
+    """A method's resolved config, later layers winning: its dataclass defaults < its yaml < the
+    yaml's `domains.<domain>` block < each of `overrides` (the suite's algorithm_overrides, then
+    the command line). Checked against the schema and complete: every field has its value."""
     cfg = OmegaConf.to_container(algo_cfg, resolve=True) if isinstance(algo_cfg, DictConfig) else dict(algo_cfg)
+    cfg.pop("defaults", None)
     domains = cfg.pop("domains", None) or {}
-    merged = OmegaConf.merge(cfg, domains.get(domain, {}))
-    return OmegaConf.to_container(merged, resolve=True)
+    known = {t.domain for t in tasks.TASKS.values()}
+    if set(domains) - known:
+        raise ConfigError(f"algorithm '{cfg.get('name')}': domains.{sorted(set(domains) - known)[0]} is not a "
+                          f"task domain; known: {', '.join(sorted(known))}")
+    merged = OmegaConf.merge(cfg, domains.get(domain) or {}, *[o for o in overrides if o])
+    return validate_algorithm(OmegaConf.to_container(merged, resolve=True))
 
 
 def _plain(x) -> dict[str, Any]:
@@ -110,49 +255,94 @@ def _plain(x) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
+def hydra_overrides(argv: list[str]) -> list[str]:
+    """Command-line overrides as given, with options of the chosen algorithm or task and the
+    suite's overrides passed as `++key=value`: the yamls hold only what differs from the dataclass
+    defaults, so a key such as algorithm.hparams.cql_alpha may be absent from the composed yaml;
+    the schema then checks it."""
+    def rewrite(arg: str) -> str:
+        key = arg.partition("=")[0]
+        if "=" in arg and key.startswith(("algorithm.", "task.", "suite.protocol.", "suite.algorithm_overrides.",
+                                                        "suite.algorithm_seeds.", "suite.seeds_per_process")):
+            return "++" + arg
+        return arg
+
+    return [rewrite(a) for a in argv]
+
+
+def command_line_values(cfg: DictConfig, overrides: list[str]) -> dict[str, Any]:
+    """The values the command line set inside the chosen algorithm and task (`algorithm.hparams.x=1`,
+    `task.protocol.utd=2`), as composed by Hydra: they are applied last, after the yaml's domain
+    block and the suite's overrides, so that they always take effect."""
+    out = OmegaConf.create({})
+    for arg in overrides:
+        key = arg.partition("=")[0]
+        if key.startswith("~") or not arg.count("="):
+            continue  # deletions act on the composed yaml itself
+        key = key.lstrip("+")
+        if (key.startswith("algorithm.") and not key.startswith("algorithm.domains.")) or key.startswith("task.protocol."):
+            OmegaConf.update(out, key, OmegaConf.select(cfg, key), force_add=True)
+    return OmegaConf.to_container(out, resolve=True)
+
+
+# Protocol fields added after results existed: at these values they leave a job's id (and so its
+# finished run directory) as it was.
+ID_NEUTRAL_PROTOCOL = {"warmup_steps": 0, "warmup_policy": "policy"}
+
+
 def job_id(job: dict[str, Any]) -> str:
-    payload = {k: v for k, v in job.items() if k not in ("job_id", "device")}
+    payload = {k: v for k, v in job.items() if k not in ("job_id", "device", "logger")}  # where it runs and is watched
+    if "protocol" in payload:
+        payload["protocol"] = {k: v for k, v in payload["protocol"].items()
+                               if k not in ID_NEUTRAL_PROTOCOL or v != ID_NEUTRAL_PROTOCOL[k]}
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def expand(cfg: DictConfig) -> list[dict[str, Any]]:
-    """All jobs of the composed config, each validated: algorithm x task x seed. With
-    `suite.seeds_per_process` K > 1 the seeds of each (algorithm, task) are split, in order, into
-    groups of up to K trained together in one process; each job of a group of more than one
+def expand(cfg: DictConfig, overrides: list[str] = ()) -> list[dict[str, Any]]:
+    """All jobs of the composed config, each resolved and validated: algorithm x task x seed.
+    `overrides`: the command line's Hydra overrides (they win over every yaml and the suite).
+    With `suite.seeds_per_process` K > 1 the seeds of each (algorithm, task) are split, in order,
+    into groups of up to K trained together in one process; each job of a group of more than one
     records the group's seeds (`seed_group`), so its id says how the seed was trained."""
+    options = check_options(cfg)
+    cli = command_line_values(cfg, overrides)
     suite = cfg.suite
     algo_cfgs = [cfg.algorithm] if cfg.get("algorithm") else [load_group("algorithm", n) for n in suite.algorithms]
     task_cfgs = [cfg.task] if cfg.get("task") else [load_group("task", n) for n in suite.tasks]
     seeds = [cfg.seed] if cfg.get("seed") is not None else list(suite.seeds)
-    per_process = suite.get("seeds_per_process", 1)
-    if not isinstance(per_process, int) or isinstance(per_process, bool) or per_process < 1:
-        raise ConfigError(f"suite.seeds_per_process must be an integer >= 1, got {per_process!r}")
-    seed_groups = [[int(s) for s in seeds[i:i + per_process]] for i in range(0, len(seeds), per_process)]
+    shared = _plain(suite.get("algorithm_overrides"))  # e.g. one replay mode for every method
+    from harness.trackers import logger_names
+
+    logger = logger_names(cfg.get("logger"))  # csv first, then tensorboard / wandb
+    algorithm_seeds = _plain(suite.get("algorithm_seeds"))  # seeds of some methods instead of suite.seeds
+    threads = options.threads
+    per_process = int(suite.get("seeds_per_process", 1))  # checked by check_options
     jobs = []
     for task_cfg in task_cfgs:
         try:
             task = tasks.get(task_cfg.name)
         except KeyError as exc:
             raise ConfigError(exc.args[0]) from None
-        protocol = OmegaConf.merge(task_cfg.protocol, _plain(suite.get("protocol")), _plain(cfg.get("protocol")))
-        try:
-            protocol = Protocol(**OmegaConf.to_container(protocol))
-        except TypeError as exc:
-            raise ConfigError(f"bad protocol option: {exc}; valid: {', '.join(Protocol.__dataclass_fields__)}") from None
         for algo_cfg in algo_cfgs:
-            algo = resolve_algorithm(algo_cfg, task.domain)
-            shared = _plain(suite.get("algorithm_overrides"))  # e.g. one replay mode for every method
-            algo = OmegaConf.to_container(OmegaConf.merge(algo, shared), resolve=True) if shared else algo
-            validate_algorithm(algo)
+            algo = resolve_algorithm(algo_cfg, task.domain, shared, cli.get("algorithm", {}))
+            # What the method's protocol differs in (e.g. RLPD: no pre-training, UTD 20) beats the
+            # task's and the suite's protocol; the command line beats everything.
+            protocol = OmegaConf.merge(_plain(task_cfg.protocol), _plain(suite.get("protocol")), algo.pop("protocol", {}),
+                                       cli.get("task", {}).get("protocol", {}), _plain(cfg.get("protocol")))
+            try:
+                protocol = Protocol(**check_values(Protocol, OmegaConf.to_container(protocol), "protocol"))
+            except TypeError as exc:
+                raise ConfigError(f"bad protocol option: {exc}; valid: {', '.join(Protocol.__dataclass_fields__)}") from None
+            algo_seeds = [int(s) for s in (seeds if cfg.get("seed") is not None else
+                                           algorithm_seeds.get(algo["name"], seeds))]
+            seed_groups = [algo_seeds[i:i + per_process] for i in range(0, len(algo_seeds), per_process)]
             if max(map(len, seed_groups)) > 1:
                 check_seed_groups(algo["name"], task, per_process)
             for group in seed_groups:
                 for seed in group:
-                    if seed < 0:
-                        raise ConfigError(f"seed must be >= 0, got {seed}")
                     job = {"suite": suite.name, "seed": seed, "algorithm": algo,
                            "task": {"name": task.name, "domain": task.domain}, "protocol": asdict(protocol),
-                           "device": cfg.get("device", "auto")}
+                           "threads": threads, "device": cfg.get("device", "auto"), "logger": logger}
                     if len(group) > 1:
                         job["seed_group"] = group
                     job["job_id"] = job_id(job)
@@ -183,15 +373,34 @@ def group_jobs(jobs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return list(groups.values())
 
 
-
-def validate_algorithm(algo: dict[str, Any]) -> None:
+def validate_algorithm(algo: dict[str, Any]) -> dict[str, Any]:
+    """A method's merged config checked against its schema (the method's Config dataclass,
+    ReplayConfig, RewardTransform); returns it complete, every field filled in."""
+    name = algo.get("name")
+    unknown = sorted(set(algo) - set(ALGORITHM_KEYS))
     try:
-        cls = algorithms.get(algo["name"])
-        algorithms.base.build_config(cls, algo.get("hparams", {}))
-        ReplayConfig(**algo.get("replay", {}))
-        RewardTransform(**algo.get("reward", {}))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"algorithm '{algo.get('name')}': {exc.args[0] if exc.args else exc}") from None
+        if unknown:
+            raise ConfigError(f"unknown option(s) {', '.join('algorithm.' + k for k in unknown)}; "
+                              f"valid: {', '.join(ALGORITHM_KEYS)}")
+        try:
+            cls = algorithms.get(name)
+        except KeyError as exc:
+            raise ConfigError(exc.args[0]) from None
+        hparams = check_values(cls.Config, algo.get("hparams") or {}, "algorithm.hparams")
+        try:
+            config = algorithms.base.build_config(cls, hparams)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc.args[0] if exc.args else exc).replace(
+                f"{cls.Config.__qualname__}.", "algorithm.hparams.")) from None
+        replay = ReplayConfig(**check_values(ReplayConfig, algo.get("replay") or {}, "algorithm.replay"))
+        reward = RewardTransform(**check_values(RewardTransform, algo.get("reward") or {}, "algorithm.reward"))
+        protocol = check_values(Protocol, _plain(algo.get("protocol")), "algorithm.protocol")  # checked whole in expand
+    except ConfigError as exc:
+        raise ConfigError(f"algorithm '{name}': {exc}") from None
+    listed = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731 (yaml-safe, as the yamls write them)
+    return {"name": name, "replay": asdict(replay), "reward": asdict(reward),
+            "hparams": {f: listed(getattr(config, f)) for f in cls.Config.__dataclass_fields__},
+            **({"protocol": protocol} if protocol else {})}
 
 
 def run_dir(runs_dir: str | Path, job: dict[str, Any]) -> Path:

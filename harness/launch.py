@@ -11,12 +11,15 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any
 
 from harness.jobs import ConfigError, group_jobs, run_dir
+from harness.slurm import QueueUnavailable, queue_states, read_ledger
 from harness.store import atomic_write, read_summary
 
 
@@ -41,15 +44,18 @@ def write_manifest(jobs: list[dict[str, Any]], runs_dir: Path) -> Path:
     multirun sweep lists all of its points); `harness.status` reads it to report missing runs."""
     path = Path(runs_dir) / jobs[0]["suite"] / "jobs.json"
     try:
-        entries = {e["run_dir"]: e for e in json.loads(path.read_text())["jobs"]}
+        old = path.read_text()
+        entries = {e["run_dir"]: e for e in json.loads(old)["jobs"]}
     except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        entries = {}
+        old, entries = None, {}
     for j in jobs:
         rel = str(run_dir(runs_dir, j).relative_to(runs_dir))
         entries[rel] = {"run_dir": rel, "job_id": j["job_id"], "algorithm": j["algorithm"]["name"],
                         "task": j["task"]["name"], "seed": j["seed"]}
-    atomic_write(path, json.dumps({"suite": jobs[0]["suite"], "jobs": sorted(entries.values(), key=lambda e: e["run_dir"])},
-                                  indent=1) + "\n")
+    text = json.dumps({"suite": jobs[0]["suite"], "jobs": sorted(entries.values(), key=lambda e: e["run_dir"])},
+                      indent=1) + "\n"
+    if text != old:  # unchanged: not rewritten (a finished study may sit on a read-only mount)
+        atomic_write(path, text)
     return path
 
 
@@ -77,10 +83,10 @@ def group_errors(group: list[dict[str, Any]], runs_dir: Path, error: str | None)
 
 # -- local ---------------------------------------------------------------------------------
 def _run_group(args) -> list[tuple[str, str | None]]:
-    group, runs_dir, threads, progress = args
+    group, runs_dir, progress = args
     from harness.runner import run_jobs
 
-    configure_torch(threads)
+    configure_torch(group[0]["threads"])
     try:
         run_jobs(group, [run_dir(runs_dir, j) for j in group], progress_bar=progress)
         error = None
@@ -113,28 +119,29 @@ def _exit_on_sigterm():
     return signal.signal(signal.SIGTERM, on_sigterm)
 
 
-def launch_local(jobs: list[dict[str, Any]], runs_dir: Path, workers: int = 1, threads: int = 0,
+def launch_local(jobs: list[dict[str, Any]], runs_dir: Path, workers: int = 1,
                  progress: bool = True, retries: int = 0) -> dict[str, str]:
-    """Runs the jobs, one process per group (failed ones up to `retries` more times); returns
-    {job_id: error} for the ones that still failed."""
+    """Runs the jobs, one process per group (failed ones up to `retries` more times), in `workers`
+    processes (0: as many as the cores hold groups of their `threads`); returns {job_id: error}
+    for the ones that still failed. Each job runs with its own thread count however many others
+    are left, so its result is the same alone and in a suite."""
     todo = [j for j in jobs if not is_done(j, runs_dir)]
     errors: dict[str, str] = {}
     for attempt in range(retries + 1):
         if not todo:
             break
         groups = group_jobs(todo)
-        cores = os.cpu_count() or 1
-        n = max(1, min(workers, len(groups)))
-        per_job = threads or max(1, cores // n)  # never more threads than cores in all
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        n = max(1, min(workers or cores // max(j["threads"] for j in todo), len(groups)))
         if n == 1:
-            results = [r for g in groups for r in _run_group((g, runs_dir, per_job, progress))]
+            results = [r for g in groups for r in _run_group((g, runs_dir, progress))]
         else:  # worker processes show no bars: one line per finished job instead
             by_id = {j["job_id"]: j for j in todo}
             results = []
             previous = _exit_on_sigterm()
             try:
                 with mp.get_context("spawn").Pool(n) as pool:
-                    for group_results in pool.imap_unordered(_run_group, [(g, runs_dir, per_job, False) for g in groups]):
+                    for group_results in pool.imap_unordered(_run_group, [(g, runs_dir, False) for g in groups]):
                         for job_id, err in group_results:
                             results.append((job_id, err))
                             if progress:
@@ -160,13 +167,13 @@ class SlurmJob:
     requeues the job, which resumes from it. A signal that finds no safe point within `grace_s`
     requeues from the last periodic checkpoint instead (exact too, it just repeats some work)."""
 
-    def __init__(self, jobs: list[dict[str, Any]], runs_dir: str, threads: int, grace_s: float = 30.0):
-        self.jobs, self.runs_dir, self.threads, self.grace_s = jobs, str(runs_dir), threads, grace_s
+    def __init__(self, jobs: list[dict[str, Any]], runs_dir: str, grace_s: float = 30.0):
+        self.jobs, self.runs_dir, self.grace_s = jobs, str(runs_dir), grace_s
 
     def __call__(self) -> list[dict[str, Any]]:
         from harness.runner import Interrupted, run_jobs
 
-        configure_torch(self.threads)
+        configure_torch(self.jobs[0]["threads"])
         requested = threading.Event()
         sig = signal.SIGUSR2  # submitit's USR_SIG on SLURM
         submitit_handler = signal.getsignal(sig)
@@ -191,7 +198,7 @@ class SlurmJob:
     def checkpoint(self, *args, **kwargs):
         import submitit
 
-        return submitit.helpers.DelayedSubmission(SlurmJob(self.jobs, self.runs_dir, self.threads, self.grace_s))
+        return submitit.helpers.DelayedSubmission(SlurmJob(self.jobs, self.runs_dir, self.grace_s))
 
 
 def check_slurm(launcher) -> None:
@@ -205,14 +212,6 @@ def check_slurm(launcher) -> None:
             known = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True).stdout.split()
             raise ConfigError(f"unknown SLURM partition '{partition}'; choose one of: "
                               f"{', '.join(p.rstrip('*') for p in known) or '(sinfo lists none)'}")
-
-
-def active_slurm_ids(ids: list[str]) -> set[str]:
-    """Which of these SLURM job ids are still pending or running (squeue)."""
-    if not ids:
-        return set()
-    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(ids)], capture_output=True, text=True)
-    return set(out.stdout.split()) if out.returncode == 0 else set()
 
 
 def slurm_executor(launcher, folder: Path, n_jobs: int):
@@ -234,55 +233,123 @@ def slurm_executor(launcher, folder: Path, n_jobs: int):
             params[f"slurm_{key}"] = str(launcher[key])
     # the job imports this checkout's harness, wherever the job starts
     root = Path(__file__).resolve().parents[1]
-    params["slurm_setup"] = [f'export PYTHONPATH="{root}${{PYTHONPATH:+:$PYTHONPATH}}"', *(launcher.get("setup") or [])]
+    from harness.trackers import slurm_env_exports
+
+    params["slurm_setup"] = [f'export PYTHONPATH="{root}${{PYTHONPATH:+:$PYTHONPATH}}"', *slurm_env_exports(),
+                             *(launcher.get("setup") or [])]
     ex.update_parameters(**params)
     return ex
 
 
-def launch_slurm(jobs: list[dict[str, Any]], runs_dir: Path, launcher, retries: int = 0) -> dict[str, str]:
-    """Submits the unfinished jobs as one array (skipping those still queued or running from an
-    earlier submission); waits for them if launcher.wait. Returns {job_id: error}."""
-    check_slurm(launcher)
-    suite_dir = Path(runs_dir) / jobs[0]["suite"]
-    folder = suite_dir / ".submitit"
-    ledger_path = folder / "submitted.json"  # job_id -> SLURM job id of its latest submission
+def why_gone(job: dict[str, Any], runs_dir: Path, slurm_id: str, folder: Path) -> str:
+    """Why a job that left the SLURM queue has no done summary: its recorded error, else the
+    error submitit saved, else what the store shows."""
+    from submitit.core.utils import JobPaths, pickle_load
+
+    summary = read_summary(run_dir(runs_dir, job))
+    if summary and summary.get("status") == "failed" and summary.get("slurm_job_id") == slurm_id:
+        return f"SLURM job {slurm_id} failed: {summary.get('error', 'see its summary.json')}"
+    paths = JobPaths(folder / "%j", job_id=slurm_id, task_id=0)
     try:
-        ledger = json.loads(ledger_path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        ledger = {}
-    active = active_slurm_ids([ledger[j["job_id"]] for j in jobs if j["job_id"] in ledger])
-    todo = [j for j in jobs if not is_done(j, runs_dir) and ledger.get(j["job_id"]) not in active]
-    skipped = [j for j in jobs if ledger.get(j["job_id"]) in active and not is_done(j, runs_dir)]
-    if skipped:
-        print(f"{len(skipped)} job(s) still queued or running on SLURM: not resubmitted", flush=True)
+        outcome, result = pickle_load(paths.result_pickle)
+        if outcome == "error":
+            return f"SLURM job {slurm_id} failed: {str(result).strip().splitlines()[-1]}"
+    except Exception:  # no result file (killed or cancelled), or one this process cannot read
+        pass
+    started = "after it started" if summary and summary.get("slurm_job_id") == slurm_id else "before it started"
+    return (f"SLURM job {slurm_id} left the queue unfinished {started} (cancelled, killed, failed node or "
+            f"out of requeues); log: {paths.stderr}")
+
+
+def wait_slurm(waiting: dict[str, dict[str, Any]], ledger: dict[str, str], runs_dir: Path, folder: Path,
+               poll_s: float) -> dict[str, str]:
+    """Waits until every job is done in the store or gone from the SLURM queue, whichever comes
+    first; never on a result file, which a job cancelled while pending never writes. A job
+    gone from the queue in two polls running without a done summary failed. Returns
+    {job_id: error}. Ctrl-C: one line, the queue left as it is, exit 130."""
+    left = dict(waiting)
+    errors: dict[str, str] = {}
+    gone_before: set[str] = set()
+    complained = False
+    n = len(left)
+    try:
+        while left:
+            try:
+                queued = queue_states([ledger[j] for j in left])  # before the store: a job writes
+            except QueueUnavailable as exc:  # its done summary before it leaves the queue
+                if not complained:
+                    print(f"{exc}; still waiting (asking again every {poll_s:g} s)", flush=True)
+                complained = True
+                time.sleep(poll_s)
+                continue
+            complained = False
+            for job_id, job in list(left.items()):
+                sid = ledger[job_id]
+                error = None
+                if not is_done(job, runs_dir):
+                    if sid in queued:
+                        gone_before.discard(job_id)
+                        continue
+                    if job_id not in gone_before:  # confirmed at the next poll: shared file
+                        gone_before.add(job_id)  # systems can show a fresh summary late
+                        continue
+                    error = errors[job_id] = why_gone(job, runs_dir, sid, folder)
+                del left[job_id]
+                print(f"[{n - len(left)}/{n}] {sid} {finished_line(job, runs_dir, error)}", flush=True)
+            if left:
+                time.sleep(poll_s)
+    except KeyboardInterrupt:
+        arrays = " ".join(dict.fromkeys(ledger[j].split("_")[0] for j in left))
+        print(f"\ninterrupted: {len(left)} job(s) left on the SLURM queue as they are; rerun the same command to "
+              f"wait for them again (nothing is resubmitted or redone), `python -m harness.status {runs_dir}` to "
+              f"follow them, `scancel {arrays}` to cancel them", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
+    failed = ", ".join(ledger[j] for j in errors)
+    print(f"SLURM: {n - len(errors)} of {n} job(s) done" + (f", {len(errors)} failed ({failed}); rerun the same "
+          f"command to resume them from their checkpoints" if errors else ""), flush=True)
+    return errors
+
+
+def launch_slurm(jobs: list[dict[str, Any]], runs_dir: Path, launcher, retries: int = 0) -> dict[str, str]:
+    """Submits the unfinished jobs as one array (not those still queued or running from an
+    earlier submission) and, if launcher.wait, waits for all of them, those included.
+    Returns {job_id: error}."""
+    check_slurm(launcher)
+    folder = Path(runs_dir) / jobs[0]["suite"] / ".submitit"
+    ledger_path = folder / "submitted.json"
+    ledger = read_ledger(folder.parent)
+    unfinished = [j for j in jobs if not is_done(j, runs_dir)]
+    try:
+        queued = queue_states([ledger[j["job_id"]] for j in unfinished if j["job_id"] in ledger])
+    except QueueUnavailable as exc:
+        raise ConfigError(f"{exc}; cannot tell which jobs are still queued, so nothing was submitted; "
+                          f"try again when squeue answers") from None
+    waiting = {j["job_id"]: j for j in unfinished if ledger.get(j["job_id"]) in queued}
+    todo = [j for j in unfinished if j["job_id"] not in waiting]
+    if waiting:
+        print(f"{len(waiting)} job(s) still queued or running on SLURM "
+              f"({', '.join(ledger[j] for j in waiting)}): not resubmitted", flush=True)
     errors: dict[str, str] = {}
     for attempt in range(retries + 1):
-        if not todo:
-            break
-        groups = group_jobs(todo)
-        ex = slurm_executor(launcher, folder, len(groups))
-        with ex.batch():
-            handles = [ex.submit(SlurmJob(g, str(Path(runs_dir).resolve()), int(launcher.cpus_per_task),
-                                          float(launcher.grace_s))) for g in groups]
-        for g, h in zip(groups, handles):
-            for j in g:
-                ledger[j["job_id"]] = h.job_id
-        atomic_write(ledger_path, json.dumps(ledger, indent=1) + "\n")
-        print(f"submitted {len(handles)} job(s) as SLURM array {handles[0].job_id.split('_')[0]}; "
-              f"logs: {folder}", flush=True)
-        if not launcher.wait:
+        if todo:
+            groups = group_jobs(todo)  # one array task per group
+            ex = slurm_executor(launcher, folder, len(groups))
+            with ex.batch():
+                handles = [ex.submit(SlurmJob(g, str(Path(runs_dir).resolve()), float(launcher.grace_s))) for g in groups]
+            for g, h in zip(groups, handles):
+                for j in g:
+                    ledger[j["job_id"]] = h.job_id
+                    waiting[j["job_id"]] = j
+            atomic_write(ledger_path, json.dumps(ledger, indent=1) + "\n")
+            print(f"submitted {len(handles)} job(s) as SLURM array {handles[0].job_id.split('_')[0]}; "
+                  f"logs: {folder}", flush=True)
+        if not launcher.wait or not waiting:
             return {}
-        errors = {}
-        for g, h in zip(groups, handles):
-            try:
-                h.result()
-                error = None
-            except Exception as exc:  # the job's error, or UncompletedJobError (cancelled, out of requeues)
-                error = f"{type(exc).__name__}: {str(exc).strip()[-2000:]}"
-            errors.update((job_id, err) for job_id, err in group_errors(g, runs_dir, error) if err)
-        todo = [j for j in todo if j["job_id"] in errors]
-        if todo and attempt < retries:
-            print(f"resubmitting {len(todo)} failed job(s) ({attempt + 1}/{retries})", flush=True)
+        errors = wait_slurm(waiting, ledger, Path(runs_dir), folder, float(launcher.poll_s))
+        todo, waiting = [waiting[j] for j in errors], {}
+        if not todo or attempt == retries:
+            break
+        print(f"resubmitting {len(todo)} failed job(s) ({attempt + 1}/{retries})", flush=True)
     return errors
 
 
@@ -291,8 +358,7 @@ def launch(jobs: list[dict[str, Any]], runs_dir: Path, cfg) -> dict[str, str]:
     launcher = cfg.launcher
     retries = int(cfg.get("retries", 0))
     if launcher.name == "local":
-        return launch_local(jobs, runs_dir, workers=launcher.get("workers", 1), threads=launcher.get("threads", 0),
-                            progress=cfg.progress, retries=retries)
+        return launch_local(jobs, runs_dir, workers=int(launcher.workers), progress=cfg.progress, retries=retries)
     if launcher.name == "slurm":
         return launch_slurm(jobs, runs_dir, launcher, retries=retries)
     raise ConfigError(f"unknown launcher '{launcher.name}'; choose one of: local, slurm")

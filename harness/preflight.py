@@ -14,6 +14,8 @@ def problems(task_names) -> list[str]:
         task = tasks.get(name)
         if not task.dataset_present() and not hasattr(task, "generate"):
             out.append(f"{name}: dataset missing ({task.source}). To get it: {task.how_to_get()}")
+        elif task.dataset_present() and (problem := task.dataset_problem()):
+            out.append(f"{name}: dataset corrupt: {problem}")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -27,7 +29,9 @@ def problems(task_names) -> list[str]:
 
 
 def preflight(jobs) -> None:
-    """Raise DatasetError listing everything missing, in one message of one line per task."""
+    """Raise DatasetError listing everything missing: one line, or a header and one line per task."""
     found = problems(j["task"]["name"] for j in jobs)
+    if len(found) == 1:
+        raise DatasetError(f"before any job starts: {found[0]}")
     if found:
         raise DatasetError(f"{len(found)} problem(s) before any job starts:\n  " + "\n  ".join(found))

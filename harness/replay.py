@@ -1,5 +1,6 @@
-"""Replay: the offline dataset and each seed's online data in one device-resident store, batches drawn
-either with a fixed offline fraction ("mix") or uniformly over everything ("append"), and
+"""Replay: the offline dataset and each seed's online data in one device-resident store, batches
+drawn with a fixed offline fraction ("mix"), uniformly over everything ("append") or from the
+online data alone ("online": the offline data is dropped when fine-tuning starts), and
 Monte-Carlo returns-to-go for every trajectory (offline at load, online when it ends)."""
 from __future__ import annotations
 
@@ -95,16 +96,29 @@ class Replay:
         self.n_online[k] += n
         self.pending[k].clear()
 
+    def can_sample(self, mode: str, active: list[bool] | None = None) -> bool:
+        """Whether `mode` has data for every active seed: "online" needs one ended online
+        trajectory of each (the seeds of a group update together, so a group starts once its
+        last seed has one)."""
+        active = [True] * len(self.n_online) if active is None else active
+        return mode != "online" or all(n > 0 for n, a in zip(self.n_online, active) if a)
+
     def sample(self, batch_size: int, mode: str, mixing_ratio: float, with_mc_return: bool,
-               rng: SeedStreams | None = None) -> Batch:
+               rng: SeedStreams | None = None, active: list[bool] | None = None) -> Batch:
         """One batch per seed (fields (K, batch_size, ...)), seed k's rows drawn with stream k of
         `rng` (default: one seed on torch's global generator) from the offline data and its own
         online data. mode "mix":
         round(mixing_ratio * batch_size) rows from offline data, the rest online (all offline
-        while no online trajectory of that seed has ended); "append": uniform over both."""
+        while no online trajectory of that seed has ended); "append": uniform over both;
+        "online": uniform over the seed's online data (see `can_sample`; a seed not `active`,
+        whose update is discarded, without online data draws as "append")."""
 
         def rows(k: int, g: torch.Generator | None) -> torch.Tensor:
             n_online, shift = self.n_online[k], self.online_start(k) - self.n_offline
+            if mode == "online" and (n_online or (active is None or active[k])):
+                if n_online == 0:
+                    raise RuntimeError("replay mode 'online' has no online data yet: no online trajectory has ended")
+                return self.online_start(k) + torch.randint(0, n_online, (batch_size,), generator=g, device=self.device)
             if mode == "append" or n_online == 0:
                 idx = torch.randint(0, self.n_offline + n_online, (batch_size,), generator=g, device=self.device)
                 return idx + shift * (idx >= self.n_offline) if shift else idx
@@ -122,7 +136,9 @@ class Replay:
 
     def online_state(self) -> dict:
         """What a checkpoint needs to restore the online part."""
-        data = [{key: v[self.online_start(k):self.online_start(k) + n].cpu() for key, v in self.storage.items()}
+        # clone: a slice is a view, and torch.save writes a view's whole storage (the preallocated
+        # buffer, offline data included), not just the filled rows
+        data = [{key: v[self.online_start(k):self.online_start(k) + n].clone().cpu() for key, v in self.storage.items()}
                 for k, n in enumerate(self.n_online)]
         return {"n_online": list(self.n_online), "pending": [list(p) for p in self.pending], "data": data}
 

@@ -27,8 +27,9 @@ import tasks
 from harness.evaluate import evaluate_seeds
 from harness.jobs import Protocol, ReplayConfig, RewardTransform
 from harness.replay import Replay, mc_returns
-from harness.store import RunStore, atomic_write, read_summary
-from reports.metrics import early_min_score
+from harness.store import CHECKPOINT_DIR, RunStore, atomic_write, read_summary, remove_empty_checkpoint_dir, remove_orphans
+from harness.trackers import Trackers
+from scoring import early_min_score
 
 EVAL_SEED_OFFSET = 10_000_019  # evaluation episodes never share seeds with training episodes
 
@@ -40,6 +41,10 @@ class Interrupted(BaseException):
 
 class RunDirConflict(RuntimeError):
     """The run directory holds a run of a different resolved config (another job id)."""
+
+
+class Diverged(FloatingPointError):
+    """A loss, metric, parameter or action became NaN or infinite: the run has failed."""
 
 
 class EnvReplayMismatch(RuntimeError):
@@ -89,12 +94,24 @@ class Runner:
         self.task = tasks.get(job["task"]["name"])
         self.device = pick_device(job["device"])
         self.stores = [RunStore(d) for d in self.dirs]
-        self.ckpt_path = Path(checkpoint_dir or self.dirs[0] / "checkpoint") / "state.pt"
+        # TensorBoard / W&B next to each seed's CSV files (logger=...)
+        self.trackers = [Trackers(j, d) for j, d in zip(jobs, self.dirs)]
+        self.ckpt_path = Path(checkpoint_dir or self.dirs[0] / CHECKPOINT_DIR) / "state.pt"
         self.state = Progress(episodes=[0] * self.K, failed=[None] * self.K,
                               rows=[{"evals": [], "train": [], "episodes": []} for _ in range(self.K)])
-        self.t0 = time.monotonic()
+        self.t0, self.started_at = time.monotonic(), time.time()
+        self.attempt_wall_before = 0.0  # wall time of earlier attempts, when this one started
         self.ckpt_seconds, self.ckpt_count = 0.0, 0  # this attempt's checkpoints
         self.episode = [(0.0, False, 0)] * self.K  # per seed: return, success, length so far
+        # Every update is watched on the device, without a host sync: `finite_prefix[k]` counts
+        # seed k's updates since the last check before its first one with a non-finite metric,
+        # `finite_keys[k]` which of its metrics stayed finite. They are read when logging,
+        # evaluating, checkpointing and finishing.
+        self.finite_prefix = torch.zeros(self.K, dtype=torch.int64, device=self.device)
+        self.finite_keys = torch.ones(self.K, 0, dtype=torch.bool, device=self.device)
+        self.watched_keys: tuple[str, ...] = ()
+        self.checked_step = 0  # updates up to here are known to be finite
+        self.phase = "offline"
 
     @property
     def active(self) -> list[bool]:
@@ -133,6 +150,7 @@ class Runner:
         the algorithm's state_dict), the online buffers (with each seed's unfinished episode),
         all RNG states, counters and curves. Written atomically: a group killed while saving
         keeps the previous checkpoint."""
+        self.check_finite("checkpoint")  # a diverged seed is never saved to be resumed
         t = time.monotonic()
         self.state.rows = [{"evals": st.evals, "train": st.train, "episodes": st.episodes} for st in self.stores]
         payload = {"job_ids": [j["job_id"] for j in self.jobs], "progress": self.state,
@@ -142,6 +160,8 @@ class Runner:
                    "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
                    "wall_time": self.state.wall_time + time.monotonic() - self.t0}
         import io
+        for trackers in self.trackers:
+            trackers.flush()  # a resume continues the trackers after this checkpoint's step
         buf = io.BytesIO()
         torch.save(payload, buf)
         atomic_write(self.ckpt_path, buf.getvalue())
@@ -172,19 +192,28 @@ class Runner:
         random.setstate(payload["python_rng"])
         for store, rows in zip(self.stores, self.state.rows):
             store.evals, store.train, store.episodes = rows["evals"], rows["train"], rows["episodes"]
+        self.checked_step = self.state.step  # checked before it was saved
         return True
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> list[dict[str, Any]]:
-        self.t0 = time.monotonic()
+        self.t0, self.started_at = time.monotonic(), time.time()
         for d, job in zip(self.dirs, self.jobs):
             check_run_dir(d, job)
+        for d in {*self.dirs, self.ckpt_path.parent.parent}:
+            remove_orphans(d)  # of an earlier attempt killed during a write
+        previous = [read_summary(d) for d in self.dirs]
         for store, job in zip(self.stores, self.jobs):
             store.write_config(job)
         self.build()
-        self.try_resume()
+        resumed = self.try_resume()
+        self.state.wall_time = max(self.state.wall_time, *(self.time_until_last_write(prev) for prev in previous))
+        self.attempt_wall_before = self.state.wall_time
         for k in range(self.K):
             self.write_summary(k, "running" if self.active[k] else "failed")
+        for trackers, store in zip(self.trackers, self.stores):
+            trackers.start(self.state.step if resumed else None,
+                           {"train": store.train, "eval": store.evals, "episode": store.episodes})
         p = self.protocol
         from tqdm.auto import tqdm
 
@@ -200,29 +229,39 @@ class Runner:
             if not self.state.offline_done:
                 self.offline_phase()
             self.online_phase()
+            self.check_finite("online" if self.protocol.online_steps else "offline")
+        except BaseException:
+            for trackers in self.trackers:
+                trackers.finish(error=True)
+            raise
         finally:
             self.bar.close()
         summaries = []
         for k, store in enumerate(self.stores):
             store.flush()
-            summaries.append(self.write_summary(k, "done") if self.active[k] else self.write_summary(k, "failed"))
-        if self.ckpt_path.exists():
-            self.ckpt_path.unlink()  # a finished run needs only its results
-            if self.K > 1:
-                shutil.rmtree(self.ckpt_path.parent.parent, ignore_errors=True)  # the group's own directory
+            summary = self.write_summary(k, "done" if self.active[k] else "failed")
+            self.trackers[k].finish(summary, error=not self.active[k])
+            summaries.append(summary)
+        self.ckpt_path.unlink(missing_ok=True)  # a finished run needs only its results
+        if self.K > 1:
+            shutil.rmtree(self.ckpt_path.parent.parent, ignore_errors=True)  # the group's own directory
+        else:
+            remove_empty_checkpoint_dir(self.dirs[0])
         return summaries
 
     def train_step(self, phase: str) -> None:
         """One gradient update of every seed, each on its own batch."""
         mode, ratio = ("mix", 1.0) if phase == "offline" else (self.replay_cfg.mode, self.replay_cfg.mixing_ratio)
-        batch = self.replay.sample(self.replay_cfg.batch_size, mode, ratio, self.with_mc, self.rng)
-        metrics = self.algo.update_seeds(batch)
+        batch = self.replay.sample(self.replay_cfg.batch_size, mode, ratio, self.with_mc or self.logs_next(),
+                                   self.rng, self.active)
+        metrics = self.watch(self.algo.update_seeds(batch))
         self.state.step += 1
         if self.state.step % self.protocol.log_every == 0:
-            self.log(metrics, phase)
+            self.log(metrics, phase, batch)
 
     def offline_phase(self) -> None:
         p, s = self.protocol, self.state
+        self.phase = "offline"
         if p.offline_steps == 0 and not any(r["phase"] == "offline" for r in self.stores[0].evals):
             self.evaluate("offline")
         while s.step < p.offline_steps:
@@ -243,12 +282,18 @@ class Runner:
         p, s = self.protocol, self.state
         if p.online_steps == 0:
             return
+        self.phase = "online"
         obs = [self.start_episode(k) for k in range(self.K)]
         while s.env_steps < p.online_steps:
-            actions = self.algo.act(np.stack(obs), deterministic=False)
+            if s.env_steps < p.warmup_steps and p.warmup_policy == "uniform":
+                actions = self.uniform_actions()
+            else:  # during a "policy" warm-up the policy is frozen: no updates yet
+                actions = self.algo.act(np.stack(obs), deterministic=False)
             s.env_steps += 1
             last = s.env_steps == p.online_steps
             for k in np.flatnonzero(self.active):
+                if not self.finite_action(k, actions[k], "online"):
+                    continue
                 next_obs, reward, terminated, truncated, info = self.train_envs[k].step(actions[k])
                 ret, success, length = self.episode[k]
                 self.episode[k] = (ret + reward, success or bool(info.get("success", False)), length + 1)
@@ -260,10 +305,13 @@ class Runner:
                     self.stores[k].episodes.append({"env_steps": s.env_steps, "return": ret,
                                                     "normalized_score": self.task.episode_score(ret, info),
                                                     "success": int(success), "length": length})
+                    self.trackers[k].log("episode", self.stores[k].episodes[-1], s.step)
                     s.episodes[k] += 1
                     if not last:
                         obs[k] = self.start_episode(k)
-            for _ in range(p.utd):
+            # Updates start after the warm-up, and in replay mode "online" once there is online data.
+            updating = s.env_steps > p.warmup_steps and self.replay.can_sample(self.replay_cfg.mode, self.active)
+            for _ in range(p.utd if updating else 0):
                 self.train_step("online")
             self.bar.update(1)
             if s.env_steps % p.eval_every == 0 or last:
@@ -290,6 +338,22 @@ class Runner:
             self.episode[k] = (ret + reward, success or bool(info.get("success", False)), length + 1)
         return obs
 
+    def uniform_actions(self) -> np.ndarray:
+        """A uniform random action per seed (K, A), seed k's from its stream (a checkpoint restores it)."""
+        spec = self.algo.action_spec
+        u = self.rng.each(lambda k, g: torch.rand(spec.dim, dtype=torch.float64, generator=g, device=self.device))
+        return (u.cpu() * (spec.high - spec.low) + spec.low).numpy().astype(np.float32)
+
+    def time_until_last_write(self, previous: dict[str, Any] | None) -> float:
+        """Wall time of the earlier attempts up to the interrupted one's last write, so that work
+        lost since its last checkpoint still counts (0 when there was none)."""
+        if not previous or previous.get("status") != "running" or "attempt_started_at" not in previous:
+            return 0.0
+        files = [d / n for d in self.dirs for n in ("summary.json", "evals.csv", "train.csv", "episodes.csv")]
+        files.append(self.ckpt_path)
+        last_write = max((p.stat().st_mtime for p in files if p.exists()), default=previous["attempt_started_at"])
+        return previous["attempt_wall_before_s"] + max(0.0, last_write - previous["attempt_started_at"])
+
     def stop(self) -> None:
         """At a safe point after a stop request: checkpoint, then hand control to the launcher."""
         self.save_checkpoint()
@@ -300,21 +364,100 @@ class Runner:
     def episode_seed(self, k: int) -> int:
         return self.jobs[k]["seed"] * 1_000_003 + self.state.episodes[k]
 
-    def log(self, metrics: dict[str, torch.Tensor], phase: str) -> None:
+    # -- divergence ------------------------------------------------------------------------
+    def watch(self, metrics: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Records on the device whether this update's metrics (K,) are all finite, per seed (no
+        host sync)."""
+        if tuple(metrics) != self.watched_keys:  # another set of metrics (e.g. fine-tuning's)
+            self.check_finite(self.phase, self.state.step)
+            self.watched_keys = tuple(metrics)
+            self.finite_keys = torch.ones(self.K, len(metrics), dtype=torch.bool, device=self.device)
+        if metrics:
+            self.finite_keys.logical_and_(torch.isfinite(torch.stack(list(metrics.values()), 1)))
+            self.finite_prefix.add_(self.finite_keys.all(1))
+        return metrics
+
+    def check_finite(self, phase: str, step: int | None = None) -> None:
+        """Fail each seed (raise Diverged for the last one) whose updates since the last check had
+        a non-finite metric or whose parameters are non-finite, naming the first non-finite update
+        and advice fitting the cause."""
+        s = self.state
+        step = s.step if step is None else step  # updates watched so far
+        finite = self.finite_prefix.tolist()  # one host sync per check
+        keys_ok = self.finite_keys.tolist()
+        for k in np.flatnonzero(self.active):
+            if self.watched_keys and finite[k] < step - self.checked_step:
+                bad = [name for name, ok in zip(self.watched_keys, keys_ok[k]) if not ok]
+                self.fail_seed(k, Diverged(
+                    f"diverged: non-finite {', '.join(bad)} first at update {self.checked_step + finite[k] + 1} "
+                    f"({phase} phase; the run is failed, not done); {self.divergence_advice(bad)}"))
+        params = [(name, p) for name, m in self.algo.modules().items()
+                  for p in (m.parameters() if isinstance(m, torch.nn.Module) else [m] if isinstance(m, torch.Tensor) else [])]
+        if params:
+            # per seed: a multi-seed method's tensors carry the seed dim first
+            per_seed = [torch.isfinite(p).reshape(self.K, -1).all(1) if self.K > 1 else torch.isfinite(p).all().reshape(1)
+                        for _, p in params]
+            ok = torch.stack(per_seed).tolist()  # (tensors, K)
+            for k in np.flatnonzero(self.active):
+                names = sorted({name for (name, _), row in zip(params, ok) if not row[k]})
+                if names:
+                    self.fail_seed(k, Diverged(
+                        f"diverged: non-finite parameters in {', '.join(names)} by update {s.step} ({phase} phase; "
+                        f"the run is failed, not done); {self.divergence_advice(names)}"))
+        self.finite_prefix.zero_()
+        self.checked_step = step
+
+    def divergence_advice(self, names: list[str]) -> str:
+        """Which option to lower: the learning rate named like the diverged quantity (critic_loss ->
+        hparams.critic_lr), else every learning rate; and a large reward scale or raw rewards."""
+        hp = self.jobs[0]["algorithm"].get("hparams", {})
+        lrs = [k for k in hp if k.endswith("_lr")]
+        named = [f"{n.split('_')[0]}_lr" for n in names if f"{n.split('_')[0]}_lr" in hp]
+        chosen = list(dict.fromkeys(named)) or lrs
+        advice = "lower " + ", ".join(f"algorithm.hparams.{k} (now {hp[k]:g})" for k in chosen) if chosen else \
+            "lower the learning rates"
+        scale = abs(self.reward.scale)
+        advice += (f", or the reward scale (algorithm.reward.scale = {self.reward.scale:g})" if scale > 100 else
+                   "; or check the dataset's rewards and observations for extreme values")
+        return advice
+
+    def finite_action(self, k: int, action: np.ndarray, phase: str) -> bool:
+        """Refuse seed k's NaN/inf action before env.step (MuJoCo would warn and write
+        MUJOCO_LOG.TXT): the seed fails (the last active one raises Diverged)."""
+        if np.isfinite(action).all():
+            return True
+        self.fail_seed(k, Diverged(f"diverged: the policy gave a non-finite action at update {self.state.step} "
+                                   f"({phase} phase; the run is failed, not done); "
+                                   f"{self.divergence_advice(['actor'])}"))
+        return False
+
+    def logs_next(self) -> bool:
+        """Whether the next update is logged (its batch then carries Monte-Carlo returns)."""
+        return (self.state.step + 1) % self.protocol.log_every == 0
+
+    def log(self, metrics: dict[str, torch.Tensor], phase: str, batch) -> None:
+        """One train.csv row per seed: the update's metrics, and the calibration of the learned
+        values on its batch for every method that has a Q-function: mean Q(s, pi(s))
+        (`policy_value`) next to the mean Monte-Carlo return of the batch's trajectories."""
+        self.check_finite(phase)
+        value = self.algo.policy_value_seeds(batch.obs)
+        if value is not None:
+            metrics = {**metrics, "policy_value": value.mean(-1), "mc_return": batch.mc_return.mean(-1)}
         values = {k: v.tolist() for k, v in metrics.items()}  # the only host sync of the update loop
         now = time.monotonic()
         rate = (self.state.step - self.rate_n) / max(now - self.rate_t, 1e-9)
         self.rate_t, self.rate_n = now, self.state.step
         for k in np.flatnonzero(self.active):
             row = {name: v[k] for name, v in values.items()}
-            bad = [name for name, v in row.items() if not math.isfinite(v)]
+            bad = [name for name, v in row.items() if not math.isfinite(v)]  # the calibration values, not watched
             if bad:
-                self.fail_seed(k, FloatingPointError(
-                    f"non-finite {', '.join(bad)} at update {self.state.step} ({phase}); "
-                    f"lower the learning rates or check the dataset's rewards"))
+                self.fail_seed(k, Diverged(f"diverged: non-finite {', '.join(bad)} at update {self.state.step} "
+                                           f"({phase} phase; the run is failed, not done); "
+                                           f"{self.divergence_advice(bad)}"))
                 continue
             self.stores[k].train.append({"phase": phase, "step": self.state.step, "env_steps": self.state.env_steps,
                                          "updates_per_s": rate, **row})
+            self.trackers[k].log("train", self.stores[k].train[-1], self.state.step)
         self.bar.set_postfix(phase=phase, score=f"{self.last_score:.1f}", upd_s=f"{rate:.0f}", refresh=False)
 
     def fail_seed(self, k: int, exc: Exception) -> None:
@@ -324,15 +467,18 @@ class Runner:
             raise exc
         self.state.failed[k] = f"{type(exc).__name__}: {exc}"
         self.stores[k].flush()
-        self.write_summary(k, "failed", error=self.state.failed[k])
+        self.trackers[k].finish(self.write_summary(k, "failed", error=self.state.failed[k]), error=True)
 
     def evaluate(self, phase: str) -> None:
         s = self.state
+        self.check_finite(phase)
         seeds = [j["seed"] + EVAL_SEED_OFFSET for j in self.jobs]
-        results = evaluate_seeds(self.algo, self.eval_envs, self.task, self.protocol.eval_episodes, seeds, self.active)
-        for store, result in zip(self.stores, results):
+        results = evaluate_seeds(self.algo, self.eval_envs, self.task, self.protocol.eval_episodes, seeds, self.active,
+                                 check_action=lambda k, a: self.finite_action(k, a, f"{phase} evaluation"))
+        for store, trackers, result in zip(self.stores, self.trackers, results):
             if result is not None:
                 store.evals.append({"phase": phase, "step": s.step, "env_steps": s.env_steps, **result})
+                trackers.log("eval", store.evals[-1], s.step)
                 store.flush()
         self.last_score = float(np.mean([r["normalized_score"] for r in results if r is not None]))
         self.bar.set_postfix(phase=phase, score=f"{self.last_score:.1f}", refresh=True)
@@ -349,7 +495,8 @@ class Runner:
         error = error or self.state.failed[k]
         summary = {
             "status": status, "job_id": job["job_id"], "suite": job["suite"],
-            "task": self.task.name, "domain": self.task.domain, "algorithm": job["algorithm"]["name"],
+            "task": self.task.name, "domain": self.task.domain, "goal": self.task.goal_reaching,
+            "algorithm": job["algorithm"]["name"],
             "seed": job["seed"],
             "offline_score": offline[-1] if offline else None,
             "final_score": online[-1]["normalized_score"] if online else (offline[-1] if offline else None),
@@ -367,16 +514,28 @@ class Runner:
             import os
             import socket
 
-            summary.update(host=socket.gethostname(), pid=os.getpid(),
-                           slurm_job_id=os.environ.get("SLURM_JOB_ID"))
+            summary.update(host=socket.gethostname(), pid=os.getpid(), slurm_job_id=slurm_job_id(),
+                           attempt_started_at=self.started_at, attempt_wall_before_s=round(self.attempt_wall_before, 2))
             if self.K > 1:
                 summary["checkpoint"] = str(self.ckpt_path)
+        elif status == "failed" and slurm_job_id():
+            summary["slurm_job_id"] = slurm_job_id()
         if error:
             summary["error"] = error
         if traceback_tail:
             summary["traceback"] = traceback_tail
         self.stores[k].write_summary(summary)
         return summary
+
+
+def slurm_job_id() -> str | None:
+    """This process's SLURM job as squeue names it: `<array id>_<task>` in an array, else the id."""
+    import os
+
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
 
 
 def check_run_dir(run_dir: Path, job: dict[str, Any]) -> None:
@@ -408,6 +567,7 @@ def run_jobs(jobs: list[dict[str, Any]], run_dirs: list[Path], progress_bar: boo
     for i, (job, d) in enumerate(zip(jobs, run_dirs)):
         previous = read_summary(d)
         if previous and previous.get("status") == "done" and previous.get("job_id") == job["job_id"]:
+            remove_orphans(d)
             summaries[i] = previous
         else:
             todo.append(i)

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,21 @@ import yaml
 
 EVAL_COLUMNS = ["phase", "step", "env_steps", "return", "normalized_score", "success"]
 EPISODE_COLUMNS = ["env_steps", "return", "normalized_score", "success", "length"]
+CHECKPOINT_DIR = "checkpoint"  # <run dir>/checkpoint/state.pt while a run is unfinished
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write aside, then rename. The file gets the mode the umask allows (0644 under umask 022),
+    as `open` would give it: mkstemp's 0600 would hide results from others on shared storage."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    while True:  # `.<name>.<random>` beside it, created with 0666 & ~umask by the kernel
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
@@ -44,9 +54,30 @@ def csv_text(rows: list[dict[str, Any]], columns: list[str] | None = None) -> st
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((Path(run_dir) / "summary.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):  # absent, unreadable, truncated (JSONDecodeError is a ValueError)
         return None
+    return summary if isinstance(summary, dict) else None
+
+
+def remove_orphans(run_dir: Path) -> list[Path]:
+    """Temp files of writes cut short (`kill -9` between `atomic_write`'s open and rename; a
+    partial checkpoint can be hundreds of MB) and an empty `checkpoint/` folder. Called when a
+    run starts, when nothing else writes into its directory. Returns what it removed."""
+    run_dir = Path(run_dir)
+    names = ["config.yaml", "summary.json", "evals.csv", "train.csv", "episodes.csv"]
+    found = [p for n in names for p in run_dir.glob(f".{n}.*")] + list(run_dir.glob(f"{CHECKPOINT_DIR}/.state.pt.*"))
+    for p in found:
+        p.unlink(missing_ok=True)
+    remove_empty_checkpoint_dir(run_dir)
+    return found
+
+
+def remove_empty_checkpoint_dir(run_dir: Path) -> None:
+    try:
+        (Path(run_dir) / CHECKPOINT_DIR).rmdir()
+    except OSError:  # absent or not empty
+        pass
 
 
 class RunStore:
@@ -69,3 +100,42 @@ class RunStore:
         atomic_write(self.dir / "evals.csv", csv_text(self.evals, EVAL_COLUMNS))
         atomic_write(self.dir / "train.csv", csv_text(self.train))
         atomic_write(self.dir / "episodes.csv", csv_text(self.episodes, EPISODE_COLUMNS))
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why results cannot be written under `folder` (None: they can), found before any work by
+    writing one small probe file where `folder` is or will be created; nothing is left behind."""
+    import errno
+    import shutil
+
+    folder = Path(folder).expanduser().absolute()
+    try:
+        base = folder
+        while not base.exists():
+            if len(base.name.encode()) > 255:  # NAME_MAX of common file systems
+                return f"runs_dir {folder}: the name {base.name[:20]}... is longer than 255 bytes; choose a shorter runs_dir"
+            base = base.parent
+        if not base.is_dir():
+            return f"runs_dir {folder}: {base} is a file, not a folder; choose another runs_dir"
+        fd, probe = tempfile.mkstemp(prefix=".o2o-write-check.", dir=base)
+        try:
+            os.write(fd, b"x")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+        free = shutil.disk_usage(base).free
+        if free < MIN_FREE_BYTES:
+            return (f"runs_dir {folder}: only {free / 2**20:.1f} MB free on its file system "
+                    f"(at least {MIN_FREE_BYTES // 2**20} MB needed); free space or choose another runs_dir")
+    except (OSError, ValueError) as exc:
+        code = getattr(exc, "errno", None)
+        why = {errno.EROFS: "is on a read-only file system", errno.EACCES: "is not writable (permission denied)",
+               errno.EPERM: "is not writable (permission denied)", errno.ENOSPC: "has no space left",
+               errno.EDQUOT: "is over its disk quota", errno.ENAMETOOLONG: "is too long a path"}.get(
+            code, f"cannot be written ({getattr(exc, 'strerror', None) or exc})")
+        return f"runs_dir {folder} {why}; choose another runs_dir"
+    return None
+
+
+MIN_FREE_BYTES = 64 * 2**20  # less than this cannot hold a study's checkpoints and curves

@@ -24,6 +24,10 @@ def main(argv=None) -> int:
     except (StoreError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # e.g. the disk filled up: every file written so far is whole
+        print(f"error: writing the report failed at {e.filename or args.out or args.runs_dir} "
+              f"({e.strerror or e}); free space or write it elsewhere with --out DIR", file=sys.stderr)
+        return 1
     print(f"report written to {index} in {time.perf_counter() - start:.1f} s")
     return 0
 

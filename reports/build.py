@@ -10,7 +10,8 @@ import pandas as pd
 
 from reports import aggregate, metrics, plots, tables
 from reports.html import figure, write_index
-from reports.load import load_store
+from reports.files import write_csv, write_file
+from reports.load import StoreError, load_store
 
 DEFAULT_REPS = 2000
 NOT_INCLUDED_COLS = ["suite", "task", "algorithm", "seed", "status", "reason", "path"]
@@ -26,31 +27,38 @@ def build_report(runs_dir, out_dir=None, dip_window: float = metrics.DEFAULT_DIP
     runs_dir = Path(runs_dir)
     out_dir = Path(out_dir) if out_dir else runs_dir / "report"
     fig_dir = out_dir / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
-
-    store = load_store(runs_dir)
+    store = load_store(runs_dir)  # first: a missing or empty store creates nothing
+    try:
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        write_file(out_dir / ".write-check", b"")
+        (out_dir / ".write-check").unlink()
+    except OSError as exc:
+        raise StoreError(f"cannot write the report into {out_dir} ({exc.strerror or exc}); "
+                         f"write it elsewhere with --out DIR") from None
     if store.runs["suite"].nunique() > 1:  # the same task name may mean different things per suite
-        for frame in (store.runs, store.evals):
+        for frame in (store.runs, store.evals, store.train):
             frame["task"] = frame["suite"] + "/" + frame["task"]
     per_run = metrics.all_run_metrics(store, dip_window)
-    store.evals.to_csv(out_dir / "evals_tidy.csv", index=False)
-    per_run.drop(columns=["path"]).to_csv(out_dir / "runs.csv", index=False)
+    write_csv(store.evals, out_dir / "evals_tidy.csv")
+    write_csv(per_run.drop(columns=["path"]), out_dir / "runs.csv")
     not_included = per_run.loc[~per_run["included"].astype(bool), NOT_INCLUDED_COLS]
-    not_included.to_csv(out_dir / "not_included.csv", index=False)
+    write_csv(not_included, out_dir / "not_included.csv")
 
     sections = []
     n_ok = int(per_run["included"].sum())
     left_out = pd.DataFrame(columns=["suite", "task", "algorithm", "seed", "reason"])
     if n_ok:
-        metrics.task_means(per_run).to_csv(out_dir / "task_means.csv", index=False)
-        metrics.domain_averages(per_run).to_csv(out_dir / "domain_averages.csv", index=False)
+        write_csv(metrics.task_means(per_run), out_dir / "task_means.csv")
+        write_csv(metrics.domain_averages(per_run), out_dir / "domain_averages.csv")
         mats = aggregate.build_matrices(per_run)
         left_out = mats.excluded
-        left_out.to_csv(out_dir / "left_out_of_aggregates.csv", index=False)
+        write_csv(left_out, out_dir / "left_out_of_aggregates.csv")
         curves = aggregate.all_run_curves(per_run, store.evals)
         if mats.tasks:
             sections += _aggregate_sections(store, mats, curves, out_dir, fig_dir, reps, seed)
         sections += _per_task_sections(per_run, curves, out_dir, fig_dir, reps, seed)
+        if per_run["policy_value_end"].notna().any():
+            sections.append(_calibration_section(per_run, store.train, out_dir, fig_dir, reps, seed))
     else:
         sections.append(("Results", "<p class='warn'>No completed run yet: nothing to aggregate.</p>"))
 
@@ -66,13 +74,13 @@ def build_report(runs_dir, out_dir=None, dip_window: float = metrics.DEFAULT_DIP
 
 def _aggregate_sections(store, mats, curves, out_dir, fig_dir, reps, seed):
     intervals = aggregate.interval_estimates(mats, reps, seed)
-    intervals.to_csv(out_dir / "aggregates.csv", index=False)
+    write_csv(intervals, out_dir / "aggregates.csv")
     taus, profiles, cis = aggregate.performance_profiles(mats, reps=reps, seed=seed)
     poi = aggregate.probability_of_improvement(mats, reps, seed)
     poi_dip = aggregate.probability_of_improvement(mats, reps, seed, metric="dip", lower_is_better=True)
-    pd.concat([poi, poi_dip]).to_csv(out_dir / "probability_of_improvement.csv", index=False)
+    write_csv(pd.concat([poi, poi_dip]), out_dir / "probability_of_improvement.csv")
     curve = aggregate.sample_efficiency(mats, curves, reps, seed)
-    curve.to_csv(out_dir / "sample_efficiency.csv", index=False)
+    write_csv(curve, out_dir / "sample_efficiency.csv")
 
     agg_tables = [
         tables.aggregate_table(intervals, "final_score", "Final normalized score across tasks", aggregate.STATISTICS),
@@ -114,7 +122,7 @@ def _aggregate_sections(store, mats, curves, out_dir, fig_dir, reps, seed):
 
 def _per_task_sections(per_run, curves, out_dir, fig_dir, reps, seed):
     task_curves = aggregate.per_task_curves(per_run, curves, reps, seed)
-    task_curves.to_csv(out_dir / "curves_per_task.csv", index=False)
+    write_csv(task_curves, out_dir / "curves_per_task.csv")
     f_tasks = plots.per_task_plot(task_curves, fig_dir)
     task_tables = [
         tables.score_table(per_run, reps, seed),
@@ -127,6 +135,9 @@ def _per_task_sections(per_run, curves, out_dir, fig_dir, reps, seed):
         tables.metric_table(per_run, "relative_dip", "Relative unlearning dip (dip / J0)", False, 2,
                             "NaN runs (J0 = 0) are skipped"),
         tables.recovery_table(per_run),
+        tables.per_seed_table(per_run, "dip", "Unlearning dip of every run"),
+        tables.per_seed_table(per_run, "offline_score", "Offline score J0 of every run"),
+        tables.per_seed_table(per_run, "final_score", "Final score of every run"),
     ]
     _write_tables(out_dir, "task_tables", task_tables)
     body = (figure(f_tasks[0], out_dir, "Per-task IQM over seeds with 95% bootstrap bands; dashed line: end of "
@@ -134,7 +145,15 @@ def _per_task_sections(per_run, curves, out_dir, fig_dir, reps, seed):
     return [("Per-task results", body)]
 
 
+def _calibration_section(per_run, train, out_dir, fig_dir, reps, seed):
+    table = tables.calibration_table(per_run, reps, seed)
+    _write_tables(out_dir, "calibration_tables", [table])
+    f_cal = plots.calibration_plot(per_run, train, fig_dir)
+    return ("Calibration", figure(f_cal[0], out_dir, "Q of the learned policy against the Monte-Carlo return of "
+                                  "the data: at the end of pre-training per run (left), and during training (right)")
+            + tables.to_html(table))
+
+
 def _write_tables(out_dir: Path, name: str, ts) -> None:
-    (out_dir / f"{name}.md").write_text("\n".join(tables.to_markdown(t) for t in ts), encoding="utf-8")
-    (out_dir / f"{name}.tex").write_text(
-        "% needs \\usepackage{booktabs}\n" + "\n".join(tables.to_latex(t) for t in ts), encoding="utf-8")
+    write_file(out_dir / f"{name}.md", "\n".join(tables.to_markdown(t) for t in ts))
+    write_file(out_dir / f"{name}.tex", "% needs \\usepackage{booktabs}\n" + "\n".join(tables.to_latex(t) for t in ts))

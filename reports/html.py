@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from reports.files import write_file
+
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1150px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.4}
@@ -58,7 +60,5 @@ def write_index(out_dir: Path, *, title: str, meta: str, sections: list, not_inc
     parts.append("<h2>Files</h2><ul>" + "".join(f"<li><a href='{html.escape(f)}'>{html.escape(f)}</a></li>"
                                                  for f in files) + "</ul></body></html>")
     index = out_dir / "index.html"
-    tmp = index.with_suffix(".html.tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    tmp.replace(index)
+    write_file(index, "\n".join(parts))
     return index

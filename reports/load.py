@@ -14,6 +14,8 @@ import pandas as pd
 import yaml
 
 RUN_KEYS = ["suite", "task", "algorithm", "seed"]
+CALIBRATION = ["policy_value", "mc_return"]  # train.csv: batch means of Q(s, pi(s)) and of the MC return
+END_OF_PRETRAINING = 0.2  # calibration at the end of pre-training: its last 20% of updates
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
 
 
@@ -23,11 +25,13 @@ class StoreError(Exception):
 
 @dataclass
 class Store:
-    """`runs`: one row per run (or hole in the grid) with `included`, `reason` and its
-    episodes.csv summary; `evals`: tidy eval rows of every run that has them (RUN_KEYS)."""
+    """`runs`: one row per run (or hole in the grid) with `included`, `reason`, its
+    episodes.csv summary and its calibration at the end of pre-training; `evals`: tidy eval
+    rows of every run that has them (RUN_KEYS); `train`: tidy train.csv calibration rows."""
     root: Path
     runs: pd.DataFrame
     evals: pd.DataFrame
+    train: pd.DataFrame = None
 
 
 def find_run_dirs(root: Path) -> list[Path]:
@@ -38,27 +42,37 @@ def find_run_dirs(root: Path) -> list[Path]:
     return sorted(dirs)
 
 
-def _read_csv(path: Path) -> pd.DataFrame | None:
+def _read_csv(path: Path, unreadable: list[str]) -> pd.DataFrame | None:
+    """The CSV (empty frame for an empty file, None if absent); a damaged one is added to `unreadable`."""
     if not path.exists():
         return None
     try:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        unreadable.append(f"{path} ({type(exc).__name__})")
+        return None
 
 
-def _read_run(run_dir: Path) -> tuple[dict, pd.DataFrame | None]:
-    """One run's identity/status row (with its episodes summary) and its evals (None if absent)."""
+def _read_run(run_dir: Path) -> tuple[dict, pd.DataFrame | None, pd.DataFrame | None]:
+    """One run's identity/status row (with its episodes summary and calibration), its evals and
+    its calibration rows from train.csv (None if absent)."""
     seed_txt = run_dir.name[len("seed"):]
     row = {"suite": run_dir.parents[2].name, "task": run_dir.parents[1].name,
            "algorithm": run_dir.parent.name, "seed": int(seed_txt) if seed_txt.isdigit() else -1,
            "path": str(run_dir), "domain": "unknown", "status": "unknown", "error": "",
            "offline_steps": np.nan, "online_steps": np.nan, "eval_every": np.nan,
            "wall_time_s": np.nan, "updates_per_s": np.nan, "goal": None,
-           "episodes": 0, "episode_success": np.nan}
-    config = {}
+           "episodes": 0, "episode_success": np.nan, "policy_value_end": np.nan, "mc_return_end": np.nan}
+    config, unreadable = {}, []
     if (run_dir / "config.yaml").exists():
-        config = yaml.load((run_dir / "config.yaml").read_text(), Loader=_YAML_LOADER) or {}
+        try:
+            config = yaml.load((run_dir / "config.yaml").read_text(), Loader=_YAML_LOADER) or {}
+            if not isinstance(config, dict):
+                raise ValueError("not a mapping")
+        except (yaml.YAMLError, ValueError, UnicodeDecodeError) as exc:
+            config, unreadable = {}, [f"{run_dir / 'config.yaml'} ({type(exc).__name__})"]
         task = config.get("task") or {}
         protocol = config.get("protocol") or {}
         row["domain"] = task.get("domain", row["domain"])
@@ -67,19 +81,46 @@ def _read_run(run_dir: Path) -> tuple[dict, pd.DataFrame | None]:
             row[key] = protocol.get(key, np.nan)
     summary = None
     if (run_dir / "summary.json").exists():
-        summary = json.loads((run_dir / "summary.json").read_text())
+        try:
+            summary = json.loads((run_dir / "summary.json").read_text())
+            if not isinstance(summary, dict):
+                raise ValueError("not an object")
+        except (ValueError, UnicodeDecodeError) as exc:  # truncated or damaged: listed, the rest goes on
+            summary, unreadable = None, unreadable + [f"{run_dir / 'summary.json'} ({type(exc).__name__})"]
+    if summary is not None:
         row["status"] = summary.get("status", "unknown")
         row["error"] = str(summary.get("error") or "")
         row["domain"] = summary.get("domain") or row["domain"]
+        if row["goal"] is None:  # the task's own fact, written by the runner
+            row["goal"] = summary.get("goal")
         for key in ("wall_time_s", "updates_per_s"):
             row[key] = summary.get(key, np.nan)
-    evals = _read_csv(run_dir / "evals.csv")
-    episodes = _read_csv(run_dir / "episodes.csv")
+    evals, episodes = (_read_csv(run_dir / f"{name}.csv", unreadable) for name in ("evals", "episodes"))
     if episodes is not None and "success" in episodes:
         row["episodes"] = len(episodes)
         row["episode_success"] = float(episodes["success"].astype(float).mean()) if len(episodes) else np.nan
+    calibration = _calibration(_read_csv(run_dir / "train.csv", unreadable), row)
+    if unreadable:
+        row["status"] = "unreadable"
+        row["included"], row["reason"] = False, "unreadable: " + ", ".join(unreadable)
+        return row, None, None
     row["included"], row["reason"] = _inclusion(summary, row, config, evals)
-    return row, evals
+    return row, evals, calibration
+
+
+def _calibration(train: pd.DataFrame | None, row: dict) -> pd.DataFrame | None:
+    """The train.csv calibration columns; sets the run's means over the last END_OF_PRETRAINING
+    of its offline updates (policy_value_end, mc_return_end)."""
+    if train is None or not set(CALIBRATION) <= set(train.columns):
+        return None
+    rows = train[["phase", "step", "env_steps", *CALIBRATION]]
+    offline = rows[rows["phase"] == "offline"]
+    if len(offline):
+        budget = row["offline_steps"] if not pd.isna(row["offline_steps"]) else offline["step"].max()
+        end = offline[offline["step"] > (1 - END_OF_PRETRAINING) * budget]
+        end = end if len(end) else offline.tail(1)
+        row["policy_value_end"], row["mc_return_end"] = (float(end[c].mean()) for c in CALIBRATION)
+    return rows
 
 
 def _inclusion(summary, row, config, evals) -> tuple[bool, str]:
@@ -135,15 +176,17 @@ def load_store(root) -> Store:
     run_dirs = find_run_dirs(root)
     if not run_dirs:
         raise StoreError(f"no runs found under {root}; run python -m harness.run first")
-    rows, evals = [], {}
+    rows, evals, train = [], {}, {}
     for run_dir in run_dirs:
-        row, ev = _read_run(run_dir)
+        row, ev, calibration = _read_run(run_dir)
         rows.append(row)
         if ev is not None and not ev.empty:
             evals[tuple(row[k] for k in RUN_KEYS)] = ev
+        if calibration is not None and not calibration.empty:
+            train[tuple(row[k] for k in RUN_KEYS)] = calibration
     runs = pd.DataFrame(rows)
     holes = _grid_holes(runs)
     if not holes.empty:
         runs = pd.concat([runs, holes], ignore_index=True)
     runs = runs.sort_values(RUN_KEYS).reset_index(drop=True)
-    return Store(root, runs, _tidy(evals, runs))
+    return Store(root, runs, _tidy(evals, runs), _tidy(train, runs))

@@ -4,8 +4,8 @@ Definitions (scores are normalized, 0-100; "online evals" are the evals.csv rows
 - offline score J0: the last offline eval; final score: the last online eval.
 - cumulative regret (Cal-QL): mean over online evals of 1 - score / 100.
 - failed-episode fraction (CORL's regret): 1 - mean success of the online training episodes
-  (episodes.csv); only for goal tasks (config task.goal, else a known goal domain, else any
-  success > 0 in the run), NaN otherwise.
+  (episodes.csv); only for goal tasks (the run's goal flag: config task.goal, else the summary's
+  `goal` from the task's `goal_reaching`; without one, any success > 0 in the run), NaN otherwise.
 - unlearning dip: max(0, J0 - min J_t) over the online evals with env_steps <= window x the
   run's online budget (protocol.online_steps; the last eval's env_steps if absent). Default
   window 0.25 (`--dip-window`). When no eval lies in the window (evals sparser than the window),
@@ -14,28 +14,15 @@ Definitions (scores are normalized, 0-100; "online evals" are the evals.csv rows
 - relative dip: dip / J0 (NaN when J0 == 0).
 - steps to recover: the env_steps of the first online eval with J_t >= J0; NaN and
   `recovered = False` (censored at the run's last eval) when no eval reaches J0.
-Imports only numpy and pandas: the harness imports `unlearning_dip` for its closing table.
+The early-window rule (`early_min_score`) lives in `scoring/`, which the runner uses for
+the summary's `early_min_score`: one rule, and no pandas in a training job.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-DEFAULT_DIP_WINDOW = 0.25
-GOAL_DOMAINS = {"antmaze", "kitchen", "adroit", "adroit_binary", "pointmaze", "fetch", "visual"}
-
-
-def early_min_score(env_steps, scores, online_steps: int, window: float = DEFAULT_DIP_WINDOW) -> float:
-    """Lowest score among the online evals with env_steps <= window * online_steps (the first
-    online eval alone if none lies in the window); NaN without online evals."""
-    env_steps = np.asarray(env_steps, dtype=float)
-    scores = np.asarray(scores, dtype=float)
-    if scores.size == 0:
-        return float("nan")
-    early = scores[env_steps <= window * online_steps]
-    if early.size == 0:
-        early = scores[np.argsort(env_steps, kind="stable")[:1]]
-    return float(np.nanmin(early))
+from scoring import DEFAULT_DIP_WINDOW, early_min_score  # noqa: F401  (the summary's rule, shared)
 
 
 def unlearning_dip(offline_score: float, env_steps: np.ndarray, scores: np.ndarray, online_steps: int,
@@ -61,12 +48,11 @@ def cumulative_regret(scores) -> float:
     return float(np.mean(1.0 - scores / 100.0)) if scores.size else float("nan")
 
 
-def is_goal_task(goal_flag, domain: str, success) -> bool:
-    """Explicit config flag first, then the domain, then whether anything ever succeeded."""
+def is_goal_task(goal_flag, success) -> bool:
+    """The run's goal flag (config task.goal, else the summary's `goal`: the task's
+    `goal_reaching`); without one (older stores), whether anything ever succeeded."""
     if goal_flag is not None and not (isinstance(goal_flag, float) and np.isnan(goal_flag)):
         return bool(goal_flag)
-    if str(domain).lower() in GOAL_DOMAINS:
-        return True
     return bool(np.nansum(np.asarray(success, dtype=float)) > 0)
 
 
@@ -83,7 +69,7 @@ def run_metrics(run: dict, evals: pd.DataFrame, window: float = DEFAULT_DIP_WIND
     dip = unlearning_dip(j0, env, score, budget, window)
     recover = steps_to_recover(j0, env, score)
     fail = float("nan")
-    if run.get("episodes", 0) and is_goal_task(run.get("goal"), run.get("domain", ""), on.get("success", [])):
+    if run.get("episodes", 0) and is_goal_task(run.get("goal"), on.get("success", [])):
         fail = 1.0 - float(run["episode_success"])
     return {
         "offline_score": j0,

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from reports.files import save_figure  # noqa: E402
+
 # Okabe-Ito: distinguishable with colour-blindness and in greyscale print.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 STYLE = {
@@ -30,7 +32,7 @@ def colors(algs) -> dict:
 def _save(fig, out_dir: Path, name: str) -> list[Path]:
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
     for p in paths:
-        fig.savefig(p, bbox_inches="tight")
+        save_figure(fig, p, bbox_inches="tight")
     plt.close(fig)
     return paths
 
@@ -123,6 +125,42 @@ def sample_efficiency_plot(curve: pd.DataFrame, budget, out_dir: Path) -> list[P
         axes.flat[0].legend(frameon=False, ncol=2)
         fig.tight_layout()
         return _save(fig, out_dir, "sample_efficiency")
+
+
+def calibration_plot(metrics: pd.DataFrame, train: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Per task, left: Q of the learned policy against the data's Monte-Carlo return at the end
+    of pre-training, one point per run (on the diagonal: calibrated); right: the mean over seeds
+    of both during training (solid: Q(s, pi(s)); dashed: MC return), dashed line = end of pre-training."""
+    ok = metrics[metrics["included"] & metrics["policy_value_end"].notna()]
+    tasks = sorted(ok["task"].unique())
+    col = colors(metrics["algorithm"].unique())
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(len(tasks), 2, figsize=(8.4, 3.0 * len(tasks)), squeeze=False)
+        for (ax_end, ax_t), task in zip(axes, tasks):
+            sub = ok[ok["task"] == task]
+            for alg, g in sub.groupby("algorithm"):
+                ax_end.scatter(g["mc_return_end"], g["policy_value_end"], color=col[alg], s=14, alpha=0.8, label=alg)
+            lo = min(sub["mc_return_end"].min(), sub["policy_value_end"].min())
+            hi = max(sub["mc_return_end"].max(), sub["policy_value_end"].max())
+            ax_end.plot([lo, hi], [lo, hi], color="0.4", ls=":", lw=1)
+            ax_end.set_xlabel("Monte-Carlo return of the data")
+            ax_end.set_ylabel("Q(s, pi(s))")
+            ax_end.set_title(f"{task}: end of pre-training", fontsize=8)
+            rows = train[(train["task"] == task) & train["included"].astype(bool)] if train is not None and len(train) else None
+            if rows is not None and len(rows):
+                means = rows.groupby(["algorithm", "step"])[["policy_value", "mc_return"]].mean().reset_index()
+                for alg, g in means.groupby("algorithm"):
+                    ax_t.plot(g["step"], g["policy_value"], color=col[alg], label=alg)
+                    ax_t.plot(g["step"], g["mc_return"], color=col[alg], ls="--", lw=1)
+                offline = rows[rows["phase"] == "offline"]["step"]
+                if len(offline):
+                    ax_t.axvline(offline.max(), color="0.3", ls="--", lw=0.9)
+            ax_t.set_xlabel("gradient updates")
+            ax_t.set_ylabel("batch mean (mean over seeds)")
+            ax_t.set_title("solid: Q(s, pi(s)); dashed: Monte-Carlo return", fontsize=8)
+        axes[0, 0].legend(frameon=False, fontsize=7)
+        fig.tight_layout()
+        return _save(fig, out_dir, "calibration")
 
 
 def per_task_plot(curves: pd.DataFrame, out_dir: Path) -> list[Path]:

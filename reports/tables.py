@@ -127,6 +127,43 @@ def recovery_table(metrics: pd.DataFrame) -> Table:
                  "never did are censored at their last eval and counted in the denominator.")
 
 
+def calibration_table(metrics: pd.DataFrame, reps: int = 2000, seed: int = 0) -> Table:
+    """Per task: the learned policy's Q against the data's Monte-Carlo return at the end of
+    pre-training, mean over seeds, and their difference with a 95% bootstrap CI."""
+    ok = metrics[metrics["included"] & metrics["policy_value_end"].notna()]
+    algs = sorted(ok["algorithm"].unique())
+    rows = []
+    for domain, task in _task_order(ok):
+        cells = []
+        for alg in algs:
+            r = ok[(ok["task"] == task) & (ok["algorithm"] == alg)]
+            if r.empty:
+                cells.append(Cell(main="–"))
+                continue
+            gap = (r["policy_value_end"] - r["mc_return_end"]).to_numpy(float)
+            lo, hi = bootstrap_ci(gap[:, None], lambda x, axis: x.mean(axis=axis), reps, seed)
+            cells.append(Cell(pre=f"{_fmt(r['policy_value_end'].mean())} vs {_fmt(r['mc_return_end'].mean())}: ",
+                              main=f"{gap.mean():+.1f}", post=f" [{_fmt(lo[0])}, {_fmt(hi[0])}] (n={len(r)})"))
+        rows.append([task] + cells)
+    return Table("Calibration at the end of pre-training: Q of the learned policy vs the data's return",
+                 ["task"] + algs, rows,
+                 "Q(s, pi(s)) vs the Monte-Carlo return of the batch's trajectories (batch means over the last "
+                 "20% of pre-training, mean over seeds, each method's own reward scale): their difference "
+                 "[95% bootstrap CI]; below 0 the values underestimate the data's return.")
+
+
+def per_seed_table(metrics: pd.DataFrame, column: str, title: str, digits: int = 0) -> Table:
+    """Per (task, method): the metric of every run, in seed order."""
+    ok = metrics[metrics["included"]]
+    rows = []
+    for domain, task in _task_order(metrics):
+        for alg in sorted(ok.loc[ok["task"] == task, "algorithm"].unique()):
+            r = ok[(ok["task"] == task) & (ok["algorithm"] == alg)].sort_values("seed")
+            values = ", ".join(_fmt(v, digits) for v in r[column])
+            rows.append([task, alg, Cell(main=values, post=f" (seeds {r['seed'].min()}-{r['seed'].max()})")])
+    return Table(title, ["task", "method", "per seed"], rows)
+
+
 def aggregate_table(intervals: pd.DataFrame, metric: str, title: str, statistics, digits=1) -> Table:
     """Rows: statistics; columns: methods; cells: value [95% CI]."""
     algs = sorted(intervals["algorithm"].unique())

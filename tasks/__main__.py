@@ -10,17 +10,17 @@ from tasks.base import DatasetError
 
 
 def _list() -> None:
-    print(f"{'task':<26} {'domain':<10} {'local':<6} source")
+    print(f"{'task':<40} {'domain':<14} {'local':<7} source")
     for name in sorted(tasks.TASKS):
         t = tasks.TASKS[name]
-        print(f"{name:<26} {t.domain:<10} {'yes' if t.dataset_present() else 'no':<6} {t.source}")
+        print(f"{name:<40} {t.domain:<14} {t.dataset_state():<7} {t.source}")
 
 
 def _info(t) -> None:
     doc = (sys.modules[type(t).__module__].__doc__ or "").strip()
     print(f"task:      {t.name}\ndomain:    {t.domain}\nobs/act:   {t.obs_dim} / {t.act_dim}\n"
-          f"source:    {t.source}\npresent:   {'yes' if t.dataset_present() else 'no'}\n"
-          f"get it:    {t.how_to_get()}\nhorizon:   {getattr(t, 'horizon', 'n/a')}\n"
+          f"source:    {t.source}\npresent:   {t.dataset_state()}{': ' + t.dataset_problem() if t.dataset_state() == 'corrupt' else ''}\n"
+          f"get it:    {t.how_to_get()}\nhorizon:   {t.horizon}\n"
           f"fail_reward: {t.fail_reward}\nscore refs: {t.ref_min_score} / {t.ref_max_score}\n\n{doc}")
 
 

@@ -5,7 +5,7 @@ dims, 24 / 28 / 30 actions), reward -1 per step and 0 on a step where the goal i
 (info["success"]), no early termination, horizon pen 100, door and relocate 200 (Cal-QL).
 Score: success rate x 100 (an episode counts if it ever succeeds).
 
-Data, first present wins:
+Data, first present wins (`sources`):
 1. The paper's AWAC hand demos under `$O2O_DATA_DIR/awac/`: `<env>2_sparse.npy` (expert demos,
    required) and `<env>_bc_sparse4.npy` (BC rollouts, used when present). Each is a pickled
    numpy array of trajectory dicts with 'observations' (T, obs_dim), 'actions' (T, act_dim),
@@ -23,7 +23,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from tasks.base import Dataset, DatasetError, Task, register_task, robotics_gym
+from tasks.base import Dataset, DatasetError, Source, Task, register_task, robotics_gym
 from tasks.sources import (binary_trajectories, data_dir, download_minari, goal_achieved, load_npy_paths,
                            minari_present, minari_root)
 
@@ -56,6 +56,7 @@ class BinaryAdroit(gym.Wrapper):
 class AdroitBinaryTask(Task):
     domain = "adroit"
     fail_reward = -1.0
+    goal_reaching = True
 
     def __init__(self, env_name: str):
         self.env_name = env_name
@@ -70,15 +71,10 @@ class AdroitBinaryTask(Task):
         root = data_dir() / "awac"
         return [root / f"{self.env_name}2_sparse.npy", root / f"{self.env_name}_bc_sparse4.npy"]
 
-    def active_source(self) -> str | None:
-        if self.awac_paths[0].exists():
-            return "awac"
-        if any(minari_present(i) for i in self.minari_ids):
-            return "minari"
-        return None
-
-    def dataset_present(self) -> bool:
-        return self.active_source() is not None
+    def sources(self) -> list[Source]:
+        present = lambda: [i for i in self.minari_ids if minari_present(i)]  # noqa: E731
+        return [Source("awac", str(self.awac_paths[0].parent), self.awac_paths[0].exists, self._load_awac),
+                Source("minari", ", ".join(present()), lambda: bool(present()), self._load_minari)]
 
     def how_to_get(self) -> str:
         return (f"put the AWAC hand demos {self.awac_paths[0].name} (+ {self.awac_paths[1].name}) in "
@@ -99,23 +95,22 @@ class AdroitBinaryTask(Task):
         return self.normalize(episode_return)
 
     # -- data --------------------------------------------------------------------------------
-    def load_dataset(self) -> Dataset:
-        src = self.active_source()
-        if src == "awac":
-            trajs, where = [], str(self.awac_paths[0].parent)
-            for path in (p for p in self.awac_paths if p.exists()):
-                for k, p in enumerate(load_npy_paths(path)):
-                    trajs.append(self._npy_trajectory(path, k, p))
-        elif src == "minari":
-            trajs, where = self._minari_trajectories(), ", ".join(i for i in self.minari_ids if minari_present(i))
-        else:
-            raise DatasetError(f"task '{self.name}': no dataset found; {self.how_to_get()}")
+    def _load_awac(self) -> Dataset:
+        trajs = []
+        for path in (p for p in self.awac_paths if p.exists()):
+            for k, p in enumerate(load_npy_paths(path)):
+                trajs.append(self._npy_trajectory(path, k, p))
+        return self._binary(trajs, str(self.awac_paths[0].parent))
+
+    def _load_minari(self) -> Dataset:
+        return self._binary(self._minari_trajectories(), ", ".join(i for i in self.minari_ids if minari_present(i)))
+
+    @staticmethod
+    def _binary(trajs, where: str) -> Dataset:
         try:
-            data = binary_trajectories(trajs)
+            return binary_trajectories(trajs)
         except DatasetError as exc:
             raise DatasetError(f"{where}: {exc}") from None
-        data.validate(where, self.obs_dim, self.act_dim)
-        return data
 
     def _npy_trajectory(self, path: Path, k: int, p: dict):
         try:

@@ -6,7 +6,7 @@ observation (27): the same order. Evaluation as in D4RL / Cal-QL: one fixed star
 (+-0.1 position noise, as D4RL's reset), one exact fixed goal, reward 1 within 0.5 of the goal
 and the episode ends there; 1000 steps; normalized score = 100 x success (refs 0 / 1).
 
-Data sources, first present wins:
+Data sources, first present wins (`sources`):
 1. D4RL HDF5 `$O2O_DATA_DIR/d4rl/antmaze-<maze>-v2.hdf5` (the paper's files). D4RL's mazes have
    row i at y = 4 i (y grows with the row) with the start cell at the origin, while Gymnasium
    draws row i at y = -4 i around the maze centre. For this source the env is built on the
@@ -17,13 +17,16 @@ Data sources, first present wins:
 """
 from __future__ import annotations
 
+import warnings
+
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
-from tasks.base import Dataset, DatasetError, Task, register_task, robotics_gym
-from tasks.sources import data_dir, download_minari, load_d4rl_hdf5, load_minari, minari_present
+from tasks.base import DatasetError, Source, Task, register_task, robotics_gym
+from tasks.sources import (d4rl_problem, data_dir, download_minari, load_d4rl_hdf5, load_minari, minari_present,
+                           minari_problem)
 
 GOAL_RADIUS = 0.5  # D4RL's antmaze success distance
 HORIZON = 1000
@@ -32,6 +35,7 @@ D4RL_START = (1, 1)
 
 
 def _maze_map(maze: str):
+    robotics_gym()  # imports gymnasium_robotics with its Adroit notice kept off the terminal
     from gymnasium_robotics.envs.maze import maps
 
     return [list(row) for row in {"umaze": maps.U_MAZE, "medium": maps.MEDIUM_MAZE, "large": maps.LARGE_MAZE}[maze]]
@@ -86,6 +90,7 @@ class AntMazeTask(Task):
     ref_min_score, ref_max_score = 0.0, 1.0
     fail_reward = 0.0
     horizon = HORIZON
+    goal_reaching = True
 
     def __init__(self, name: str, maze: str, dataset: str, goal_cell):
         self.name, self.maze, self.goal_cell = name, maze, tuple(goal_cell)
@@ -98,15 +103,11 @@ class AntMazeTask(Task):
     def d4rl_path(self) -> Path:
         return data_dir() / "d4rl" / f"{self.d4rl_name}.hdf5"
 
-    def active_source(self) -> str | None:
-        if self.d4rl_path.exists():
-            return "d4rl"
-        if minari_present(self.minari_id):
-            return "minari"
-        return None
-
-    def dataset_present(self) -> bool:
-        return self.active_source() is not None
+    def sources(self) -> list[Source]:
+        return [Source("d4rl", str(self.d4rl_path), self.d4rl_path.exists, lambda: load_d4rl_hdf5(self.d4rl_path),
+                       lambda: d4rl_problem(self.d4rl_path)),
+                Source("minari", f"Minari dataset '{self.minari_id}'", lambda: minari_present(self.minari_id),
+                       lambda: load_minari(self.minari_id, obs_fn=minari_obs), lambda: minari_problem(self.minari_id))]
 
     def how_to_get(self) -> str:
         return (f"`python -m tasks download {self.name}` (Minari {self.minari_id}), or put D4RL's "
@@ -115,25 +116,16 @@ class AntMazeTask(Task):
     def download(self) -> None:
         download_minari(self.minari_id)
 
-    def load_dataset(self) -> Dataset:
-        src = self.active_source()
-        if src == "d4rl":
-            data, where = load_d4rl_hdf5(self.d4rl_path), str(self.d4rl_path)
-        elif src == "minari":
-            data, where = load_minari(self.minari_id, obs_fn=minari_obs), f"Minari dataset '{self.minari_id}'"
-        else:
-            raise DatasetError(f"task '{self.name}': no dataset found; get it with {self.how_to_get()}")
-        data.validate(where, self.obs_dim, self.act_dim)
-        return data
-
     def make_env(self, seed: int, source: str | None = None) -> gym.Env:
         """`source` ('d4rl' / 'minari') picks the frame; default: the frame of the data present."""
         mirrored = (source or self.active_source()) == "d4rl"
         maze_map = _maze_map(self.maze)
         if mirrored:
             maze_map = maze_map[::-1]
-        raw = robotics_gym().make(self.env_id, maze_map=maze_map, continuing_task=True, reset_target=False,
-                          max_episode_steps=self.horizon)
+        with warnings.catch_warnings():  # v4 on purpose (the Minari data was recorded with it): no "out of date" warning
+            warnings.filterwarnings("ignore", message=".*is out of date", category=DeprecationWarning)
+            raw = robotics_gym().make(self.env_id, maze_map=maze_map, continuing_task=True, reset_target=False,
+                                      max_episode_steps=self.horizon)
         env = FixedGoalAntMaze(raw, D4RL_START, self.goal_cell, mirrored)
         env.action_space.seed(seed)
         return env

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -70,13 +71,27 @@ class Dataset:
             raise DatasetError(f"{where}: actions have shape {self.action.shape[1:]}, the environment takes ({act_dim},)")
 
 
+@dataclass(frozen=True)
+class Source:
+    """One place a task's dataset can come from. `where` names it in errors (a path, a Minari id)."""
+
+    name: str  # short label, e.g. "d4rl", "minari", "awac", "generated"
+    where: str
+    present: Callable[[], bool]
+    load: Callable[[], Dataset]
+    problem: Callable[[], str | None] = lambda: None  # why the present data cannot be read, without loading it
+
+
 class Task(ABC):
-    """One benchmark task. Subclasses set the class attributes and implement the methods."""
+    """One benchmark task. Subclasses set the class attributes and implement `sources` and
+    `make_env`; the dataset is read from the first source present, and validated."""
 
     name: str
     domain: str  # selects per-domain algorithm overrides (e.g. reward transform, network sizes)
     obs_dim: int
     act_dim: int
+    horizon: int  # the env's time limit (steps per episode)
+    goal_reaching: bool  # episodes succeed or fail (info["success"]): the failed-episode metric applies
     ref_min_score: float  # normalized score = 100 (R - ref_min) / (ref_max - ref_min)
     ref_max_score: float
     fail_reward: float | None = None  # raw per-step reward of failure in sparse tasks; None: dense
@@ -85,16 +100,47 @@ class Task(ABC):
     vector_dim: int = 0  # image tasks: float32 proprioception values after the pixels (4 bytes each)
 
     @abstractmethod
-    def load_dataset(self) -> Dataset:
-        """The offline data; raises DatasetError (one line: what is wrong, how to fix it)."""
+    def sources(self) -> list[Source]:
+        """Where the dataset can come from, in order of preference: the first present wins."""
 
     @abstractmethod
     def make_env(self, seed: int) -> gym.Env:
         """An env with flat observations (float32; uint8 rows for image tasks), actions in [-1, 1], a time limit, and
         `info["success"]` on every step."""
 
+    def active_source(self) -> str | None:
+        """Name of the source `load_dataset` reads (the first present), None when none is."""
+        source = self._first_present()
+        return source.name if source else None
+
+    def _first_present(self) -> Source | None:
+        return next((s for s in self.sources() if s.present()), None)
+
     def dataset_present(self) -> bool:
-        return True
+        return self._first_present() is not None
+
+    def load_dataset(self) -> Dataset:
+        """The offline data from the first source present, validated against the env's shapes;
+        raises DatasetError (one line: what is wrong, how to fix it)."""
+        self.prepare()
+        source = self._first_present()
+        if source is None:
+            raise DatasetError(f"task '{self.name}': no dataset found; to get it: {self.how_to_get()}")
+        data = source.load()
+        data.validate(source.where, self.obs_dim, self.act_dim)
+        return data
+
+    def dataset_problem(self) -> str | None:
+        """Why the present dataset cannot be used (corrupt, wrong keys), found without loading it;
+        None when it opens (or is absent: see dataset_present). Asks the source `load_dataset` would read."""
+        source = self._first_present()
+        return source.problem() if source else None
+
+    def dataset_state(self) -> str:
+        """'yes', 'no' or 'corrupt', for `python -m tasks list`."""
+        if not self.dataset_present():
+            return "no"
+        return "corrupt" if self.dataset_problem() else "yes"
 
     def prepare(self) -> None:
         """Make the dataset available locally if the task can (e.g. generate it)."""

@@ -16,24 +16,21 @@ generator) and must be placed on one fixed target on the table (the red marker i
   "image" uint8 (S, S, 3), "state" float32 (10,)): a scripted grasp-and-place controller with
   action noise and deliberate failures (missed grasps, drops in transit, placements at a wrong
   spot), tuned so that 30-50% of episodes succeed; deterministic per recipe seed.
-Rendering is offscreen: MUJOCO_GL defaults to "egl" here (Mesa's libEGL; "osmesa" needs
-Debian's libosmesa6), set before mujoco is first imported.
+Rendering is offscreen: `make_env` sets MUJOCO_GL to "egl" (Mesa's libEGL; "osmesa" needs
+Debian's libosmesa6) unless the user set it; gymnasium reads it when the env first renders.
 """
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # must precede the first `import mujoco`
+import gymnasium as gym
+import numpy as np
 
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import gymnasium as gym  # noqa: E402
-import numpy as np  # noqa: E402
-
-from tasks.base import Dataset, register_task, robotics_gym  # noqa: E402
-from tasks.generated import GeneratedTask, save_minari  # noqa: E402
-from tasks.sources import load_minari  # noqa: E402
+from tasks.base import Dataset, register_task, robotics_gym
+from tasks.generated import GeneratedTask, save_minari
+from tasks.sources import load_minari
 
 ENV_ID = "FetchPickAndPlace-v4"
 HORIZON = 50  # Fetch's episode length
@@ -183,6 +180,7 @@ class VisualPickPlaceTask(GeneratedTask):
     fail_reward = 0.0
     vector_dim = STATE_DIM
     horizon = HORIZON
+    goal_reaching = True
 
     def __init__(self, name: str, image_size: int = 64, recipe: DatasetRecipe | None = None):
         self.name, self.image_size, self.recipe = name, image_size, recipe or DatasetRecipe()
@@ -193,6 +191,7 @@ class VisualPickPlaceTask(GeneratedTask):
 
     # -- environment -------------------------------------------------------------------------
     def make_env(self, seed: int, render: bool = True) -> gym.Env:
+        os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen; read by gymnasium's renderer on first render
         raw = robotics_gym().make(ENV_ID, render_mode="rgb_array", width=self.image_size, height=self.image_size,
                           default_camera_config=CAMERA, max_episode_steps=HORIZON)
         env = FixedPickPlace(raw, self.image_size, render=render)
@@ -200,8 +199,7 @@ class VisualPickPlaceTask(GeneratedTask):
         return env
 
     # -- dataset -----------------------------------------------------------------------------
-    def load_dataset(self) -> Dataset:
-        self.prepare()
+    def read_generated(self) -> Dataset:
         return load_minari(self.dataset_id, obs_fn=lambda o: pack_obs(o["image"], o["state"]))
 
     def collect(self, render: bool = True) -> list[dict]:

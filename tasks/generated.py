@@ -6,8 +6,8 @@ import shutil
 import tempfile
 from abc import abstractmethod
 
-from tasks.base import Task
-from tasks.sources import minari_present, minari_root
+from tasks.base import Dataset, Source, Task
+from tasks.sources import minari_present, minari_problem, minari_root
 
 
 def save_minari(dataset_id: str, buffers: list, **create_kwargs) -> None:
@@ -47,8 +47,13 @@ class GeneratedTask(Task):
     def generate(self):
         """Collect the dataset and save it with `save_minari`."""
 
-    def dataset_present(self) -> bool:
-        return minari_present(self.dataset_id)
+    @abstractmethod
+    def read_generated(self) -> Dataset:
+        """The generated Minari dataset as flat transitions."""
+
+    def sources(self) -> list[Source]:
+        return [Source("generated", f"Minari dataset '{self.dataset_id}'", lambda: minari_present(self.dataset_id),
+                       self.read_generated, lambda: minari_problem(self.dataset_id))]
 
     def prepare(self) -> None:
         if not self.dataset_present():

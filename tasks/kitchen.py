@@ -17,8 +17,8 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from tasks.base import Dataset, DatasetError, Task, register_task, robotics_gym
-from tasks.sources import download_minari, load_minari, minari_present
+from tasks.base import Dataset, DatasetError, Source, Task, register_task, robotics_gym
+from tasks.sources import download_minari, load_minari, minari_present, minari_problem
 
 BONUS_THRESH = 0.3
 HORIZON = 1000
@@ -68,14 +68,16 @@ class KitchenTask(Task):
     ref_min_score, ref_max_score = 0.0, 4.0
     fail_reward = None  # dense in subtasks
     horizon = HORIZON
+    goal_reaching = True  # success: all 4 subtasks done
 
     def __init__(self, dataset: str):
         self.name, self.subtasks = f"kitchen-{dataset}", SUBTASKS[dataset]
         self.minari_id = f"D4RL/kitchen/{dataset}-v2"
         self.source = f"Minari {self.minari_id}"
 
-    def dataset_present(self) -> bool:
-        return minari_present(self.minari_id)
+    def sources(self) -> list[Source]:
+        return [Source("minari", f"Minari dataset '{self.minari_id}'", lambda: minari_present(self.minari_id), self._load_minari,
+                       lambda: minari_problem(self.minari_id))]
 
     def how_to_get(self) -> str:
         return f"`python -m tasks download {self.name}` (Minari {self.minari_id})"
@@ -86,10 +88,7 @@ class KitchenTask(Task):
     def episode_score(self, episode_return: float, last_info: dict) -> float:
         return 100.0 * float(last_info.get("subtasks", 0.0)) / len(self.subtasks)
 
-    def load_dataset(self) -> Dataset:
-        if not self.dataset_present():
-            raise DatasetError(f"task '{self.name}': no dataset found; get it with {self.how_to_get()}")
-
+    def _load_minari(self) -> Dataset:
         def obs_fn(obs):
             try:
                 return np.asarray(obs["observation"])
@@ -106,9 +105,7 @@ class KitchenTask(Task):
                 raise DatasetError(f"Minari dataset '{self.minari_id}': no goal entry {exc} to relabel rewards; "
                                    f"re-download it") from None
 
-        data = load_minari(self.minari_id, obs_fn=obs_fn, reward_fn=reward_fn)
-        data.validate(f"Minari dataset '{self.minari_id}'", self.obs_dim, self.act_dim)
-        return data
+        return load_minari(self.minari_id, obs_fn=obs_fn, reward_fn=reward_fn)
 
     def make_env(self, seed: int) -> gym.Env:
         raw = robotics_gym().make("FrankaKitchen-v1", tasks_to_complete=list(self.subtasks), terminate_on_tasks_completed=False,

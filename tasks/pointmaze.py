@@ -59,6 +59,7 @@ class PointMazeTask(GeneratedTask):
     obs_dim, act_dim = 4, 2
     ref_min_score, ref_max_score = 0.0, 1.0
     fail_reward = 0.0
+    goal_reaching = True
 
     def __init__(self, name: str, env_id: str, start_cell, goal_cell, horizon: int, recipe: DatasetRecipe,
                  dense: bool = False):
@@ -101,8 +102,7 @@ class PointMazeTask(GeneratedTask):
         return env
 
     # -- dataset -----------------------------------------------------------------------------
-    def load_dataset(self) -> Dataset:
-        self.prepare()
+    def read_generated(self) -> Dataset:
         return load_minari(self.dataset_id)
 
     def generate(self) -> None:
@@ -220,6 +220,10 @@ def _next_cell_table(maze_map, open_cells):
 
 UMAZE = dict(env_id="PointMaze_UMaze-v3", start_cell=(3, 1), goal_cell=(1, 1), horizon=300)
 MEDIUM = dict(env_id="PointMaze_Medium-v3", start_cell=(1, 1), goal_cell=(6, 6), horizon=400)
+# The Medium maze with a shorter route, 8 cells and 4 turns from (1,1) to (4,6) (the full route is
+# 10 cells): between UMaze, which every method solves, and the full route, which small networks do
+# not learn within a CPU budget; a wrong turn ends in a dead end (the unlearning-dip study).
+MEDIUM_SHORT = dict(env_id="PointMaze_Medium-v3", start_cell=(1, 1), goal_cell=(4, 6), horizon=300)
 # play: hand-picked routes, as AntMaze's play data; they pass the goal region but rarely stop there
 UMAZE_ROUTES = (((3, 1), (1, 3)), ((1, 3), (3, 3)), ((3, 3), (1, 2)), ((1, 2), (3, 1)), ((3, 2), (1, 1)))
 MEDIUM_ROUTES = (((1, 1), (4, 4)), ((4, 4), (6, 3)), ((6, 1), (2, 6)), ((2, 5), (6, 6)), ((6, 5), (1, 2)))
@@ -228,4 +232,5 @@ register_task(PointMazeTask("pointmaze-umaze-diverse", **UMAZE, recipe=DatasetRe
 register_task(PointMazeTask("pointmaze-umaze-play", **UMAZE, recipe=DatasetRecipe(episodes=300, noise=0.5, routes=UMAZE_ROUTES)))
 register_task(PointMazeTask("pointmaze-medium-diverse", **MEDIUM, recipe=DatasetRecipe(episodes=300, noise=0.5)))
 register_task(PointMazeTask("pointmaze-medium-play", **MEDIUM, recipe=DatasetRecipe(episodes=300, noise=0.5, routes=MEDIUM_ROUTES)))
+register_task(PointMazeTask("pointmaze-medium-short-diverse", **MEDIUM_SHORT, recipe=DatasetRecipe(episodes=300, noise=0.5)))
 register_task(PointMazeTask("pointmaze-umaze-dense", **UMAZE, recipe=DatasetRecipe(episodes=300, noise=0.5), dense=True))

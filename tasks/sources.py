@@ -18,6 +18,38 @@ def minari_present(dataset_id: str) -> bool:
     return (minari_root() / dataset_id / "data" / "metadata.json").exists()
 
 
+def minari_problem(dataset_id: str) -> str | None:
+    """Why a present Minari dataset cannot be read (None: it opens), without loading it."""
+    import json
+
+    import h5py
+
+    data = minari_root() / dataset_id / "data"
+    try:
+        json.loads((data / "metadata.json").read_text())
+        with h5py.File(data / "main_data.hdf5", "r") as f:
+            f.keys()
+    except Exception as exc:
+        return f"{data} is corrupt ({type(exc).__name__}: {_first_line(exc)}); delete it and generate or download it again"
+    return None
+
+
+def d4rl_problem(path: Path) -> str | None:
+    """Why a present D4RL HDF5 file cannot be used (None: it opens and has the keys), without loading it."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in D4RL_KEYS if k not in f]
+    except Exception as exc:
+        return f"{path} is corrupt ({type(exc).__name__}: {_first_line(exc)}); download it again"
+    return f"{path} has no {', '.join(repr(k) for k in missing)} key(s); not a D4RL v2 dataset file" if missing else None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else ""
+
+
 def load_minari(dataset_id: str, obs_fn: Callable[[object], np.ndarray] | None = None,
                 reward_fn: Callable[[object], np.ndarray] | None = None) -> Dataset:
     """All episodes of a local Minari dataset as flat transitions. `obs_fn` maps the stored
@@ -66,12 +98,20 @@ def data_dir() -> Path:
     return Path(os.environ.get("O2O_DATA_DIR", Path.home() / ".o2o" / "data")).expanduser()
 
 
+D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
+ACTION_CLIP = 1 - 1e-5  # Cal-QL's and IQL's D4RL loaders clip actions to +-(1 - 1e-5)
+
+
 def load_d4rl_hdf5(path: Path, obs_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> Dataset:
     """A D4RL HDF5 file (keys observations, actions, rewards, terminals, timeouts[, next_observations,
     infos/*]) read with h5py, no `d4rl` import. Without `next_observations`, next_obs is the
     following row and the last step of each time-out trajectory (whose successor is a reset) is
     dropped, as d4rl.qlearning_dataset does (and the file's last row unless terminal); its
-    predecessor then ends the trajectory."""
+    predecessor then ends the trajectory. A file without `timeouts` is refused: every D4RL v2
+    file has them, and without them trajectories would run into each other (d4rl's fallback
+    guesses them from the env's time limit). Actions are clipped into the action space, to
+    +-(1 - 1e-5), as the Cal-QL and IQL loaders do (a tanh policy's log-density is infinite at +-1;
+    d4rl.qlearning_dataset itself does not clip)."""
     import h5py
 
     path = Path(path)
@@ -79,14 +119,15 @@ def load_d4rl_hdf5(path: Path, obs_fn: Callable[[np.ndarray], np.ndarray] | None
         raise DatasetError(f"D4RL file {path} not found; put the file there (see `python -m tasks info`)")
     try:
         with h5py.File(path, "r") as f:
-            missing = [k for k in ("observations", "actions", "rewards", "terminals") if k not in f]
+            missing = [k for k in D4RL_KEYS if k not in f]
             if missing:
-                raise DatasetError(f"{path}: missing key(s) {', '.join(missing)}; not a D4RL dataset file")
+                raise DatasetError(f"{path}: missing key(s) {', '.join(missing)}; not a D4RL v2 dataset file "
+                                   f"(without 'timeouts' its trajectories cannot be told apart)")
             obs = f["observations"][()]
             action = f["actions"][()]
             reward = f["rewards"][()]
             terminal = f["terminals"][()].astype(bool)
-            timeout = f["timeouts"][()].astype(bool) if "timeouts" in f else np.zeros(len(reward), bool)
+            timeout = f["timeouts"][()].astype(bool)
             next_obs = f["next_observations"][()] if "next_observations" in f else None
     except DatasetError:
         raise
@@ -97,6 +138,7 @@ def load_d4rl_hdf5(path: Path, obs_fn: Callable[[np.ndarray], np.ndarray] | None
     for key, arr in (("observations", obs), ("actions", action), ("terminals", terminal), ("timeouts", timeout)):
         if len(arr) != n:
             raise DatasetError(f"{path}: '{key}' has {len(arr)} rows but 'rewards' has {n}; the file is truncated or corrupt")
+    action = np.clip(action, -ACTION_CLIP, ACTION_CLIP)  # NaN stays NaN: Dataset.validate refuses it
     if obs_fn is not None:
         obs = obs_fn(obs)
         next_obs = obs_fn(next_obs) if next_obs is not None else None

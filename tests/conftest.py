@@ -7,6 +7,8 @@ import pytest
 import torch
 
 warnings.filterwarnings("ignore", message=".*Adroit.*")
+# as the front door does: mujoco picks its offscreen GL backend once, when it is first imported
+os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from algorithms.common.networks import orthogonal_
+
 
 @dataclass
 class EncoderConfig:
@@ -88,7 +90,7 @@ class PixelEncoder(nn.Module):
         self.head = nn.Sequential(nn.Linear(flat, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.orthogonal_(m.weight, nn.init.calculate_gain("relu"))
+                orthogonal_(m.weight, nn.init.calculate_gain("relu"))
                 nn.init.zeros_(m.bias)
         self.out_dim = feature_dim + vector_dim
 

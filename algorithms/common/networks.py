@@ -4,7 +4,7 @@ tanh-Gaussian, Gaussian and deterministic actors, soft target updates, and the p
 streams every random draw comes from.
 
 Shapes: parameters (K, ...), inputs (K, B, ...), outputs (K, B, ...); the critic's Q-values
-(n, K, B). Seed k's slice of every output depends on seed k's parameters, inputs and random
+(n, K, B). Layers offer LayerNorm (RLPD's and WSRL's networks) and Xavier-uniform init (RLPD's). Seed k's slice of every output depends on seed k's parameters, inputs and random
 stream only. With K = 1 each layer runs the op a plain torch network runs (`nn.Linear`'s, the
 ensemble's `bmm`), so one seed computes bit for bit as a plain single-seed implementation.
 """
@@ -84,24 +84,57 @@ class SeedStreams:
             g.set_state(s)
 
 
+@torch.no_grad()
+def orthogonal_(weight: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+    """`nn.init.orthogonal_` with its QR decomposition on one thread: MKL's threaded QR rounds
+    differently for each thread count, and a job's initial weights must not depend on it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return nn.init.orthogonal_(weight, gain)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def orthogonal_init(module: nn.Module, gain: float = math.sqrt(2)) -> None:
     """Orthogonal weights, zero biases (as Cal-QL's and CORL's networks)."""
     if isinstance(module, nn.Linear):
-        nn.init.orthogonal_(module.weight, gain)
+        orthogonal_(module.weight, gain)
         nn.init.zeros_(module.bias)
 
 
-def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
-    """One seed's MLP (Linear-ReLU stack), orthogonal init, output layer gain 1e-2."""
+LAYER_NORM_EPS = 1e-6  # flax.linen.LayerNorm's default (the JAX references: RLPD, WSRL)
+
+
+def xavier_init(module: nn.Module) -> None:
+    """Xavier-uniform weights, zero biases (flax's Dense in RLPD's networks), every layer alike."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+INITS = ("orthogonal", "xavier_uniform")  # weight init schemes of `mlp` and `EnsembleCritic`
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = False,
+        init: str = "orthogonal") -> nn.Sequential:
+    """One seed's MLP: Linear -> [LayerNorm] -> ReLU per hidden layer, then a linear output layer.
+    `init`: "orthogonal" (gain sqrt 2, output layer 1e-2) or "xavier_uniform" (every layer)."""
     layers: list[nn.Module] = []
     d = in_dim
     for h in hidden:
-        layers += [nn.Linear(d, h), nn.ReLU()]
+        layers.append(nn.Linear(d, h))
+        if layer_norm:
+            layers.append(nn.LayerNorm(h, eps=LAYER_NORM_EPS))
+        layers.append(nn.ReLU())
         d = h
     layers.append(nn.Linear(d, out_dim))
     net = nn.Sequential(*layers)
-    net.apply(orthogonal_init)
-    orthogonal_init(layers[-1], gain=1e-2)
+    if init == "xavier_uniform":
+        net.apply(xavier_init)
+    else:
+        net.apply(orthogonal_init)
+        orthogonal_init(layers[-1], gain=1e-2)
     return net
 
 
@@ -121,63 +154,109 @@ class SeedLinear(nn.Module):
         return out.view(*shape[:-1], out.shape[-1])
 
 
+class SeedLayerNorm(nn.Module):
+    """K independent LayerNorms over the last dim, gain and bias (K, d)."""
+
+    def __init__(self, norms: list[nn.LayerNorm]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([n.weight.detach() for n in norms]))
+        self.bias = nn.Parameter(torch.stack([n.bias.detach() for n in norms]))
+        self.eps = norms[0].eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = x.shape[-1]
+        if len(self.weight) == 1:  # one seed: nn.LayerNorm's own op
+            return F.layer_norm(x[0], (d,), self.weight[0], self.bias[0], self.eps).unsqueeze(0)
+        shape = (len(self.weight), *[1] * (x.dim() - 2), d)
+        return torch.addcmul(self.bias.view(shape), F.layer_norm(x, (d,), eps=self.eps), self.weight.view(shape))
+
+
 class SeedMLP(nn.Module):
     """K independent `mlp`s, one per seed, each initialized from its seed's stream."""
 
-    def __init__(self, in_dim: int, hidden: tuple[int, ...], out_dim: int, rng: SeedStreams | None = None):
+    def __init__(self, in_dim: int, hidden: tuple[int, ...], out_dim: int, rng: SeedStreams | None = None,
+                 layer_norm: bool = False, init: str = "orthogonal"):
         super().__init__()
-        nets = (rng or SeedStreams()).build(lambda: mlp(in_dim, hidden, out_dim))
-        self.layers = nn.ModuleList(SeedLinear([net[i] for net in nets]) for i in range(0, len(nets[0]), 2))
+        nets = (rng or SeedStreams()).build(lambda: mlp(in_dim, hidden, out_dim, layer_norm, init))
+        self.layers = nn.ModuleList(SeedLinear([net[i] for net in nets])
+                                    for i, m in enumerate(nets[0]) if isinstance(m, nn.Linear))
+        self.norms = nn.ModuleList(SeedLayerNorm([net[i] for net in nets])
+                                   for i, m in enumerate(nets[0]) if isinstance(m, nn.LayerNorm)) if layer_norm else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers[:-1]:
-            x = torch.relu(layer(x))
+        for i, layer in enumerate(self.layers[:-1]):
+            x = layer(x)
+            if self.norms is not None:
+                x = self.norms[i](x)
+            x = torch.relu(x)
         return self.layers[-1](x)
 
 
 @torch.no_grad()
-def init_members(weight: torch.Tensor, gain: float) -> torch.Tensor:
-    """Orthogonal init of each member's (in, out) matrix, like n separate nn.Linear layers."""
+def init_members(weight: torch.Tensor, gain: float, init: str = "orthogonal") -> torch.Tensor:
+    """Orthogonal (or Xavier-uniform: `gain` unused) init of each member's (in, out) matrix, like
+    n separate nn.Linear layers."""
     for i in range(weight.shape[0]):
-        weight[i] = nn.init.orthogonal_(torch.empty(weight.shape[2], weight.shape[1]), gain).T
+        w = torch.empty(weight.shape[2], weight.shape[1])
+        weight[i] = (nn.init.xavier_uniform_(w) if init == "xavier_uniform" else orthogonal_(w, gain)).T
     return weight
 
 
-def ensemble_weights(n: int, dims: tuple[int, ...]) -> list[torch.Tensor]:
-    """One seed's n critics: a weight (n, in, out) per layer; orthogonal, the output layer's gain 1e-2."""
-    weights = [init_members(torch.empty(n, i, o), math.sqrt(2)) for i, o in zip(dims[:-1], dims[1:])]
-    init_members(weights[-1], 1e-2)
+def ensemble_weights(n: int, dims: tuple[int, ...], init: str = "orthogonal") -> list[torch.Tensor]:
+    """One seed's n critics: a weight (n, in, out) per layer; orthogonal with the output layer's
+    gain 1e-2, or Xavier-uniform for every layer."""
+    weights = [init_members(torch.empty(n, i, o), math.sqrt(2), init) for i, o in zip(dims[:-1], dims[1:])]
+    if init != "xavier_uniform":
+        init_members(weights[-1], 1e-2)
     return weights
 
 
-class EnsembleLinear(nn.Module):
-    """The weights (K, n, in, out) and biases (K, n, 1, out) of n independent linear layers per
-    seed. It holds parameters only: `EnsembleCritic.forward` applies them in batched matmuls."""
+class MemberParams(nn.Module):
+    """A weight and a bias per member and seed, (K, n, ...): parameters only, applied by
+    `EnsembleCritic.forward` in batched ops."""
 
-    def __init__(self, weights: list[torch.Tensor]):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
         super().__init__()
-        self.weight = nn.Parameter(torch.stack(weights))
-        self.bias = nn.Parameter(torch.zeros(*self.weight.shape[:2], 1, self.weight.shape[-1]))
+        self.weight, self.bias = nn.Parameter(weight), nn.Parameter(bias)
 
     def flat(self, members: int, frozen: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first `members` critics of every seed as one batch of K * members matrices."""
+        """The first `members` members of every seed as one batch of K * members."""
         w, b = self.weight[:, :members], self.bias[:, :members]
         if frozen:
             w, b = w.detach(), b.detach()
         return w.reshape(-1, *w.shape[2:]), b.reshape(-1, *b.shape[2:])
 
 
+class EnsembleLinear(MemberParams):
+    """n independent linear layers per seed: weights (K, n, in, out), biases (K, n, 1, out)."""
+
+    def __init__(self, weights: list[torch.Tensor]):
+        weight = torch.stack(weights)
+        super().__init__(weight, torch.zeros(*weight.shape[:2], 1, weight.shape[-1]))
+
+
+class EnsembleLayerNorm(MemberParams):
+    """LayerNorm over the features of each member, gain (K, n, 1, d) and bias."""
+
+    def __init__(self, K: int, n: int, dim: int):
+        super().__init__(torch.ones(K, n, 1, dim), torch.zeros(K, n, 1, dim))
+
+
 class EnsembleCritic(nn.Module):
-    """n Q-networks Q_i(s, a) per seed, all evaluated in batched matmuls: (K, B, .) -> (n, K, B)."""
+    """n Q-networks Q_i(s, a) per seed, all evaluated in batched matmuls: (K, B, .) -> (n, K, B).
+    `layer_norm`: LayerNorm between each hidden layer's linear map and its ReLU (RLPD's and
+    WSRL's critics)."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], n: int = 2,
-                 rng: SeedStreams | None = None):
+                 rng: SeedStreams | None = None, layer_norm: bool = False, init: str = "orthogonal"):
         super().__init__()
         self.n = n
         dims = (obs_dim + act_dim, *hidden, 1)
-        per_seed = (rng or SeedStreams()).build(lambda: ensemble_weights(n, dims))
+        per_seed = (rng or SeedStreams()).build(lambda: ensemble_weights(n, dims, init))
         layers = [EnsembleLinear([seed[i] for seed in per_seed]) for i in range(len(dims) - 1)]
         self.hidden, self.out = nn.ModuleList(layers[:-1]), layers[-1]
+        K = len(per_seed)
+        self.norms = nn.ModuleList(EnsembleLayerNorm(K, n, h) for h in hidden) if layer_norm else None
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, frozen: bool = False,
                 members: int | None = None) -> torch.Tensor:
@@ -188,11 +267,37 @@ class EnsembleCritic(nn.Module):
         x = torch.cat([obs, action], dim=-1)
         K, B = x.shape[0], x.shape[1]
         x = x.unsqueeze(1).expand(K, m, B, x.shape[-1]).reshape(K * m, B, x.shape[-1])
-        for layer in self.hidden:
+        for i, layer in enumerate(self.hidden):
             w, b = layer.flat(m, frozen)
-            x = torch.bmm(x, w).add_(b).relu_()
+            x = torch.bmm(x, w).add_(b)
+            if self.norms is not None:
+                g, c = self.norms[i].flat(m, frozen)
+                x = torch.addcmul(c, F.layer_norm(x, x.shape[-1:], eps=LAYER_NORM_EPS), g)
+            x = x.relu_()
         w, b = self.out.flat(m, frozen)
         return torch.baddbmm(b, x, w).view(K, m, B).transpose(0, 1)
+
+
+def sample_members(n: int, size: int, replace: bool, rng: SeedStreams, device) -> torch.Tensor:
+    """`size` random ensemble indices out of n per seed, (K, size), seed k's from its stream:
+    with replacement as `jax.random.randint` (WSRL), or without as
+    `jax.random.choice(replace=False)` (RLPD)."""
+    if replace:
+        return rng.randint(0, n, (size,), device)
+    return rng.each(lambda k, g: torch.randperm(n, generator=g, device=device)[:size])
+
+
+def members_of(q: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Each seed's members idx[k] of q (n, K, ...): (size, K, ...)."""
+    return q.movedim(0, 1)[torch.arange(q.shape[1], device=q.device)[:, None], idx].movedim(1, 0)
+
+
+def subsampled_min(q: torch.Tensor, size: int, replace: bool, rng: SeedStreams) -> torch.Tensor:
+    """min over `size` random members of q (n, K, ...), drawn per seed (see `sample_members`);
+    `size` = n without replacement is the plain min."""
+    if not replace and size == q.shape[0]:
+        return q.min(0).values
+    return members_of(q, sample_members(q.shape[0], size, replace, rng, q.device)).min(0).values
 
 
 class ValueNet(nn.Module):
@@ -214,9 +319,10 @@ class TanhGaussianActor(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], rng: SeedStreams | None = None,
                  log_std_min: float = -20.0, log_std_max: float = 2.0,
-                 log_std_affine: tuple[float, float] | None = None):
+                 log_std_affine: tuple[float, float] | None = None, layer_norm: bool = False,
+                 init: str = "orthogonal"):
         super().__init__()
-        self.net = SeedMLP(obs_dim, hidden, 2 * act_dim, rng)
+        self.net = SeedMLP(obs_dim, hidden, 2 * act_dim, rng, layer_norm, init)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
         K = len(rng or SeedStreams())
         scale, offset = (None, None) if log_std_affine is None else (

@@ -8,8 +8,8 @@ from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
 import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec
-from algorithms.common.networks import (EnsembleCritic, GaussianActor, SeedStreams, TanhGaussianActor, mlp,
-                                       soft_update, target_copy)
+from algorithms.common.networks import (EnsembleCritic, GaussianActor, SeedMLP, SeedStreams, TanhGaussianActor, mlp,
+                                       soft_update, subsampled_min, target_copy)
 
 
 def test_soft_update_moves_targets_by_tau():
@@ -24,8 +24,12 @@ def test_soft_update_moves_targets_by_tau():
         torch.testing.assert_close(t, 0.9 * b + 0.1 * s)
 
 
-@pytest.mark.parametrize("name,steps", [("cql", 1), ("calql", 1), ("iql", 1), ("awac", 1), ("td3bc", 2)])
-def test_each_method_moves_its_targets_by_tau_and_never_trains_them(name, steps):
+DELAYED_TARGETS = {"td3bc": 2}  # updates until the targets move (TD3's delayed policy update); others: 1
+
+
+@pytest.mark.parametrize("name", algorithms.available())
+def test_each_method_moves_its_targets_by_tau_and_never_trains_them(name):
+    steps = DELAYED_TARGETS.get(name, 1)
     torch.manual_seed(0)
     hp = {"actor_hidden": (8,), "critic_hidden": (8,), "tau": 0.2}
     if name == "iql":
@@ -85,6 +89,86 @@ def test_ensemble_critic_equals_separate_mlps_in_value_and_every_gradient(frozen
                 linear = net[2 * j]
                 torch.testing.assert_close(layer.weight.grad[k, i], linear.weight.grad.T)
                 torch.testing.assert_close(layer.bias.grad[k, i, 0], linear.bias.grad)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+@pytest.mark.parametrize("seeds", [1, 2])
+def test_layer_norm_ensemble_critic_equals_separate_layer_norm_mlps(frozen, seeds):
+    torch.manual_seed(0)
+    critic = EnsembleCritic(3, 2, (6, 5), n=3, rng=SeedStreams.from_seeds(range(seeds)), layer_norm=True).double()
+    with torch.no_grad():  # gains and biases away from their (1, 0) init
+        for norm in critic.norms:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    members = [[mlp(5, (6, 5), 1, layer_norm=True).double() for _ in range(3)] for _ in range(seeds)]
+    with torch.no_grad():  # seed k's member i = slice [k, i] of every ensemble parameter
+        for k, nets in enumerate(members):
+            for i, net in enumerate(nets):
+                for layer, linear in zip([*critic.hidden, critic.out], net[0::3]):
+                    linear.weight.copy_(layer.weight[k, i].T)
+                    linear.bias.copy_(layer.bias[k, i, 0])
+                for enorm, norm in zip(critic.norms, net[1::3]):
+                    norm.weight.copy_(enorm.weight[k, i, 0])
+                    norm.bias.copy_(enorm.bias[k, i, 0])
+    obs = torch.randn(seeds, 9, 3, dtype=torch.double, requires_grad=True)
+    action = torch.rand(seeds, 9, 2, dtype=torch.double)
+    q = critic(obs, action, frozen=frozen)
+    q.sum().backward()
+    got = obs.grad.clone()
+    obs.grad = None
+    ref = torch.stack([torch.stack([nets[i](torch.cat([obs[k], action[k]], -1)).squeeze(-1)
+                                    for k, nets in enumerate(members)]) for i in range(3)])  # (n, K, B)
+    ref.sum().backward()
+    torch.testing.assert_close(q.detach(), ref.detach())
+    torch.testing.assert_close(got, obs.grad)
+    for k, nets in enumerate(members):
+        for i, net in enumerate(nets):
+            for enorm, norm in zip(critic.norms, net[1::3]):
+                if frozen:
+                    assert enorm.weight.grad is None
+                else:
+                    torch.testing.assert_close(enorm.weight.grad[k, i, 0], norm.weight.grad)
+                    torch.testing.assert_close(enorm.bias.grad[k, i, 0], norm.bias.grad)
+
+
+@pytest.mark.parametrize("init", ["orthogonal", "xavier_uniform"])
+def test_layer_norm_seed_mlp_equals_its_plain_mlps(init):
+    """One seed: bit for bit the plain torch MLP (nn.Linear, nn.LayerNorm); three seeds: each its own."""
+    for seeds in (1, 3):
+        nets = SeedStreams.from_seeds(range(seeds)).build(lambda: mlp(4, (8, 8), 3, layer_norm=True, init=init))
+        seeded = SeedMLP(4, (8, 8), 3, SeedStreams.from_seeds(range(seeds)), layer_norm=True, init=init)
+        with torch.no_grad():
+            for norm in seeded.norms:
+                norm.weight.uniform_(0.5, 1.5)
+            for k, net in enumerate(nets):
+                for norm, plain in zip(seeded.norms, net[1::3]):
+                    plain.weight.copy_(norm.weight[k])
+        x = torch.randn(seeds, 6, 4)
+        y = seeded(x)
+        for k, net in enumerate(nets):
+            if seeds == 1:
+                assert torch.equal(y[k], net(x[k]))
+            else:
+                torch.testing.assert_close(y[k], net(x[k]))
+
+
+def test_subsampled_min_draws_members_from_each_seeds_stream():
+    q = (torch.arange(10.0)[:, None, None] * torch.ones(10, 2, 4))  # member i's values are all i, 2 seeds
+    drawn = [subsampled_min(q, 2, False, rng)[:, 0].tolist()
+             for rng in [SeedStreams.from_seeds([3, 4])] for _ in range(300)]
+    # the min of 2 distinct members out of 10: P(min = i) = (9 - i) / 45, never 9
+    for k in (0, 1):
+        counts = torch.bincount(torch.tensor([d[k] for d in drawn]).long(), minlength=10).float() / 300
+        assert counts[9] == 0 and counts[0] == pytest.approx(9 / 45, abs=0.07)
+    assert [d[0] for d in drawn] != [d[1] for d in drawn]  # each seed its own draws
+    rng = SeedStreams.from_seeds([3, 4])
+    assert [subsampled_min(q, 2, False, rng)[:, 0].tolist() for _ in range(300)] == drawn  # reproducible
+    alone = SeedStreams.from_seeds([4])  # seed 4's draws do not depend on its group
+    assert [subsampled_min(q[:, 1:], 2, False, alone)[0, 0].item() for _ in range(300)] == [d[1] for d in drawn]
+    rng = SeedStreams.from_seeds([3, 4])
+    with_repl = [subsampled_min(q, 2, True, rng)[0, 0].item() for _ in range(2000)]
+    assert 9.0 in with_repl  # the same member twice: (9, 9) has probability 1/100
+    assert subsampled_min(q, 10, False, rng).tolist() == [[0.0] * 4] * 2  # all members: the plain min
 
 
 def test_tanh_gaussian_log_prob_matches_torch_distributions():

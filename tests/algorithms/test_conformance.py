@@ -48,6 +48,26 @@ def test_update_gives_finite_metrics_one_per_seed(name):
         assert math.isfinite(float(value)), key
 
 
+def test_policy_value_is_q_of_the_deterministic_action(name):
+    """None (no Q-function) or a finite (K, B) tensor without gradients that follows the policy:
+    the same states give the same values, and a changed actor changes them."""
+    algo = make(name)
+    for _ in range(3):
+        algo.update_seeds(batch())
+    obs = batch(1).obs
+    value = algo.policy_value_seeds(obs)
+    if name in ("calql", "cql", "iql", "td3bc", "awac", "rlpd", "wsrl"):  # every method here has one
+        assert value is not None
+    if value is None:
+        return
+    assert value.shape == (1, B) and torch.isfinite(value).all() and not value.requires_grad
+    assert torch.equal(value, algo.policy_value_seeds(obs))
+    with torch.no_grad():
+        for p in algo.actor.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    assert not torch.allclose(value, algo.policy_value_seeds(obs))
+
+
 def test_act_shapes_and_bounds(name):
     algo = make(name)
     single = algo.act(np.zeros((1, OBS), np.float32), deterministic=True)  # one observation per seed
@@ -89,6 +109,7 @@ def test_target_networks_get_no_gradients(name):
     algo = make(name)
     algo.update_seeds(batch(0))
     targets = [m for k, m in algo.modules().items() if "target" in k and isinstance(m, torch.nn.Module)]
+    assert targets, f"{name}: no target network among modules() (keys with 'target'), so nothing was checked"
     for target in targets:
         for p in target.parameters():
             assert not p.requires_grad and p.grad is None

@@ -21,6 +21,11 @@ TASK = "pointmaze-umaze-diverse"
 # and 1: success 0.8-1.0 (CQL 0.5-1.0 at 2,500 updates) in 10 episodes; a random policy: 0.0.
 STEPS = {"cql": 3000, "calql": 2500, "iql": 3000, "td3bc": 3000, "awac": 4000}
 BATCH = {"cql": 128, "calql": 128}
+# Not here, as their budgets do not fit: RLPD (no pre-training; its temperature starts at 1 and
+# falls ~3e-4 per actor step, so at UTD 20 its policy stays near-uniform for tens of thousands of
+# updates) and WSRL (its pre-training with 4 of its 10 critics reached success 0 at 2,500 updates,
+# after 9 minutes on 2 shared cores; with 2 critics and no subsampling, i.e. Cal-QL with LayerNorm
+# networks, 0.8 in a runner job).
 EPISODES = 10
 MIN_SUCCESS = 0.5
 

@@ -1,6 +1,7 @@
 """The README's "Add your own method" example works as printed: its code blocks are written where
 they say, in a copy of the repository, and its commands run (the study as a dry run, the single
-run for real with a tiny protocol). An entry-point method is found with no edit to the repository."""
+run for real with a tiny protocol). An entry-point method is found with no edit to the repository,
+and a real wheel of one runs from the front door."""
 import os
 import re
 import shutil
@@ -98,3 +99,74 @@ def test_entry_point_method_is_found_without_editing_the_repository(tmp_path, mo
     # written for one seed (multi_seed = False): refused in a suite that trains 2 seeds per process
     out = subprocess.run(door, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "algorithm 'mine_ep' trains one seed per process" in out.stderr, out.stderr
+    # `algorithm=mine_ep` needs Hydra's search path: without it, one line saying what to add
+    out = subprocess.run([sys.executable, "-m", "harness.run", "algorithm=mine_ep", "dry_run=true"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and len(errors) == 1, out.stderr[-2000:]
+    assert "'hydra.searchpath=[pkg://my_o2o_method.conf]'" in errors[0], errors
+
+
+PLUGIN_INIT = '''
+from algorithms.base import Algorithm
+from algorithms.td3bc import TD3BCConfig
+
+
+class Mine(Algorithm):
+    Config = TD3BCConfig
+
+    def update(self, batch):
+        return {}
+
+    def policy(self, obs, deterministic):
+        return obs[:, :1]
+'''
+
+
+def build_plugin_wheel(root: Path, package_data: bool) -> Path:
+    """A wheel of a one-method package laid out as the README says (with or without the
+    package-data table), built by setuptools offline."""
+    pkg = root / "src" / "my_plug"
+    (pkg / "conf" / "algorithm").mkdir(parents=True)
+    (pkg / "__init__.py").write_text(PLUGIN_INIT)
+    (pkg / "conf" / "__init__.py").write_text("")
+    (pkg / "conf" / "algorithm" / "mine_whl.yaml").write_text(
+        "name: mine_whl\nreplay: {mode: append}\nreward: {scale: 1.0, shift: 0.0}\nhparams: {alpha: 2.0}\n")
+    (root / "pyproject.toml").write_text(textwrap.dedent('''
+        [build-system]
+        requires = ["setuptools"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "my-plug"
+        version = "0.1"
+
+        [project.entry-points."o2o_bench.algorithms"]
+        mine_whl = "my_plug:Mine"
+
+        [tool.setuptools.packages.find]
+        where = ["src"]
+        ''') + ('\n[tool.setuptools.package-data]\nmy_plug = ["conf/algorithm/*.yaml"]\n' if package_data else ""))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w",
+                    str(root / "dist"), str(root)], check=True, capture_output=True, timeout=120)
+    (wheel,) = (root / "dist").glob("*.whl")
+    return wheel
+
+
+@pytest.mark.slow
+def test_plugin_wheel_needs_package_data_and_runs_with_the_search_path(tmp_path):
+    import zipfile
+
+    yaml_in = lambda wheel: "my_plug/conf/algorithm/mine_whl.yaml" in zipfile.ZipFile(wheel).namelist()  # noqa: E731
+    assert not yaml_in(build_plugin_wheel(tmp_path / "bare", package_data=False))  # the README's warning
+    wheel = build_plugin_wheel(tmp_path / "pkg", package_data=True)
+    assert yaml_in(wheel)
+    target = tmp_path / "target"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=120)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), str(ROOT)])}
+    out = subprocess.run([sys.executable, "-m", "harness.run", "algorithm=mine_whl", "hydra.searchpath=[pkg://my_plug.conf]",
+                          "task=pointmaze-umaze-diverse", "seed=0", "dry_run=true", f"runs_dir={tmp_path / 'runs'}"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert re.search(r"^mine_whl\s", out.stdout, re.M), out.stdout

@@ -14,8 +14,9 @@ from algorithms import ActionSpec, Batch, ObsSpec, SeedStreams
 from algorithms.common.networks import SeedMLP, mlp
 
 OBS, ACT, B = 5, 3, 16
-HP = {"actor_hidden": (16, 16), "critic_hidden": (16, 16), "value_hidden": (16, 16)}
-METHODS = ["awac", "calql", "cql", "iql", "td3bc"]
+HP = {"actor_hidden": (16, 16), "critic_hidden": (16, 16), "value_hidden": (16, 16), "n_critics": 3,
+      "actor_every": 2}  # RLPD's and WSRL's actors step within the test's updates
+METHODS = algorithms.available()  # every registered method is seed-batched
 
 
 def make(name, seeds, **extra):
@@ -75,7 +76,9 @@ def test_perturbing_one_seeds_batch_leaves_every_other_seed_bit_identical(name):
     results = []
     for bs in (batches, perturbed):
         algo = make(name, [0, 1, 2])
-        for _ in range(2):  # TD3+BC's actor steps every second update
+        for step in range(4):  # TD3+BC's, RLPD's and WSRL's actors step every second update
+            if step == 2:  # then fine-tuning (WSRL: its SAC update)
+                algo.on_finetune_start()
             metrics = algo.update(Batch.stack(bs))
         results.append((per_seed_tensors(algo), metrics))
     (params, metrics), (params_p, metrics_p) = results
@@ -96,6 +99,9 @@ def test_a_seed_in_a_group_follows_its_trajectory_alone_up_to_rounding(name):
     group = make(name, seeds)
     alone = [make(name, [s]) for s in seeds]
     for step in range(20):
+        if step == 10:
+            for algo in (group, *alone):
+                algo.on_finetune_start()
         bs = [seed_batch(100 * step + k) for k in range(3)]
         group.update(Batch.stack(bs))
         for algo, b in zip(alone, bs):

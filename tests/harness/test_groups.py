@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import algorithms
-from harness.jobs import CONF_DIR, ConfigError, expand, group_jobs, run_dir
+from harness.jobs import CONF_DIR, ConfigError, expand, group_jobs, hydra_overrides, run_dir
 from harness.runner import run_jobs
 
 TINY = ["algorithm=iql", "task=pointmaze-umaze-diverse", "algorithm.replay.batch_size=64",
@@ -19,8 +19,10 @@ TINY = ["algorithm=iql", "task=pointmaze-umaze-diverse", "algorithm.replay.batch
 
 
 def jobs_of(*overrides):
+    """The jobs `python -m harness.run OVERRIDES` would run (the front door's own steps)."""
+    overrides = hydra_overrides(list(overrides))
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return expand(compose("config", overrides=list(overrides)))
+        return expand(compose("config", overrides=overrides), overrides)
 
 
 def test_seeds_are_grouped_in_order_and_the_job_id_says_how_a_seed_was_trained():
@@ -36,7 +38,7 @@ def test_seeds_are_grouped_in_order_and_the_job_id_says_how_a_seed_was_trained()
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["suite.seeds_per_process=0"], "suite.seeds_per_process must be an integer >= 1, got 0"),
+    (["suite.seeds_per_process=0"], "suite.seeds_per_process must be >= 1, got 0"),
     (["task=visual-pick-place"], "task 'visual-pick-place' has image observations, which train one seed per process"),
 ])
 def test_impossible_groups_are_refused_before_any_work(overrides, message):

@@ -19,8 +19,8 @@ def test_full_suite_dry_run_needs_no_data(tmp_path):
     proc = run("-m", "harness.run", "suite=full", ALGOS, "dry_run=true", f"runs_dir={tmp_path / 'runs'}", tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [l for l in proc.stdout.splitlines() if l.startswith(("calql", "cql"))]
-    assert len(rows) == 2 * 11 * 4  # the 10 state-based tasks and visual-pick-place
-    assert any("visual-pick-place" in r and "100,000" in r for r in rows)
+    assert len(rows) == 2 * 11 * 4  # the 10 state-based tasks and OGBench's visual-cube-single
+    assert any("visual-cube-single-play-singletask-task1" in r and "500,000" in r for r in rows)
     assert any("antmaze-large-diverse" in r and "1,000,000" in r for r in rows)
     assert any("pen-binary" in r and "20,000" in r and "200,000" in r for r in rows)
     assert not (tmp_path / "runs").exists()

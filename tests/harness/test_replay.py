@@ -61,6 +61,35 @@ def test_append_mode_samples_uniformly_over_both():
     assert frac == pytest.approx(300 / 400, abs=0.01)
 
 
+def test_online_mode_drops_the_offline_data():
+    replay = Replay(offline(300), 500, torch.device("cpu"), GAMMA, None)
+    assert not replay.can_sample("online") and replay.can_sample("mix") and replay.can_sample("append")
+    with pytest.raises(RuntimeError, match="no online data yet"):
+        replay.sample(8, "online", 0.5, False)
+    replay.add(np.ones(2), np.zeros(1), 1.0, np.ones(2), False, False)  # its trajectory has not ended
+    assert not replay.can_sample("online")
+    fill_online(replay, 40)
+    assert replay.can_sample("online")
+    b = replay.sample(4096, "online", 0.5, with_mc_return=True)
+    assert (b.obs[0, :, 0] == 1).all() and b.mc_return is not None  # online rows only
+    assert len(set(b.mc_return[0].tolist())) > 1  # and spread over the online rows
+
+
+def test_online_mode_in_a_group_waits_for_every_active_seed():
+    """Seeds of a group update together: online batches once each seed has online data; a failed
+    seed (its update discarded) does not hold the others back."""
+    from algorithms import SeedStreams
+
+    replay = Replay(offline(300), 500, torch.device("cpu"), GAMMA, None, n_seeds=2)
+    for t in range(5):
+        replay.add(np.full(2, 7.0), np.zeros(1), 1.0, np.full(2, 7.0), False, t == 4, k=1)
+    assert not replay.can_sample("online") and replay.can_sample("online", [False, True])
+    with pytest.raises(RuntimeError, match="no online data yet"):
+        replay.sample(8, "online", 0.5, False, SeedStreams.from_seeds([0, 1]))
+    b = replay.sample(64, "online", 0.5, False, SeedStreams.from_seeds([0, 1]), active=[False, True])
+    assert (b.obs[1, :, 0] == 7.0).all()  # seed 1: its own online rows only
+
+
 def test_online_steps_enter_with_their_returns_when_the_trajectory_ends():
     replay = Replay(offline(10), 50, torch.device("cpu"), GAMMA, fail_reward=-1.0)
     replay.add([1, 1], [0], 2.0, [1, 1], False, False)
@@ -99,3 +128,24 @@ def test_each_seed_samples_its_own_online_data_from_its_own_stream():
     alone = replay.sample(64, "mix", 0.5, False, SeedStreams.from_seeds([6]))  # seed 6 of the group, alone
     again = replay.sample(64, "mix", 0.5, False, SeedStreams.from_seeds([5, 6, 7]))
     assert torch.equal(alone.obs[0, :32], again.obs[1, :32])  # same offline rows: the same stream
+
+
+def test_checkpoint_holds_only_the_filled_online_rows():
+    """A slice is a view: saved as is, it would carry the whole preallocated buffer, offline data included."""
+    import io
+
+    replay = Replay(offline(20_000), 100_000, torch.device("cpu"), GAMMA, None)
+    sizes = []
+    for n in (0, 100):
+        if n:
+            fill_online(replay, n)
+        buf = io.BytesIO()
+        torch.save(replay.online_state(), buf)
+        sizes.append(len(buf.getvalue()))
+    row_bytes = sum(v[0].numel() * v.element_size() for v in replay.storage.values())
+    assert sizes[0] < 10_000 and sizes[1] - sizes[0] < 2 * 100 * row_bytes  # full storage: 120,000 rows
+    state = replay.online_state()
+    restored = Replay(offline(20_000), 100_000, torch.device("cpu"), GAMMA, None)
+    restored.load_online_state(state)
+    for key, value in replay.storage.items():
+        torch.testing.assert_close(restored.storage[key][:20_100], value[:20_100])

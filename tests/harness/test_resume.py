@@ -19,7 +19,7 @@ RUN = "default/pointmaze-umaze-diverse/cql/seed0"
 FAST = ["algorithm=cql", "task=pointmaze-umaze-diverse", "seed=0", "algorithm.replay.batch_size=32", "algorithm.hparams.cql_n_actions=2",
         "protocol.offline_steps=240", "protocol.online_steps=400", "protocol.eval_every_offline=80",
         "protocol.eval_every=100", "protocol.eval_episodes=1", "protocol.log_every=20",
-        "protocol.checkpoint_every=40", "progress=false", "report=false", "launcher.threads=1"]
+        "protocol.checkpoint_every=40", "progress=false", "report=false"]
 
 
 GROUP_DIR = "default/pointmaze-umaze-diverse/cql"

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
+import algorithms
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["protocol.offline_steps=200", "protocol.online_steps=400", "protocol.eval_every_offline=100",
         "protocol.eval_every=200", "protocol.eval_episodes=2", "protocol.log_every=50"]
@@ -59,6 +61,10 @@ def test_smoke_suite_writes_complete_runs(smoke_run):
         train = pd.read_csv(d / "train.csv")
         assert len(train) == 600 // 50 and train["critic_loss"].notna().all()
         assert ("bound_rate" in train.columns) == (algo == "calql")
+        # calibration, logged by the harness for every method: Q(s, pi(s)) and the batch's MC return,
+        # on this task's 10r - 5 reward (-5 per step, -500 for a trajectory that never succeeds)
+        assert train["policy_value"].notna().all() and train["mc_return"].between(-500, 10).all()
+        assert (train["mc_return"] < -100).any()
         episodes = pd.read_csv(d / "episodes.csv")
         assert episodes.length.sum() == 400  # every online step belongs to a logged episode
         assert not (d / "checkpoint" / "state.pt").exists()  # a finished run keeps only results
@@ -77,7 +83,7 @@ def test_rerun_skips_finished_jobs(smoke_run):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["algorithm=cqll"], "unknown algorithm 'cqll'; choose one of: awac, calql, cql, iql, td3bc"),
+    (["algorithm=cqll"], f"unknown algorithm 'cqll'; choose one of: {', '.join(algorithms.available())}"),
     (["suite=nope"], "unknown suite 'nope'; choose one of:"),
     (["task=nope"], "unknown task 'nope'; choose one of:"),
     (["protocol.offline_steps=-5"], "protocol.offline_steps must be >= 0, got -5"),
@@ -90,6 +96,20 @@ def test_bad_input_is_one_line_error_before_any_work(args, message, tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_algorithm_seeds_give_some_methods_more_seeds(tmp_path):
+    suite = yaml.safe_load((ROOT / "harness" / "conf" / "suite" / "dip.yaml").read_text())
+    proc = harness("suite=dip", "dry_run=true", f"runs_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    rows = [l.split() for l in proc.stdout.splitlines() if l.split() and l.split()[0] in suite["algorithms"]]
+    for algo in suite["algorithms"]:
+        seeds = [int(r[2]) for r in rows if r[0] == algo]
+        assert seeds == suite.get("algorithm_seeds", {}).get(algo, suite["seeds"]), algo
+    assert len({int(r[2]) for r in rows if r[0] == "cql"}) > len({int(r[2]) for r in rows if r[0] == "iql"})
+    proc = harness("suite=dip", "dry_run=true", "seed=15", f"runs_dir={tmp_path}")  # the command line wins
+    rows = [l.split() for l in proc.stdout.splitlines() if l.split() and l.split()[0] in suite["algorithms"]]
+    assert proc.returncode == 0 and len(rows) == len(suite["algorithms"]) and {r[2] for r in rows} == {"15"}
 
 
 def test_dry_run_prints_the_job_table(tmp_path):

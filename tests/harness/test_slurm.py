@@ -4,6 +4,7 @@ job resubmitted by the same command resumes from its checkpoint. Resumes are pro
 summary.json (resume counter, where it resumed) and from curves identical to an uninterrupted
 run, not from log text."""
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -46,11 +47,12 @@ def front_door(runs, *args, timeout=300):
 def compose(*overrides):
     from hydra import compose as hydra_compose, initialize_config_dir
 
-    from harness.jobs import CONF_DIR, expand
+    from harness.jobs import CONF_DIR, expand, hydra_overrides
 
+    overrides = hydra_overrides(list(overrides))  # as the front door: the command line wins
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = hydra_compose("config", overrides=list(overrides))
-    return cfg, expand(cfg)
+        cfg = hydra_compose("config", overrides=overrides)
+    return cfg, expand(cfg, overrides)
 
 
 def wait_for(predicate, timeout, what):
@@ -101,8 +103,8 @@ def test_requeued_and_cancelled_jobs_resume_from_checkpoints(cluster, tmp_path):
     tasks.get(job["task"]["name"]).prepare()
     ref, requeued, cancelled = (tmp_path / n for n in ("ref", "requeued", "cancelled"))
     ex = slurm_executor(cfg.launcher, tmp_path / "submitit", 2)
-    h_ref = ex.submit(SlurmJob([job], str(ref), 1, 20.0))
-    h_req = ex.submit(SlurmJob([job], str(requeued), 1, 20.0))
+    h_ref = ex.submit(SlurmJob([job], str(ref), 20.0))
+    h_req = ex.submit(SlurmJob([job], str(requeued), 20.0))
 
     # pre-emption / time-limit signal mid-run: checkpoint at the next safe point, requeue, resume
     wait_for(lambda: checkpoint_step(requeued / RUN) >= 80, 150, "a checkpoint of the requeued job")
@@ -151,3 +153,124 @@ def test_no_sbatch_is_a_one_line_error(tmp_path):
     assert proc.returncode == 2
     assert "launcher=slurm needs SLURM's sbatch on PATH" in proc.stderr
     assert not (tmp_path / "default").exists()
+
+
+# The storm: 4 jobs in one array, 2 running at a time; Ctrl-C on the launcher, then (while the
+# same command waits again) task 3 cancelled while pending, task 0 cancelled and task 1 requeued
+# while running, task 2 requeued after it finished. 1,000 offline updates at the default batch:
+# the cancelled task cannot finish in the 5 s (KillWait) between scancel and its kill.
+STORM = ["algorithm=cql", "task=pointmaze-umaze-diverse", "suite.seeds=[0,1,2,3]", "protocol.offline_steps=1000",
+         "protocol.online_steps=100", "protocol.eval_every_offline=250", "protocol.eval_every=50",
+         "protocol.eval_episodes=1", "protocol.log_every=50", "protocol.checkpoint_every=100", "progress=false",
+         "report=false"]
+STORM_SLURM = [*STORM, *SLURM, "launcher.array_parallelism=2", "launcher.poll_s=1"]
+
+
+def status_rows(runs: Path) -> tuple[int, dict[int, tuple[str, str]]]:
+    """harness.status's exit code and {seed: (state, detail)}."""
+    proc = subprocess.run([sys.executable, "-m", "harness.status", str(runs)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    rows = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) >= 5 and parts[3].isdigit():
+            rows[int(parts[3])] = (parts[0], parts[5] if len(parts) > 5 else "")
+    return proc.returncode, rows
+
+
+def status_shows(runs: Path, expected: dict[int, tuple[str, str]]) -> bool:
+    """Every seed's state is the expected one and its detail holds the expected text."""
+    _, rows = status_rows(runs)
+    return all(s in rows and rows[s][0] == state and text in rows[s][1] for s, (state, text) in expected.items())
+
+
+def test_storm_of_cancels_and_requeues_ends_on_its_own_and_a_rerun_completes_every_run(cluster, tmp_path):
+    from harness.launch import is_done
+    from harness.slurm import queue_states
+
+    runs, ref = tmp_path / "storm", tmp_path / "ref"
+    _, jobs = compose(*STORM_SLURM)
+    import tasks
+
+    tasks.get(jobs[0]["task"]["name"]).prepare()
+    d = {j["seed"]: runs / RUN.replace("seed0", f"seed{j['seed']}") for j in jobs}
+    command = [sys.executable, "-m", "harness.run", *STORM_SLURM, f"runs_dir={runs}"]
+    ledger_path = runs / "default/.submitit/submitted.json"
+
+    # 1. submitted as one array: two tasks run, two wait; status names each by its array id
+    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: ledger_path.exists(), 180, "the submission")
+    ledger = json.loads(ledger_path.read_text())
+    ids = {j["seed"]: ledger[j["job_id"]] for j in jobs}
+    array = ids[0].split("_")[0]
+    assert ids == {k: f"{array}_{k}" for k in range(4)}
+    wait_for(lambda: status_shows(runs, {0: ("running", ids[0]), 1: ("running", ids[1]),
+                                         2: ("queued", f"SLURM job {ids[2]} PENDING"),
+                                         3: ("queued", f"SLURM job {ids[3]} PENDING")}), 120,
+             "status: tasks 0 and 1 running, 2 and 3 queued")
+
+    # 2. Ctrl-C: one line saying how to resume or cancel, no traceback, the queue left as it is
+    first.send_signal(signal.SIGINT)
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 130, out[-2000:] + err[-2000:]
+    assert "Traceback" not in out + err
+    assert err.strip().splitlines()[-1].startswith("interrupted: 4 job(s) left on the SLURM queue as they are")
+    assert f"scancel {array}" in err and "rerun the same command" in err
+    assert set(queue_states(list(ids.values()))) == set(ids.values())
+
+    # 3. the same command waits for them again (nothing resubmitted) through the storm
+    out_path, err_path = tmp_path / "second.out", tmp_path / "second.err"
+    with open(out_path, "w") as out_file, open(err_path, "w") as err_file:
+        second = subprocess.Popen(command, cwd=ROOT, stdout=out_file, stderr=err_file, text=True)
+    wait_for(lambda: "not resubmitted" in out_path.read_text(), 120, "the launcher to wait for the queued tasks")
+    subprocess.run(["scancel", ids[3]], check=True)  # cancelled while pending
+    wait_for(lambda: status_shows(runs, {3: ("interrupted", f"SLURM job {ids[3]} left the queue before it started")}),
+             60, "status: task 3 cancelled before it started")
+    wait_for(lambda: checkpoint_step(d[0]) >= 100, 300, "a checkpoint of task 0")
+    subprocess.run(["scancel", ids[0]], check=True)  # cancelled while running
+    wait_for(lambda: checkpoint_step(d[1]) >= 100, 300, "a checkpoint of task 1")
+    subprocess.run(["scontrol", "requeue", ids[1]], check=True)  # requeued while running (killed, restarted)
+    wait_for(lambda: status_shows(runs, {1: ("queued", f"SLURM job {ids[1]} PENDING (requeued)")}), 60,
+             "status: task 1 requeued")
+    wait_for(lambda: status_shows(runs, {0: ("interrupted", f"SLURM job {ids[0]} is no longer in the queue")}), 60,
+             "status: task 0 gone")
+    wait_for(lambda: is_done(jobs[2], runs), 600, "task 2 done")
+    subprocess.run(["scontrol", "requeue", ids[2]], check=True)  # requeued after it finished
+    wait_for(lambda: status_shows(runs, {2: ("done", "again (requeued): it returns done at once")}), 60,
+             "status: task 2 done and back in the queue")
+    wait_for(lambda: is_done(jobs[1], runs), 600, "task 1 done")
+    t_last = time.monotonic()
+    second.wait(timeout=120)  # on its own, within a few polls of the last job
+    assert time.monotonic() - t_last < 60
+    out, err = out_path.read_text(), err_path.read_text()
+    assert second.returncode == 1, out[-2000:] + err[-2000:]
+    assert "4 job(s) still queued or running on SLURM" in out and "as SLURM array" not in out
+    assert "SLURM: 2 of 4 job(s) done, 2 failed (" in out and ids[0] in out and ids[3] in out
+    assert f"SLURM job {ids[3]} left the queue unfinished before it started" in err
+    assert f"SLURM job {ids[0]} left the queue unfinished after it started" in err
+    code, rows = status_rows(runs)
+    assert code == 1 and [rows[k][0] for k in range(4)] == ["interrupted", "done", "done", "interrupted"], rows
+
+    # 4. rerun: the two failed tasks are resubmitted and every run completes
+    third = front_door(runs, *STORM_SLURM, timeout=900)
+    assert third.returncode == 0, third.stdout[-2000:] + third.stderr[-2000:]
+    assert "submitted 2 job(s)" in third.stdout
+    code, rows = status_rows(runs)
+    assert code == 0 and all(rows[k][0] == "done" for k in range(4)), rows
+    summaries = {k: json.loads((d[k] / "summary.json").read_text()) for k in range(4)}
+    assert summaries[0]["resumes"] == 1 and summaries[0]["resumed_at"][0][0] >= 100
+    assert summaries[1]["resumes"] >= 1 and summaries[1]["resumed_at"][0][0] >= 100
+    assert summaries[3]["resumes"] == 0
+    assert not any((d[k] / "checkpoint").exists() for k in range(4))
+
+    # 5. the interrupted runs' curves equal uninterrupted runs of the same job ids (here, locally)
+    local = front_door(ref, *STORM, "suite.seeds=[0,1]", "launcher.workers=2", timeout=900)
+    assert local.returncode == 0, local.stdout[-2000:] + local.stderr[-2000:]
+    for k in (0, 1):
+        r_evals, r_eps, r_train, r_sum = curves(ref / RUN.replace("seed0", f"seed{k}"))
+        s_evals, s_eps, s_train, s_sum = curves(d[k])
+        assert s_sum["job_id"] == r_sum["job_id"] == jobs[k]["job_id"] and r_sum["resumes"] == 0
+        pd.testing.assert_frame_equal(s_evals, r_evals, check_exact=True)
+        pd.testing.assert_frame_equal(s_eps, r_eps, check_exact=True)
+        pd.testing.assert_frame_equal(s_train, r_train, check_exact=True)
+    wait_for(lambda: not queue_states(list(ids.values())), 120, "the requeued task 2 to leave the queue")

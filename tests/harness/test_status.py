@@ -8,7 +8,7 @@ from harness.store import atomic_write
 
 
 def fake_jobs(n=4):
-    return [{"suite": "s", "seed": k, "job_id": f"id{k:010d}", "algorithm": {"name": "cql"},
+    return [{"suite": "s", "seed": k, "job_id": f"id{k:010d}", "algorithm": {"name": "cql"}, "threads": 1,
              "task": {"name": "t"}} for k in range(n)]
 
 
@@ -52,3 +52,30 @@ def test_failures_are_recorded_the_suite_goes_on_and_retries_rerun_them(tmp_path
     calls.clear(), fail.clear()
     assert launch.launch_local(jobs, tmp_path, progress=False, retries=1) == {}
     assert calls == [1]
+
+
+def test_slurm_jobs_are_judged_by_the_queue_and_named_by_array_id(tmp_path):
+    """job_state against a queue as squeue lists it (the storm in test_slurm.py checks the same
+    against a real cluster)."""
+    jobs = fake_jobs(7)
+    launch.write_manifest(jobs, tmp_path)
+    entries = status.expected_jobs(tmp_path, [])
+    ledger = {j["job_id"]: f"30_{k}" for k, j in enumerate(jobs)}
+    d = [tmp_path / f"s/t/cql/seed{k}" for k in range(7)]
+    running = lambda k, sid: {"status": "running", "job_id": jobs[k]["job_id"], "host": "node1", "pid": 1,  # noqa: E731
+                              "slurm_job_id": sid}
+    atomic_write(d[0] / "summary.json", json.dumps(running(0, "30_0")))  # running, on the queue
+    atomic_write(d[1] / "summary.json", json.dumps(running(1, "30_1")))  # killed: gone from the queue
+    atomic_write(d[2] / "summary.json", json.dumps(running(2, "30_2")))  # requeued: pending again
+    atomic_write(d[3] / "summary.json", json.dumps({"status": "done", "job_id": jobs[3]["job_id"]}))  # requeued when done
+    queue = {"30_0": "RUNNING", "30_2": "PENDING", "30_3": "PENDING", "30_4": "PENDING"}  # 30_4: not started; 30_5 gone
+    states = {e["seed"]: status.job_state(tmp_path, e, ledger, queue) for e in entries}
+    assert states[0][0] == "running" and "SLURM job 30_0 RUNNING" in states[0][1]
+    assert states[1][0] == "interrupted" and "SLURM job 30_1 is no longer in the queue" in states[1][1]
+    assert states[2] == ("queued", "SLURM job 30_2 PENDING (requeued); starts over (no checkpoint yet)")
+    assert states[3][0] == "done" and "SLURM job 30_3 PENDING again (requeued): it returns done at once" in states[3][1]
+    assert states[4] == ("queued", "SLURM job 30_4 PENDING, not started yet")
+    assert states[5][0] == "interrupted" and "SLURM job 30_5 left the queue before it started" in states[5][1]
+    assert states[6][0] == "interrupted"  # 30_6 gone too
+    unknown = status.job_state(tmp_path, entries[0], ledger, {}, "squeue failed: connection refused")
+    assert unknown[0] == "unknown" and "cannot tell whether it still runs" in unknown[1]

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports import synthetic
+from tests.reports import synthetic
 
 SMALL_TASKS = [("maze-a", "antmaze", 20_000, 100), ("maze-b", "antmaze", 20_000, 100),
                ("pen", "adroit", 10_000, 50)]

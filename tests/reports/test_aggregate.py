@@ -6,7 +6,8 @@ import pytest
 import scipy.stats
 from rliable import metrics as rlm
 
-from reports import aggregate, load, metrics, synthetic
+from reports import aggregate, load, metrics
+from tests.reports import synthetic
 
 TASKS = [f"t{i}" for i in range(6)]
 MU = {"good": np.linspace(60, 90, 6), "bad": np.linspace(20, 50, 6)}

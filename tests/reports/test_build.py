@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import reports
-from reports import synthetic
+from tests.reports import synthetic
 
 REPO = Path(__file__).resolve().parents[2]
 

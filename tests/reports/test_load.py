@@ -24,7 +24,7 @@ def test_empty_store_errors(tmp_path):
 
 
 def test_suite_dir_and_partial_runs(tmp_path):
-    from reports import synthetic
+    from tests.reports import synthetic
     synthetic.write_run(tmp_path / "s" / "maze" / "cql" / "seed0",
                         config=synthetic.make_config("s", "maze", "antmaze", "cql", 0, offline_steps=10,
                                                      online_steps=10, eval_every=5, offline_eval_every=5))

@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from reports import load, metrics, synthetic
+from reports import load, metrics
+from tests.reports import synthetic
 
 
 def test_unlearning_dip_window():

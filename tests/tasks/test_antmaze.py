@@ -150,3 +150,47 @@ def test_bad_hdf5_files_give_one_line_errors(data_dir, minari_fixture):
         f.create_dataset("observations", data=obs)
     with pytest.raises(DatasetError, match="missing key"):
         task.load_dataset()
+
+
+def test_d4rl_file_without_timeouts_is_refused_and_actions_clipped_as_cal_ql(data_dir, minari_fixture):
+    task = tasks.get(NAME)
+    eps = rollouts(task.make_env(0, source="d4rl"), [10, 10])
+    write_d4rl(task.d4rl_path, eps)
+    with h5py.File(task.d4rl_path, "a") as f:
+        del f["timeouts"]  # trajectories would run into each other
+    with pytest.raises(DatasetError, match=rf"{task.d4rl_path}: missing key\(s\) timeouts; not a D4RL v2 dataset"):
+        task.load_dataset()
+    assert task.dataset_state() == "corrupt" and "has no 'timeouts' key(s)" in task.dataset_problem()
+    actions = np.concatenate([ep["action"] for ep in eps])
+    actions[0], actions[1] = 1.0, -1.0
+    write_d4rl(task.d4rl_path, eps, actions=actions)
+    data = task.load_dataset()
+    np.testing.assert_array_equal(data.action[:2], np.float32(1 - 1e-5) * np.sign(actions[:2]))  # as Cal-QL's loader
+    np.testing.assert_allclose(data.action[2:9], np.clip(actions[2:9], -1 + 1e-5, 1 - 1e-5))  # first trajectory
+
+
+def test_corrupt_file_is_reported_corrupt_not_present(data_dir, minari_fixture):
+    import os
+    import subprocess
+    import sys
+
+    from harness.preflight import problems
+
+    task = tasks.get(NAME)
+    task.d4rl_path.parent.mkdir(parents=True, exist_ok=True)
+    task.d4rl_path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # an interrupted download
+    assert task.dataset_present() and task.dataset_state() == "corrupt"
+    assert [p for p in problems([NAME]) if "dataset corrupt" in p and str(task.d4rl_path) in p]
+    out = subprocess.run([sys.executable, "-m", "tasks", "list"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "O2O_DATA_DIR": str(data_dir)}).stdout
+    assert next(l for l in out.splitlines() if l.startswith(NAME + " ")).split()[2] == "corrupt"
+
+
+def test_antmaze_keeps_the_adroit_notice_and_deprecation_warnings_off_the_terminal():
+    import subprocess
+    import sys
+
+    code = ("import tasks; t = tasks.get('antmaze-umaze'); env = t.make_env(0, source='minari'); "
+            "env.reset(seed=0); env.step(env.action_space.sample())")
+    proc = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr

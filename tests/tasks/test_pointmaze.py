@@ -131,3 +131,24 @@ def test_medium_maze_start_and_goal():
     maze = env.unwrapped.maze
     assert np.abs(obs[:2] - maze.cell_rowcol_to_xy(np.array([1, 1]))).max() <= 0.25 + 1e-6
     np.testing.assert_array_equal(env.unwrapped.goal, maze.cell_rowcol_to_xy(np.array([6, 6])))
+
+
+def test_medium_short_route_is_eight_cells_and_the_controller_reaches_its_goal():
+    from tasks.pointmaze import _Controller
+
+    task = tasks.get("pointmaze-medium-short-diverse")
+    env = task.make_env(0)
+    obs, _ = env.reset(seed=0)
+    maze = env.unwrapped.maze
+    np.testing.assert_array_equal(env.unwrapped.goal, maze.cell_rowcol_to_xy(np.array([4, 6])))
+    controller = _Controller(maze, task.goal_cell)
+    cell, cells = (1, 1), 0
+    while cell != task.goal_cell:
+        cell, cells = controller.next_cell[cell][task.goal_cell], cells + 1
+    assert cells == 8  # the full Medium route (1,1) -> (6,6) is 10
+    rng = np.random.default_rng(0)
+    for t in range(task.horizon):
+        obs, reward, terminated, truncated, info = env.step(controller(obs, task.goal_cell, 0.0, rng))
+        if terminated or truncated:
+            break
+    assert terminated and info["success"] and reward == 1.0 and t < 200  # ~165 steps of the 300

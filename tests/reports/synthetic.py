@@ -152,7 +152,7 @@ def write_store(
                                   online_steps=online_steps, eval_every=online_every,
                                   offline_eval_every=offline_every)
                 summary = {"status": "done", "job_id": cfg["job_id"], "suite": suite, "task": task,
-                           "domain": domain, "algorithm": method, "seed": seed,
+                           "domain": domain, "goal": True, "algorithm": method, "seed": seed,
                            "offline_score": j0, "final_score": float(online[-1]),
                            "wall_time_s": 3600.0, "updates_per_s": 100.0}
                 write_run(root / suite / task / method / f"seed{seed}", config=cfg, evals=ev,
