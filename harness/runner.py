@@ -394,9 +394,10 @@ class Runner:
         params = [(name, p) for name, m in self.algo.modules().items()
                   for p in (m.parameters() if isinstance(m, torch.nn.Module) else [m] if isinstance(m, torch.Tensor) else [])]
         if params:
-            # per seed: a multi-seed method's tensors carry the seed dim first
-            per_seed = [torch.isfinite(p).reshape(self.K, -1).all(1) if self.K > 1 else torch.isfinite(p).all().reshape(1)
-                        for _, p in params]
+            # per seed: a multi-seed method's parameters and learned scalars carry the seed dim
+            # first; a tensor without it (e.g. a step counter) is every seed's
+            per_seed = [torch.isfinite(p).reshape(self.K, -1).all(1) if self.K > 1 and p.dim() and len(p) == self.K
+                        else torch.isfinite(p).all().expand(self.K) for _, p in params]
             ok = torch.stack(per_seed).tolist()  # (tensors, K)
             for k in np.flatnonzero(self.active):
                 names = sorted({name for (name, _), row in zip(params, ok) if not row[k]})
