@@ -4,7 +4,10 @@ Every value the front door accepts is checked here before any job starts: its ty
 dataclass annotation), finiteness, and then the dataclass's own range checks. A bad value gives a
 one-line `ConfigError` naming the field, the value and what is allowed. Values are normalized
 (1e6 -> 1000000 for integers, 1 -> 1.0 for floats) so that the job id does not depend on how a
-number was typed. To check a new option, add a field to the dataclass that holds it.
+number was typed. To check a new option, add a field to the dataclass that holds it. A field whose
+dataclass has no `__post_init__` of its own to check it (a base class's fields, which subclasses'
+`__post_init__` would hide) declares its range in its metadata: `field(default=..., metadata=
+{"range": (low, high)})`, inclusive, either end None; for a list, every element and at least one.
 """
 from __future__ import annotations
 
@@ -100,6 +103,8 @@ def check_values(cls: type, values: dict[str, Any], where: str, strict: bool = T
             f = fields[name]
             default = f.default if f.default is not dataclasses.MISSING else None
             value = coerce(value, hints[name], dotted(name), default)
+            if "range" in f.metadata:
+                check_field_range(dotted(name), value, *f.metadata["range"])
         out[name] = value
     return out
 
@@ -110,6 +115,17 @@ def check_range(where: str, value, low=None, high=None, low_open: bool = False) 
         raise ConfigError(f"{where} must be {'>' if low_open else '>='} {low}, got {value}")
     if high is not None and value > high:
         raise ConfigError(f"{where} must be <= {high:,}, got {value:,}")
+
+
+def check_field_range(where: str, value, low, high) -> None:
+    """A field's metadata range (inclusive): a number within it, or a non-empty list of them."""
+    if isinstance(value, (list, tuple)):
+        if not value or any((low is not None and v < low) or (high is not None and v > high) for v in value):
+            allowed = f"integers in [{low:,}, {high:,}]" if low is not None and high is not None else \
+                f"integers >= {low:,}" if low is not None else f"integers <= {high:,}"
+            raise ConfigError(f"{where} must be a non-empty list of {allowed}, got {list(value)}")
+    elif value is not None:
+        check_range(where, value, low, high)
 
 
 def typed(instance, where: str) -> None:

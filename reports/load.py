@@ -142,21 +142,31 @@ def _inclusion(summary, row, config, evals) -> tuple[bool, str]:
     return True, ""
 
 
-def _grid_holes(runs: pd.DataFrame) -> pd.DataFrame:
-    """Rows for (task, algorithm, seed) combinations absent from a suite that has the others."""
+def _expected(root: Path, suite: str, group: pd.DataFrame) -> set[tuple]:
+    """(task, algorithm, seed) a suite was asked to run: its jobs.json (written by the front door,
+    so per-method seed lists count), else every combination of the ones present."""
+    for manifest in (root / suite / "jobs.json", root / "jobs.json"):
+        try:
+            data = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            continue
+        if data.get("suite") == suite:
+            return {(e["task"], e["algorithm"], e["seed"]) for e in data["jobs"]}
+    return set(itertools.product(group["task"].unique(), group["algorithm"].unique(), group["seed"].unique()))
+
+
+def _grid_holes(runs: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """Rows for the (task, algorithm, seed) runs a suite expects but that have no run directory."""
     holes = []
     for suite, group in runs.groupby("suite"):
         have = set(zip(group["task"], group["algorithm"], group["seed"]))
         domains = dict(zip(group["task"], group["domain"]))
-        for task, alg, seed in itertools.product(sorted(group["task"].unique()),
-                                                 sorted(group["algorithm"].unique()),
-                                                 sorted(group["seed"].unique())):
-            if (task, alg, seed) not in have:
-                holes.append({"suite": suite, "task": task, "algorithm": alg, "seed": seed,
-                              "domain": domains.get(task, "unknown"), "status": "missing",
-                              "included": False, "path": "",
-                              "reason": "missing: no run directory (other runs of this suite have "
-                                        "this task, algorithm and seed)"})
+        for task, alg, seed in sorted(_expected(root, suite, group) - have):
+            holes.append({"suite": suite, "task": task, "algorithm": alg, "seed": seed,
+                          "domain": domains.get(task, "unknown"), "status": "missing",
+                          "included": False, "path": "",
+                          "reason": "missing: no run directory (the suite expects this task, "
+                                    "algorithm and seed)"})
     return pd.DataFrame(holes)
 
 
@@ -185,7 +195,7 @@ def load_store(root) -> Store:
         if calibration is not None and not calibration.empty:
             train[tuple(row[k] for k in RUN_KEYS)] = calibration
     runs = pd.DataFrame(rows)
-    holes = _grid_holes(runs)
+    holes = _grid_holes(runs, root)
     if not holes.empty:
         runs = pd.concat([runs, holes], ignore_index=True)
     runs = runs.sort_values(RUN_KEYS).reset_index(drop=True)

@@ -10,7 +10,9 @@ Data, first present wins (`sources`):
    required) and `<env>_bc_sparse4.npy` (BC rollouts, used when present). Each is a pickled
    numpy array of trajectory dicts with 'observations' (T, obs_dim), 'actions' (T, act_dim),
    'rewards' (T,), optionally 'next_observations' and 'env_infos' with 'goal_achieved' (list
-   of dicts or dict of arrays); without env_infos, success = (reward == 0).
+   of dicts or dict of arrays); without env_infos, success = (reward == 0). A file that is
+   truncated, malformed, of the wrong shapes or holds NaN or inf is `corrupt` in `python -m tasks
+   list` and refused by the preflight, in one line naming the file (pickles are read whole to tell).
 2. Fallback: Minari `D4RL/<env>/human-v2` and `D4RL/<env>/cloned-v2` (those present), recorded
    in the same v1 envs with dense rewards, relabeled to binary from infos["success"].
 Both go through Cal-QL's rule (tasks.sources.binary_trajectories): keep each trajectory up to
@@ -73,7 +75,8 @@ class AdroitBinaryTask(Task):
 
     def sources(self) -> list[Source]:
         present = lambda: [i for i in self.minari_ids if minari_present(i)]  # noqa: E731
-        return [Source("awac", str(self.awac_paths[0].parent), self.awac_paths[0].exists, self._load_awac),
+        return [Source("awac", str(self.awac_paths[0].parent), self.awac_paths[0].exists, self._load_awac,
+                       self._awac_problem),
                 Source("minari", ", ".join(present()), lambda: bool(present()), self._load_minari)]
 
     def how_to_get(self) -> str:
@@ -96,11 +99,23 @@ class AdroitBinaryTask(Task):
 
     # -- data --------------------------------------------------------------------------------
     def _load_awac(self) -> Dataset:
-        trajs = []
-        for path in (p for p in self.awac_paths if p.exists()):
-            for k, p in enumerate(load_npy_paths(path)):
-                trajs.append(self._npy_trajectory(path, k, p))
+        trajs = [t for path in self.awac_paths if path.exists() for t in self._read_awac(path)]
         return self._binary(trajs, str(self.awac_paths[0].parent))
+
+    def _awac_problem(self) -> str | None:
+        """Why a present AWAC file cannot be used (truncated, malformed, wrong shapes, NaN or inf),
+        naming the file; None when both read. A pickle can only be checked by reading it whole."""
+        for path in (p for p in self.awac_paths if p.exists()):
+            try:
+                self._read_awac(path)
+            except DatasetError as exc:
+                return str(exc)
+        return None
+
+    def _read_awac(self, path: Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Every trajectory of one AWAC file as (obs, action, next_obs, success), checked; DatasetError
+        naming the file and the trajectory otherwise."""
+        return [self._npy_trajectory(path, k, p) for k, p in enumerate(load_npy_paths(path))]
 
     def _load_minari(self) -> Dataset:
         return self._binary(self._minari_trajectories(), ", ".join(i for i in self.minari_ids if minari_present(i)))
@@ -117,18 +132,27 @@ class AdroitBinaryTask(Task):
             obs, action = np.asarray(p["observations"], np.float64), np.asarray(p["actions"], np.float64)
             success = goal_achieved(p)
             T = len(action)
-            if obs.ndim != 2 or action.ndim != 2 or len(success) != T or len(obs) < T:
-                raise ValueError(f"lengths obs {len(obs)}, actions {T}, goal_achieved {len(success)}")
-        except (ValueError, TypeError) as exc:
-            raise DatasetError(f"{path}: trajectory {k} is malformed ({exc})") from None
-        if obs.shape[1] != self.obs_dim or action.shape[1] != self.act_dim:
-            raise DatasetError(f"{path}: observations have shape ({obs.shape[1]},) and actions ({action.shape[1]},), "
-                               f"the environment gives ({self.obs_dim},) and takes ({self.act_dim},)")
-        if "next_observations" in p:
-            next_obs = np.asarray(p["next_observations"], np.float64)
-        else:  # the last step has no successor: drop it
+            next_obs = np.asarray(p["next_observations"], np.float64) if "next_observations" in p else None
+            # rlkit paths: one row per action in every key (observations may add the final one)
+            lengths = {"observations": len(obs), "goal_achieved": len(success),
+                       **({"rewards": len(p["rewards"])} if "rewards" in p else {}),
+                       **({"next_observations": len(next_obs)} if next_obs is not None else {})}
+            if obs.ndim != 2 or action.ndim != 2 or (next_obs is not None and next_obs.ndim != 2) or \
+                    any(n != T for key, n in lengths.items() if not (key == "observations" and n == T + 1)):
+                raise ValueError(f"{T} actions but {', '.join(f'{n} {key}' for key, n in lengths.items())}")
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise DatasetError(f"{path}: trajectory {k} is malformed ({exc}); the file is corrupt, download it again") from None
+        if obs.shape[1] != self.obs_dim or action.shape[1] != self.act_dim or \
+                (next_obs is not None and next_obs.shape[1] != self.obs_dim):
+            raise DatasetError(f"{path}: trajectory {k}: observations have shape ({obs.shape[1]},) and actions "
+                               f"({action.shape[1]},), the environment gives ({self.obs_dim},) and takes ({self.act_dim},)")
+        if next_obs is None:  # the last step has no successor: drop it
             T -= 1
             next_obs = obs[1:T + 1]
+        for key, arr in (("observations", obs[:T]), ("actions", action[:T]), ("next_observations", next_obs[:T])):
+            if not np.isfinite(arr).all():
+                raise DatasetError(f"{path}: trajectory {k} has NaN or inf in '{key}'; the file is corrupt, "
+                                   f"download it again")
         return obs[:T], action[:T], next_obs[:T], success[:T]
 
     def _minari_trajectories(self):

@@ -166,15 +166,15 @@ def load_npy_paths(path: Path) -> list[dict]:
         raise DatasetError(f"demo file {path} not found; put the AWAC hand demos there (see `python -m tasks info`)")
     try:
         paths = list(np.load(path, allow_pickle=True))
-        for p in paths:
-            for key in ("observations", "actions"):
-                if key not in p:
-                    raise KeyError(key)
-    except KeyError as exc:
-        raise DatasetError(f"{path}: a trajectory has no {exc}; not an AWAC path file") from None
     except Exception as exc:
-        raise DatasetError(f"{path}: could not be read ({type(exc).__name__}: {exc}); "
+        raise DatasetError(f"{path}: could not be read ({type(exc).__name__}: {_first_line(exc)}); "
                            f"the file is corrupt or truncated, download it again") from exc
+    for k, p in enumerate(paths):
+        if not isinstance(p, dict):
+            raise DatasetError(f"{path}: trajectory {k} is a {type(p).__name__}, not a dict; not an AWAC path file")
+        missing = [key for key in ("observations", "actions") if key not in p]
+        if missing:
+            raise DatasetError(f"{path}: trajectory {k} has no {', '.join(map(repr, missing))}; not an AWAC path file")
     if not paths:
         raise DatasetError(f"{path}: contains no trajectories")
     return paths

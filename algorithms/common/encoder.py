@@ -19,7 +19,7 @@ saved per update); DrQ uses the online encoder there.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -31,9 +31,14 @@ from algorithms.common.networks import orthogonal_
 class EncoderConfig:
     """Image-encoder options every method's config inherits; ignored for vector observations."""
 
-    encoder_channels: tuple[int, ...] = (32, 32, 32, 32)  # 3x3 conv widths; first conv stride 2, others 1 (DrQ)
-    encoder_feature_dim: int = 50  # conv features -> Linear -> LayerNorm -> tanh, then proprioception appended
-    augment_pad: int = 4  # random-shift augmentation in pixels while training (0: off)
+    # Ranges live in each field's metadata (harness.schema checks them): a method's own
+    # __post_init__ would hide a check here.
+    # 3x3 conv widths; first conv stride 2, others 1 (DrQ)
+    encoder_channels: tuple[int, ...] = field(default=(32, 32, 32, 32), metadata={"range": (1, 65_536)})
+    # conv features -> Linear -> LayerNorm -> tanh, then proprioception appended
+    encoder_feature_dim: int = field(default=50, metadata={"range": (1, 65_536)})
+    # random-shift augmentation in pixels while training (0: off); below the image's height and width
+    augment_pad: int = field(default=4, metadata={"range": (0, None)})
 
 
 class VectorEncoder(nn.Module):

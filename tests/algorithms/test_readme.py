@@ -1,7 +1,8 @@
-"""The README's "Add your own method" example works as printed: its code blocks are written where
-they say, in a copy of the repository, and its commands run (the study as a dry run, the single
-run for real with a tiny protocol). An entry-point method is found with no edit to the repository,
-and a real wheel of one runs from the front door."""
+"""The method example of docs/adding-a-method.md (linked from the README) works as printed: its code
+blocks are written where they say, in a copy of the repository, and its commands run (the study as
+a dry run, the single run for real with a tiny protocol). An entry-point method is found with no
+edit to the repository, and a real wheel of one, laid out as docs/plugins.md says, runs from the
+front door."""
 import os
 import re
 import shutil
@@ -21,12 +22,24 @@ TINY = ["protocol.offline_steps=100", "protocol.online_steps=200", "protocol.eva
 
 
 def example_section() -> str:
-    text = (ROOT / "README.md").read_text()
-    return text.split("## Add your own method", 1)[1].split("\n## ", 1)[0]
+    assert "docs/adding-a-method.md" in (ROOT / "README.md").read_text()  # the README's door to it
+    return (ROOT / "docs" / "adding-a-method.md").read_text()
 
 
 def blocks(section: str, lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", section, re.S)
+
+
+def test_readme_excerpt_is_from_the_example():
+    """The README's excerpt cannot drift from the example the tests run: every line of it (but the
+    elided `...` ones) is in the example's code, in the same order."""
+    readme = (ROOT / "README.md").read_text().split("## Add your own method", 1)[1].split("\n## ", 1)[0]
+    (excerpt,) = blocks(readme, "python")
+    (code,) = blocks(example_section(), "python")
+    lines, at = code.splitlines(), 0
+    for line in (l for l in excerpt.splitlines() if l.strip() and not l.strip().startswith("...")):
+        assert line in lines[at:], f"README excerpt line not in docs/adding-a-method.md's example: {line!r}"
+        at = lines.index(line, at) + 1
 
 
 @pytest.fixture
@@ -124,7 +137,7 @@ class Mine(Algorithm):
 
 
 def build_plugin_wheel(root: Path, package_data: bool) -> Path:
-    """A wheel of a one-method package laid out as the README says (with or without the
+    """A wheel of a one-method package laid out as docs/plugins.md says (with or without the
     package-data table), built by setuptools offline."""
     pkg = root / "src" / "my_plug"
     (pkg / "conf" / "algorithm").mkdir(parents=True)
@@ -158,7 +171,7 @@ def test_plugin_wheel_needs_package_data_and_runs_with_the_search_path(tmp_path)
     import zipfile
 
     yaml_in = lambda wheel: "my_plug/conf/algorithm/mine_whl.yaml" in zipfile.ZipFile(wheel).namelist()  # noqa: E731
-    assert not yaml_in(build_plugin_wheel(tmp_path / "bare", package_data=False))  # the README's warning
+    assert not yaml_in(build_plugin_wheel(tmp_path / "bare", package_data=False))  # docs/plugins.md's warning
     wheel = build_plugin_wheel(tmp_path / "pkg", package_data=True)
     assert yaml_in(wheel)
     target = tmp_path / "target"

@@ -22,7 +22,7 @@ TINY = ["suite=smoke", "report=false", "progress=false", "protocol.offline_steps
 NO_CUDA = not torch.cuda.is_available()
 
 # (command-line arguments, exit code, text of the one error line). {runs} is a fresh runs_dir;
-# {file}, {readonly}, {full}, {corrupt_d4rl}, {no_timeouts} are prepared on demand (below).
+# {file}, {readonly}, {full} and the dataset files of DATA are prepared on demand (below).
 CASES = [
     # protocol fields: type, finiteness, range
     (["protocol.offline_steps=nan"], 2, "protocol.offline_steps must be an integer, got nan"),
@@ -90,6 +90,21 @@ CASES = [
     (["algorithm=cql", "algorithm.reward.shift=inf"], 2, "algorithm.reward.shift must be a finite number, got inf"),
     (["+algorithm.hparams.cql_alpha=1"], 2, "algorithm.hparams.cql_alpha needs algorithm=NAME on the command line"),
     (["suite.algorithm_overrides.hparams.gamma=1.5"], 2, "algorithm.hparams.gamma must be in (0, 1), got 1.5"),
+    # the image encoder (every method's; checked on vector tasks too, where it is unused)
+    (["algorithm=cql", "algorithm.hparams.augment_pad=-1"], 2, "algorithm.hparams.augment_pad must be >= 0, got -1"),
+    (["algorithm=iql", "algorithm.hparams.augment_pad=2.5"], 2, "algorithm.hparams.augment_pad must be an integer, got 2.5"),
+    (["algorithm=awac", "algorithm.hparams.encoder_feature_dim=0"], 2,
+     "algorithm.hparams.encoder_feature_dim must be >= 1, got 0"),
+    (["algorithm=td3bc", "algorithm.hparams.encoder_feature_dim=1e12"], 2,
+     "algorithm.hparams.encoder_feature_dim must be <= 65,536, got 1,000,000,000,000"),
+    (["algorithm=calql", "algorithm.hparams.encoder_channels=[]"], 2,
+     "algorithm.hparams.encoder_channels must be a non-empty list of integers in [1, 65,536], got []"),
+    (["algorithm=rlpd", "algorithm.hparams.encoder_channels=[32,-1]"], 2,
+     "algorithm.hparams.encoder_channels must be a list of positive integers, got [32, -1]"),
+    (["task=visual-pick-place", "algorithm=cql", "seed=0", "algorithm.hparams.encoder_channels=[8," + "8," * 15 + "8]"], 2,
+     "algorithm.hparams.encoder_channels has 17 conv layers, which leave no pixels of its 64x64 images; use at most 16"),
+    (["task=visual-pick-place", "algorithm=iql", "seed=0", "algorithm.hparams.augment_pad=64"], 2,
+     "algorithm.hparams.augment_pad must be below the images' 64x64 pixels, got 64"),
     # device
     (["device=gpu"], 2, "device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
     pytest.param(["device=cuda"], 2, "device=cuda but torch finds no CUDA device",
@@ -104,6 +119,15 @@ CASES = [
     # datasets: refused by the preflight, naming the file
     (["task=antmaze-umaze", "algorithm=calql", "seed=0"], 2, "{corrupt_d4rl} is corrupt"),
     (["task=antmaze-umaze-diverse", "algorithm=calql", "seed=0"], 2, "{no_timeouts} has no 'timeouts' key(s)"),
+    (["task=door-binary", "algorithm=awac", "seed=0"], 2,
+     "door-binary: dataset corrupt: {truncated_npy}: could not be read (UnpicklingError"),
+    (["task=pen-binary", "algorithm=awac", "seed=0"], 2,
+     "pen-binary: dataset corrupt: {nan_npy}: trajectory 1 has NaN or inf in 'observations'"),
+    (["task=relocate-binary", "algorithm=awac", "seed=0"], 2,
+     "relocate-binary: dataset corrupt: {misshapen_npy}: trajectory 0: observations have shape (30,) and actions (30,), "
+     "the environment gives (39,)"),
+    # ... or, read only when a job loads it, failed with a failed summary
+    (["task=antmaze-medium-play", "algorithm=iql", "seed=0"], 1, "{nan_d4rl}: 'action' contains NaN or inf values"),
     # divergence: only seen while training; the run is failed, never done
     (["algorithm=iql", "seed=0", "algorithm.reward.scale=1e30"], 1,
      "diverged: non-finite critic_loss first at update"),
@@ -119,10 +143,57 @@ def mount_tmpfs(path: Path, options: str) -> None:
         pytest.skip(f"needs permission to mount a tmpfs ({proc.stderr.strip()})")
 
 
+# Damaged dataset files under O2O_DATA_DIR (each task's own file name, see tasks/*.py).
+DATA = {"corrupt_d4rl": "d4rl/antmaze-umaze-v2.hdf5", "no_timeouts": "d4rl/antmaze-umaze-diverse-v2.hdf5",
+        "nan_d4rl": "d4rl/antmaze-medium-play-v2.hdf5", "truncated_npy": "awac/door2_sparse.npy",
+        "nan_npy": "awac/pen2_sparse.npy", "misshapen_npy": "awac/relocate2_sparse.npy"}
+
+
+def write_d4rl(path: Path, keys=("observations", "actions", "rewards", "terminals", "timeouts"), n: int = 50) -> None:
+    shapes = {"observations": (n, 29), "actions": (n, 8)}
+    with h5py.File(path, "w") as f:
+        for key in keys:
+            data = np.zeros(shapes.get(key, (n,)), np.float32)
+            if key == "timeouts":
+                data[n // 2 - 1::n // 2] = 1
+            f.create_dataset(key, data=data)
+
+
+def write_awac(path: Path, obs_dim: int, act_dim: int, trajectories: int = 2, T: int = 10) -> None:
+    g = np.random.default_rng(0)
+    paths = [{"observations": g.standard_normal((T, obs_dim)), "actions": g.uniform(-1, 1, (T, act_dim)),
+              "next_observations": g.standard_normal((T, obs_dim)), "rewards": -np.ones(T),
+              "env_infos": {"goal_achieved": np.arange(T) == T // 2}} for _ in range(trajectories)]
+    np.save(path, np.array(paths, dtype=object), allow_pickle=True)
+
+
+def write_damaged(path: Path, name: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if name == "corrupt_d4rl":  # an interrupted download
+        write_d4rl(path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    elif name == "no_timeouts":
+        write_d4rl(path, keys=("observations", "actions", "rewards", "terminals"))
+    elif name == "nan_d4rl":
+        write_d4rl(path)
+        with h5py.File(path, "r+") as f:
+            f["actions"][7, 3] = np.nan
+    elif name == "truncated_npy":
+        write_awac(path, 39, 28)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif name == "nan_npy":
+        write_awac(path, 45, 24)
+        paths = np.load(path, allow_pickle=True)
+        paths[1]["observations"][4, 2] = np.nan
+        np.save(path, paths, allow_pickle=True)
+    elif name == "misshapen_npy":
+        write_awac(path, 30, 30)
+
+
 @pytest.fixture(scope="module")
 def places(tmp_path_factory):
     """Paths the cases name, made on first use: a file, a read-only and a full file system, and
-    D4RL files that are corrupt or lack timeouts (in O2O_DATA_DIR)."""
+    the damaged dataset files of DATA (under root/data, the O2O_DATA_DIR of the cases)."""
     root = tmp_path_factory.mktemp("places")
     mounts: list[Path] = []
 
@@ -136,24 +207,9 @@ def places(tmp_path_factory):
         elif name == "full":
             mount_tmpfs(path, "size=1m")
             mounts.append(path)
-        elif name in ("corrupt_d4rl", "no_timeouts"):
-            d4rl = root / "data" / "d4rl"
-            d4rl.mkdir(parents=True, exist_ok=True)
-            if name == "corrupt_d4rl":
-                path = d4rl / "antmaze-umaze-v2.hdf5"
-                n = 50
-                with h5py.File(path, "w") as f:
-                    for key, shape in (("observations", (n, 29)), ("actions", (n, 8)), ("rewards", (n,)),
-                                       ("terminals", (n,)), ("timeouts", (n,))):
-                        f.create_dataset(key, data=np.zeros(shape, np.float32))
-                data = path.read_bytes()
-                path.write_bytes(data[: len(data) // 3])  # an interrupted download
-            else:
-                path = d4rl / "antmaze-umaze-diverse-v2.hdf5"
-                with h5py.File(path, "w") as f:
-                    for key, shape in (("observations", (50, 29)), ("actions", (50, 8)), ("rewards", (50,)),
-                                       ("terminals", (50,))):
-                        f.create_dataset(key, data=np.zeros(shape, np.float32))
+        elif name == "data":
+            for key, rel in DATA.items():
+                write_damaged(path / rel, key)
         return str(path)
 
     made: dict[str, str] = {}
@@ -187,12 +243,13 @@ def test_bad_input(args, code, message, places, tmp_path, capsys, monkeypatch):
     cwd.mkdir()
     monkeypatch.chdir(cwd)  # anything written "here" (e.g. MUJOCO_LOG.TXT) is caught below
     fill = {"runs": str(runs)}
-    for name in ("file", "readonly", "full", "corrupt_d4rl", "no_timeouts"):
-        if any("{" + name + "}" in a for a in [*args, message]) or (name in ("corrupt_d4rl", "no_timeouts")
-                                                                   and "task=antmaze" in " ".join(args)):
+    for name in ("file", "readonly", "full"):
+        if any("{" + name + "}" in a for a in [*args, message]):
             fill[name] = places(name)
-    if "corrupt_d4rl" in fill:
-        monkeypatch.setenv("O2O_DATA_DIR", str(Path(fill["corrupt_d4rl"]).parents[1]))
+    if any(a.startswith("task=") for a in args):  # every dataset a case reads is one of DATA
+        data = Path(places("data"))
+        monkeypatch.setenv("O2O_DATA_DIR", str(data))
+        fill.update({key: str(data / rel) for key, rel in DATA.items()})
     args = [a.format(**fill) for a in args]
     message = message.format(**fill)
     if not any(a.startswith("runs_dir=") for a in args):
@@ -229,7 +286,8 @@ def test_table_covers_every_class_with_40_inputs():
     assert len(CASES) >= 40
     text = " ".join(" ".join(c.values[0] if hasattr(c, "values") else c[0]) for c in CASES)
     for field in ("protocol.", "seed=", "retries=", "launcher.workers=", "algorithm.hparams.", "algorithm.replay.",
-                  "algorithm.reward.", "device=", "runs_dir=", "task=antmaze"):
+                  "algorithm.reward.", "device=", "runs_dir=", "task=antmaze", "-binary", "augment_pad=",
+                  "encoder_feature_dim=", "encoder_channels=", "task=visual-pick-place"):
         assert field in text
 
 

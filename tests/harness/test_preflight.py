@@ -64,3 +64,22 @@ def test_download_without_network_fails_at_once(monkeypatch):
     with pytest.raises(DatasetError, match=r"cannot reach huggingface.co to download 'D4RL/kitchen/mixed-v2'; .*minari download"):
         tasks.get("kitchen-mixed").download()
     assert time.monotonic() - t0 < 1.0
+
+
+def test_the_preflight_sizes_convs_as_the_pixel_encoder_stacks_them():
+    """The preflight's arithmetic (which encoders fit a task's images) against the real encoder."""
+    import pytest
+    import torch
+
+    from algorithms.common.encoder import PixelEncoder
+    from harness.preflight import conv_sizes
+
+    for image in ((3, 64, 64), (3, 84, 84), (1, 9, 12)):
+        for layers in range(1, 25):
+            size = conv_sizes(image, layers)
+            if min(size) >= 1:
+                encoder = PixelEncoder(image, 0, (2,) * layers, 4, 0)
+                assert tuple(encoder.convs(torch.zeros(1, *image)).shape[-2:]) == size
+            else:
+                with pytest.raises(RuntimeError):
+                    PixelEncoder(image, 0, (2,) * layers, 4, 0)

@@ -82,3 +82,24 @@ def test_light_import():
            "print(any(m in sys.modules for m in ('rliable', 'matplotlib', 'torch', 'harness')))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert r.stdout.strip() == "False", r.stderr
+
+
+def test_expected_runs_come_from_the_suites_jobs_json(tmp_path):
+    """Per-method seed lists (suite.algorithm_seeds) are not holes; a job the manifest lists but
+    that never ran is. Without a manifest, the grid of what is present stands in for it."""
+    from harness.launch import write_manifest
+    from reports.load import load_store
+
+    task = synthetic.CALQL_TASKS[0]
+    synthetic.write_store(tmp_path, methods=["calql"], tasks=[task], seeds=range(3), suite="s")
+    synthetic.write_store(tmp_path, methods=["iql"], tasks=[task], seeds=range(1), suite="s")
+    grid = load_store(tmp_path).runs
+    assert sorted(grid.loc[grid.status == "missing", "seed"]) == [1, 2]  # iql seeds 1, 2: no manifest
+
+    asked = [{"suite": "s", "task": {"name": task[0]}, "algorithm": {"name": a}, "seed": k, "job_id": f"{a}{k}"}
+             for a, seeds in (("calql", range(4)), ("iql", range(1))) for k in seeds]
+    write_manifest(asked, tmp_path)
+    runs = load_store(tmp_path).runs
+    missing = runs[runs.status == "missing"]
+    assert list(zip(missing.algorithm, missing.seed)) == [("calql", 3)]
+    assert len(runs) == 5

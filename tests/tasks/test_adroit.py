@@ -2,6 +2,8 @@
 the real id (relabeled from infos["success"]), both rolled out in the real env, go load (Cal-QL's
 keep-up-to-last-success rule) -> transitions -> MC returns -> Cal-QL updates -> an evaluation
 episode scored as success x 100."""
+import re
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -96,24 +98,65 @@ def test_every_adroit_env_is_binary(name, dims, horizon):
     assert task.episode_score(-float(horizon), {"episode_success": True}) == 100.0
 
 
-def test_bad_npy_files_give_one_line_errors(data_dir):
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # an interrupted download
+
+
+def _set(key, index, value):
+    def corrupt(p):
+        p[key] = np.array(p[key], float)
+        p[key][index] = value
+    return corrupt
+
+
+# (which file, its damage: ("file", f(path)) or ("trajectory", f(first trajectory's dict)), the message after the path)
+CORRUPT = [
+    ("demo", ("file", lambda path: path.write_bytes(b"\x93NUMPY\x01\x00garbage")), "could not be read.*corrupt or truncated"),
+    ("demo", ("file", _truncate), "could not be read.*corrupt or truncated"),
+    ("bc", ("file", _truncate), "could not be read.*corrupt or truncated"),
+    ("demo", ("file", lambda path: np.save(path, np.zeros((3, 4)))), "trajectory 0 is a ndarray, not a dict; not an AWAC path file"),
+    ("demo", ("trajectory", lambda p: p.pop("actions")), "trajectory 0 has no 'actions'; not an AWAC path file"),
+    ("demo", ("trajectory", lambda p: p.update(observations=p["observations"][:, :30])),
+     r"trajectory 0: observations have shape \(30,\).*gives \(39,\)"),
+    ("bc", ("trajectory", lambda p: p.update(actions=p["actions"][:, :27])), r"trajectory 0: .*actions \(27,\).*takes \(28,\)"),
+    ("demo", ("trajectory", lambda p: p.update(next_observations=p["next_observations"][:3])), "trajectory 0 is malformed.*corrupt"),
+    ("demo", ("trajectory", lambda p: p.update(actions=p["actions"][:-2])), "trajectory 0 is malformed.*corrupt"),
+    ("demo", ("trajectory", _set("observations", (1, 3), np.nan)), "trajectory 0 has NaN or inf in 'observations'"),
+    ("demo", ("trajectory", _set("actions", (2, 0), np.inf)), "trajectory 0 has NaN or inf in 'actions'"),
+    ("bc", ("trajectory", _set("next_observations", (0, 5), -np.inf)), "trajectory 0 has NaN or inf in 'next_observations'"),
+]
+
+
+@pytest.mark.parametrize("which, damage, message", CORRUPT)
+def test_corrupt_npy_file_is_reported_corrupt_and_refused_naming_it(which, damage, message, data_dir):
     task = tasks.get(NAME)
-    demo = task.awac_paths[0]
-    demo.parent.mkdir(parents=True, exist_ok=True)
-    demo.write_bytes(b"\x93NUMPY\x01\x00garbage")
-    with pytest.raises(DatasetError, match=rf"{demo}: could not be read.*corrupt or truncated"):
+    _, eps = rollouts(task, [6, 6], [(2,), (4,)])
+    demo, bc = task.awac_paths
+    write_awac(demo, eps[:1])
+    write_awac(bc, eps[1:])
+    assert task.dataset_state() == "yes"
+    path = demo if which == "demo" else bc
+    kind, change = damage
+    if kind == "file":
+        change(path)
+    else:
+        paths = np.load(path, allow_pickle=True)
+        change(paths[0])
+        np.save(path, paths, allow_pickle=True)
+    assert task.dataset_state() == "corrupt"  # `python -m tasks list` and the preflight
+    problem = task.dataset_problem()
+    assert problem.startswith(f"{path}: ") and len(problem.splitlines()) == 1
+    assert re.search(message, problem), problem
+    with pytest.raises(DatasetError) as exc:
         task.load_dataset()
-    _, eps = rollouts(task, [6], [(2,)])
-    eps[0]["obs"] = [o[:30] for o in eps[0]["obs"]]
-    write_awac(demo, eps)
-    with pytest.raises(DatasetError, match=rf"{demo}: observations have shape \(30,\).*gives \(39,\)"):
-        task.load_dataset()
-    _, eps = rollouts(task, [6], [(2,)])
-    eps[0]["obs"][1][3] = np.nan
-    write_awac(demo, eps)
-    with pytest.raises(DatasetError, match=rf"{demo.parent}: 'obs' contains NaN"):
-        task.load_dataset()
+    assert str(exc.value) == problem
+
+
+def test_npy_file_without_a_success_is_not_corrupt_but_refused(data_dir):
+    task = tasks.get(NAME)
     _, eps = rollouts(task, [6], [()])
-    write_awac(demo, eps)
+    write_awac(task.awac_paths[0], eps)
+    assert task.dataset_state() == "yes"
     with pytest.raises(DatasetError, match="no trajectory in the data ever succeeds"):
         task.load_dataset()
