@@ -291,6 +291,7 @@ class Runner:
                 actions = self.algo.act(np.stack(obs), deterministic=False)
             s.env_steps += 1
             last = s.env_steps == p.online_steps
+            ended = []
             for k in np.flatnonzero(self.active):
                 if not self.finite_action(k, actions[k], "online"):
                     continue
@@ -305,7 +306,7 @@ class Runner:
                     self.stores[k].episodes.append({"env_steps": s.env_steps, "return": ret,
                                                     "normalized_score": self.task.episode_score(ret, info),
                                                     "success": int(success), "length": length})
-                    self.trackers[k].log("episode", self.stores[k].episodes[-1], s.step)
+                    ended.append(k)
                     s.episodes[k] += 1
                     if not last:
                         obs[k] = self.start_episode(k)
@@ -313,6 +314,8 @@ class Runner:
             updating = s.env_steps > p.warmup_steps and self.replay.can_sample(self.replay_cfg.mode, self.active)
             for _ in range(p.utd if updating else 0):
                 self.train_step("online")
+            for k in ended:  # at the step after this env step's updates
+                self.trackers[k].log("episode", self.stores[k].episodes[-1], s.step)
             self.bar.update(1)
             if s.env_steps % p.eval_every == 0 or last:
                 self.evaluate("online")
