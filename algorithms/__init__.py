@@ -7,11 +7,12 @@ entry point group.
 import importlib
 import pkgutil
 
-from algorithms.base import (ActionSpec, Algorithm, Batch, ObsSpec, REGISTRY, available, get, make,
-                             register)
+from algorithms.base import (ActionSpec, Algorithm, Batch, ObsSpec, REGISTRY, SeedStreams, available, get, make,
+                             minimize, register)
 
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if _module not in ("base", "common"):
         importlib.import_module(f"algorithms.{_module}")  # awac, cql (+ calql), iql, td3bc, ...
 
-__all__ = ["ActionSpec", "Algorithm", "Batch", "ObsSpec", "REGISTRY", "available", "get", "make", "register"]
+__all__ = ["ActionSpec", "Algorithm", "Batch", "ObsSpec", "REGISTRY", "SeedStreams", "available", "get", "make",
+           "minimize", "register"]

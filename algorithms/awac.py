@@ -14,7 +14,8 @@ combined buffer ("append" replay) by default.
 
 Deviations:
 - The twin critics run as one batched ensemble (same math as two MLPs); the actor's advantage
-  uses the critics after this step's critic update (CORL: same order).
+  uses the critics after this step's critic update (CORL: same order). K seeds train as one
+  batched model (`algorithms.common.networks`: every tensor has a leading seed dim).
 - One actor pass gives both a_pi ~ pi(.|s) and log pi(a|s) (CORL runs the actor twice on the same
   states and parameters: same values, one pass fewer).
 - Observations are not standardized by default, as the official code (rlkit's AWAC: its
@@ -34,11 +35,10 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, register
+from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, minimize, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import EnsembleCritic, GaussianActor, gaussian_log_prob, soft_update, target_copy
 from algorithms.common.normalization import make_obs_normalizer
-from algorithms.common.optim import LeanAdam
 
 
 @dataclass
@@ -62,73 +62,71 @@ class AWACConfig(EncoderConfig):
 @register("awac")
 class AWAC(Algorithm):
     Config = AWACConfig
+    multi_seed = True
 
-    def __init__(self, obs_spec, action_spec, config: AWACConfig, device):
-        super().__init__(obs_spec, action_spec, config, device)
-        self.encoder = make_encoder(obs_spec, config).to(self.device)  # identity for vector observations
+    def __init__(self, obs_spec, action_spec, config: AWACConfig, device, rng=None):
+        super().__init__(obs_spec, action_spec, config, device, rng)
+        rng = self.rng  # one stream per seed: initial weights, sampled actions
+        self.encoder = make_encoder(obs_spec, config, rng).to(self.device)  # identity for vector observations
         self.encoder_target = target_copy(self.encoder)
         obs_dim, act_dim = self.encoder.out_dim, action_spec.dim
-        self.actor = GaussianActor(obs_dim, act_dim, config.actor_hidden).to(self.device)
-        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics).to(self.device)
+        self.actor = GaussianActor(obs_dim, act_dim, config.actor_hidden, rng).to(self.device)
+        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics, rng).to(self.device)
         self.critic_target = target_copy(self.critic)
-        self.obs_norm = make_obs_normalizer(config.normalize_obs, obs_dim).to(self.device)
-        self.actor_opt = LeanAdam(self.actor.parameters(), config.actor_lr)
-        self.critic_opt = LeanAdam([*self.critic.parameters(), *self.encoder.parameters()],
-                                  config.critic_lr)
+        self.obs_norm = make_obs_normalizer(config.normalize_obs, obs_dim).to(self.device)  # the same data for every seed
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
+                                           config.critic_lr, fused=True)
 
     def observe_dataset(self, obs: torch.Tensor) -> None:
         if self.config.normalize_obs:
             self.obs_norm.fit(obs, self.obs_spec, "awac")
 
     def policy(self, obs, deterministic):
-        return self.actor(self.obs_norm(self.encoder(obs)), deterministic)[0]
+        return self.actor(self.obs_norm(self.encoder(obs)), None if deterministic else self.rng)[0]
 
     @torch.no_grad()
     def policy_value(self, obs):
         features = self.obs_norm(self.encoder(obs))
-        return self.critic(features, self.actor(features, True)[0]).min(0).values
+        return self.critic(features, self.actor(features)[0]).min(0).values
 
     # -- the loss terms, each a function of tensors ----------------------------------------
     def td_target(self, reward: torch.Tensor, done: torch.Tensor, next_q: torch.Tensor) -> torch.Tensor:
-        """r + gamma (1 - d) min_i Q_target_i(s', a'); next_q: (n, B)."""
+        """r + gamma (1 - d) min_i Q_target_i(s', a'); next_q: (n, K, B)."""
         return reward + self.config.gamma * (1.0 - done) * next_q.min(0).values
 
     def advantage_weights(self, q_data: torch.Tensor, q_pi: torch.Tensor) -> torch.Tensor:
-        """min(exp((min_i Q_i(s, a) - min_i Q_i(s, a_pi)) / lambda), max_weight); inputs (n, B)."""
+        """min(exp((min_i Q_i(s, a) - min_i Q_i(s, a_pi)) / lambda), max_weight); inputs (n, K, B)."""
         adv = q_data.min(0).values - q_pi.min(0).values
         return torch.exp(adv / self.config.awac_lambda).clamp(max=self.config.max_weight)
 
     # -- one step ---------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch)  # features (DrQ)
+        obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch, self.rng)  # features (DrQ)
         if cfg.normalize_obs:
             obs, next_obs = self.obs_norm(obs), self.obs_norm(next_obs)
-        obs_actor, B = obs.detach(), obs.shape[0]  # the actor does not train the encoder
+        obs_actor, B = obs.detach(), obs.shape[1]  # the actor does not train the encoder
         with torch.no_grad():
-            next_a, _ = self.actor(next_obs)
+            next_a, _ = self.actor(next_obs, self.rng)
             td_target = self.td_target(batch.reward, batch.done, self.critic_target(next_obs, next_a))
 
-        # 1. Critic.
+        # 1. Critic (each loss one per seed, (K,): see `minimize`).
         q = self.critic(obs, batch.action)
-        critic_loss = (q - td_target).square().mean(1).sum()
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
+        critic_loss = (q - td_target).square().mean(-1).sum(0)
+        minimize(self.critic_opt, critic_loss)
 
         # 2. Actor: one actor pass gives both the sampled a_pi and log pi(a|s) (the actor has not
         # changed in between); Q at data and policy actions in one critic pass, no gradients.
         mean, log_std = self.actor.mean_and_log_std(obs_actor)
         with torch.no_grad():
-            pi_a, _ = self.actor.sample_from(mean.detach(), log_std.detach())
-            q_both = self.critic(torch.cat([obs_actor, obs_actor]), torch.cat([batch.action, pi_a]))
-            weights = self.advantage_weights(q_both[:, :B], q_both[:, B:])
-        actor_loss = -(weights * gaussian_log_prob(mean, log_std, batch.action)).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_opt.step()
+            pi_a, _ = self.actor.sample_from(mean.detach(), log_std.detach(), self.rng)
+            q_both = self.critic(torch.cat([obs_actor, obs_actor], 1), torch.cat([batch.action, pi_a], 1))
+            weights = self.advantage_weights(q_both[..., :B], q_both[..., B:])
+        actor_loss = -(weights * gaussian_log_prob(mean, log_std, batch.action)).mean(-1)
+        minimize(self.actor_opt, actor_loss)
         soft_update(self.critic_target, self.critic, cfg.tau)
         soft_update(self.encoder_target, self.encoder, cfg.tau)
 
         return {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
-                "q_data": q.detach().mean(), "weight": weights.mean(), "td_target": td_target.mean()}
+                "q_data": q.detach().mean((0, 2)), "weight": weights.mean(-1), "td_target": td_target.mean(-1)}

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from algorithms.common.networks import SeedStreams
+
 ENTRY_POINT_GROUP = "o2o_bench.algorithms"
 
 
@@ -53,7 +55,9 @@ class ActionSpec:
 
 @dataclass(frozen=True)
 class Batch:
-    """One minibatch, every field a tensor on the job's device with leading dim = batch size.
+    """One minibatch per seed, every field a tensor on the job's device with leading dims
+    (seeds, batch size): seed k's rows are `field[k]`. (A method with `multi_seed = False` gets
+    one seed's batch: leading dim = batch size.)
 
     `done` is 1.0 only for true terminals (not time-outs). `mc_return` is the Monte-Carlo
     discounted return-to-go of the trajectory holding `obs`; it is filled for methods that list
@@ -67,50 +71,101 @@ class Batch:
     done: torch.Tensor
     mc_return: torch.Tensor | None = None
 
+    @classmethod
+    def stack(cls, batches: list["Batch"]) -> "Batch":
+        """One seed's batch each -> a batch of len(batches) seeds."""
+        return cls(**{f.name: None if getattr(batches[0], f.name) is None
+                      else torch.stack([getattr(b, f.name) for b in batches]) for f in dataclasses.fields(cls)})
+
+    def seed(self, k: int) -> "Batch":
+        """Seed k's rows."""
+        return Batch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[k]
+                        for f in dataclasses.fields(self)})
+
+
+def minimize(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One optimizer step on `loss`, one loss per seed (K,). Each seed's loss depends on its own
+    parameters only, so the gradient of their sum is every seed's own gradient, and Adam is
+    elementwise: one optimizer over the stacked parameters steps each seed exactly as its own
+    optimizer would. (Summed, not averaged: a mean over seeds would scale every gradient by 1/K.)"""
+    optimizer.zero_grad(set_to_none=True)
+    loss.sum().backward()
+    optimizer.step()
+
 
 class Algorithm(ABC):
     """An offline-to-online RL method.
 
     Subclasses set `Config` (a dataclass: the schema of `hparams` in the method's yaml) and,
     if they need more than the standard transition, `needs` (e.g. {"mc_return"}).
-    `update` returns detached scalar tensors so the harness reads them (a host sync) only when
-    it logs.
+    `update` returns detached tensors so the harness reads them (a host sync) only when it logs.
+
+    Seeds: a method with `multi_seed = True` trains K seeds at once (K = len(rng)): its networks
+    hold K copies (`algorithms.common.networks`), batches and observations have a leading seed
+    dim, `update` returns one value per seed (K,) for each metric, and every random draw comes
+    from `self.rng`, one stream per seed. A method with `multi_seed = False` is written for one
+    seed: it gets plain batches and observations, returns scalars, and refuses K > 1.
     """
 
     Config: ClassVar[type]
     needs: ClassVar[frozenset[str]] = frozenset()
     name: ClassVar[str] = ""
+    multi_seed: ClassVar[bool] = False
 
-    def __init__(self, obs_spec: ObsSpec, action_spec: ActionSpec, config: Any, device: torch.device):
+    def __init__(self, obs_spec: ObsSpec, action_spec: ActionSpec, config: Any, device: torch.device,
+                 rng: SeedStreams | None = None):
         self.obs_spec = obs_spec
         self.action_spec = action_spec
         self.config = config
         self.device = torch.device(device)
         self.finetuning = False
+        self.rng = rng if rng is not None else SeedStreams()
+        self.n_seeds = len(self.rng)
+        if self.n_seeds > 1 and not self.multi_seed:
+            raise ValueError(f"algorithm '{self.name}' trains one seed per process (multi_seed = False); "
+                             f"set seeds_per_process=1")
 
     @abstractmethod
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One gradient step on `batch`; returns named scalar metrics (detached tensors)."""
+        """One gradient step on `batch`; returns named metrics, detached, one per seed (K,)
+        (scalars when `multi_seed` is False)."""
 
     @abstractmethod
     def policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
-        """Actions for a batch of observations (tensor in, tensor out, no gradients)."""
+        """Actions for observations (K, N, *obs) -> (K, N, A) (without the seed dim when
+        `multi_seed` is False); tensor in, tensor out, no gradients."""
+
+    def update_seeds(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The harness's entry point: `batch` with a leading seed dim, metrics (K,)."""
+        if self.multi_seed:
+            return self.update(batch)
+        return {k: v.reshape(1) for k, v in self.update(batch.seed(0)).items()}
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
-        """Action(s) for numpy observation(s); a single observation gives a single action."""
-        single = np.ndim(obs) == len(self.obs_spec.shape)
+        """Actions for numpy observations with a leading seed dim: one per seed (K, *obs) gives
+        (K, A); several per seed (K, N, *obs) give (K, N, A)."""
         x = torch.as_tensor(np.asarray(obs, dtype=self.obs_spec.dtype), device=self.device)
+        single = x.dim() == 1 + len(self.obs_spec.shape)
         if single:
-            x = x.unsqueeze(0)
-        a = self.policy(x, deterministic).cpu().numpy()
-        return a[0] if single else a
+            x = x.unsqueeze(1)
+        a = self.policy(x, deterministic) if self.multi_seed else self.policy(x[0], deterministic).unsqueeze(0)
+        a = a.cpu().numpy()
+        return a[:, 0] if single else a
 
     def policy_value(self, obs: torch.Tensor) -> torch.Tensor | None:
         """Q(s, pi(s)) of the deterministic policy action under the method's critic (reduced over
-        an ensemble as its actor reads it), (B,); None for a method without a Q-function. The harness logs its batch
-        mean next to the batch's Monte-Carlo return: the calibration of the learned values."""
+        an ensemble as its actor reads it), (K, B) for observations (K, B, *obs) (without the seed
+        dim when `multi_seed` is False); None for a method without a Q-function. The harness logs
+        its batch mean next to the batch's Monte-Carlo return: the calibration of the learned values."""
         return None
+
+    def policy_value_seeds(self, obs: torch.Tensor) -> torch.Tensor | None:
+        """The harness's entry point: `policy_value` with a leading seed dim, (K, B)."""
+        if self.multi_seed:
+            return self.policy_value(obs)
+        value = self.policy_value(obs[0])
+        return None if value is None else value.unsqueeze(0)
 
     def observe_dataset(self, obs: torch.Tensor) -> None:
         """Called once with all offline observations (on the job's device, in the dataset's
@@ -193,9 +248,14 @@ def build_config(cls: type[Algorithm], hparams: dict[str, Any]):
 
 
 def make(name: str, obs_spec: ObsSpec, action_spec: ActionSpec, hparams: dict[str, Any],
-         device: torch.device | str = "cpu") -> Algorithm:
+         device: torch.device | str = "cpu", rng: SeedStreams | None = None) -> Algorithm:
+    """The method `name`, for the seeds of `rng` (default: one seed on torch's global generators;
+    a method written for one seed is built without `rng`)."""
     cls = get(name)
-    return cls(obs_spec, action_spec, build_config(cls, dict(hparams)), torch.device(device))
+    config = build_config(cls, dict(hparams))
+    if rng is None:
+        return cls(obs_spec, action_spec, config, torch.device(device))
+    return cls(obs_spec, action_spec, config, torch.device(device), rng)
 
 
 def check_unit_interval(config: Any, *names: str) -> None:
@@ -222,5 +282,5 @@ def check_non_negative(config: Any, *names: str) -> None:
             raise ValueError(f"{type(config).__qualname__}.{n} must be >= 0, got {value}")
 
 
-__all__ = ["ActionSpec", "Algorithm", "Batch", "ObsSpec", "REGISTRY", "available", "build_config",
-           "check_non_negative", "check_positive", "check_unit_interval", "field", "get", "make", "register"]
+__all__ = ["ActionSpec", "Algorithm", "Batch", "ObsSpec", "REGISTRY", "SeedStreams", "available", "build_config",
+           "check_non_negative", "check_positive", "check_unit_interval", "field", "get", "make", "minimize", "register"]

@@ -22,7 +22,10 @@ Deviations, each measured to change no expectation:
   parameters as constants: each reference differentiates every loss only with respect to its
   own parameters, so these gradients were discarded there anyway.
 - The twin critics run as one batched ensemble (same math as two MLPs), and the disjoint losses
-  share one backward pass (each parameter gets exactly its own loss's gradient).
+  share one backward pass (each parameter gets exactly its own loss's gradient). Q at the data
+  actions and at the three kinds of sampled actions comes from one critic pass.
+- K seeds train as one batched model (`algorithms.common.networks`: every tensor has a leading
+  seed dim, the learned temperatures are one per seed).
 - Image observations go through `algorithms.common.encoder` (shared, critic-trained encoder as
   DrQ; identity for vector observations, which leaves vector results unchanged).
 Reference differences kept as options (default: the official code): `calibrate_online` (CORL
@@ -40,7 +43,6 @@ import torch
 from algorithms.base import Algorithm, Batch, check_non_negative, check_positive, check_unit_interval, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import EnsembleCritic, TanhGaussianActor, soft_update, target_copy
-from algorithms.common.optim import LeanAdam
 
 
 @dataclass
@@ -68,7 +70,6 @@ class CQLConfig(EncoderConfig):
     cql_clip_diff_min: float = -math.inf
     cql_clip_diff_max: float = math.inf
     log_std_affine: bool = True  # log sigma = a * head + b, a, b learned from 1, -1 (official, CORL); false: raw head
-    calibrate_online: bool = True  # Cal-QL only: keep the bound during fine-tuning (official); CORL: False
 
     def __post_init__(self):
         check_positive(self, "n_critics", "gamma", "tau", "actor_lr", "critic_lr", "alpha_lr",
@@ -83,34 +84,36 @@ class CQLConfig(EncoderConfig):
 @register("cql")
 class CQL(Algorithm):
     Config = CQLConfig
+    multi_seed = True
 
-    def __init__(self, obs_spec, action_spec, config: CQLConfig, device):
-        super().__init__(obs_spec, action_spec, config, device)
-        self.encoder = make_encoder(obs_spec, config).to(self.device)  # identity for vector observations
+    def __init__(self, obs_spec, action_spec, config: CQLConfig, device, rng=None):
+        super().__init__(obs_spec, action_spec, config, device, rng)
+        rng, K = self.rng, self.n_seeds  # one stream per seed: initial weights, sampled actions
+        self.encoder = make_encoder(obs_spec, config, rng).to(self.device)  # identity for vector observations
         self.encoder_target = target_copy(self.encoder)
         obs_dim, act_dim = self.encoder.out_dim, action_spec.dim
-        self.actor = TanhGaussianActor(obs_dim, act_dim, config.actor_hidden,
+        self.actor = TanhGaussianActor(obs_dim, act_dim, config.actor_hidden, rng,
                                        log_std_affine=(1.0, -1.0) if config.log_std_affine else None,
                                        layer_norm=config.actor_layer_norm).to(self.device)
-        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics,
+        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics, rng,
                                      layer_norm=config.critic_layer_norm).to(self.device)
         self.critic_target = target_copy(self.critic)
-        self.log_alpha = torch.zeros((), device=self.device, requires_grad=True)
-        self.log_alpha_prime = torch.full((), config.cql_lagrange_init, device=self.device, requires_grad=True)
-        self.actor_opt = LeanAdam(self.actor.parameters(), config.actor_lr)
-        self.critic_opt = LeanAdam([*self.critic.parameters(), *self.encoder.parameters()],
-                                  config.critic_lr)
+        self.log_alpha = torch.zeros(K, device=self.device, requires_grad=True)  # one per seed
+        self.log_alpha_prime = torch.full((K,), config.cql_lagrange_init, device=self.device, requires_grad=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
+                                           config.critic_lr, fused=True)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], config.alpha_lr)
         self.alpha_prime_opt = torch.optim.Adam([self.log_alpha_prime], config.critic_lr)
         self.target_entropy = -float(act_dim) if config.target_entropy is None else config.target_entropy
 
     def policy(self, obs, deterministic):
-        return self.actor(self.encoder(obs), deterministic)[0]
+        return self.actor(self.encoder(obs), None if deterministic else self.rng)[0]
 
     @torch.no_grad()
     def policy_value(self, obs):
         features = self.encoder(obs)
-        return self.critic(features, self.actor(features, True)[0]).min(0).values
+        return self.critic(features, self.actor(features)[0]).min(0).values
 
     def bound_policy_q(self, q: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Hook on the Q-values of policy actions in the push-down term; CQL leaves them as they are."""
@@ -118,57 +121,62 @@ class CQL(Algorithm):
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch)  # features (DrQ)
+        obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch, self.rng)  # features (DrQ)
         action, obs_actor = batch.action, obs.detach()  # the actor does not train the encoder
-        B, N, A, n = obs.shape[0], cfg.cql_n_actions, self.action_spec.dim, self.critic.n
+        K, B, N, A = obs.shape[0], obs.shape[1], cfg.cql_n_actions, self.action_spec.dim
 
         # Every loss from the pre-update parameters (actor, temperature, critics, alpha'), then
         # every step, as the official code: the actor loss and the TD target use this alpha.
-        pi_action, log_pi = self.actor(obs_actor)
+        # Each loss is one per seed (K,).
+        pi_action, log_pi = self.actor(obs_actor, self.rng)
         alpha_loss = self.temperature_loss(log_pi.detach())
-        alpha = self.log_alpha.detach().exp()
+        alpha = self.log_alpha.detach().exp()  # (K,)
         q_pi = self.critic(obs_actor, pi_action, frozen=True).min(0).values
-        actor_loss = (alpha * log_pi - q_pi).mean()
+        actor_loss = (alpha.unsqueeze(-1) * log_pi - q_pi).mean(-1)
 
-        # Sampled actions: N each of uniform, pi(s), pi(s'); rows ordered (B, N).
-        obs_rep = obs.repeat_interleave(N, 0)
+        # The push-down term's actions at s, N per state of each kind (rows ordered (B, N)):
+        # uniform, the policy at s, the policy at s' (as the paper's importance-sampled logsumexp).
+        obs_rep = obs.repeat_interleave(N, 1)
         with torch.no_grad():
-            next_obs_rep = next_obs.repeat_interleave(N, 0)
-            cur_a, cur_logp = self.actor.sample(obs_actor, N)  # one actor pass per state, not per action
-            next_a, next_logp = self.actor.sample(next_obs, N)
-            rand_a = torch.empty(B * N, A, device=self.device).uniform_(-1, 1)
+            next_obs_rep = next_obs.repeat_interleave(N, 1)
+            pi_s_a, pi_s_logp = self.actor.sample(obs_actor, N, self.rng)  # one actor pass per state, not per action
+            pi_next_a, pi_next_logp = self.actor.sample(next_obs, N, self.rng)
+            uniform_a = self.rng.uniform((B * N, A), -1.0, 1.0, self.device)
+            pi_s_logp, pi_next_logp = pi_s_logp.unflatten(-1, (B, N)), pi_next_logp.unflatten(-1, (B, N))
 
             # TD target: max over the N next actions of the min over critics (or one action).
             if cfg.cql_max_target_backup:
-                q_next = self.critic_target(next_obs_rep, next_a).view(n, B, N)
-                td_target = self.td_target(batch.reward, batch.done, q_next, next_logp.view(B, N), alpha)
+                q_next = self.critic_target(next_obs_rep, pi_next_a).unflatten(-1, (B, N))
+                td_target = self.td_target(batch.reward, batch.done, q_next, pi_next_logp, alpha)
             else:
-                q_next = self.critic_target(next_obs, next_a.view(B, N, A)[:, 0]).unsqueeze(-1)
-                td_target = self.td_target(batch.reward, batch.done, q_next, next_logp.view(B, N)[:, :1], alpha)
+                first = pi_next_a.unflatten(-2, (B, N))[..., 0, :]
+                q_next = self.critic_target(next_obs, first).unsqueeze(-1)
+                td_target = self.td_target(batch.reward, batch.done, q_next, pi_next_logp[..., :1], alpha)
 
-        # All critic evaluations in one pass: data actions, then uniform, pi(s), pi(s') at s.
-        q_all = self.critic(torch.cat([obs, obs_rep, obs_rep, obs_rep]),
-                            torch.cat([action, rand_a, cur_a, next_a]))
-        q_data = q_all[:, :B]
-        q_rand, q_cur, q_next_a = q_all[:, B:].view(n, 3, B, N).unbind(1)
-        td_loss = ((q_data - td_target) ** 2).mean(1).sum()
+        # Q at the data actions and at the three kinds of sampled actions, all at s, in one pass.
+        q = self.critic(torch.cat([obs, obs_rep, obs_rep, obs_rep], 1),
+                        torch.cat([action, uniform_a, pi_s_a, pi_next_a], 1))
+        q_data, q_uniform, q_pi_s, q_pi_next = q.split([B, B * N, B * N, B * N], -1)
+        q_uniform, q_pi_s, q_pi_next = (x.unflatten(-1, (B, N)) for x in (q_uniform, q_pi_s, q_pi_next))
+        td_loss = ((q_data - td_target) ** 2).mean(-1).sum(0)
 
-        cql_gap, bound_rate = self.conservative_gap(q_data, q_rand, q_cur, q_next_a,
-                                                    cur_logp.view(B, N), next_logp.view(B, N), batch)
+        cql_gap, bound_rate = self.conservative_gap(q_data, q_uniform, q_pi_s, q_pi_next,
+                                                    pi_s_logp, pi_next_logp, batch)
 
         if cfg.cql_lagrange:
             alpha_prime = self.log_alpha_prime.exp().clamp(0.0, 1e6)
             cql_loss = alpha_prime.detach() * cfg.cql_alpha * (cql_gap - cfg.cql_target_action_gap)
-            alpha_prime_loss = -alpha_prime * cfg.cql_alpha * (cql_gap.detach() - cfg.cql_target_action_gap).mean()
+            alpha_prime_loss = -alpha_prime * cfg.cql_alpha * (cql_gap.detach() - cfg.cql_target_action_gap).mean(0)
         else:
-            alpha_prime = torch.ones((), device=self.device)
+            alpha_prime = torch.ones(K, device=self.device)
             cql_loss = cfg.cql_alpha * cql_gap
             alpha_prime_loss = None
-        critic_loss = td_loss + cql_loss.sum()
+        critic_loss = td_loss + cql_loss.sum(0)
 
         # The losses touch disjoint parameters (log_pi and the gaps are detached where another
         # loss reads them, the actor loss sees the critics as constants, the sampled actions carry
-        # no graph), so one backward pass gives each its own gradient, as separate passes would.
+        # no graph), so one backward pass gives each its own gradient, as separate passes would;
+        # summed over seeds, each seed its own (`minimize`).
         optimizers = [self.alpha_opt, self.actor_opt, self.critic_opt]
         total_loss = alpha_loss + actor_loss + critic_loss
         if alpha_prime_loss is not None:
@@ -176,7 +184,7 @@ class CQL(Algorithm):
             total_loss = total_loss + alpha_prime_loss
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
-        total_loss.backward()
+        total_loss.sum().backward()
         for opt in optimizers:
             opt.step()
         soft_update(self.critic_target, self.critic, cfg.tau)
@@ -184,59 +192,62 @@ class CQL(Algorithm):
 
         metrics = {
             "critic_loss": critic_loss.detach(), "td_loss": td_loss.detach(),
-            "cql_gap": cql_gap.detach().mean(), "actor_loss": actor_loss.detach(),
-            "alpha": alpha, "alpha_prime": alpha_prime.detach(), "entropy": -log_pi.detach().mean(),
-            "q_data": q_data.detach().mean(), "q_pi": q_pi.detach().mean(),
-            "td_target": td_target.mean(),
+            "cql_gap": cql_gap.detach().mean(0), "actor_loss": actor_loss.detach(),
+            "alpha": alpha, "alpha_prime": alpha_prime.detach(), "entropy": -log_pi.detach().mean(-1),
+            "q_data": q_data.detach().mean((0, 2)), "q_pi": q_pi.detach().mean(-1),
+            "td_target": td_target.mean(-1),
         }
         if bound_rate is not None:
             metrics["bound_rate"] = bound_rate
         return metrics
 
     def temperature_loss(self, log_pi: torch.Tensor) -> torch.Tensor:
-        """SAC's automatic entropy tuning: -E[log alpha (log pi(a|s) + target entropy)]."""
-        return -(self.log_alpha * (log_pi + self.target_entropy)).mean()
+        """SAC's automatic entropy tuning: -E[log alpha (log pi(a|s) + target entropy)], per seed:
+        log_pi (K, B) -> (K,)."""
+        return -(self.log_alpha.unsqueeze(-1) * (log_pi + self.target_entropy)).mean(-1)
 
     def td_target(self, reward, done, q_next, next_logp, alpha) -> torch.Tensor:
         """r + gamma (1 - d) max_j min_i Q_target_i(s', a'_j) (- alpha log pi(a'_j*|s') if
-        backup_entropy, at the maximizing action j*). q_next: (n, B, N) over N next actions
-        (N = 1 without the max backup); next_logp: (B, N)."""
-        target_q, idx = q_next.min(0).values.max(1)
+        backup_entropy, at the maximizing action j*). q_next: (n, K, B, N) over N next actions
+        (N = 1 without the max backup); next_logp: (K, B, N); alpha: (K,)."""
+        target_q, idx = q_next.min(0).values.max(-1)
         if self.config.backup_entropy:
-            target_q = target_q - alpha * next_logp.gather(1, idx[:, None]).squeeze(1)
+            target_q = target_q - alpha.unsqueeze(-1) * next_logp.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
         return reward + self.config.gamma * (1.0 - done) * target_q
 
-    def conservative_gap(self, q_data, q_rand, q_cur, q_next, cur_logp, next_logp, batch):
-        """CQL's push-down minus push-up term per critic: logsumexp over sampled actions of Q
-        (importance-weighted) minus Q of the data action. Shapes: q_data (n, B); q_rand, q_cur,
-        q_next (n, B, N) = Q(s, .) at uniform, pi(s) and pi(s') actions; logps (B, N).
-        Returns ((n,) gaps, fraction of policy-action Q-values lifted by the bound or None)."""
+    def conservative_gap(self, q_data, q_uniform, q_pi_s, q_pi_next, pi_s_logp, pi_next_logp, batch):
+        """CQL's push-down minus push-up term per critic and seed: logsumexp over sampled actions
+        of Q(s, .) (importance-weighted) minus Q of the data action. Shapes: q_data (n, K, B);
+        q_uniform, q_pi_s, q_pi_next (n, K, B, N) = Q(s, .) at uniform actions, at the policy's
+        actions at s and at s'; logps (K, B, N). Returns ((n, K) gaps, the fraction of
+        policy-action Q-values lifted by the bound per seed (K,), or None)."""
         cfg, A = self.config, self.action_spec.dim
-        q_cur, lifted_cur = self.bound_policy_q(q_cur, batch)
-        q_next, lifted_next = self.bound_policy_q(q_next, batch)
+        q_pi_s, lifted_s = self.bound_policy_q(q_pi_s, batch)
+        q_pi_next, lifted_next = self.bound_policy_q(q_pi_next, batch)
         if cfg.cql_importance_sample:
-            q_rand = q_rand - A * math.log(0.5)  # uniform density on [-1, 1]^A is 0.5^A
-            q_cur = q_cur - cur_logp
-            q_next = q_next - next_logp
+            q_uniform = q_uniform - A * math.log(0.5)  # uniform density on [-1, 1]^A is 0.5^A
+            q_pi_s = q_pi_s - pi_s_logp
+            q_pi_next = q_pi_next - pi_next_logp
         else:  # the variant without importance weights also scores the data action (CORL)
-            q_rand = torch.cat([q_rand, q_data.unsqueeze(-1)], -1)
-        q_cat = torch.cat([q_rand, q_cur, q_next], -1)
+            q_uniform = torch.cat([q_uniform, q_data.unsqueeze(-1)], -1)
+        q_cat = torch.cat([q_uniform, q_pi_s, q_pi_next], -1)
         q_ood = torch.logsumexp(q_cat / cfg.cql_temp, -1) * cfg.cql_temp
-        gap = (q_ood - q_data).clamp(cfg.cql_clip_diff_min, cfg.cql_clip_diff_max).mean(1)
-        if lifted_cur is None:
+        gap = (q_ood - q_data).clamp(cfg.cql_clip_diff_min, cfg.cql_clip_diff_max).mean(-1)
+        if lifted_s is None:
             return gap, None
-        return gap, 0.5 * (lifted_cur.float().mean() + lifted_next.float().mean()).detach()
+        per_seed = (0, 2, 3)  # lifted: (n, K, B, N)
+        return gap, 0.5 * (lifted_s.float().mean(per_seed) + lifted_next.float().mean(per_seed)).detach()
 
 
 @dataclass
 class CalQLConfig(CQLConfig):
-    pass
+    calibrate_online: bool = True  # keep the bound during fine-tuning (official Cal-QL); CORL: False
 
 
 @register("calql")
 class CalQL(CQL):
     """Cal-QL: in the push-down term, Q(s, a~pi) is replaced by max(Q(s, a), V_ref(s)), with
-    V_ref the Monte-Carlo return-to-go of the data's trajectory. Random actions are not bounded."""
+    V_ref the Monte-Carlo return-to-go of the data's trajectory. Uniform actions are not bounded."""
 
     Config = CalQLConfig
     needs = frozenset({"mc_return"})
@@ -244,5 +255,5 @@ class CalQL(CQL):
     def bound_policy_q(self, q, batch):
         if self.finetuning and not self.config.calibrate_online:
             return q, torch.zeros_like(q, dtype=torch.bool)
-        lower = batch.mc_return.unsqueeze(-1)  # (B, 1) against q (n, B, N)
+        lower = batch.mc_return.unsqueeze(-1)  # (K, B, 1) against q (n, K, B, N)
         return torch.maximum(q, lower), q < lower

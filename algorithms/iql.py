@@ -12,7 +12,8 @@ Fine-tuning (as the paper and CORL): the same three losses online, nothing switc
 combined buffer ("append" replay) by default.
 
 Deviations:
-- The twin critics run as one batched ensemble (same math as two MLPs).
+- The twin critics run as one batched ensemble (same math as two MLPs); K seeds train as one
+  batched model (`algorithms.common.networks`: every tensor has a leading seed dim).
 - The actor's learning rate is constant (CORL decays it with a cosine schedule offline; the
   schedule has no meaning for a run that continues online).
 - Observations are not standardized by default, as the official code (ikostrikov/
@@ -35,7 +36,6 @@ from algorithms.base import Algorithm, Batch, check_positive, check_unit_interva
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import EnsembleCritic, GaussianActor, ValueNet, soft_update, target_copy
 from algorithms.common.normalization import make_obs_normalizer
-from algorithms.common.optim import LeanAdam
 
 
 @dataclass
@@ -62,39 +62,41 @@ class IQLConfig(EncoderConfig):
 @register("iql")
 class IQL(Algorithm):
     Config = IQLConfig
+    multi_seed = True
 
-    def __init__(self, obs_spec, action_spec, config: IQLConfig, device):
-        super().__init__(obs_spec, action_spec, config, device)
-        self.encoder = make_encoder(obs_spec, config).to(self.device)  # identity for vector observations
+    def __init__(self, obs_spec, action_spec, config: IQLConfig, device, rng=None):
+        super().__init__(obs_spec, action_spec, config, device, rng)
+        rng = self.rng  # one stream per seed: initial weights here, nothing random in the update
+        self.encoder = make_encoder(obs_spec, config, rng).to(self.device)  # identity for vector observations
         self.encoder_target = target_copy(self.encoder)
         obs_dim, act_dim = self.encoder.out_dim, action_spec.dim
-        self.actor = GaussianActor(obs_dim, act_dim, config.actor_hidden).to(self.device)
-        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics).to(self.device)
+        self.actor = GaussianActor(obs_dim, act_dim, config.actor_hidden, rng).to(self.device)
+        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics, rng).to(self.device)
         self.critic_target = target_copy(self.critic)
-        self.obs_norm = make_obs_normalizer(config.normalize_obs, obs_dim).to(self.device)
-        self.value = ValueNet(obs_dim, config.value_hidden).to(self.device)
-        self.actor_opt = LeanAdam(self.actor.parameters(), config.actor_lr)
-        self.critic_opt = LeanAdam([*self.critic.parameters(), *self.encoder.parameters()],
-                                  config.critic_lr)
-        self.value_opt = LeanAdam(self.value.parameters(), config.value_lr)
+        self.obs_norm = make_obs_normalizer(config.normalize_obs, obs_dim).to(self.device)  # the same data for every seed
+        self.value = ValueNet(obs_dim, config.value_hidden, rng).to(self.device)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
+                                           config.critic_lr, fused=True)
+        self.value_opt = torch.optim.Adam(self.value.parameters(), config.value_lr, fused=True)
 
     def observe_dataset(self, obs: torch.Tensor) -> None:
         if self.config.normalize_obs:
             self.obs_norm.fit(obs, self.obs_spec, "iql")
 
     def policy(self, obs, deterministic):
-        return self.actor(self.obs_norm(self.encoder(obs)), deterministic)[0]
+        return self.actor(self.obs_norm(self.encoder(obs)), None if deterministic else self.rng)[0]
 
     @torch.no_grad()
     def policy_value(self, obs):
         features = self.obs_norm(self.encoder(obs))
-        return self.critic(features, self.actor(features, True)[0]).min(0).values
+        return self.critic(features, self.actor(features)[0]).min(0).values
 
     # -- the loss terms, each a function of tensors ----------------------------------------
     def expectile_loss(self, diff: torch.Tensor) -> torch.Tensor:
-        """E[|tau - 1(diff < 0)| diff^2] with diff = Q(s, a) - V(s)."""
+        """E[|tau - 1(diff < 0)| diff^2] with diff = Q(s, a) - V(s), per seed: (K, B) -> (K,)."""
         weight = torch.where(diff < 0, 1.0 - self.config.expectile, self.config.expectile)
-        return (weight * diff.square()).mean()
+        return (weight * diff.square()).mean(-1)
 
     def advantage_weights(self, adv: torch.Tensor) -> torch.Tensor:
         """exp(beta * A), clipped at max_weight."""
@@ -106,7 +108,7 @@ class IQL(Algorithm):
     # -- one step ---------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch)  # features (DrQ)
+        obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch, self.rng)  # features (DrQ)
         if cfg.normalize_obs:
             obs, next_obs = self.obs_norm(obs), self.obs_norm(next_obs)
         obs_detached = obs.detach()  # V and the actor do not train the encoder
@@ -122,24 +124,25 @@ class IQL(Algorithm):
 
         # 2. Actor: advantage-weighted regression on data actions.
         weights = self.advantage_weights(adv.detach())
-        actor_loss = -(weights * self.actor.log_prob(obs_detached, batch.action)).mean()
+        actor_loss = -(weights * self.actor.log_prob(obs_detached, batch.action)).mean(-1)
 
-        # 3. Critic: TD towards r + gamma V(s').
+        # 3. Critic: TD towards r + gamma V(s'), summed over the critics.
         q = self.critic(obs, batch.action)
-        critic_loss = (q - td_target).square().mean(1).sum()
+        critic_loss = (q - td_target).square().mean(-1).sum(0)
 
         # The three losses use only pre-update parameters and disjoint networks (as in the
         # reference, where V(s') and the advantages are computed before any step), so one
         # backward pass gives each network exactly its own gradient: ~10% faster than three.
+        # Each loss is one per seed (K,); their sum gives every seed its own gradient (`minimize`).
         optimizers = (self.value_opt, self.actor_opt, self.critic_opt)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
-        (value_loss + actor_loss + critic_loss).backward()
+        (value_loss + actor_loss + critic_loss).sum().backward()
         for opt in optimizers:
             opt.step()
         soft_update(self.critic_target, self.critic, cfg.tau)
         soft_update(self.encoder_target, self.encoder, cfg.tau)
 
         return {"value_loss": value_loss.detach(), "actor_loss": actor_loss.detach(),
-                "critic_loss": critic_loss.detach(), "v": v.detach().mean(), "q_data": q.detach().mean(),
-                "adv": adv.detach().mean(), "weight": weights.mean(), "td_target": td_target.mean()}
+                "critic_loss": critic_loss.detach(), "v": v.detach().mean(-1), "q_data": q.detach().mean((0, 2)),
+                "adv": adv.detach().mean(-1), "weight": weights.mean(-1), "td_target": td_target.mean(-1)}

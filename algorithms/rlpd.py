@@ -21,6 +21,8 @@ Deviations from the official code:
 - Online transitions enter replay when their episode ends (the harness's replay, which gives
   each transition its Monte-Carlo return); the official buffer inserts each step at once.
 - Metrics of the actor step are those of the latest actor update (every call logs the same keys).
+- K seeds train as one batched model (`algorithms.common.networks`: every tensor has a leading
+  seed dim, each seed draws its target members from its own stream, temperatures one per seed).
 - Image observations go through `algorithms.common.encoder` (shared encoder trained by the
   critic loss, as DrQ; identity for vector observations); the official pixel learner is DrQ's.
 """
@@ -31,11 +33,10 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, register
+from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, minimize, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import (INITS, EnsembleCritic, TanhGaussianActor, soft_update, subsampled_min,
                                         target_copy)
-from algorithms.common.optim import LeanAdam
 
 
 @dataclass
@@ -69,47 +70,51 @@ class RLPDConfig(EncoderConfig):
 @register("rlpd")
 class RLPD(Algorithm):
     Config = RLPDConfig
+    multi_seed = True
 
-    def __init__(self, obs_spec, action_spec, config: RLPDConfig, device):
-        super().__init__(obs_spec, action_spec, config, device)
-        self.encoder = make_encoder(obs_spec, config).to(self.device)  # identity for vector observations
+    def __init__(self, obs_spec, action_spec, config: RLPDConfig, device, rng=None):
+        super().__init__(obs_spec, action_spec, config, device, rng)
+        rng, K = self.rng, self.n_seeds  # one stream per seed: initial weights, sampled actions and members
+        self.encoder = make_encoder(obs_spec, config, rng).to(self.device)  # identity for vector observations
         self.encoder_target = target_copy(self.encoder)
         obs_dim, act_dim = self.encoder.out_dim, action_spec.dim
-        self.actor = TanhGaussianActor(obs_dim, act_dim, config.actor_hidden, init=config.init).to(self.device)
-        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics,
+        self.actor = TanhGaussianActor(obs_dim, act_dim, config.actor_hidden, rng, init=config.init).to(self.device)
+        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics, rng,
                                      layer_norm=config.critic_layer_norm, init=config.init).to(self.device)
         self.critic_target = target_copy(self.critic)
-        self.log_alpha = torch.full((), math.log(config.init_temperature), device=self.device, requires_grad=True)
-        self.actor_opt = LeanAdam(self.actor.parameters(), config.actor_lr)
-        self.critic_opt = LeanAdam([*self.critic.parameters(), *self.encoder.parameters()], config.critic_lr)
+        self.log_alpha = torch.full((K,), math.log(config.init_temperature), device=self.device,
+                                    requires_grad=True)  # one per seed
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
+                                           config.critic_lr, fused=True)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], config.temp_lr)
         self.target_entropy = -act_dim / 2 if config.target_entropy is None else config.target_entropy
         self.updates = torch.zeros((), dtype=torch.long)  # on the host: read every call
-        self.last_actor = {k: torch.zeros((), device=self.device)
+        self.last_actor = {k: torch.zeros(K, device=self.device)
                            for k in ("actor_loss", "entropy", "alpha", "alpha_loss", "q_pi")}
 
     def policy(self, obs, deterministic):
-        return self.actor(self.encoder(obs), deterministic)[0]
+        return self.actor(self.encoder(obs), None if deterministic else self.rng)[0]
 
     @torch.no_grad()
     def policy_value(self, obs):
         """The ensemble's mean, as the actor objective reads it."""
         features = self.encoder(obs)
-        return self.critic(features, self.actor(features, True)[0]).mean(0)
+        return self.critic(features, self.actor(features)[0]).mean(0)
 
-    # -- the loss terms, each a function of tensors ----------------------------------------
+    # -- the loss terms, each a function of tensors (one value per seed: (K,)) --------------
     def td_target(self, reward, done, q_next, next_logp, alpha) -> torch.Tensor:
         """r + gamma (1 - d) (min over n_target_min random members of Q_target(s', a')
-        [- alpha log pi(a'|s')]); q_next: (E, B), next_logp: (B,)."""
+        [- alpha log pi(a'|s')]); q_next: (E, K, B), next_logp: (K, B), alpha: (K,)."""
         cfg = self.config
-        target_q = subsampled_min(q_next, cfg.n_target_min, replace=False)
+        target_q = subsampled_min(q_next, cfg.n_target_min, False, self.rng)
         if cfg.backup_entropy:
-            target_q = target_q - alpha * next_logp
+            target_q = target_q - alpha.unsqueeze(-1) * next_logp
         return reward + cfg.gamma * (1.0 - done) * target_q
 
     def actor_objective(self, q_pi: torch.Tensor, log_pi: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        """E[alpha log pi(a|s) - mean_i Q_i(s, a)]; q_pi: (E, B) at a ~ pi(s)."""
-        return (alpha * log_pi - q_pi.mean(0)).mean()
+        """E[alpha log pi(a|s) - mean_i Q_i(s, a)]; q_pi: (E, K, B) at a ~ pi(s)."""
+        return (alpha.unsqueeze(-1) * log_pi - q_pi.mean(0)).mean(-1)
 
     def temperature_loss(self, entropy: torch.Tensor) -> torch.Tensor:
         """alpha (H - H_target) with alpha = exp(log_alpha), H detached."""
@@ -118,39 +123,33 @@ class RLPD(Algorithm):
     # -- one call ----------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch)  # features (DrQ)
+        obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch, self.rng)  # features (DrQ)
         obs_actor = obs.detach()  # the actor does not train the encoder
         alpha = self.log_alpha.detach().exp()
         self.updates += 1
 
         # 1. Critic.
         with torch.no_grad():
-            next_action, next_logp = self.actor(next_obs)
+            next_action, next_logp = self.actor(next_obs, self.rng)
             td_target = self.td_target(batch.reward, batch.done, self.critic_target(next_obs, next_action),
                                        next_logp, alpha)
         q = self.critic(obs, batch.action)
-        critic_loss = (q - td_target).square().mean()
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
+        critic_loss = (q - td_target).square().mean((0, 2))
+        minimize(self.critic_opt, critic_loss)
         soft_update(self.critic_target, self.critic, cfg.tau)
         soft_update(self.encoder_target, self.encoder, cfg.tau)
 
         # 2. Actor, then temperature, once every actor_every critic steps (after the updated critic).
         if int(self.updates) % cfg.actor_every == 0:
-            pi_action, log_pi = self.actor(obs_actor)
+            pi_action, log_pi = self.actor(obs_actor, self.rng)
             q_pi = self.critic(obs_actor, pi_action, frozen=True)
             actor_loss = self.actor_objective(q_pi, log_pi, alpha)
-            self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_opt.step()
-            entropy = -log_pi.detach().mean()
+            minimize(self.actor_opt, actor_loss)
+            entropy = -log_pi.detach().mean(-1)
             alpha_loss = self.temperature_loss(entropy)
-            self.alpha_opt.zero_grad(set_to_none=True)
-            alpha_loss.backward()
-            self.alpha_opt.step()
+            minimize(self.alpha_opt, alpha_loss)
             self.last_actor = {"actor_loss": actor_loss.detach(), "entropy": entropy, "alpha": alpha,
-                               "alpha_loss": alpha_loss.detach(), "q_pi": q_pi.detach().mean()}
+                               "alpha_loss": alpha_loss.detach(), "q_pi": q_pi.detach().mean((0, 2))}
 
-        return {"critic_loss": critic_loss.detach(), "q_data": q.detach().mean(),
-                "td_target": td_target.mean(), **self.last_actor}
+        return {"critic_loss": critic_loss.detach(), "q_data": q.detach().mean((0, 2)),
+                "td_target": td_target.mean(-1), **self.last_actor}

@@ -14,7 +14,8 @@ weight w_bc decays linearly from 1 to 0 over `bc_decay_steps` updates after fine
 (0: no decay). Replay: one combined buffer ("append") by default.
 
 Deviations:
-- The twin critics run as one batched ensemble (same math as two MLPs).
+- The twin critics run as one batched ensemble (same math as two MLPs); K seeds train as one
+  batched model (`algorithms.common.networks`: every tensor has a leading seed dim).
 - Exploration online: Gaussian noise `expl_noise` (TD3's 0.1) on non-deterministic actions.
 - Metrics of the actor step are those of the latest actor update (so every step logs the same keys).
 - Image observations go through `algorithms.common.encoder` (shared encoder trained by the critic
@@ -30,11 +31,10 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.base import Algorithm, Batch, check_non_negative, check_positive, check_unit_interval, register
+from algorithms.base import Algorithm, Batch, check_non_negative, check_positive, check_unit_interval, minimize, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import DeterministicActor, EnsembleCritic, soft_update, target_copy
 from algorithms.common.normalization import make_obs_normalizer
-from algorithms.common.optim import LeanAdam
 
 
 @dataclass
@@ -63,25 +63,27 @@ class TD3BCConfig(EncoderConfig):
 @register("td3bc")
 class TD3BC(Algorithm):
     Config = TD3BCConfig
+    multi_seed = True
 
-    def __init__(self, obs_spec, action_spec, config: TD3BCConfig, device):
-        super().__init__(obs_spec, action_spec, config, device)
-        self.encoder = make_encoder(obs_spec, config).to(self.device)  # identity for vector observations
+    def __init__(self, obs_spec, action_spec, config: TD3BCConfig, device, rng=None):
+        super().__init__(obs_spec, action_spec, config, device, rng)
+        rng = self.rng  # one stream per seed: initial weights, smoothing and exploration noise
+        self.encoder = make_encoder(obs_spec, config, rng).to(self.device)  # identity for vector observations
         self.encoder_target = target_copy(self.encoder)
         obs_dim, act_dim = self.encoder.out_dim, action_spec.dim
-        self.actor = DeterministicActor(obs_dim, act_dim, config.actor_hidden).to(self.device)
+        self.actor = DeterministicActor(obs_dim, act_dim, config.actor_hidden, rng).to(self.device)
         self.actor_target = target_copy(self.actor)
-        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics).to(self.device)
+        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics, rng).to(self.device)
         self.critic_target = target_copy(self.critic)
-        self.actor_opt = LeanAdam(self.actor.parameters(), config.actor_lr)
-        self.critic_opt = LeanAdam([*self.critic.parameters(), *self.encoder.parameters()],
-                                  config.critic_lr)
-        # Statistics of the encoder's output (for vector tasks the observations themselves) and
-        # step counters: saved with the modules.
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
+                                           config.critic_lr, fused=True)
+        # Statistics of the encoder's output (for vector tasks the observations themselves; the
+        # same data for every seed) and step counters: saved with the modules.
         self.obs_norm = make_obs_normalizer(config.normalize_obs, obs_dim).to(self.device)
         self.updates = torch.zeros((), dtype=torch.long)  # on the host: read every step
         self.online_updates = torch.zeros((), dtype=torch.long)
-        self.last_actor: dict[str, torch.Tensor] = {k: torch.zeros((), device=self.device)
+        self.last_actor: dict[str, torch.Tensor] = {k: torch.zeros(self.n_seeds, device=self.device)
                                                     for k in ("actor_loss", "bc_loss", "lambda", "bc_weight")}
 
     def observe_dataset(self, obs: torch.Tensor) -> None:
@@ -92,7 +94,7 @@ class TD3BC(Algorithm):
         action = self.actor(self.obs_norm(self.encoder(obs)))
         if deterministic:
             return action
-        return (action + self.config.expl_noise * torch.randn_like(action)).clamp(-1.0, 1.0)
+        return (action + self.config.expl_noise * self.rng.randn_like(action)).clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def policy_value(self, obs):
@@ -106,16 +108,16 @@ class TD3BC(Algorithm):
         return (self.actor_target(next_obs) + noise.clamp(-c, c)).clamp(-1.0, 1.0)
 
     def td_target(self, reward: torch.Tensor, done: torch.Tensor, next_q: torch.Tensor) -> torch.Tensor:
-        """r + gamma (1 - d) min_i Q_target_i(s', a'); next_q: (n, B)."""
+        """r + gamma (1 - d) min_i Q_target_i(s', a'); next_q: (n, K, B)."""
         return reward + self.config.gamma * (1.0 - done) * next_q.min(0).values
 
     def actor_objective(self, q_pi: torch.Tensor, pi_action: torch.Tensor, action: torch.Tensor,
                         bc_weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-lambda E[Q_1(s, pi(s))] + w_bc E[(pi(s) - a)^2] with lambda = alpha / mean|Q_1| (no grad).
-        q_pi: (B,) Q_1 at the policy's actions. Returns (loss, lambda, bc term)."""
-        lmbda = self.config.alpha / q_pi.abs().mean().detach()
-        bc = (pi_action - action).square().mean()
-        return -lmbda * q_pi.mean() + bc_weight * bc, lmbda, bc
+        """-lambda E[Q_1(s, pi(s))] + w_bc E[(pi(s) - a)^2] with lambda = alpha / mean|Q_1| (no grad),
+        per seed. q_pi: (K, B) Q_1 at the policy's actions. Returns (loss, lambda, bc term), each (K,)."""
+        lmbda = self.config.alpha / q_pi.abs().mean(-1).detach()
+        bc = (pi_action - action).square().flatten(-2).mean(-1)  # mean over batch and action dims
+        return -lmbda * q_pi.mean(-1) + bc_weight * bc, lmbda, bc
 
     def bc_weight(self) -> float:
         decay = self.config.bc_decay_steps
@@ -126,7 +128,7 @@ class TD3BC(Algorithm):
     # -- one step ---------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch)  # features (DrQ)
+        obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch, self.rng)  # features (DrQ)
         obs, next_obs = self.obs_norm(obs), self.obs_norm(next_obs)
         obs_actor = obs.detach()  # the actor does not train the encoder
         self.updates += 1
@@ -135,14 +137,12 @@ class TD3BC(Algorithm):
 
         # 1. Critic with target policy smoothing.
         with torch.no_grad():
-            noise = torch.randn_like(batch.action) * cfg.policy_noise
+            noise = self.rng.randn_like(batch.action) * cfg.policy_noise
             next_q = self.critic_target(next_obs, self.target_action(next_obs, noise))
             td_target = self.td_target(batch.reward, batch.done, next_q)
         q = self.critic(obs, batch.action)
-        critic_loss = (q - td_target).square().mean(1).sum()
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
+        critic_loss = (q - td_target).square().mean(-1).sum(0)  # one loss per seed: see `minimize`
+        minimize(self.critic_opt, critic_loss)
 
         # 2. Delayed actor and target updates. Only Q_1 is evaluated (the paper's actor uses Q_1).
         if int(self.updates) % cfg.policy_freq == 0:
@@ -150,22 +150,17 @@ class TD3BC(Algorithm):
             q_pi = self.q1(obs_actor, pi_action)
             bc_weight = self.bc_weight()
             actor_loss, lmbda, bc = self.actor_objective(q_pi, pi_action, batch.action, bc_weight)
-            self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_opt.step()
+            minimize(self.actor_opt, actor_loss)
             soft_update(self.actor_target, self.actor, cfg.tau)
             soft_update(self.critic_target, self.critic, cfg.tau)
             soft_update(self.encoder_target, self.encoder, cfg.tau)
             self.last_actor = {"actor_loss": actor_loss.detach(), "bc_loss": bc.detach(), "lambda": lmbda,
-                               "bc_weight": torch.tensor(bc_weight, device=self.device)}
+                               "bc_weight": torch.full((self.n_seeds,), bc_weight, device=self.device)}
 
-        return {"critic_loss": critic_loss.detach(), "q_data": q.detach().mean(),
-                "td_target": td_target.mean(), **self.last_actor}
+        return {"critic_loss": critic_loss.detach(), "q_data": q.detach().mean((0, 2)),
+                "td_target": td_target.mean(-1), **self.last_actor}
 
     def q1(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Q_1(s, a) alone, the first member of the ensemble, with its weights detached: the
+        """Q_1(s, a) alone, the first member of the ensemble, with its weights as constants: the
         actor loss differentiates through the action only (no wasted critic weight gradients)."""
-        x = torch.cat([obs, action], -1)
-        for layer in self.critic.hidden:
-            x = torch.relu(torch.addmm(layer.bias[0].detach(), x, layer.weight[0].detach()))
-        return torch.addmm(self.critic.out.bias[0].detach(), x, self.critic.out.weight[0].detach()).squeeze(-1)
+        return self.critic(obs, action, frozen=True, members=1)[0]

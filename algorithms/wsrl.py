@@ -39,6 +39,8 @@ Deviations from the official code:
 - Online transitions enter replay when their episode ends (the harness's replay); WSRL's buffer
   inserts each step at once.
 - Metrics of the actor step are those of the latest actor update (every call logs the same keys).
+- K seeds train as one batched model (`algorithms.common.networks`: every tensor has a leading
+  seed dim, each seed draws its members from its own stream).
 """
 from __future__ import annotations
 
@@ -47,9 +49,9 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.base import Batch, check_positive, register
+from algorithms.base import Batch, check_positive, minimize, register
 from algorithms.common.encoder import encode_batch
-from algorithms.common.networks import sample_members, soft_update
+from algorithms.common.networks import members_of, sample_members, soft_update
 from algorithms.cql import CalQL, CalQLConfig
 
 
@@ -73,17 +75,19 @@ class WSRLConfig(CalQLConfig):
 class WSRL(CalQL):
     Config = WSRLConfig
 
-    def __init__(self, obs_spec, action_spec, config: WSRLConfig, device):
-        super().__init__(obs_spec, action_spec, config, device)
+    def __init__(self, obs_spec, action_spec, config: WSRLConfig, device, rng=None):
+        super().__init__(obs_spec, action_spec, config, device, rng)
         self.block: list[Batch] = []  # this env step's fine-tuning batches, for the actor step
-        self.last_actor = {k: torch.zeros((), device=self.device)
+        self.last_actor = {k: torch.zeros(self.n_seeds, device=self.device)
                            for k in ("actor_loss", "entropy", "alpha", "alpha_loss", "q_pi")}
 
     # -- pre-training: Cal-QL with the ensemble subsampled in its two hooks ------------------
     def subsample(self, per_member: torch.Tensor) -> torch.Tensor:
-        """The rows (dim 0: ensemble members) of critic_subsample members drawn with replacement."""
+        """The rows (dim 0: ensemble members; dim 1: seeds) of critic_subsample members drawn with
+        replacement, per seed."""
         k = self.config.critic_subsample
-        return per_member if k is None else per_member[sample_members(self.critic.n, k, True, per_member.device)]
+        return per_member if k is None else members_of(
+            per_member, sample_members(self.critic.n, k, True, self.rng, per_member.device))
 
     def td_target(self, reward, done, q_next, next_logp, alpha) -> torch.Tensor:
         """Cal-QL's target (max over next actions of the min over members) on a random subset."""
@@ -99,54 +103,49 @@ class WSRL(CalQL):
         if not self.finetuning:
             return super().update(batch)
         cfg = self.config
-        obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch)  # features (DrQ)
-        B, N, n = obs.shape[0], cfg.cql_n_actions if cfg.online_max_target_backup else 1, self.critic.n
-        alpha = self.log_alpha.detach().exp()
+        obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch, self.rng)  # features (DrQ)
+        B, N = obs.shape[1], cfg.cql_n_actions if cfg.online_max_target_backup else 1
+        alpha = self.log_alpha.detach().exp()  # (K,)
 
         # 1. Critic.
         with torch.no_grad():
-            next_a, next_logp = self.actor.sample(next_obs, N)
-            q_next = self.critic_target(next_obs.repeat_interleave(N, 0), next_a).view(n, B, N)
-            td_target = self.td_target(batch.reward, batch.done, q_next, next_logp.view(B, N), alpha)
+            next_a, next_logp = self.actor.sample(next_obs, N, self.rng)
+            q_next = self.critic_target(next_obs.repeat_interleave(N, 1), next_a).unflatten(-1, (B, N))
+            td_target = self.td_target(batch.reward, batch.done, q_next, next_logp.unflatten(-1, (B, N)), alpha)
         q = self.critic(obs, batch.action)
-        critic_loss = (q - td_target).square().mean()
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
+        critic_loss = (q - td_target).square().mean((0, 2))
+        minimize(self.critic_opt, critic_loss)
         soft_update(self.critic_target, self.critic, cfg.tau)
         soft_update(self.encoder_target, self.encoder, cfg.tau)
 
         # 2. Actor and temperature on this env step's batches, once every actor_every calls.
         self.block.append(batch)
         if len(self.block) == cfg.actor_every:
-            block = Batch(**{f.name: torch.cat([getattr(b, f.name) for b in self.block])
+            block = Batch(**{f.name: torch.cat([getattr(b, f.name) for b in self.block], 1)
                              for f in dataclasses.fields(Batch) if getattr(batch, f.name) is not None})
             self.block = []
             self.actor_step(block, alpha)
 
-        return {"critic_loss": critic_loss.detach(), "q_data": q.detach().mean(),
-                "td_target": td_target.mean(), **self.last_actor}
+        return {"critic_loss": critic_loss.detach(), "q_data": q.detach().mean((0, 2)),
+                "td_target": td_target.mean(-1), **self.last_actor}
 
     def actor_step(self, block: Batch, alpha: torch.Tensor) -> None:
         cfg = self.config
         with torch.no_grad():
-            obs = self.encoder(block.obs, augment=True)  # the actor does not train the encoder
-            next_obs = self.encoder_target(block.next_obs, augment=True)
+            obs = self.encoder(block.obs, self.rng)  # augmented; the actor does not train the encoder
+            next_obs = self.encoder_target(block.next_obs, self.rng)
             # the temperature's entropy at s', from the policy before this actor step
-            _, next_logp = self.actor.sample(next_obs, cfg.cql_n_actions if cfg.online_max_target_backup else 1)
-        pi_action, log_pi = self.actor(obs)
+            _, next_logp = self.actor.sample(next_obs, cfg.cql_n_actions if cfg.online_max_target_backup else 1,
+                                             self.rng)
+        pi_action, log_pi = self.actor(obs, self.rng)
         q_pi = self.critic(obs, pi_action, frozen=True).min(0).values
-        actor_loss = (alpha * log_pi - q_pi).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        self.actor_opt.step()
-        entropy = -next_logp.mean()
+        actor_loss = (alpha.unsqueeze(-1) * log_pi - q_pi).mean(-1)
+        minimize(self.actor_opt, actor_loss)
+        entropy = -next_logp.mean(-1)
         alpha_loss = self.online_temperature_loss(entropy)
-        self.alpha_opt.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_opt.step()
+        minimize(self.alpha_opt, alpha_loss)
         self.last_actor = {"actor_loss": actor_loss.detach(), "entropy": entropy, "alpha": alpha,
-                           "alpha_loss": alpha_loss.detach(), "q_pi": q_pi.detach().mean()}
+                           "alpha_loss": alpha_loss.detach(), "q_pi": q_pi.detach().mean(-1)}
 
     def online_temperature_loss(self, entropy: torch.Tensor) -> torch.Tensor:
         """alpha (H - H_target), H detached (WSRL's Lagrange penalty on the temperature)."""

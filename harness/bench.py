@@ -1,19 +1,27 @@
-"""Update-step speed of every built-in method: `python -m harness.bench [--threads 2] [--seconds 3]`.
+"""Update-step speed of every built-in method with K seeds in one process:
+`python -m harness.bench [--threads 2] [--seconds 3] [--seeds 1,4,10]`.
 
-For each method and shape set it prints gradient updates per second, the matrix-multiply FLOPs of
-one update (counted by torch's FlopCounterMode: forward and backward) and the fraction of the
-matmul peak measured in the same run (a 2048^3 fp32 matmul). Shape sets:
+For each method, shape set and K it prints gradient updates per second of the K-seed model,
+seed-updates per second (K times that: what a study of many seeds gets), their ratio to K = 1,
+the matrix-multiply FLOPs of one seed's update (counted by torch's FlopCounterMode at K = 1:
+forward and backward) and the fraction of the matmul peak measured in the same run (a 2048^3
+fp32 matmul) that the K seeds reach together.
+Shape sets:
+  mini      the PointMaze mini tasks (obs 4, act 2) with each yaml's pointmaze networks and batch
   paper     AntMaze sizes (obs 29, act 8) with each yaml's antmaze networks and batch
-  mini      the PointMaze mini tasks (obs 4, act 2) with each yaml's pointmaze networks
   corl      CORL's AntMaze networks (CQL / Cal-QL: Q 5x256 twin, actor 3x256; IQL, TD3+BC 2x256;
-            AWAC 3x256), batch 256, next to the public implementations measured on this machine
-            (methods CORL has no implementation of are skipped here)
+            AWAC 3x256), batch 256 (the shapes `../shared/peers/compare.sh` times the public
+            implementations at, side by side with ours)
   checkpoint  one checkpoint of an AntMaze-size run (1M offline transitions, online buffer empty,
-            half and full at 1M steps, Cal-QL's paper networks): its size, the time to write it
-            and its share of the run time between checkpoints (the task yaml's checkpoint_every),
-            at the update rate measured here and at the config's GPU rate; goal: at most 2%
+            half and full at 1M steps, Cal-QL's paper networks, one seed): its size, the time to
+            write it and its share of the run time between checkpoints (the task yaml's
+            checkpoint_every), at the update rate measured here (K = 1) and at the config's GPU
+            rate; goal: at most 2%
 The update measured is the pre-training one (WSRL: Cal-QL's with its ensemble); `--finetune`
 measures the fine-tuning update instead (after `on_finetune_start`; WSRL: its SAC step).
+With `--job-updates N`: the wall time of a short AntMaze-size job (Cal-QL's antmaze settings,
+a 1M-transition dataset of AntMaze's shapes on the device, N offline updates drawing their
+batches through `harness.replay.Replay` as a run does) for K = 1 and K = 10 seeds.
 Runs on CPU, and on CUDA when present. A script that prints figures, not a test.
 """
 from __future__ import annotations
@@ -26,17 +34,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import algorithms
-from algorithms import ActionSpec, Batch, ObsSpec
+from algorithms import ActionSpec, Batch, ObsSpec, SeedStreams
 from harness.jobs import CONF_DIR, load_group, resolve_algorithm
 from harness.launch import configure_torch
 
 METHODS = ("cql", "calql", "iql", "td3bc", "awac", "rlpd", "wsrl")
 FLOP_UPDATES = 20  # FLOPs averaged over this many updates: a multiple of every actor period (2, 4, 20)
-# Public implementations at CORL's AntMaze shapes on this machine (machine-notes.md), updates/s,
-# measured while the 2048^3 matmul peak read PUBLIC_PEAK GFLOP/s.
-PUBLIC = {"cql": 6.1, "calql": 6.1, "iql": 139.0, "td3bc": 197.0, "awac": 92.0}
-PUBLIC_PEAK = (290, 310)
-TARGET = {"cql": 1.3, "calql": 1.3, "iql": 1.5, "td3bc": 1.5, "awac": 1.5}
 CORL = {"cql": {"actor_hidden": (256,) * 3, "critic_hidden": (256,) * 5},
         "calql": {"actor_hidden": (256,) * 3, "critic_hidden": (256,) * 5},
         "iql": {"actor_hidden": (256,) * 2, "critic_hidden": (256,) * 2, "value_hidden": (256,) * 2},
@@ -57,11 +60,12 @@ def shapes(name: str, which: str) -> tuple[int, int, int, dict]:
     return obs, act, 256 if which == "corl" else cfg["replay"]["batch_size"], hp
 
 
-def make_batch(obs: int, act: int, B: int, device) -> Batch:
+def make_batch(obs: int, act: int, B: int, device, seeds: int = 1) -> Batch:
+    """A fixed random batch for each of `seeds` seeds: fields (seeds, B, ...)."""
     g = torch.Generator().manual_seed(0)
-    t = lambda *s: torch.randn(*s, generator=g).to(device)
-    return Batch(obs=t(B, obs), action=(torch.rand(B, act, generator=g) * 2 - 1).to(device), reward=t(B),
-                 next_obs=t(B, obs), done=torch.zeros(B, device=device), mc_return=t(B))
+    t = lambda *s: torch.randn(seeds, *s, generator=g).to(device)  # noqa: E731
+    return Batch(obs=t(B, obs), action=(torch.rand(seeds, B, act, generator=g) * 2 - 1).to(device), reward=t(B),
+                 next_obs=t(B, obs), done=torch.zeros(seeds, B, device=device), mc_return=t(B))
 
 
 def sync(device) -> None:
@@ -70,11 +74,11 @@ def sync(device) -> None:
 
 
 def updates_per_s(algo, batch, seconds: float) -> float:
-    for _ in range(5):
+    for _ in range(3):
         algo.update(batch)
     sync(algo.device)
     rates = []
-    for _ in range(3):  # best of three windows: the machine is shared
+    for _ in range(3):  # best of three windows: the machine may be shared
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds / 3:
             algo.update(batch)
@@ -82,6 +86,30 @@ def updates_per_s(algo, batch, seconds: float) -> float:
         sync(algo.device)
         rates.append(n / (time.perf_counter() - t0))
     return max(rates)
+
+
+def job_wall_time(K: int, updates: int, device, rows: int = 1_000_000) -> float:
+    """Seconds for `updates` offline updates of K Cal-QL seeds at AntMaze sizes, batches from Replay."""
+    import numpy as np
+
+    from harness.replay import Replay
+
+    obs, act, B, hp = shapes("calql", "paper")
+    g = np.random.default_rng(0)
+    data = {"obs": g.standard_normal((rows, obs), np.float32), "action": g.uniform(-1, 1, (rows, act)).astype(np.float32),
+            "reward": g.standard_normal(rows).astype(np.float32), "next_obs": g.standard_normal((rows, obs), np.float32),
+            "done": np.zeros(rows, np.float32), "mc_return": g.standard_normal(rows).astype(np.float32)}
+    rng = SeedStreams.from_seeds(range(K), device)
+    replay = Replay(data, 0, device, 0.99, None, K)
+    algo = algorithms.make("calql", ObsSpec((obs,)), ActionSpec(act), hp, device, rng)
+    for _ in range(3):
+        algo.update(replay.sample(B, "mix", 1.0, True, rng))
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(updates):
+        algo.update(replay.sample(B, "mix", 1.0, True, rng))
+    sync(device)
+    return time.perf_counter() - t0
 
 
 def update_flops(algo, batch) -> int:
@@ -103,6 +131,11 @@ def matmul_peak(device, n: int = 2048) -> float:
         sync(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * n ** 3 / best
+
+
+def loadavg() -> str:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return " ".join(f"{x:.2f}" for x in load)
 
 
 def checkpoint_costs(device, rates: dict[str, float], n_offline: int = 1_000_000,
@@ -137,7 +170,7 @@ def checkpoint_costs(device, rates: dict[str, float], n_offline: int = 1_000_000
             n = int(fill * online_steps)
             for key, arr in online.items():  # the filled rows, as commit() writes them
                 replay.storage[key][replay.n_offline:replay.n_offline + n] = torch.as_tensor(arr[:n], device=device)
-            replay.n_online = n
+            replay.n_online = [n]
             t0 = time.perf_counter()
             buf = io.BytesIO()
             torch.save({"algorithm": algo.state_dict(), "replay": replay.online_state()}, buf)
@@ -153,46 +186,52 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--sets", default="paper,mini,corl,checkpoint")
+    ap.add_argument("--sets", default="mini,paper,corl,checkpoint")
+    ap.add_argument("--seeds", default="1,4,10", help="K values: seeds trained together")
     ap.add_argument("--devices", default="cpu,cuda")
+    ap.add_argument("--job-updates", type=int, default=0, help="also time a short AntMaze-size job (0: skip)")
     ap.add_argument("--finetune", action="store_true", help="measure the fine-tuning update")
     args = ap.parse_args()
     configure_torch(args.threads)  # as the launchers do
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     devices = [d for d in args.devices.split(",") if d == "cpu" or torch.cuda.is_available()]
-    print(f"torch {torch.__version__}, {args.threads} threads, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    ks = [int(k) for k in args.seeds.split(",")]
+    print(f"torch {torch.__version__}, {args.threads} threads, load average {loadavg()}")
     for dev in map(torch.device, devices):
         peak = matmul_peak(dev)
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
         print(f"\n{name}: matmul peak {peak / 1e9:.0f} GFLOP/s (fp32, 2048^3)")
-        if dev.type == "cpu" and "corl" in args.sets:
-            print(f"('vs public': figures measured here while this peak read {PUBLIC_PEAK[0]}-{PUBLIC_PEAK[1]} GFLOP/s; "
-                  "the machine's speed drifts, by up to 25% in a day)")
-        print(f"{'method':<7} {'shapes':<6} {'obs/act/B':<10} {'networks (Q | pi)':<24} {'upd/s':>8} "
-              f"{'MFLOP/upd':>10} {'% peak':>7}  vs public")
+        print(f"{'method':<7} {'shapes':<6} {'obs/act/B':<10} {'networks (Q | pi)':<18} {'K':>3} {'updates/s':>10} "
+              f"{'seed-upd/s':>11} {'x K=1':>6} {'MFLOP/seed-upd':>15} {'% peak':>7}")
         measured = {}
         for which in args.sets.split(","):
             if which == "checkpoint":
                 continue
             for m in args.methods.split(","):
-                if which == "corl" and m not in CORL:
+                if which == "corl" and m not in CORL:  # methods CORL has no implementation of
                     continue
                 obs, act, B, hp = shapes(m, which)
-                torch.manual_seed(0)
-                algo = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev)
-                if args.finetune:
-                    algo.on_finetune_start()
-                batch = make_batch(obs, act, B, dev)
-                flops = update_flops(algo, batch)
-                rate = updates_per_s(algo, batch, args.seconds)
                 nets = f"{len(hp['critic_hidden'])}x{hp['critic_hidden'][0]} | {len(hp['actor_hidden'])}x{hp['actor_hidden'][0]}"
-                vs = ""
-                if which == "corl" and dev.type == "cpu":
-                    ratio = rate / PUBLIC[m]
-                    vs = f"{ratio:.2f}x of {PUBLIC[m]:g}/s (target {TARGET[m]}x)"
-                print(f"{m:<7} {which:<6} {f'{obs}/{act}/{B}':<10} {nets:<24} {rate:8.1f} {flops / 1e6:10.1f} "
-                      f"{100 * rate * flops / peak:6.1f}%  {vs}", flush=True)
-                measured[(m, which)] = rate
+                base, flops = None, None
+                for K in ks:
+                    algo = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev,
+                                           SeedStreams.from_seeds(range(K), dev))
+                    if args.finetune:
+                        algo.on_finetune_start()
+                    batch = make_batch(obs, act, B, dev, K)
+                    if flops is None:  # one seed's update; K seeds cost K times that
+                        one = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev, SeedStreams.from_seeds([0], dev))
+                        if args.finetune:
+                            one.on_finetune_start()
+                        flops = update_flops(one, make_batch(obs, act, B, dev))
+                    rate = updates_per_s(algo, batch, args.seconds)
+                    base = rate if base is None and K == 1 else base
+                    if K == 1:
+                        measured[(m, which)] = rate
+                    ratio = f"{K * rate / base:6.2f}" if base else "     -"
+                    print(f"{m:<7} {which:<6} {f'{obs}/{act}/{B}':<10} {nets:<18} {K:>3} {rate:10.1f} "
+                          f"{K * rate:11.1f} {ratio} {flops / 1e6:15.1f} {100 * K * rate * flops / peak:6.1f}%",
+                          flush=True)
+                    del algo
         if "checkpoint" in args.sets.split(","):
             from omegaconf import OmegaConf
 
@@ -200,8 +239,11 @@ def main() -> None:
             rates = {"measured here": measured[("calql", "paper")]} if ("calql", "paper") in measured else {}
             rates["config cost table"] = float(cost.gpu_updates_per_s.get("calql", cost.default_updates_per_s))
             checkpoint_costs(dev, rates)
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        if args.job_updates:
+            one, ten = (job_wall_time(K, args.job_updates, dev) for K in (1, 10))
+            print(f"\nAntMaze-size Cal-QL job, {args.job_updates} updates: K=1 {one:.1f} s, K=10 {ten:.1f} s "
+                  f"(K=10 / K=1 wall time {ten / one:.2f}x; target <= 1.5x on a GPU)", flush=True)
+    print(f"\nload average at the end {loadavg()}")
 
 
 if __name__ == "__main__":

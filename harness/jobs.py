@@ -1,5 +1,6 @@
 """From a composed config to jobs: one per (algorithm, task, seed), each fully resolved,
-validated before any work starts, and named by a hash of its resolved config."""
+validated before any work starts, and named by a hash of its resolved config; and the groups of
+jobs that train in one process (`seeds_per_process` seeds of one method and task)."""
 from __future__ import annotations
 
 import hashlib
@@ -148,6 +149,7 @@ class Suite:
     tasks: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
     algorithm_seeds: dict[str, list[int]] = field(default_factory=dict)  # some methods' seeds instead of `seeds`
+    seeds_per_process: int = 1  # seeds of one (method, task) trained together in one process, as one batched model
 
     def __post_init__(self):
         for key in ("algorithms", "tasks", "seeds"):
@@ -169,6 +171,9 @@ class Suite:
                 raise ConfigError(f"{where} must be a non-empty list of seeds, got {seeds!r}")
             for seed in seeds:
                 check_range(where, coerce(seed, int, where), 0, MAX_SEED)
+        per_process = coerce(self.seeds_per_process, int, "suite.seeds_per_process")
+        check_range("suite.seeds_per_process", per_process, 1, 4096)
+        object.__setattr__(self, "seeds_per_process", per_process)
 
 
 LAUNCHERS = {"local": LocalLauncher, "slurm": SlurmLauncher}  # launchers whose options are checked here
@@ -179,7 +184,7 @@ def check_options(cfg: DictConfig) -> RunOptions:
     plain = lambda x: OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x  # noqa: E731
     options = RunOptions(**{f: cfg[f] for f in RunOptions.__dataclass_fields__ if f in cfg})
     suite = plain(cfg.suite)
-    Suite(**{k: suite[k] for k in ("name", "algorithms", "tasks", "seeds") if k in suite},
+    Suite(**{k: suite[k] for k in ("name", "algorithms", "tasks", "seeds", "seeds_per_process") if k in suite},
           algorithm_seeds=_plain(suite.get("algorithm_seeds")))
     launcher = plain(cfg.get("launcher")) or {}
     schema = LAUNCHERS.get(launcher.get("name"))
@@ -258,7 +263,7 @@ def hydra_overrides(argv: list[str]) -> list[str]:
     def rewrite(arg: str) -> str:
         key = arg.partition("=")[0]
         if "=" in arg and key.startswith(("algorithm.", "task.", "suite.protocol.", "suite.algorithm_overrides.",
-                                                        "suite.algorithm_seeds.")):
+                                                        "suite.algorithm_seeds.", "suite.seeds_per_process")):
             return "++" + arg
         return arg
 
@@ -295,7 +300,10 @@ def job_id(job: dict[str, Any]) -> str:
 
 def expand(cfg: DictConfig, overrides: list[str] = ()) -> list[dict[str, Any]]:
     """All jobs of the composed config, each resolved and validated: algorithm x task x seed.
-    `overrides`: the command line's Hydra overrides (they win over every yaml and the suite)."""
+    `overrides`: the command line's Hydra overrides (they win over every yaml and the suite).
+    With `suite.seeds_per_process` K > 1 the seeds of each (algorithm, task) are split, in order,
+    into groups of up to K trained together in one process; each job of a group of more than one
+    records the group's seeds (`seed_group`), so its id says how the seed was trained."""
     options = check_options(cfg)
     cli = command_line_values(cfg, overrides)
     suite = cfg.suite
@@ -308,6 +316,7 @@ def expand(cfg: DictConfig, overrides: list[str] = ()) -> list[dict[str, Any]]:
     logger = logger_names(cfg.get("logger"))  # csv first, then tensorboard / wandb
     algorithm_seeds = _plain(suite.get("algorithm_seeds"))  # seeds of some methods instead of suite.seeds
     threads = options.threads
+    per_process = int(suite.get("seeds_per_process", 1))  # checked by check_options
     jobs = []
     for task_cfg in task_cfgs:
         try:
@@ -324,13 +333,44 @@ def expand(cfg: DictConfig, overrides: list[str] = ()) -> list[dict[str, Any]]:
                 protocol = Protocol(**check_values(Protocol, OmegaConf.to_container(protocol), "protocol"))
             except TypeError as exc:
                 raise ConfigError(f"bad protocol option: {exc}; valid: {', '.join(Protocol.__dataclass_fields__)}") from None
-            for seed in seeds if cfg.get("seed") is not None else algorithm_seeds.get(algo["name"], seeds):
-                job = {"suite": suite.name, "seed": int(seed), "algorithm": algo,
-                       "task": {"name": task.name, "domain": task.domain}, "protocol": asdict(protocol),
-                       "threads": threads, "device": cfg.get("device", "auto"), "logger": logger}
-                job["job_id"] = job_id(job)
-                jobs.append(job)
+            algo_seeds = [int(s) for s in (seeds if cfg.get("seed") is not None else
+                                           algorithm_seeds.get(algo["name"], seeds))]
+            seed_groups = [algo_seeds[i:i + per_process] for i in range(0, len(algo_seeds), per_process)]
+            if max(map(len, seed_groups)) > 1:
+                check_seed_groups(algo["name"], task, per_process)
+            for group in seed_groups:
+                for seed in group:
+                    job = {"suite": suite.name, "seed": seed, "algorithm": algo,
+                           "task": {"name": task.name, "domain": task.domain}, "protocol": asdict(protocol),
+                           "threads": threads, "device": cfg.get("device", "auto"), "logger": logger}
+                    if len(group) > 1:
+                        job["seed_group"] = group
+                    job["job_id"] = job_id(job)
+                    jobs.append(job)
     return jobs
+
+
+def check_seed_groups(algorithm: str, task, per_process: int) -> None:
+    """Refuse seed groups where they cannot be trained as one batched model."""
+    if not algorithms.get(algorithm).multi_seed:
+        raise ConfigError(f"algorithm '{algorithm}' trains one seed per process (multi_seed = False), "
+                          f"got suite.seeds_per_process={per_process}; set suite.seeds_per_process=1")
+    if task.image_shape is not None:
+        raise ConfigError(f"task '{task.name}' has image observations, which train one seed per process, "
+                          f"got suite.seeds_per_process={per_process}; set suite.seeds_per_process=1")
+
+
+def group_jobs(jobs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The jobs that train together, in order: those sharing a `seed_group` (and everything
+    else in their config); a job without one is a group of its own."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        if "seed_group" not in job:
+            groups[job["job_id"]] = [job]
+            continue
+        key = json.dumps({k: v for k, v in job.items() if k not in ("job_id", "seed")}, sort_keys=True)
+        groups.setdefault(key, []).append(job)
+    return list(groups.values())
 
 
 def validate_algorithm(algo: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
-"""Launchers: run a list of jobs, skipping the finished ones. `local` runs them in this process
-(workers=1) or in worker processes that split the cores between them; `slurm` submits them as
-one job array through submitit, each job checkpointing and requeueing itself when SLURM signals
-pre-emption or the time limit."""
+"""Launchers: run a list of jobs, skipping the finished ones, one process per group of jobs
+(`harness.jobs.group_jobs`: the seeds trained together; a job alone otherwise). `local` runs
+them in this process (workers=1) or in worker processes that split the cores between them;
+`slurm` submits them as one job array through submitit, each array task checkpointing and
+requeueing itself when SLURM signals pre-emption or the time limit."""
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from harness.jobs import ConfigError, run_dir
+from harness.jobs import ConfigError, group_jobs, run_dir
 from harness.slurm import QueueUnavailable, queue_states, read_ledger
 from harness.store import atomic_write, read_summary
 
@@ -59,38 +60,39 @@ def write_manifest(jobs: list[dict[str, Any]], runs_dir: Path) -> Path:
 
 
 def configure_torch(threads: int) -> None:
-    """Per-process settings for training (every launcher and the benchmark call this): threads,
-    flush-to-zero (denormals slow this kind of CPU by up to 2x) and glibc's malloc told to keep
-    freed memory (by default it often hands blocks of 128 kB-32 MB back to the kernel, and CQL's
-    16 MB activations then cost ~6,000-9,000 page faults per update: ~4% of its time)."""
-    import ctypes
-    import ctypes.util
-
+    """Per-process settings for training (every launcher and the benchmark call this): threads
+    and flush-to-zero (denormals slow this kind of CPU by up to 2x)."""
     import torch
 
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt parameters, glibc's malloc.h
-            libc.mallopt(m_mmap_threshold, 32 << 20)  # blocks up to 32 MB come from the heap...
-            libc.mallopt(m_trim_threshold, 1 << 30)  # ...which keeps up to 1 GB of freed memory
-        except (OSError, AttributeError):  # not glibc (musl): keep its defaults
-            pass
+
+
+def group_errors(group: list[dict[str, Any]], runs_dir: Path, error: str | None) -> list[tuple[str, str | None]]:
+    """(job id, error or None) for each job of a group that ran: a seed that failed alone has
+    its error in its summary.json; a group's failure is every unfinished seed's."""
+    out = []
+    for job in group:
+        s = read_summary(run_dir(runs_dir, job)) or {}
+        if s.get("status") == "done" and s.get("job_id") == job["job_id"]:
+            out.append((job["job_id"], None))
+        else:
+            out.append((job["job_id"], error or s.get("error") or "did not finish"))
+    return out
 
 
 # -- local ---------------------------------------------------------------------------------
-def _run_one(args) -> tuple[str, str | None]:
-    job, runs_dir, progress = args
-    from harness.runner import run_job
+def _run_group(args) -> list[tuple[str, str | None]]:
+    group, runs_dir, progress = args
+    from harness.runner import run_jobs
 
-    configure_torch(job["threads"])
+    configure_torch(group[0]["threads"])
     try:
-        run_job(job, run_dir(runs_dir, job), progress_bar=progress)
-        return job["job_id"], None
+        run_jobs(group, [run_dir(runs_dir, j) for j in group], progress_bar=progress)
+        error = None
     except Exception as exc:  # recorded in summary.json; the rest of the suite goes on
-        return job["job_id"], f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
+    return group_errors(group, runs_dir, error)
 
 
 def finished_line(job: dict[str, Any], runs_dir: Path, error: str | None) -> str:
@@ -119,30 +121,32 @@ def _exit_on_sigterm():
 
 def launch_local(jobs: list[dict[str, Any]], runs_dir: Path, workers: int = 1,
                  progress: bool = True, retries: int = 0) -> dict[str, str]:
-    """Runs the jobs (failed ones up to `retries` more times) in `workers` processes (0: as many
-    as the cores hold jobs of their `threads`); returns {job_id: error} for the ones that still
-    failed. Each job runs with its own thread count however many others are left, so its
-    result is the same alone and in a suite."""
+    """Runs the jobs, one process per group (failed ones up to `retries` more times), in `workers`
+    processes (0: as many as the cores hold groups of their `threads`); returns {job_id: error}
+    for the ones that still failed. Each job runs with its own thread count however many others
+    are left, so its result is the same alone and in a suite."""
     todo = [j for j in jobs if not is_done(j, runs_dir)]
     errors: dict[str, str] = {}
     for attempt in range(retries + 1):
         if not todo:
             break
+        groups = group_jobs(todo)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        n = max(1, min(workers or cores // max(j["threads"] for j in todo), len(todo)))
+        n = max(1, min(workers or cores // max(j["threads"] for j in todo), len(groups)))
         if n == 1:
-            results = [_run_one((j, runs_dir, progress)) for j in todo]
+            results = [r for g in groups for r in _run_group((g, runs_dir, progress))]
         else:  # worker processes show no bars: one line per finished job instead
             by_id = {j["job_id"]: j for j in todo}
             results = []
             previous = _exit_on_sigterm()
             try:
                 with mp.get_context("spawn").Pool(n) as pool:
-                    for job_id, err in pool.imap_unordered(_run_one, [(j, runs_dir, False) for j in todo]):
-                        results.append((job_id, err))
-                        if progress:
-                            print(f"[{len(results)}/{len(todo)}] {finished_line(by_id[job_id], runs_dir, err)}",
-                                  flush=True)
+                    for group_results in pool.imap_unordered(_run_group, [(g, runs_dir, False) for g in groups]):
+                        for job_id, err in group_results:
+                            results.append((job_id, err))
+                            if progress:
+                                print(f"[{len(results)}/{len(todo)}] {finished_line(by_id[job_id], runs_dir, err)}",
+                                      flush=True)
                     pool.close()  # all done: let the workers exit on their own (the with-block's
                     pool.join()  # terminate() would kill them and leak a semaphore at shutdown)
             finally:
@@ -157,19 +161,19 @@ def launch_local(jobs: list[dict[str, Any]], runs_dir: Path, workers: int = 1,
 
 # -- SLURM through submitit ------------------------------------------------------------------
 class SlurmJob:
-    """One job as submitit runs it on a node. On SLURM's signal (pre-emption or the time limit,
-    `slurm_signal_delay_s` before the kill) the runner finishes its current update or episode,
-    saves a checkpoint and submitit requeues the job, which resumes from it. A signal that finds
-    no safe point within `grace_s` requeues from the last periodic checkpoint instead (exact
-    too, it just repeats some work)."""
+    """One group of jobs (the seeds trained together; often one job) as submitit runs it on a
+    node. On SLURM's signal (pre-emption or the time limit, `slurm_signal_delay_s` before the
+    kill) the runner finishes its current update or env step, saves a checkpoint and submitit
+    requeues the job, which resumes from it. A signal that finds no safe point within `grace_s`
+    requeues from the last periodic checkpoint instead (exact too, it just repeats some work)."""
 
-    def __init__(self, job: dict[str, Any], runs_dir: str, grace_s: float = 30.0):
-        self.job, self.runs_dir, self.grace_s = job, str(runs_dir), grace_s
+    def __init__(self, jobs: list[dict[str, Any]], runs_dir: str, grace_s: float = 30.0):
+        self.jobs, self.runs_dir, self.grace_s = jobs, str(runs_dir), grace_s
 
-    def __call__(self) -> dict[str, Any]:
-        from harness.runner import Interrupted, run_job
+    def __call__(self) -> list[dict[str, Any]]:
+        from harness.runner import Interrupted, run_jobs
 
-        configure_torch(self.job["threads"])
+        configure_torch(self.jobs[0]["threads"])
         requested = threading.Event()
         sig = signal.SIGUSR2  # submitit's USR_SIG on SLURM
         submitit_handler = signal.getsignal(sig)
@@ -184,8 +188,8 @@ class SlurmJob:
 
         signal.signal(sig, on_signal)
         try:
-            return run_job(self.job, run_dir(self.runs_dir, self.job), progress_bar=False,
-                           stop_requested=requested.is_set)
+            return run_jobs(self.jobs, [run_dir(self.runs_dir, j) for j in self.jobs], progress_bar=False,
+                            stop_requested=requested.is_set)
         except Interrupted:
             signal.signal(sig, submitit_handler)
             submitit_handler(sig, None)  # calls self.checkpoint(), requeues, exits
@@ -194,7 +198,7 @@ class SlurmJob:
     def checkpoint(self, *args, **kwargs):
         import submitit
 
-        return submitit.helpers.DelayedSubmission(SlurmJob(self.job, self.runs_dir, self.grace_s))
+        return submitit.helpers.DelayedSubmission(SlurmJob(self.jobs, self.runs_dir, self.grace_s))
 
 
 def check_slurm(launcher) -> None:
@@ -328,12 +332,14 @@ def launch_slurm(jobs: list[dict[str, Any]], runs_dir: Path, launcher, retries: 
     errors: dict[str, str] = {}
     for attempt in range(retries + 1):
         if todo:
-            ex = slurm_executor(launcher, folder, len(todo))
+            groups = group_jobs(todo)  # one array task per group
+            ex = slurm_executor(launcher, folder, len(groups))
             with ex.batch():
-                handles = [ex.submit(SlurmJob(j, str(Path(runs_dir).resolve()), float(launcher.grace_s))) for j in todo]
-            for j, h in zip(todo, handles):
-                ledger[j["job_id"]] = h.job_id
-                waiting[j["job_id"]] = j
+                handles = [ex.submit(SlurmJob(g, str(Path(runs_dir).resolve()), float(launcher.grace_s))) for g in groups]
+            for g, h in zip(groups, handles):
+                for j in g:
+                    ledger[j["job_id"]] = h.job_id
+                    waiting[j["job_id"]] = j
             atomic_write(ledger_path, json.dumps(ledger, indent=1) + "\n")
             print(f"submitted {len(handles)} job(s) as SLURM array {handles[0].job_id.split('_')[0]}; "
                   f"logs: {folder}", flush=True)

@@ -1,13 +1,13 @@
-"""Replay: the offline dataset and the online data in one device-resident store, batches drawn
-with a fixed offline fraction ("mix"), uniformly over everything ("append") or from the online
-data alone ("online": the offline data is dropped when fine-tuning starts), and
+"""Replay: the offline dataset and each seed's online data in one device-resident store, batches
+drawn with a fixed offline fraction ("mix"), uniformly over everything ("append") or from the
+online data alone ("online": the offline data is dropped when fine-tuning starts), and
 Monte-Carlo returns-to-go for every trajectory (offline at load, online when it ends)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from algorithms.base import Batch
+from algorithms.base import Batch, SeedStreams
 
 FIELDS = ("obs", "action", "reward", "next_obs", "done", "mc_return")
 
@@ -43,20 +43,22 @@ def mc_returns(reward: np.ndarray, episode_end: np.ndarray, gamma: float,
 
 
 class Replay:
-    """Offline transitions (fixed, first) followed by online transitions (growing).
+    """Offline transitions (fixed, first, shared by every seed) followed by each seed's own
+    online transitions (growing): seed k's online rows start at n_offline + k * online_capacity.
 
-    Online steps wait in a pending list until their trajectory ends, then enter the store with
-    their Monte-Carlo returns (as the Cal-QL reference adds whole trajectories); so sampling
+    Online steps wait in a per-seed pending list until their trajectory ends, then enter the store
+    with their Monte-Carlo returns (as the Cal-QL reference adds whole trajectories); so sampling
     never sees a transition without its return-to-go.
     """
 
     def __init__(self, offline: dict[str, np.ndarray], online_capacity: int, device: torch.device,
-                 gamma: float, fail_reward: float | None):
+                 gamma: float, fail_reward: float | None, n_seeds: int = 1):
         self.device = device
         self.gamma, self.fail_reward = gamma, fail_reward
         self.n_offline = len(offline["reward"])
-        self.capacity = self.n_offline + online_capacity
-        self.n_online = 0
+        self.online_capacity = online_capacity
+        self.capacity = self.n_offline + n_seeds * online_capacity
+        self.n_online = [0] * n_seeds
         self.storage: dict[str, torch.Tensor] = {}
         # uint8 observations (image tasks, see algorithms.base.ObsSpec) stay uint8; the rest is float32
         self.obs_dtype = np.uint8 if np.asarray(offline["obs"]).dtype == np.uint8 else np.float32
@@ -66,51 +68,67 @@ class Replay:
             buf = torch.zeros((self.capacity, *arr.shape[1:]), dtype=arr.dtype, device=device)
             buf[: self.n_offline] = arr.to(device)
             self.storage[key] = buf
-        self.pending: list[tuple[np.ndarray, np.ndarray, float, np.ndarray, float]] = []
+        self.pending: list[list[tuple]] = [[] for _ in range(n_seeds)]
 
-    def add(self, obs, action, reward: float, next_obs, terminal: bool, episode_end: bool) -> None:
-        """One online step; when `episode_end`, the trajectory is committed with its returns."""
-        self.pending.append((np.array(obs, self.obs_dtype), np.array(action, np.float32), float(reward),
-                             np.array(next_obs, self.obs_dtype), float(terminal)))
+    def online_start(self, k: int) -> int:
+        return self.n_offline + k * self.online_capacity
+
+    def add(self, obs, action, reward: float, next_obs, terminal: bool, episode_end: bool, k: int = 0) -> None:
+        """One online step of seed k; when `episode_end`, the trajectory is committed with its returns."""
+        self.pending[k].append((np.array(obs, self.obs_dtype), np.array(action, np.float32), float(reward),
+                                np.array(next_obs, self.obs_dtype), float(terminal)))
         if episode_end:
-            self.commit()
+            self.commit(k)
 
-    def commit(self) -> None:
-        if not self.pending:
+    def commit(self, k: int = 0) -> None:
+        if not self.pending[k]:
             return
-        obs, action, reward, next_obs, done = (np.stack(x) for x in zip(*self.pending))
+        obs, action, reward, next_obs, done = (np.stack(x) for x in zip(*self.pending[k]))
         ends = np.zeros(len(reward), bool)
         ends[-1] = True
         ret = mc_returns(reward, ends, self.gamma, self.fail_reward)
         n = len(reward)
-        if self.n_online + n > self.capacity - self.n_offline:
+        if self.n_online[k] + n > self.online_capacity:
             raise RuntimeError("online buffer full: online_capacity must cover all online steps")
-        lo = self.n_offline + self.n_online
+        lo = self.online_start(k) + self.n_online[k]
         for key, arr in zip(FIELDS, (obs, action, reward, next_obs, done, ret)):
             self.storage[key][lo:lo + n] = torch.as_tensor(arr, device=self.device)
-        self.n_online += n
-        self.pending.clear()
+        self.n_online[k] += n
+        self.pending[k].clear()
 
-    def can_sample(self, mode: str) -> bool:
-        """Whether `mode` has data: "online" needs one ended online trajectory."""
-        return mode != "online" or self.n_online > 0
+    def can_sample(self, mode: str, active: list[bool] | None = None) -> bool:
+        """Whether `mode` has data for every active seed: "online" needs one ended online
+        trajectory of each (the seeds of a group update together, so a group starts once its
+        last seed has one)."""
+        active = [True] * len(self.n_online) if active is None else active
+        return mode != "online" or all(n > 0 for n, a in zip(self.n_online, active) if a)
 
-    def sample(self, batch_size: int, mode: str, mixing_ratio: float, with_mc_return: bool) -> Batch:
-        """mode "mix": round(mixing_ratio * batch_size) rows from offline data, the rest online
-        (all offline while no online trajectory has ended); "append": uniform over both;
-        "online": uniform over the online data (see `can_sample`)."""
-        if mode == "online":
-            if self.n_online == 0:
-                raise RuntimeError("replay mode 'online' has no online data yet: no online trajectory has ended")
-            idx = self.n_offline + torch.randint(0, self.n_online, (batch_size,), device=self.device)
-        elif mode == "append" or self.n_online == 0:
-            idx = torch.randint(0, self.n_offline + self.n_online, (batch_size,), device=self.device)
-        else:
+    def sample(self, batch_size: int, mode: str, mixing_ratio: float, with_mc_return: bool,
+               rng: SeedStreams | None = None, active: list[bool] | None = None) -> Batch:
+        """One batch per seed (fields (K, batch_size, ...)), seed k's rows drawn with stream k of
+        `rng` (default: one seed on torch's global generator) from the offline data and its own
+        online data. mode "mix":
+        round(mixing_ratio * batch_size) rows from offline data, the rest online (all offline
+        while no online trajectory of that seed has ended); "append": uniform over both;
+        "online": uniform over the seed's online data (see `can_sample`; a seed not `active`,
+        whose update is discarded, without online data draws as "append")."""
+
+        def rows(k: int, g: torch.Generator | None) -> torch.Tensor:
+            n_online, shift = self.n_online[k], self.online_start(k) - self.n_offline
+            if mode == "online" and (n_online or (active is None or active[k])):
+                if n_online == 0:
+                    raise RuntimeError("replay mode 'online' has no online data yet: no online trajectory has ended")
+                return self.online_start(k) + torch.randint(0, n_online, (batch_size,), generator=g, device=self.device)
+            if mode == "append" or n_online == 0:
+                idx = torch.randint(0, self.n_offline + n_online, (batch_size,), generator=g, device=self.device)
+                return idx + shift * (idx >= self.n_offline) if shift else idx
             n_off = int(round(mixing_ratio * batch_size))
-            idx = torch.cat([
-                torch.randint(0, self.n_offline, (n_off,), device=self.device),
-                self.n_offline + torch.randint(0, self.n_online, (batch_size - n_off,), device=self.device),
+            return torch.cat([
+                torch.randint(0, self.n_offline, (n_off,), generator=g, device=self.device),
+                self.online_start(k) + torch.randint(0, n_online, (batch_size - n_off,), generator=g, device=self.device),
             ])
+
+        idx = (rng or SeedStreams()).each(rows)
         s = self.storage
         return Batch(obs=s["obs"][idx], action=s["action"][idx], reward=s["reward"][idx],
                      next_obs=s["next_obs"][idx], done=s["done"][idx],
@@ -118,15 +136,16 @@ class Replay:
 
     def online_state(self) -> dict:
         """What a checkpoint needs to restore the online part."""
-        lo, hi = self.n_offline, self.n_offline + self.n_online
         # clone: a slice is a view, and torch.save writes a view's whole storage (the preallocated
         # buffer, offline data included), not just the filled rows
-        return {"n_online": self.n_online, "pending": list(self.pending),
-                "data": {k: v[lo:hi].clone().cpu() for k, v in self.storage.items()}}
+        data = [{key: v[self.online_start(k):self.online_start(k) + n].clone().cpu() for key, v in self.storage.items()}
+                for k, n in enumerate(self.n_online)]
+        return {"n_online": list(self.n_online), "pending": [list(p) for p in self.pending], "data": data}
 
     def load_online_state(self, state: dict) -> None:
-        self.n_online = state["n_online"]
-        self.pending = list(state["pending"])
-        lo = self.n_offline
-        for k, v in state["data"].items():
-            self.storage[k][lo:lo + self.n_online] = v.to(self.device)
+        self.n_online = list(state["n_online"])
+        self.pending = [list(p) for p in state["pending"]]
+        for k, (n, data) in enumerate(zip(self.n_online, state["data"])):
+            lo = self.online_start(k)
+            for key, v in data.items():
+                self.storage[key][lo:lo + n] = v.to(self.device)

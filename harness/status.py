@@ -100,7 +100,7 @@ def job_state(runs_dir: Path, entry: dict, ledger: dict[str, str] | None = None,
             return ("queued" if queue[queued] == "PENDING" else "running"), f"{on_queue}, resubmitted after a failure"
         lines = (s.get("traceback") or s.get("error") or "").strip().splitlines()[-4:]
         return "failed", "\n      ".join(lines)
-    ckpt = d / "checkpoint" / "state.pt"
+    ckpt = Path(s["checkpoint"]) if s.get("checkpoint") else d / "checkpoint" / "state.pt"  # a group's: its own dir
     age = time.time() - max(p.stat().st_mtime for p in [d / "summary.json", *([ckpt] if ckpt.exists() else [])])
     where = f"checkpoint {age:.0f} s old" if ckpt.exists() else "no checkpoint yet"
     if queued:

@@ -11,6 +11,8 @@ Design (the same for every method, so no method has an image branch):
   copy, updated with the method's tau, encodes next observations for the TD target.
 - Pixels stay uint8 until `PixelEncoder.forward`, which shifts them (random-shift augmentation,
   replicate padding, as DrQ), scales to [-0.5, 0.5] and runs the convs.
+- Inputs carry the seed dim (K, B, ...) as every network's; the conv encoder holds one seed's
+  weights, so image tasks train one seed per process (`make_encoder` refuses K > 1).
 Deviation from DrQ: actions at s' are sampled from the target encoder's features (one conv pass
 saved per update); DrQ uses the online encoder there.
 """
@@ -46,7 +48,7 @@ class VectorEncoder(nn.Module):
         super().__init__()
         self.out_dim = obs_dim
 
-    def forward(self, obs: torch.Tensor, augment: bool = False) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, rng=None) -> torch.Tensor:
         return obs
 
 
@@ -61,12 +63,13 @@ def split_obs(obs: torch.Tensor, image: tuple[int, int, int]) -> tuple[torch.Ten
     return pixels, state
 
 
-def random_shift(pixels: torch.Tensor, pad: int) -> torch.Tensor:
-    """Shift each image by up to +-pad pixels, edges replicated (DrQ's pad + random crop), on uint8."""
+def random_shift(pixels: torch.Tensor, pad: int, rng) -> torch.Tensor:
+    """Shift each image by up to +-pad pixels, edges replicated (DrQ's pad + random crop), on uint8;
+    the shifts drawn from the (one) seed's stream `rng`."""
     B, C, H, W = pixels.shape
     dev = pixels.device
-    dy = torch.randint(-pad, pad + 1, (B, 1), device=dev)
-    dx = torch.randint(-pad, pad + 1, (B, 1), device=dev)
+    dy = rng.randint(-pad, pad + 1, (B, 1), dev)[0]
+    dx = rng.randint(-pad, pad + 1, (B, 1), dev)[0]
     rows = (torch.arange(H, device=dev) + dy).clamp(0, H - 1)  # (B, H)
     cols = (torch.arange(W, device=dev) + dx).clamp(0, W - 1)  # (B, W)
     b = torch.arange(B, device=dev)[:, None, None, None]
@@ -96,27 +99,32 @@ class PixelEncoder(nn.Module):
                 nn.init.zeros_(m.bias)
         self.out_dim = feature_dim + vector_dim
 
-    def forward(self, obs: torch.Tensor, augment: bool = False) -> torch.Tensor:
-        pixels, state = split_obs(obs, self.image)
-        if augment and self.augment_pad:
-            pixels = random_shift(pixels, self.augment_pad)
+    def forward(self, obs: torch.Tensor, rng=None) -> torch.Tensor:
+        """Features (1, B, out_dim) of one seed's rows (1, B, row); randomly shifted with `rng`."""
+        pixels, state = split_obs(obs[0], self.image)
+        if rng is not None and self.augment_pad:
+            pixels = random_shift(pixels, self.augment_pad, rng)
         x = pixels.float().div_(255.0).sub_(0.5)
-        return torch.cat([self.head(self.convs(x).flatten(1)), state], -1)
+        return torch.cat([self.head(self.convs(x).flatten(1)), state], -1).unsqueeze(0)
 
 
-def make_encoder(obs_spec, config: EncoderConfig) -> nn.Module:
-    """The encoder for `obs_spec` (an `ObsSpec`): identity for vectors, conv net for images."""
+def make_encoder(obs_spec, config: EncoderConfig, rng) -> nn.Module:
+    """The encoder for `obs_spec` (an `ObsSpec`): identity for vectors, conv net for images
+    (initialized from the seed's stream of `rng`, a `SeedStreams` of one seed)."""
     if obs_spec.image is None:
         return VectorEncoder(obs_spec.shape[0])
-    return PixelEncoder(obs_spec.image, obs_spec.vector_dim, tuple(config.encoder_channels),
-                        config.encoder_feature_dim, config.augment_pad)
+    if len(rng) > 1:
+        raise ValueError(f"image observations train one seed per process (the pixel encoder has no seed dim), "
+                         f"got {len(rng)} seeds; set seeds_per_process=1")
+    return rng.build(lambda: PixelEncoder(obs_spec.image, obs_spec.vector_dim, tuple(config.encoder_channels),
+                                          config.encoder_feature_dim, config.augment_pad))[0]
 
 
-def encode_batch(encoder: nn.Module, encoder_target: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_batch(encoder: nn.Module, encoder_target: nn.Module, batch, rng) -> tuple[torch.Tensor, torch.Tensor]:
     """Network inputs for an update: features of `batch.obs` (gradients reach the encoder; detach
     them for actor / value losses) and of `batch.next_obs` from the target encoder (no gradients).
-    Both are augmented when the encoder augments."""
-    z = encoder(batch.obs, augment=True)
+    Both are augmented (random shifts from `rng`) when the encoder augments."""
+    z = encoder(batch.obs, rng)
     with torch.no_grad():
-        z_next = encoder_target(batch.next_obs, augment=True)
+        z_next = encoder_target(batch.next_obs, rng)
     return z, z_next

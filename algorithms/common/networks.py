@@ -1,5 +1,13 @@
-"""Networks shared by every method: MLPs, an ensemble (twin) critic, tanh-Gaussian and
-deterministic actors, and soft target updates."""
+"""Networks shared by every method, each holding K independent copies, one per seed, so that K
+seeds of a method train in one process as one batched model: MLPs, an ensemble (twin) critic,
+tanh-Gaussian, Gaussian and deterministic actors, soft target updates, and the per-seed random
+streams every random draw comes from.
+
+Shapes: parameters (K, ...), inputs (K, B, ...), outputs (K, B, ...); the critic's Q-values
+(n, K, B). Layers offer LayerNorm (RLPD's and WSRL's networks) and Xavier-uniform init (RLPD's). Seed k's slice of every output depends on seed k's parameters, inputs and random
+stream only. With K = 1 each layer runs the op a plain torch network runs (`nn.Linear`'s, the
+ensemble's `bmm`), so one seed computes bit for bit as a plain single-seed implementation.
+"""
 from __future__ import annotations
 
 import copy
@@ -8,6 +16,72 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+
+class SeedStreams:
+    """The random streams of K seeds. Seed k's initial weights, sampled actions and noise (and, in
+    the harness, its batch indices) all come from generator k, in the order a single run draws
+    them, so a seed's randomness does not depend on the seeds it trains with."""
+
+    def __init__(self, generators: list[torch.Generator] | None = None):
+        """generators: one per seed, on the model's device. None: one seed drawing from torch's
+        global generators, as a plain torch program does."""
+        self.generators = generators
+        # initial weights are drawn on the CPU: a CPU generator continues its stream there; for
+        # a CUDA one, a CPU generator seeded alike (torch.manual_seed seeds both the same way)
+        self.init_generators = None if generators is None else [
+            g if g.device.type == "cpu" else torch.Generator().manual_seed(g.initial_seed()) for g in generators]
+
+    @classmethod
+    def from_seeds(cls, seeds: list[int], device: torch.device | str = "cpu") -> "SeedStreams":
+        device = torch.device(device)
+        return cls([torch.Generator(device).manual_seed(int(s)) for s in seeds])
+
+    def __len__(self) -> int:
+        return 1 if self.generators is None else len(self.generators)
+
+    def build(self, make) -> list:
+        """`make()` once per seed, the random initial weights of seed k drawn from stream k."""
+        if self.init_generators is None:
+            return [make()]
+        built = []
+        for g in self.init_generators:
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(g.get_state())
+                built.append(make())
+                g.set_state(torch.get_rng_state())
+        return built
+
+    def each(self, draw) -> torch.Tensor:
+        """draw(k, generator) for every seed k, stacked: (K, ...)."""
+        if self.generators is None:
+            return draw(0, None).unsqueeze(0)
+        if len(self.generators) == 1:
+            return draw(0, self.generators[0]).unsqueeze(0)
+        return torch.stack([draw(k, g) for k, g in enumerate(self.generators)])
+
+    def randn_like(self, x: torch.Tensor) -> torch.Tensor:
+        """Standard normal noise shaped like x (K, ...), seed k's slice from stream k."""
+        return self.each(lambda k, g: torch.randn(x.shape[1:], generator=g, device=x.device, dtype=x.dtype))
+
+    def uniform(self, shape: tuple[int, ...], low: float, high: float, device) -> torch.Tensor:
+        """U(low, high) of `shape` per seed: (K, *shape)."""
+        return self.each(lambda k, g: torch.empty(shape, device=device).uniform_(low, high, generator=g))
+
+    def randint(self, low: int, high: int, shape: tuple[int, ...], device) -> torch.Tensor:
+        """Integers in [low, high) of `shape` per seed: (K, *shape)."""
+        return self.each(lambda k, g: torch.randint(low, high, shape, generator=g, device=device))
+
+    def state(self) -> list:
+        gens = self.generators or []
+        inits = [g for g, d in zip(self.init_generators or [], gens) if g is not d]
+        return [g.get_state() for g in gens + inits]
+
+    def load_state(self, states: list) -> None:
+        gens = self.generators or []
+        inits = [g for g, d in zip(self.init_generators or [], gens) if g is not d]
+        for g, s in zip(gens + inits, states, strict=True):
+            g.set_state(s)
 
 
 @torch.no_grad()
@@ -44,8 +118,8 @@ INITS = ("orthogonal", "xavier_uniform")  # weight init schemes of `mlp` and `En
 
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = False,
         init: str = "orthogonal") -> nn.Sequential:
-    """Linear -> [LayerNorm] -> ReLU per hidden layer, then a linear output layer. `init`:
-    "orthogonal" (gain sqrt 2, output layer 1e-2) or "xavier_uniform" (every layer)."""
+    """One seed's MLP: Linear -> [LayerNorm] -> ReLU per hidden layer, then a linear output layer.
+    `init`: "orthogonal" (gain sqrt 2, output layer 1e-2) or "xavier_uniform" (every layer)."""
     layers: list[nn.Module] = []
     d = in_dim
     for h in hidden:
@@ -64,115 +138,174 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = F
     return net
 
 
+class SeedLinear(nn.Module):
+    """K independent linear layers, weight (K, out, in) and bias (K, out): (K, ..., in) -> (K, ..., out)."""
+
+    def __init__(self, layers: list[nn.Linear]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
+        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.weight) == 1:  # one seed: nn.Linear's own op
+            return F.linear(x[0], self.weight[0], self.bias[0]).unsqueeze(0)
+        shape = x.shape
+        out = torch.baddbmm(self.bias.unsqueeze(1), x.reshape(shape[0], -1, shape[-1]), self.weight.transpose(1, 2))
+        return out.view(*shape[:-1], out.shape[-1])
+
+
+class SeedLayerNorm(nn.Module):
+    """K independent LayerNorms over the last dim, gain and bias (K, d)."""
+
+    def __init__(self, norms: list[nn.LayerNorm]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([n.weight.detach() for n in norms]))
+        self.bias = nn.Parameter(torch.stack([n.bias.detach() for n in norms]))
+        self.eps = norms[0].eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = x.shape[-1]
+        if len(self.weight) == 1:  # one seed: nn.LayerNorm's own op
+            return F.layer_norm(x[0], (d,), self.weight[0], self.bias[0], self.eps).unsqueeze(0)
+        shape = (len(self.weight), *[1] * (x.dim() - 2), d)
+        return torch.addcmul(self.bias.view(shape), F.layer_norm(x, (d,), eps=self.eps), self.weight.view(shape))
+
+
+class SeedMLP(nn.Module):
+    """K independent `mlp`s, one per seed, each initialized from its seed's stream."""
+
+    def __init__(self, in_dim: int, hidden: tuple[int, ...], out_dim: int, rng: SeedStreams | None = None,
+                 layer_norm: bool = False, init: str = "orthogonal"):
+        super().__init__()
+        nets = (rng or SeedStreams()).build(lambda: mlp(in_dim, hidden, out_dim, layer_norm, init))
+        self.layers = nn.ModuleList(SeedLinear([net[i] for net in nets])
+                                    for i, m in enumerate(nets[0]) if isinstance(m, nn.Linear))
+        self.norms = nn.ModuleList(SeedLayerNorm([net[i] for net in nets])
+                                   for i, m in enumerate(nets[0]) if isinstance(m, nn.LayerNorm)) if layer_norm else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers[:-1]):
+            x = layer(x)
+            if self.norms is not None:
+                x = self.norms[i](x)
+            x = torch.relu(x)
+        return self.layers[-1](x)
+
+
 @torch.no_grad()
-def init_members(weight: torch.Tensor, gain: float, init: str = "orthogonal") -> None:
+def init_members(weight: torch.Tensor, gain: float, init: str = "orthogonal") -> torch.Tensor:
     """Orthogonal (or Xavier-uniform: `gain` unused) init of each member's (in, out) matrix, like
     n separate nn.Linear layers."""
     for i in range(weight.shape[0]):
         w = torch.empty(weight.shape[2], weight.shape[1])
         weight[i] = (nn.init.xavier_uniform_(w) if init == "xavier_uniform" else orthogonal_(w, gain)).T
+    return weight
 
 
-class EnsembleLinear(nn.Module):
-    """The weights (n, in, out) and biases (n, 1, out) of `n` independent linear layers. It holds
-    parameters only: `EnsembleCritic.forward` applies them in batched matmuls, as trainable
-    parameters or as constants (actor losses), and TD3+BC's Q_1 reads the first member's."""
+def ensemble_weights(n: int, dims: tuple[int, ...], init: str = "orthogonal") -> list[torch.Tensor]:
+    """One seed's n critics: a weight (n, in, out) per layer; orthogonal with the output layer's
+    gain 1e-2, or Xavier-uniform for every layer."""
+    weights = [init_members(torch.empty(n, i, o), math.sqrt(2), init) for i, o in zip(dims[:-1], dims[1:])]
+    if init != "xavier_uniform":
+        init_members(weights[-1], 1e-2)
+    return weights
 
-    def __init__(self, n: int, in_dim: int, out_dim: int, init: str = "orthogonal"):
+
+class MemberParams(nn.Module):
+    """A weight and a bias per member and seed, (K, n, ...): parameters only, applied by
+    `EnsembleCritic.forward` in batched ops."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
-        self.bias = nn.Parameter(torch.zeros(n, 1, out_dim))
-        init_members(self.weight, math.sqrt(2), init)
+        self.weight, self.bias = nn.Parameter(weight), nn.Parameter(bias)
+
+    def flat(self, members: int, frozen: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first `members` members of every seed as one batch of K * members."""
+        w, b = self.weight[:, :members], self.bias[:, :members]
+        if frozen:
+            w, b = w.detach(), b.detach()
+        return w.reshape(-1, *w.shape[2:]), b.reshape(-1, *b.shape[2:])
 
 
-class _InPlaceReLU(torch.autograd.Function):
-    """ReLU in place whose backward masks the incoming gradient in place as well. Only for an
-    input whose gradient nobody else reads: a hidden layer of `EnsembleCritic`, whose gradient is
-    the fresh output of the next layer's matmul backward. Autograd's own ReLU backward allocates
-    a new gradient and reads both from memory, not cache."""
+class EnsembleLinear(MemberParams):
+    """n independent linear layers per seed: weights (K, n, in, out), biases (K, n, 1, out)."""
 
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.mark_dirty(x)
-        ctx.save_for_backward(x.relu_())
-        return x
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (out,) = ctx.saved_tensors
-        return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad)
+    def __init__(self, weights: list[torch.Tensor]):
+        weight = torch.stack(weights)
+        super().__init__(weight, torch.zeros(*weight.shape[:2], 1, weight.shape[-1]))
 
 
-relu_ = _InPlaceReLU.apply
+class EnsembleLayerNorm(MemberParams):
+    """LayerNorm over the features of each member, gain (K, n, 1, d) and bias."""
 
-
-class EnsembleLayerNorm(nn.Module):
-    """LayerNorm over the features of each member, with per-member gain (n, 1, d) and bias."""
-
-    def __init__(self, n: int, dim: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(n, 1, dim))
-        self.bias = nn.Parameter(torch.zeros(n, 1, dim))
+    def __init__(self, K: int, n: int, dim: int):
+        super().__init__(torch.ones(K, n, 1, dim), torch.zeros(K, n, 1, dim))
 
 
 class EnsembleCritic(nn.Module):
-    """n Q-networks Q_i(s, a) evaluated together; forward returns (n, B). `layer_norm`: LayerNorm
-    between each hidden layer's linear map and its ReLU (RLPD's and WSRL's critics)."""
+    """n Q-networks Q_i(s, a) per seed, all evaluated in batched matmuls: (K, B, .) -> (n, K, B).
+    `layer_norm`: LayerNorm between each hidden layer's linear map and its ReLU (RLPD's and
+    WSRL's critics)."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], n: int = 2,
-                 layer_norm: bool = False, init: str = "orthogonal"):
+                 rng: SeedStreams | None = None, layer_norm: bool = False, init: str = "orthogonal"):
         super().__init__()
         self.n = n
-        dims = (obs_dim + act_dim, *hidden)
-        self.hidden = nn.ModuleList(EnsembleLinear(n, i, o, init) for i, o in zip(dims[:-1], dims[1:]))
-        self.norms = nn.ModuleList(EnsembleLayerNorm(n, o) for o in hidden) if layer_norm else None
-        self.out = EnsembleLinear(n, dims[-1], 1, init)
-        if init != "xavier_uniform":
-            init_members(self.out.weight, 1e-2)
+        dims = (obs_dim + act_dim, *hidden, 1)
+        per_seed = (rng or SeedStreams()).build(lambda: ensemble_weights(n, dims, init))
+        layers = [EnsembleLinear([seed[i] for seed in per_seed]) for i in range(len(dims) - 1)]
+        self.hidden, self.out = nn.ModuleList(layers[:-1]), layers[-1]
+        K = len(per_seed)
+        self.norms = nn.ModuleList(EnsembleLayerNorm(K, n, h) for h in hidden) if layer_norm else None
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor, frozen: bool = False) -> torch.Tensor:
-        """Q-values (n, B). `frozen`: the parameters are treated as constants (gradients flow to
-        the inputs only), for actor losses: no wasted weight gradients, no stray .grad."""
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, frozen: bool = False,
+                members: int | None = None) -> torch.Tensor:
+        """Q-values (m, K, B) of the first m = `members` critics (default: all n). `frozen`: the
+        parameters are treated as constants (gradients flow to the inputs only), for actor
+        losses: no wasted weight gradients, no stray .grad."""
+        m = self.n if members is None else members
         x = torch.cat([obs, action], dim=-1)
-        x = x.unsqueeze(0).expand(self.n, *x.shape) if x.dim() == 2 else x
+        K, B = x.shape[0], x.shape[1]
+        x = x.unsqueeze(1).expand(K, m, B, x.shape[-1]).reshape(K * m, B, x.shape[-1])
         for i, layer in enumerate(self.hidden):
-            w, b = (layer.weight.detach(), layer.bias.detach()) if frozen else (layer.weight, layer.bias)
+            w, b = layer.flat(m, frozen)
             x = torch.bmm(x, w).add_(b)
             if self.norms is not None:
-                g, c = (self.norms[i].weight, self.norms[i].bias)
-                g, c = (g.detach(), c.detach()) if frozen else (g, c)
+                g, c = self.norms[i].flat(m, frozen)
                 x = torch.addcmul(c, F.layer_norm(x, x.shape[-1:], eps=LAYER_NORM_EPS), g)
-            # The in-place backward pays off on big activations (CQL's 16 MB: ~3% of an update);
-            # on small ones the Python Function's call costs more than the pass it saves.
-            x = relu_(x) if x.numel() >= 1 << 20 else x.relu_()
-        w, b = (self.out.weight.detach(), self.out.bias.detach()) if frozen else (self.out.weight, self.out.bias)
-        return torch.baddbmm(b, x, w).squeeze(-1)
+            x = x.relu_()
+        w, b = self.out.flat(m, frozen)
+        return torch.baddbmm(b, x, w).view(K, m, B).transpose(0, 1)
 
 
-def sample_members(n: int, size: int, replace: bool, device) -> torch.Tensor:
-    """`size` random ensemble indices out of n from torch's RNG on `device` (so a checkpoint's
-    RNG state replays the same draws): with replacement as `jax.random.randint` (WSRL), or
-    without as `jax.random.choice(replace=False)` (RLPD)."""
+def sample_members(n: int, size: int, replace: bool, rng: SeedStreams, device) -> torch.Tensor:
+    """`size` random ensemble indices out of n per seed, (K, size), seed k's from its stream:
+    with replacement as `jax.random.randint` (WSRL), or without as
+    `jax.random.choice(replace=False)` (RLPD)."""
     if replace:
-        return torch.randint(0, n, (size,), device=device)
-    return torch.randperm(n, device=device)[:size]
+        return rng.randint(0, n, (size,), device)
+    return rng.each(lambda k, g: torch.randperm(n, generator=g, device=device)[:size])
 
 
-def subsampled_min(q: torch.Tensor, size: int, replace: bool) -> torch.Tensor:
-    """min over `size` random members (dim 0 of `q`, see `sample_members`); `size` = n without
-    replacement is the plain min."""
+def members_of(q: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Each seed's members idx[k] of q (n, K, ...): (size, K, ...)."""
+    return q.movedim(0, 1)[torch.arange(q.shape[1], device=q.device)[:, None], idx].movedim(1, 0)
+
+
+def subsampled_min(q: torch.Tensor, size: int, replace: bool, rng: SeedStreams) -> torch.Tensor:
+    """min over `size` random members of q (n, K, ...), drawn per seed (see `sample_members`);
+    `size` = n without replacement is the plain min."""
     if not replace and size == q.shape[0]:
         return q.min(0).values
-    return q[sample_members(q.shape[0], size, replace, q.device)].min(0).values
+    return members_of(q, sample_members(q.shape[0], size, replace, rng, q.device)).min(0).values
 
 
 class ValueNet(nn.Module):
-    """State-value V(s) -> (B,)."""
+    """State-value V(s) -> (K, B)."""
 
-    def __init__(self, obs_dim: int, hidden: tuple[int, ...]):
+    def __init__(self, obs_dim: int, hidden: tuple[int, ...], rng: SeedStreams | None = None):
         super().__init__()
-        self.net = mlp(obs_dim, hidden, 1)
+        self.net = SeedMLP(obs_dim, hidden, 1, rng)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs).squeeze(-1)
@@ -180,19 +313,20 @@ class ValueNet(nn.Module):
 
 class TanhGaussianActor(nn.Module):
     """pi(a|s) = tanh(N(mu(s), sigma(s))); log-probabilities include the tanh correction.
-    `log_std_affine` = (a0, b0): log sigma = a * head + b with learned scalars a, b initialised to
-    a0, b0 (Cal-QL's and CORL's policy, (1, -1): a fresh policy has sigma ~ e^-1); None: the raw
-    head. Then clamped to [log_std_min, log_std_max]."""
+    `log_std_affine` = (a0, b0): log sigma = a * head + b with learned scalars a, b (one each per
+    seed) initialised to a0, b0 (Cal-QL's and CORL's policy, (1, -1): a fresh policy has
+    sigma ~ e^-1); None: the raw head. Then clamped to [log_std_min, log_std_max]."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...],
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], rng: SeedStreams | None = None,
                  log_std_min: float = -20.0, log_std_max: float = 2.0,
                  log_std_affine: tuple[float, float] | None = None, layer_norm: bool = False,
                  init: str = "orthogonal"):
         super().__init__()
-        self.net = mlp(obs_dim, hidden, 2 * act_dim, layer_norm, init)
+        self.net = SeedMLP(obs_dim, hidden, 2 * act_dim, rng, layer_norm, init)
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
+        K = len(rng or SeedStreams())
         scale, offset = (None, None) if log_std_affine is None else (
-            nn.Parameter(torch.tensor(float(v))) for v in log_std_affine)
+            nn.Parameter(torch.full((K, 1, 1), float(v))) for v in log_std_affine)  # broadcast over (K, B, A)
         self.register_parameter("log_std_scale", scale)
         self.register_parameter("log_std_offset", offset)
 
@@ -202,17 +336,18 @@ class TanhGaussianActor(nn.Module):
             log_std = torch.addcmul(self.log_std_offset, self.log_std_scale, log_std)
         return mean, log_std.clamp(self.log_std_min, self.log_std_max).exp()
 
-    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (action, log_prob); log_prob is that of the sampled action."""
+    def forward(self, obs: torch.Tensor, rng: SeedStreams | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action, log_prob): a ~ pi(.|s) drawn from the seeds' streams `rng`, or without `rng`
+        the deterministic action tanh(mu(s)); log_prob is that of the returned action."""
         mean, std = self.distribution(obs)
-        pre = mean if deterministic else mean + std * torch.randn_like(mean)
+        pre = mean if rng is None else mean + std * rng.randn_like(mean)
         return torch.tanh(pre), gaussian_tanh_log_prob(mean, std, pre)
 
-    def sample(self, obs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(self, obs: torch.Tensor, n: int, rng: SeedStreams) -> tuple[torch.Tensor, torch.Tensor]:
         """n actions per state from one network pass (the network does not see the noise):
-        actions (B * n, A) with rows ordered (B, n), and their log-probs (B * n,)."""
-        mean, std = (t.repeat_interleave(n, 0) for t in self.distribution(obs))
-        pre = mean + std * torch.randn_like(mean)
+        actions (K, B * n, A) with rows ordered (B, n), and their log-probs (K, B * n)."""
+        mean, std = (t.repeat_interleave(n, -2) for t in self.distribution(obs))
+        pre = mean + std * rng.randn_like(mean)
         return torch.tanh(pre), gaussian_tanh_log_prob(mean, std, pre)
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -234,26 +369,26 @@ class GaussianActor(nn.Module):
     clipped to [-1, 1] (IQL's and AWAC's policies in CORL: log-probabilities of data actions at
     the bounds stay finite, unlike a tanh-squashed Gaussian)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...],
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], rng: SeedStreams | None = None,
                  log_std_min: float = -20.0, log_std_max: float = 2.0):
         super().__init__()
-        self.net = mlp(obs_dim, hidden, act_dim)
-        self.log_std = nn.Parameter(torch.zeros(act_dim))
+        self.net = SeedMLP(obs_dim, hidden, act_dim, rng)
+        self.log_std = nn.Parameter(torch.zeros(len(rng or SeedStreams()), act_dim))  # one per seed
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
     def mean_and_log_std(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pi(.|obs)'s parameters from one network pass (reusable by `sample_from` and
-        `gaussian_log_prob` when a loss needs both)."""
-        return torch.tanh(self.net(obs)), self.log_std.clamp(self.log_std_min, self.log_std_max)
+        `gaussian_log_prob` when a loss needs both); log std (K, 1, A)."""
+        return torch.tanh(self.net(obs)), self.log_std.clamp(self.log_std_min, self.log_std_max).unsqueeze(1)
 
-    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (action in [-1, 1], log_prob of the unclipped sample)."""
-        return self.sample_from(*self.mean_and_log_std(obs), deterministic)
+    def forward(self, obs: torch.Tensor, rng: SeedStreams | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action in [-1, 1], log_prob of the unclipped sample); the mean action without `rng`."""
+        return self.sample_from(*self.mean_and_log_std(obs), rng)
 
     @staticmethod
     def sample_from(mean: torch.Tensor, log_std: torch.Tensor,
-                    deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        pre = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
+                    rng: SeedStreams | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        pre = mean if rng is None else mean + log_std.exp() * rng.randn_like(mean)
         return pre.clamp(-1.0, 1.0), gaussian_log_prob(mean, log_std, pre)
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -268,9 +403,9 @@ def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, x: torch.Tensor
 class DeterministicActor(nn.Module):
     """a = max_action * tanh(f(s)) (TD3+BC)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...]):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], rng: SeedStreams | None = None):
         super().__init__()
-        self.net = mlp(obs_dim, hidden, act_dim)
+        self.net = SeedMLP(obs_dim, hidden, act_dim, rng)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(obs))

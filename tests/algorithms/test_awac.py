@@ -38,8 +38,9 @@ def test_actor_loss_is_the_weighted_negative_log_likelihood_of_data_actions():
     awac = make(awac_lambda=1.0)
     g = torch.Generator().manual_seed(2)
     B = 5
-    batch = Batch(obs=torch.randn(B, 3, generator=g), action=torch.rand(B, 2, generator=g) * 2 - 1,
-                  reward=torch.randn(B, generator=g), next_obs=torch.randn(B, 3, generator=g), done=torch.zeros(B))
+    batch = Batch(obs=torch.randn(1, B, 3, generator=g), action=torch.rand(1, B, 2, generator=g) * 2 - 1,
+                  reward=torch.randn(1, B, generator=g), next_obs=torch.randn(1, B, 3, generator=g),
+                  done=torch.zeros(1, B))
     torch.manual_seed(5)
     before = {k: v.clone() for k, v in awac.actor.state_dict().items()}
     m = awac.update(batch)
@@ -48,8 +49,8 @@ def test_actor_loss_is_the_weighted_negative_log_likelihood_of_data_actions():
     fresh.actor.load_state_dict(before)
     torch.manual_seed(5)
     with torch.no_grad():
-        fresh.actor(batch.next_obs)
-        pi_a, _ = fresh.actor(batch.obs)
+        fresh.actor(batch.next_obs, fresh.rng)
+        pi_a, _ = fresh.actor(batch.obs, fresh.rng)
         q_d, q_p = awac.critic(batch.obs, batch.action), awac.critic(batch.obs, pi_a)  # critics after their step
         w = torch.exp(torch.minimum(q_d[0], q_d[1]) - torch.minimum(q_p[0], q_p[1])).clamp(max=100)
         logp = Normal(torch.tanh(fresh.actor.net(batch.obs)), fresh.actor.log_std.exp()).log_prob(batch.action).sum(-1)

@@ -15,49 +15,52 @@ def make(name, **hp):
 
 
 def fixed_batch(mc_return):
+    """One seed's batch (leading seed dim 1)."""
     B = len(mc_return)
-    z = torch.zeros(B, 3)
-    return Batch(obs=z, action=torch.zeros(B, 2), reward=torch.zeros(B), next_obs=z, done=torch.zeros(B),
-                 mc_return=torch.tensor(mc_return))
+    z = torch.zeros(1, B, 3)
+    return Batch(obs=z, action=torch.zeros(1, B, 2), reward=torch.zeros(1, B), next_obs=z, done=torch.zeros(1, B),
+                 mc_return=torch.tensor([mc_return]))
 
 
 def test_calql_bound_lifts_only_q_values_below_the_reference_return():
     calql = make("calql")
     batch = fixed_batch([0.0, -5.0])
-    q = torch.tensor([[[-1.0, 2.0], [-7.0, -3.0]]])  # (n=1, B=2, N=2)
+    q = torch.tensor([[[[-1.0, 2.0], [-7.0, -3.0]]]])  # (n=1, K=1, B=2, N=2)
     bounded, lifted = calql.bound_policy_q(q, batch)
-    assert torch.equal(bounded, torch.tensor([[[0.0, 2.0], [-5.0, -3.0]]]))
-    assert torch.equal(lifted, torch.tensor([[[True, False], [True, False]]]))
+    assert torch.equal(bounded, torch.tensor([[[[0.0, 2.0], [-5.0, -3.0]]]]))
+    assert torch.equal(lifted, torch.tensor([[[[True, False], [True, False]]]]))
 
 
 def test_cql_leaves_policy_q_values_alone():
-    q = torch.randn(2, 4, 3)
+    q = torch.randn(2, 1, 4, 3)
     out, lifted = make("cql").bound_policy_q(q, fixed_batch([0.0] * 4))
     assert torch.equal(out, q) and lifted is None
 
 
 def test_calql_bound_switches_off_online_when_configured():
     calql = make("calql", calibrate_online=False)
-    q = torch.full((1, 1, 2), -10.0)
+    q = torch.full((1, 1, 1, 2), -10.0)
     calql.on_finetune_start()
     out, lifted = calql.bound_policy_q(q, fixed_batch([0.0]))
     assert torch.equal(out, q) and not lifted.any()
     kept = make("calql")  # the official default keeps it on
     kept.on_finetune_start()
-    assert torch.equal(kept.bound_policy_q(q, fixed_batch([0.0]))[0], torch.zeros(1, 1, 2))
+    assert torch.equal(kept.bound_policy_q(q, fixed_batch([0.0]))[0], torch.zeros(1, 1, 1, 2))
+    with pytest.raises(ValueError, match="calibrate_online"):  # a Cal-QL option, not CQL's
+        make("cql", calibrate_online=False)
 
 
 def test_conservative_gap_matches_the_equation_and_random_actions_stay_unbounded():
     """gap = logsumexp([Q_rand - log 0.5^A, max(Q_cur, V) - logp_cur, max(Q_next, V) - logp_next]) - Q_data"""
     calql, cql = make("calql"), make("cql")
-    q_data = torch.tensor([[1.0]])
-    q_rand = torch.tensor([[[-9.0, 0.5]]])  # below the bound, but uniform actions are never lifted
-    q_cur = torch.tensor([[[-9.0, 0.2]]])
-    q_next = torch.tensor([[[0.1, -8.0]]])
-    logp_cur, logp_next = torch.tensor([[0.3, -0.1]]), torch.tensor([[0.0, 0.4]])
+    q_data = torch.tensor([[[1.0]]])  # (n=1, K=1, B=1)
+    q_uniform = torch.tensor([[[[-9.0, 0.5]]]])  # below the bound, but uniform actions are never lifted
+    q_pi_s = torch.tensor([[[[-9.0, 0.2]]]])
+    q_pi_next = torch.tensor([[[[0.1, -8.0]]]])
+    logp_s, logp_next = torch.tensor([[[0.3, -0.1]]]), torch.tensor([[[0.0, 0.4]]])
     v_ref = -1.0
     batch = fixed_batch([v_ref])
-    gap, rate = calql.conservative_gap(q_data, q_rand, q_cur, q_next, logp_cur, logp_next, batch)
+    gap, rate = calql.conservative_gap(q_data, q_uniform, q_pi_s, q_pi_next, logp_s, logp_next, batch)
     A = 2
     terms = [-9.0 - A * math.log(0.5), 0.5 - A * math.log(0.5),
              max(-9.0, v_ref) - 0.3, max(0.2, v_ref) + 0.1,
@@ -65,7 +68,7 @@ def test_conservative_gap_matches_the_equation_and_random_actions_stay_unbounded
     expected = math.log(sum(math.exp(t) for t in terms)) - 1.0
     assert gap.item() == pytest_approx(expected)
     assert rate.item() == pytest_approx(0.5)  # 2 of the 4 policy-action values were lifted
-    gap_cql, rate_cql = cql.conservative_gap(q_data, q_rand, q_cur, q_next, logp_cur, logp_next, batch)
+    gap_cql, rate_cql = cql.conservative_gap(q_data, q_uniform, q_pi_s, q_pi_next, logp_s, logp_next, batch)
     terms_cql = terms[:2] + [-9.0 - 0.3, 0.2 + 0.1, 0.1, -8.0 - 0.4]
     assert gap_cql.item() == pytest_approx(math.log(sum(math.exp(t) for t in terms_cql)) - 1.0)
     assert rate_cql is None
@@ -108,18 +111,20 @@ def test_update_with_few_sampled_actions_gives_finite_losses():
     cql = make("cql", cql_n_actions=3)
     g = torch.Generator().manual_seed(3)
     B = 4
-    batch = Batch(obs=torch.randn(B, 3, generator=g), action=torch.rand(B, 2, generator=g) * 2 - 1,
-                  reward=torch.randn(B, generator=g), next_obs=torch.randn(B, 3, generator=g), done=torch.zeros(B))
+    batch = Batch(obs=torch.randn(1, B, 3, generator=g), action=torch.rand(1, B, 2, generator=g) * 2 - 1,
+                  reward=torch.randn(1, B, generator=g), next_obs=torch.randn(1, B, 3, generator=g),
+                  done=torch.zeros(1, B))
     torch.manual_seed(0)
     m = cql.update(batch)
     assert m["td_loss"].item() >= 0 and torch.isfinite(m["critic_loss"])
 
 
 def random_batch(B=6, seed=3):
+    """One seed's batch (leading seed dim 1)."""
     g = torch.Generator().manual_seed(seed)
-    return Batch(obs=torch.randn(B, 3, generator=g), action=torch.rand(B, 2, generator=g) * 2 - 1,
-                 reward=torch.randn(B, generator=g), next_obs=torch.randn(B, 3, generator=g),
-                 done=(torch.rand(B, generator=g) < 0.3).float(), mc_return=torch.randn(B, generator=g))
+    return Batch(obs=torch.randn(1, B, 3, generator=g), action=torch.rand(1, B, 2, generator=g) * 2 - 1,
+                 reward=torch.randn(1, B, generator=g), next_obs=torch.randn(1, B, 3, generator=g),
+                 done=(torch.rand(1, B, generator=g) < 0.3).float(), mc_return=torch.randn(1, B, generator=g))
 
 
 @pytest.mark.parametrize("name,lagrange", [("cql", False), ("calql", True)])
@@ -134,28 +139,28 @@ def test_one_update_computes_every_loss_from_the_pre_update_parameters(name, lag
     with torch.no_grad():
         algo.log_alpha.fill_(-0.7)
     b = random_batch()
-    B = b.obs.shape[0]
+    B = b.obs.shape[1]
     before = copy.deepcopy(algo)
     torch.manual_seed(0)
     m = algo.update(b)
 
     torch.manual_seed(0)  # replay the update's draws, in its order, on the pre-update networks
     alpha = before.log_alpha.exp().detach()
-    pi_a, log_pi = before.actor(b.obs)
+    pi_a, log_pi = before.actor(b.obs, before.rng)
     actor_loss = (alpha * log_pi - before.critic(b.obs, pi_a).min(0).values).mean()
     actor_grads = torch.autograd.grad(actor_loss, list(before.actor.parameters()))
     with torch.no_grad():
-        cur_a, cur_logp = before.actor.sample(b.obs, N)
-        next_a, next_logp = before.actor.sample(b.next_obs, N)
-        rand_a = torch.empty(B * N, A).uniform_(-1, 1)
-        q_t = before.critic_target(b.next_obs.repeat_interleave(N, 0), next_a).view(2, B, N).min(0).values
+        cur_a, cur_logp = before.actor.sample(b.obs, N, before.rng)
+        next_a, next_logp = before.actor.sample(b.next_obs, N, before.rng)
+        rand_a = torch.empty(B * N, A).uniform_(-1, 1)[None]
+        q_t = before.critic_target(b.next_obs.repeat_interleave(N, 1), next_a).view(2, B, N).min(0).values
         j = q_t.argmax(1, keepdim=True)
-        y = b.reward + gamma * (1 - b.done) * (q_t.gather(1, j) - alpha * next_logp.view(B, N).gather(1, j)).squeeze(1)
-        q_data = before.critic(b.obs, b.action)  # (2, B)
-        rep = b.obs.repeat_interleave(N, 0)
+        y = b.reward[0] + gamma * (1 - b.done[0]) * (q_t.gather(1, j) - alpha * next_logp.view(B, N).gather(1, j)).squeeze(1)
+        q_data = before.critic(b.obs, b.action).view(2, B)
+        rep = b.obs.repeat_interleave(N, 1)
         q_cur, q_nxt = before.critic(rep, cur_a).view(2, B, N), before.critic(rep, next_a).view(2, B, N)
         if name == "calql":
-            q_cur, q_nxt = (torch.maximum(q, b.mc_return[:, None]) for q in (q_cur, q_nxt))
+            q_cur, q_nxt = (torch.maximum(q, b.mc_return[0][:, None]) for q in (q_cur, q_nxt))
         ood = torch.logsumexp(torch.cat([before.critic(rep, rand_a).view(2, B, N) - A * math.log(0.5),
                                          q_cur - cur_logp.view(B, N), q_nxt - next_logp.view(B, N)], -1), -1)
         gap = (ood - q_data).mean(1)  # (2,) one per critic
@@ -180,17 +185,18 @@ def test_policy_log_std_is_a_learned_scale_and_offset_of_the_head():
     cql = make("cql", actor_lr=0.1)
     state = cql.actor.state_dict()
     assert state["log_std_scale"].item() == 1.0 and state["log_std_offset"].item() == -1.0
-    obs = torch.randn(64, 3)
+    obs = torch.randn(1, 64, 3)
     sigma = cql.actor.distribution(obs)[1]
     assert sigma.mean().item() == pytest.approx(math.exp(-1), rel=0.05)  # fresh head: raw output ~0
     with torch.no_grad():
-        cql.actor.net[-1].weight.zero_()
-        cql.actor.net[-1].bias.zero_()
-        cql.actor.net[-1].bias[2:] = 0.5  # the log-std half of the head
+        head = cql.actor.net.layers[-1]
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias[0, 2:] = 0.5  # the log-std half of the head
     assert cql.actor.distribution(obs)[1].flatten().tolist() == pytest_approx([math.exp(0.5 - 1)] * 128)
     with torch.no_grad():
         cql.actor.log_std_scale.fill_(2.0)
-    assert cql.actor.distribution(obs)[1][0].tolist() == pytest_approx([1.0] * 2)  # 2 * 0.5 - 1
+    assert cql.actor.distribution(obs)[1][0, 0].tolist() == pytest_approx([1.0] * 2)  # 2 * 0.5 - 1
     torch.manual_seed(0)
     cql.update(random_batch())
     assert cql.actor.log_std_scale.grad is not None and cql.actor.log_std_offset.grad.abs().item() > 0

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import algorithms
-from algorithms import ActionSpec, ObsSpec
+from algorithms import ActionSpec, ObsSpec, SeedStreams
 from algorithms.common.encoder import PixelEncoder, make_encoder, random_shift, split_obs
 from harness.evaluate import evaluate
 from harness.replay import Replay, mc_returns
@@ -55,23 +55,26 @@ def test_replay_and_batch_keep_uint8(task, replay):
     assert replay.storage["obs"].dtype == torch.uint8
     np.testing.assert_array_equal(replay.storage["obs"][replay.n_offline].numpy(), obs)
     batch = replay.sample(8, "mix", 0.5, True)
-    assert batch.obs.dtype == torch.uint8 and batch.next_obs.dtype == torch.uint8
+    assert batch.obs.dtype == torch.uint8 and batch.next_obs.dtype == torch.uint8 and batch.obs.shape[:2] == (1, 8)
     assert batch.action.dtype == torch.float32 and batch.mc_return.dtype == torch.float32
 
 
 def test_encoder_splits_rows_and_augments_on_uint8(task, replay):
     s = spec(task)
     batch = replay.sample(4, "mix", 1.0, False)
-    pixels, state = split_obs(batch.obs, s.image)
+    pixels, state = split_obs(batch.obs[0], s.image)
     assert pixels.dtype == torch.uint8 and pixels.shape == (4, *s.image) and state.shape == (4, s.vector_dim)
     assert torch.isfinite(state).all() and (state[:, 0] > 1.0).all()  # gripper x is ~1.3 m
-    shifted = random_shift(pixels, 2)
+    shifted = random_shift(pixels, 2, SeedStreams())
     assert shifted.dtype == torch.uint8 and shifted.shape == pixels.shape
-    enc = make_encoder(s, algorithms.get("cql").Config(**{k: v for k, v in TINY.items() if "hidden" not in k}))
+    config = algorithms.get("cql").Config(**{k: v for k, v in TINY.items() if "hidden" not in k})
+    enc = make_encoder(s, config, SeedStreams())
     assert isinstance(enc, PixelEncoder) and enc.out_dim == 8 + s.vector_dim
-    assert enc(batch.obs).shape == (4, enc.out_dim)
+    assert enc(batch.obs).shape == (1, 4, enc.out_dim)
     with pytest.raises(TypeError, match="uint8"):
         enc(batch.obs.float())
+    with pytest.raises(ValueError, match="one seed per process.*seeds_per_process=1"):
+        make_encoder(s, config, SeedStreams.from_seeds([0, 1]))
     with pytest.raises(ValueError, match="needs rows"):
         ObsSpec((10,), (3, 4, 4), 1)
 

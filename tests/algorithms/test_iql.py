@@ -45,15 +45,15 @@ def test_one_update_reports_the_papers_three_losses():
     iql = make(expectile=0.8, beta=2.0, gamma=0.95)
     g = torch.Generator().manual_seed(1)
     B = 6
-    batch = Batch(obs=torch.randn(B, 3, generator=g), action=torch.rand(B, 2, generator=g) * 2 - 1,
-                  reward=torch.randn(B, generator=g), next_obs=torch.randn(B, 3, generator=g),
-                  done=torch.tensor([0.0, 1.0, 0.0, 0.0, 1.0, 0.0]))
+    batch = Batch(obs=torch.randn(1, B, 3, generator=g), action=torch.rand(1, B, 2, generator=g) * 2 - 1,
+                  reward=torch.randn(1, B, generator=g), next_obs=torch.randn(1, B, 3, generator=g),
+                  done=torch.tensor([[0.0, 1.0, 0.0, 0.0, 1.0, 0.0]]))
     with torch.no_grad():  # everything from the networks before the step
         q_t = iql.critic_target(batch.obs, batch.action)
         q_target = torch.minimum(q_t[0], q_t[1])
         v, next_v = iql.value(batch.obs), iql.value(batch.next_obs)
         u = q_target - v
-        value_loss = sum((0.8 if x >= 0 else 0.2) * x ** 2 for x in u.tolist()) / B
+        value_loss = sum((0.8 if x >= 0 else 0.2) * x ** 2 for x in u[0].tolist()) / B
         w = torch.exp(2.0 * u).clamp(max=100.0)
         mean, std = torch.tanh(iql.actor.net(batch.obs)), iql.actor.log_std.exp()
         logp = Normal(mean, std).log_prob(batch.action).sum(-1)

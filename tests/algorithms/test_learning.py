@@ -63,7 +63,7 @@ class RandomPolicy:
         self.rng, self.act_dim = np.random.default_rng(seed), act_dim
 
     def act(self, obs, deterministic):
-        return self.rng.uniform(-1, 1, self.act_dim).astype(np.float32)
+        return self.rng.uniform(-1, 1, (len(obs), self.act_dim)).astype(np.float32)  # one per seed
 
 
 @pytest.fixture(scope="module")

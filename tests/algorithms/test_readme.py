@@ -104,10 +104,14 @@ def test_entry_point_method_is_found_without_editing_the_repository(tmp_path, mo
         algorithms.REGISTRY.pop("mine_ep", None)
     # its yaml, shipped in the package's conf/algorithm/, is found by the front door
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
-    out = subprocess.run([sys.executable, "-m", "harness.run", "suite.algorithms=[cql,mine_ep]", "dry_run=true"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    door = [sys.executable, "-m", "harness.run", "suite.algorithms=[cql,mine_ep]", "dry_run=true"]
+    out = subprocess.run([*door, "suite.seeds_per_process=1"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert re.search(r"^mine_ep\s", out.stdout, re.M), out.stdout
+    # written for one seed (multi_seed = False): refused in a suite that trains 2 seeds per process
+    out = subprocess.run(door, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "algorithm 'mine_ep' trains one seed per process" in out.stderr, out.stderr
     # `algorithm=mine_ep` needs Hydra's search path: without it, one line saying what to add
     out = subprocess.run([sys.executable, "-m", "harness.run", "algorithm=mine_ep", "dry_run=true"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

@@ -2,7 +2,7 @@
 a random subset of the target ensemble (drawn without replacement) with the optional entropy
 backup, the critic loss averaged over members and batch, the actor objective with the mean over
 all members, the temperature loss alpha (H - H_target) with H_target = -|A| / 2, and the actor /
-temperature stepping once every `actor_every` critic steps."""
+temperature stepping once every `actor_every` critic steps. One seed (leading seed dim 1)."""
 import copy
 import math
 
@@ -27,12 +27,13 @@ def approx(x):
 
 def batch(B=6, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return Batch(obs=torch.randn(B, 3, generator=g), action=torch.rand(B, A, generator=g) * 2 - 1,
-                 reward=torch.randn(B, generator=g), next_obs=torch.randn(B, 3, generator=g),
-                 done=torch.tensor([0.0, 1.0] * (B // 2)))
+    return Batch(obs=torch.randn(1, B, 3, generator=g), action=torch.rand(1, B, A, generator=g) * 2 - 1,
+                 reward=torch.randn(1, B, generator=g), next_obs=torch.randn(1, B, 3, generator=g),
+                 done=torch.tensor([[0.0, 1.0] * (B // 2)]))
 
 
 Q_NEXT = torch.tensor([[5.0, 1.0], [2.0, 4.0], [3.0, 0.5], [7.0, 6.0], [4.0, 3.0]])  # (E=5, B=2)
+Q_NEXT_K = Q_NEXT[:, None]  # (E, K=1, B)
 
 
 @pytest.mark.parametrize("backup_entropy", [False, True])
@@ -43,7 +44,7 @@ def test_td_target_is_min_over_a_random_subset_of_target_members(backup_entropy)
         torch.manual_seed(seed)
         idx = torch.randperm(5)[:2]  # the draw the target makes: 2 distinct members
         torch.manual_seed(seed)
-        out = rlpd.td_target(reward, done, Q_NEXT, logp, torch.tensor(alpha))
+        out = rlpd.td_target(reward[None], done[None], Q_NEXT_K, logp[None], torch.tensor([alpha]))[0]
         soft = Q_NEXT[idx].min(0).values - (alpha * logp if backup_entropy else 0.0)
         assert out.tolist() == approx((reward + 0.9 * (1 - done) * soft).tolist())
         assert out[1].item() == approx(1.0)  # terminal: no bootstrap
@@ -52,19 +53,20 @@ def test_td_target_is_min_over_a_random_subset_of_target_members(backup_entropy)
 def test_td_target_with_one_member_and_with_all():
     torch.manual_seed(0)
     rlpd = make(n_target_min=1, backup_entropy=False, gamma=0.5)
-    one = [rlpd.td_target(torch.zeros(2), torch.zeros(2), Q_NEXT, torch.zeros(2), torch.tensor(1.0)) for _ in range(40)]
+    one = [rlpd.td_target(torch.zeros(1, 2), torch.zeros(1, 2), Q_NEXT_K, torch.zeros(1, 2), torch.ones(1))[0]
+           for _ in range(40)]
     members = {tuple((0.5 * Q_NEXT[i]).tolist()) for i in range(5)}
     assert {tuple(t.tolist()) for t in one} == members  # one whole member at a time; all 5 get drawn
     full = make(n_target_min=5, backup_entropy=False, gamma=0.5).td_target(
-        torch.zeros(2), torch.zeros(2), Q_NEXT, torch.zeros(2), torch.tensor(1.0))
-    assert full.tolist() == [1.0, 0.25]
+        torch.zeros(1, 2), torch.zeros(1, 2), Q_NEXT_K, torch.zeros(1, 2), torch.ones(1))
+    assert full.tolist() == [[1.0, 0.25]]
 
 
 def test_actor_objective_averages_all_members():
     rlpd = make()
-    q_pi = torch.tensor([[1.0, 4.0], [3.0, 0.0], [2.0, 2.0]])  # (E=3, B=2)
-    log_pi = torch.tensor([-1.0, 0.5])
-    out = rlpd.actor_objective(q_pi, log_pi, torch.tensor(0.2))
+    q_pi = torch.tensor([[1.0, 4.0], [3.0, 0.0], [2.0, 2.0]])[:, None]  # (E=3, K=1, B=2)
+    log_pi = torch.tensor([[-1.0, 0.5]])
+    out = rlpd.actor_objective(q_pi, log_pi, torch.tensor([0.2]))
     assert out.item() == approx(((0.2 * -1.0 - 2.0) + (0.2 * 0.5 - 2.0)) / 2)
 
 
@@ -72,9 +74,9 @@ def test_temperature_loss_is_alpha_times_entropy_gap_with_half_action_dim_target
     rlpd = make(init_temperature=0.5)
     assert rlpd.target_entropy == -A / 2 and make(target_entropy=-3.0).target_entropy == -3.0
     assert rlpd.log_alpha.item() == approx(math.log(0.5))
-    loss = rlpd.temperature_loss(torch.tensor(0.3))
+    loss = rlpd.temperature_loss(torch.tensor([0.3]))
     assert loss.item() == approx(0.5 * (0.3 + A / 2))
-    loss.backward()  # d/d log_alpha of alpha (H - H_target) = alpha (H - H_target)
+    loss.sum().backward()  # d/d log_alpha of alpha (H - H_target) = alpha (H - H_target)
     assert rlpd.log_alpha.grad.item() == approx(0.5 * (0.3 + A / 2))
 
 
@@ -86,9 +88,9 @@ def test_critic_loss_is_the_mean_over_members_and_batch_of_squared_td_errors():
     metrics = rlpd.update(b)
     torch.manual_seed(5)  # the same draws: a' ~ pi(s'), then the target's members
     with torch.no_grad():
-        next_a, next_logp = actor0(b.next_obs)
-        y = rlpd.td_target(b.reward, b.done, target0(b.next_obs, next_a), next_logp, torch.tensor(1.0))
-        expected = ((critic0(b.obs, b.action) - y) ** 2).mean()  # (E, B) -> one mean
+        next_a, next_logp = actor0(b.next_obs, rlpd.rng)
+        y = rlpd.td_target(b.reward, b.done, target0(b.next_obs, next_a), next_logp, torch.ones(1))
+        expected = ((critic0(b.obs, b.action) - y) ** 2).mean()  # (E, K=1, B) -> one mean
     assert metrics["critic_loss"].item() == approx(expected.item())
     assert rlpd.critic.norms is not None  # LayerNorm critics by default
 
@@ -115,9 +117,9 @@ def test_actor_and_temperature_step_once_every_actor_every_critic_steps():
 
 def test_weights_are_xavier_uniform_by_default_as_flax_dense():
     rlpd = make()
-    layers = [(l.weight[0], l.weight.shape[1], l.weight.shape[2]) for l in [*rlpd.critic.hidden, rlpd.critic.out]]
-    linears = [m for m in rlpd.actor.modules() if isinstance(m, torch.nn.Linear)]
-    layers += [(m.weight, m.in_features, m.out_features) for m in linears]
+    layers = [(l.weight[0], l.weight.shape[2], l.weight.shape[3]) for l in [*rlpd.critic.hidden, rlpd.critic.out]]  # (K, n, in, out)
+    linears = list(rlpd.actor.net.layers)  # SeedLinear: weight (K, out, in)
+    layers += [(m.weight[0], m.weight.shape[2], m.weight.shape[1]) for m in linears]
     for w, fan_in, fan_out in layers:  # output layers too (no 1e-2 scale)
         bound = math.sqrt(6 / (fan_in + fan_out))
         assert w.abs().max() <= bound and w.abs().max() > 0.6 * bound

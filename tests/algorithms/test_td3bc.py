@@ -21,8 +21,9 @@ def approx(x):
 
 def batch(B=6, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return Batch(obs=torch.randn(B, 3, generator=g), action=torch.rand(B, 2, generator=g) * 2 - 1,
-                 reward=torch.randn(B, generator=g), next_obs=torch.randn(B, 3, generator=g), done=torch.zeros(B))
+    return Batch(obs=torch.randn(1, B, 3, generator=g), action=torch.rand(1, B, 2, generator=g) * 2 - 1,
+                 reward=torch.randn(1, B, generator=g), next_obs=torch.randn(1, B, 3, generator=g),
+                 done=torch.zeros(1, B))
 
 
 def test_actor_objective_scales_q_by_alpha_over_mean_abs_q_and_adds_bc():
@@ -44,12 +45,12 @@ def test_target_action_clips_noise_then_action():
     with torch.no_grad():
         for p in td3bc.actor_target.parameters():
             p.zero_()  # pi_target(s') = tanh(0) = 0
-    noise = torch.tensor([[0.3, -2.0], [0.9, 0.1]])
-    out = td3bc.target_action(torch.zeros(2, 3), noise)
+    noise = torch.tensor([[[0.3, -2.0], [0.9, 0.1]]])
+    out = td3bc.target_action(torch.zeros(1, 2, 3), noise)
     assert out.flatten().tolist() == approx([0.3, -0.5, 0.5, 0.1])
     with torch.no_grad():
-        td3bc.actor_target.net[-1].bias.copy_(torch.tensor([3.0, -3.0]))  # tanh: +-0.995
-    out = td3bc.target_action(torch.zeros(2, 3), noise)
+        td3bc.actor_target.net.layers[-1].bias.copy_(torch.tensor([[3.0, -3.0]]))  # tanh: +-0.995
+    out = td3bc.target_action(torch.zeros(1, 2, 3), noise)
     assert out.flatten().tolist() == approx([1.0, -1.0, 1.0, torch.tanh(torch.tensor(-3.0)).item() + 0.1])
 
 
@@ -74,8 +75,8 @@ def test_actor_and_targets_update_only_every_policy_freq_steps():
 
 def test_q1_is_the_first_ensemble_member():
     td3bc = make()
-    obs, a = torch.randn(4, 3), torch.rand(4, 2)
-    assert td3bc.q1(obs, a).tolist() == approx(td3bc.critic(obs, a)[0].tolist())
+    obs, a = torch.randn(1, 4, 3), torch.rand(1, 4, 2)
+    assert td3bc.q1(obs, a)[0].tolist() == approx(td3bc.critic(obs, a)[0, 0].tolist())
 
 
 def test_observation_normalization_uses_offline_stats_and_is_saved():
@@ -90,7 +91,7 @@ def test_observation_normalization_uses_offline_stats_and_is_saved():
     other = make()
     other.load_state_dict(state)
     assert torch.equal(other.obs_norm.std, td3bc.obs_norm.std) and torch.equal(other.obs_norm.mean, td3bc.obs_norm.mean)
-    x = torch.randn(5, 3)
+    x = torch.randn(1, 5, 3)
     assert torch.equal(other.policy(x, True), td3bc.policy(x, True))
     assert torch.equal(td3bc.actor(td3bc.obs_norm(x)), td3bc.actor((x - td3bc.obs_norm.mean) / td3bc.obs_norm.std))
     off = make(normalize_obs=False)

@@ -4,7 +4,7 @@ term each on members drawn with replacement; fine-tuning is SAC without the cons
 critic loss averaged over members and batch, the target's max over sampled next actions of the
 subsampled min, the actor objective with the min over all members on the concatenated batches of
 one env step, the temperature loss alpha (H - H_target) with H measured at s', and a block cut by a
-checkpoint continuing exactly after a restore."""
+checkpoint continuing exactly after a restore. One seed (leading seed dim 1)."""
 import copy
 
 import pytest
@@ -28,9 +28,9 @@ def approx(x):
 
 def batch(B=6, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return Batch(obs=torch.randn(B, 3, generator=g), action=torch.rand(B, A, generator=g) * 2 - 1,
-                 reward=torch.randn(B, generator=g), next_obs=torch.randn(B, 3, generator=g),
-                 done=torch.tensor([0.0, 1.0] * (B // 2)), mc_return=torch.randn(B, generator=g))
+    return Batch(obs=torch.randn(1, B, 3, generator=g), action=torch.rand(1, B, A, generator=g) * 2 - 1,
+                 reward=torch.randn(1, B, generator=g), next_obs=torch.randn(1, B, 3, generator=g),
+                 done=torch.tensor([[0.0, 1.0] * (B // 2)]), mc_return=torch.randn(1, B, generator=g))
 
 
 def params(module):
@@ -49,17 +49,18 @@ def test_pretraining_is_calqls_update():
         mw = wsrl.update(batch(seed=seed))
         torch.manual_seed(seed)
         mc = calql.update(batch(seed=seed))
-        assert {k: float(v) for k, v in mw.items()} == {k: float(v) for k, v in mc.items()}
+        assert {k: v.tolist() for k, v in mw.items()} == {k: v.tolist() for k, v in mc.items()}
     assert same(params(wsrl.critic), params(calql.critic)) and same(params(wsrl.actor), params(calql.actor))
 
 
 def test_layer_norm_ensemble_of_ten_by_default():
     wsrl = make()
     assert wsrl.critic.n == 10 and wsrl.critic.norms is not None
-    assert any(isinstance(m, torch.nn.LayerNorm) for m in wsrl.actor.modules())
+    assert wsrl.actor.net.norms is not None
 
 
 Q_NEXT = torch.tensor([[[5.0, 6.0], [1.0, 0.0]], [[2.0, 1.0], [4.0, 3.0]], [[3.0, 9.0], [0.5, 2.0]]])  # (E=3, B=2, N=2)
+Q_NEXT_K = Q_NEXT[:, None]  # (E, K=1, B, N)
 
 
 def test_td_target_is_max_over_actions_of_min_over_members_drawn_with_replacement():
@@ -71,7 +72,7 @@ def test_td_target_is_max_over_actions_of_min_over_members_drawn_with_replacemen
         idx = torch.randint(0, 3, (2,))
         seen.add(idx[0].item() == idx[1].item())
         torch.manual_seed(seed)
-        out = wsrl.td_target(reward, done, Q_NEXT, torch.zeros(2, 2), torch.tensor(1.0))
+        out = wsrl.td_target(reward[None], done[None], Q_NEXT_K, torch.zeros(1, 2, 2), torch.ones(1))[0]
         expected = reward + 0.9 * (1 - done) * Q_NEXT[idx].min(0).values.max(1).values
         assert out.tolist() == approx(expected.tolist())
     assert seen == {True, False}  # with replacement: the same member twice happens
@@ -80,15 +81,15 @@ def test_td_target_is_max_over_actions_of_min_over_members_drawn_with_replacemen
 def test_conservative_term_is_calqls_gap_on_members_drawn_with_replacement():
     wsrl, calql = make(n_critics=3, critic_subsample=2), make("calql", n_critics=3)
     g = torch.Generator().manual_seed(1)
-    q_data, q_rand, q_cur, q_next = torch.randn(3, 4, generator=g), *torch.randn(3, 3, 4, 2, generator=g)
-    logp_cur, logp_next = torch.randn(4, 2, generator=g), torch.randn(4, 2, generator=g)
+    q_data, q_rand, q_cur, q_next = torch.randn(3, 1, 4, generator=g), *torch.randn(3, 3, 1, 4, 2, generator=g)
+    logp_cur, logp_next = torch.randn(1, 4, 2, generator=g), torch.randn(1, 4, 2, generator=g)
     b = batch(B=4)
     full, rate = calql.conservative_gap(q_data, q_rand, q_cur, q_next, logp_cur, logp_next, b)
     torch.manual_seed(4)
     idx = torch.randint(0, 3, (2,))
     torch.manual_seed(4)
     gap, rate_w = wsrl.conservative_gap(q_data, q_rand, q_cur, q_next, logp_cur, logp_next, b)
-    assert gap.tolist() == approx(full[idx].tolist()) and rate_w == rate
+    assert gap[:, 0].tolist() == approx(full[idx, 0].tolist()) and torch.equal(rate_w, rate)
 
 
 def test_finetuning_critic_is_sac_without_the_conservative_term():
@@ -101,11 +102,11 @@ def test_finetuning_critic_is_sac_without_the_conservative_term():
     assert "cql_gap" not in metrics
     torch.manual_seed(5)  # the same draws: N = 3 next actions per state, then the members
     with torch.no_grad():
-        next_a, _ = actor0.sample(b.next_obs, 3)
-        q_next = target0(b.next_obs.repeat_interleave(3, 0), next_a).view(4, 6, 3)
+        next_a, _ = actor0.sample(b.next_obs, 3, wsrl.rng)
+        q_next = target0(b.next_obs.repeat_interleave(3, 1), next_a).view(4, 1, 6, 3)
         idx = torch.randint(0, 4, (2,))
-        y = b.reward + 0.9 * (1 - b.done) * q_next[idx].min(0).values.max(1).values
-        expected = ((critic0(b.obs, b.action) - y) ** 2).mean()  # (E, B) -> one mean
+        y = b.reward + 0.9 * (1 - b.done) * q_next[idx].min(0).values.max(-1).values
+        expected = ((critic0(b.obs, b.action) - y) ** 2).mean()  # (E, K=1, B) -> one mean
     assert metrics["critic_loss"].item() == approx(expected.item())
 
 
@@ -121,15 +122,15 @@ def test_actor_and_temperature_step_once_per_block_on_its_concatenated_batches()
     assert wsrl.block == [] and not same(actor0, params(wsrl.actor)) and not torch.equal(alpha0, wsrl.log_alpha)
 
     # the actor step on a block: L_pi = E[alpha log pi - min_i Q_i], L_alpha = alpha (H(s') - H_target)
-    block = Batch(**{k: torch.cat([getattr(batch(seed=s), k) for s in range(3)])
+    block = Batch(**{k: torch.cat([getattr(batch(seed=s), k) for s in range(3)], 1)
                      for k in ("obs", "action", "reward", "next_obs", "done", "mc_return")})
     actor, critic, log_alpha = copy.deepcopy(wsrl.actor), copy.deepcopy(wsrl.critic), wsrl.log_alpha.detach().clone()
     torch.manual_seed(9)
-    wsrl.actor_step(block, torch.tensor(0.7))
+    wsrl.actor_step(block, torch.tensor([0.7]))
     torch.manual_seed(9)
     with torch.no_grad():
-        _, next_logp = actor.sample(block.next_obs, 3)  # the policy before the step, at s', N actions
-        pi_a, log_pi = actor(block.obs)
+        _, next_logp = actor.sample(block.next_obs, 3, wsrl.rng)  # the policy before the step, at s', N actions
+        pi_a, log_pi = actor(block.obs, wsrl.rng)
         expected_actor = (0.7 * log_pi - critic(block.obs, pi_a).min(0).values).mean()
     entropy = -next_logp.mean()
     assert wsrl.target_entropy == -A
@@ -142,8 +143,8 @@ def test_temperature_loss_gradient_is_alpha_times_the_entropy_gap():
     wsrl = make()
     with torch.no_grad():
         wsrl.log_alpha.fill_(-1.0)
-    loss = wsrl.online_temperature_loss(torch.tensor(0.5))
-    loss.backward()
+    loss = wsrl.online_temperature_loss(torch.tensor([0.5]))
+    loss.sum().backward()
     alpha = torch.tensor(-1.0).exp().item()
     assert loss.item() == approx(alpha * (0.5 + A)) and wsrl.log_alpha.grad.item() == approx(alpha * (0.5 + A))
 

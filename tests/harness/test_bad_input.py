@@ -57,6 +57,12 @@ CASES = [
     (["launcher=slurm", "launcher.timeout_min=1.5"], 2, "launcher.timeout_min must be an integer, got 1.5"),
     (["suite.algorithm_seeds.sac=[0]"], 2, "suite.algorithm_seeds.sac: 'sac' is not in suite.algorithms"),
     (["suite.algorithm_seeds.cql=[0,-1]"], 2, "suite.algorithm_seeds.cql must be >= 0, got -1"),
+    (["suite.seeds_per_process=0"], 2, "suite.seeds_per_process must be >= 1, got 0"),
+    (["suite.seeds_per_process=2.5"], 2, "suite.seeds_per_process must be an integer, got 2.5"),
+    (["suite.seeds_per_process=two"], 2, "suite.seeds_per_process must be an integer, got 'two'"),
+    (["suite.seeds_per_process=99999"], 2, "suite.seeds_per_process must be <= 4,096, got 99,999"),
+    (["task=visual-pick-place", "suite.seeds=[0,1]", "suite.seeds_per_process=2"], 2,
+     "task 'visual-pick-place' has image observations, which train one seed per process"),
     (["logger=[csv,mlflow]"], 2, "unknown logger 'mlflow'; choose from"),
     (["launcher.workerz=2"], 2, "unknown option 'launcher.workerz'; valid: launcher.name"),
     # hyperparameters, replay and reward of the chosen method

@@ -33,5 +33,5 @@ def test_visual_block_resolves_and_builds(name):
     torch.manual_seed(0)
     algo = algorithms.make(name, algorithms.ObsSpec((task.obs_dim,), task.image_shape, task.vector_dim),
                            algorithms.ActionSpec(task.act_dim), job["algorithm"]["hparams"], "cpu")
-    row = np.zeros((2, task.obs_dim), np.uint8)
-    assert algo.act(row, deterministic=True).shape == (2, task.act_dim)
+    rows = np.zeros((1, 2, task.obs_dim), np.uint8)  # one seed, two observations
+    assert algo.act(rows, deterministic=True).shape == (1, 2, task.act_dim)

@@ -47,7 +47,8 @@ def test_mix_mode_draws_the_configured_offline_fraction(ratio):
     replay = Replay(offline(1000), 500, torch.device("cpu"), GAMMA, None)
     fill_online(replay, 100)
     b = replay.sample(256, "mix", ratio, with_mc_return=False)
-    assert (b.obs[:, 0] == 0).sum().item() == round(ratio * 256)
+    assert b.obs.shape == (1, 256, 2)  # one seed's batch
+    assert (b.obs[0, :, 0] == 0).sum().item() == round(ratio * 256)
     assert b.mc_return is None
 
 
@@ -55,7 +56,7 @@ def test_append_mode_samples_uniformly_over_both():
     torch.manual_seed(0)
     replay = Replay(offline(300), 500, torch.device("cpu"), GAMMA, None)
     fill_online(replay, 100)
-    frac = np.mean([(replay.sample(256, "append", 0.5, False).obs[:, 0] == 0).float().mean().item()
+    frac = np.mean([(replay.sample(256, "append", 0.5, False).obs[0, :, 0] == 0).float().mean().item()
                     for _ in range(200)])
     assert frac == pytest.approx(300 / 400, abs=0.01)
 
@@ -70,18 +71,33 @@ def test_online_mode_drops_the_offline_data():
     fill_online(replay, 40)
     assert replay.can_sample("online")
     b = replay.sample(4096, "online", 0.5, with_mc_return=True)
-    assert (b.obs[:, 0] == 1).all() and b.mc_return is not None  # online rows only
-    assert len(set(b.mc_return.tolist())) > 1  # and spread over the online rows
+    assert (b.obs[0, :, 0] == 1).all() and b.mc_return is not None  # online rows only
+    assert len(set(b.mc_return[0].tolist())) > 1  # and spread over the online rows
+
+
+def test_online_mode_in_a_group_waits_for_every_active_seed():
+    """Seeds of a group update together: online batches once each seed has online data; a failed
+    seed (its update discarded) does not hold the others back."""
+    from algorithms import SeedStreams
+
+    replay = Replay(offline(300), 500, torch.device("cpu"), GAMMA, None, n_seeds=2)
+    for t in range(5):
+        replay.add(np.full(2, 7.0), np.zeros(1), 1.0, np.full(2, 7.0), False, t == 4, k=1)
+    assert not replay.can_sample("online") and replay.can_sample("online", [False, True])
+    with pytest.raises(RuntimeError, match="no online data yet"):
+        replay.sample(8, "online", 0.5, False, SeedStreams.from_seeds([0, 1]))
+    b = replay.sample(64, "online", 0.5, False, SeedStreams.from_seeds([0, 1]), active=[False, True])
+    assert (b.obs[1, :, 0] == 7.0).all()  # seed 1: its own online rows only
 
 
 def test_online_steps_enter_with_their_returns_when_the_trajectory_ends():
     replay = Replay(offline(10), 50, torch.device("cpu"), GAMMA, fail_reward=-1.0)
     replay.add([1, 1], [0], 2.0, [1, 1], False, False)
-    assert replay.n_online == 0  # still pending: its return is not known yet
+    assert replay.n_online == [0]  # still pending: its return is not known yet
     b = replay.sample(64, "mix", 0.5, True)
-    assert (b.obs[:, 0] == 0).all()  # all offline while no online trajectory has ended
+    assert (b.obs[0, :, 0] == 0).all()  # all offline while no online trajectory has ended
     replay.add([1, 1], [0], 3.0, [1, 1], True, True)
-    assert replay.n_online == 2
+    assert replay.n_online == [2]
     np.testing.assert_allclose(replay.storage["mc_return"][10:12].numpy(), [2 + GAMMA * 3, 3])
     np.testing.assert_allclose(replay.storage["done"][10:12].numpy(), [0, 1])
     fill_online(replay, 3, obs_value=2.0)  # rewards 1: not a failure
@@ -93,6 +109,25 @@ def test_online_buffer_refuses_to_overflow():
     replay = Replay(offline(10), 3, torch.device("cpu"), GAMMA, None)
     with pytest.raises(RuntimeError, match="online buffer full"):
         fill_online(replay, 4)
+
+
+def test_each_seed_samples_its_own_online_data_from_its_own_stream():
+    """Seed k's online rows live in its own region; its batches come from stream k alone."""
+    from algorithms import SeedStreams
+
+    replay = Replay(offline(100), 50, torch.device("cpu"), GAMMA, None, n_seeds=3)
+    for k in range(3):
+        for t in range(10):
+            replay.add(np.full(2, 10.0 + k), np.zeros(1), 1.0, np.full(2, 10.0 + k), False, t == 9, k)
+    assert replay.n_online == [10, 10, 10]
+    b = replay.sample(64, "mix", 0.5, False, SeedStreams.from_seeds([5, 6, 7]))
+    assert b.obs.shape == (3, 64, 2)
+    for k in range(3):
+        online = b.obs[k, :, 0][b.obs[k, :, 0] != 0]
+        assert len(online) == 32 and (online == 10.0 + k).all()  # only its own online rows
+    alone = replay.sample(64, "mix", 0.5, False, SeedStreams.from_seeds([6]))  # seed 6 of the group, alone
+    again = replay.sample(64, "mix", 0.5, False, SeedStreams.from_seeds([5, 6, 7]))
+    assert torch.equal(alone.obs[0, :32], again.obs[1, :32])  # same offline rows: the same stream
 
 
 def test_checkpoint_holds_only_the_filled_online_rows():

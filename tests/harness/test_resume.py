@@ -1,6 +1,7 @@
-"""Checkpoint / resume is exact on CPU: a run killed with SIGKILL (in the offline and in the
-online phase) and rerun with the same command ends with the same curves and scores as the same
-run left alone; a changed config never reuses an old run directory."""
+"""Checkpoint / resume is exact on CPU: a run, or a group of seeds trained in one process, killed
+with SIGKILL (in the offline and in the online phase, where the online checkpoint falls in the
+middle of episodes) and rerun with the same command ends with the same curves and scores as the
+same run left alone; a changed config never reuses an old run directory."""
 import json
 import os
 import signal
@@ -21,13 +22,18 @@ FAST = ["algorithm=cql", "task=pointmaze-umaze-diverse", "seed=0", "algorithm.re
         "protocol.checkpoint_every=40", "progress=false", "report=false"]
 
 
-def start(runs, *extra):
-    return subprocess.Popen([sys.executable, "-m", "harness.run", *FAST, f"runs_dir={runs}", *extra], cwd=ROOT,
+GROUP_DIR = "default/pointmaze-umaze-diverse/cql"
+GROUP = [a for a in FAST if a != "seed=0"] + ["suite.seeds=[0,1]", "suite.seeds_per_process=2",
+                                             "protocol.online_steps=330"]  # the last episodes end mid-way
+
+
+def start(runs, *extra, args=FAST):
+    return subprocess.Popen([sys.executable, "-m", "harness.run", *args, f"runs_dir={runs}", *extra], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def finish(runs, *extra):
-    proc = start(runs, *extra)
+def finish(runs, *extra, args=FAST):
+    proc = start(runs, *extra, args=args)
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, out[-3000:]
     return out
@@ -48,9 +54,9 @@ def reference(tmp_path_factory):
     return read_run(runs / RUN)
 
 
-def kill_when(runs, ready, timeout=600):
-    proc = start(runs)
-    ckpt = runs / RUN / "checkpoint" / "state.pt"
+def kill_when(runs, ready, timeout=600, args=FAST, ckpt=RUN + "/checkpoint/state.pt"):
+    proc = start(runs, args=args)
+    ckpt = runs / ckpt
     end = time.monotonic() + timeout
     while time.monotonic() < end and proc.poll() is None:
         if ckpt.exists():
@@ -88,6 +94,34 @@ def test_killed_run_resumes_exactly(phase, reference, tmp_path):
         assert summary[key] == ref_summary[key]
     assert summary["status"] == "done" and summary["resumes"] == 1 and ref_summary["resumes"] == 0
     assert not (tmp_path / RUN / "checkpoint" / "state.pt").exists()
+
+
+@pytest.fixture(scope="module")
+def group_reference(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("group_ref")
+    finish(runs, args=GROUP)
+    return [read_run(runs / GROUP_DIR / f"seed{k}") for k in (0, 1)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", ["offline", "online"])
+def test_killed_group_of_seeds_resumes_exactly(phase, group_reference, tmp_path):
+    ckpt = GROUP_DIR + "/seeds0-1/checkpoint/state.pt"  # the group's one checkpoint
+    if phase == "offline":
+        killed_at = kill_when(tmp_path, lambda p: not p.offline_done and p.step >= 80, args=GROUP, ckpt=ckpt)
+    else:  # a checkpoint between env steps: the episodes in progress are replayed on resume
+        killed_at = kill_when(tmp_path, lambda p: p.offline_done and p.env_steps >= 200, args=GROUP, ckpt=ckpt)
+        assert killed_at.env_steps % 40 == 0
+    finish(tmp_path, args=GROUP)
+    for k, (ref_evals, ref_episodes, ref_train, ref_summary) in enumerate(group_reference):
+        evals, episodes, train, summary = read_run(tmp_path / GROUP_DIR / f"seed{k}")
+        pd.testing.assert_frame_equal(evals, ref_evals, check_exact=True)
+        pd.testing.assert_frame_equal(episodes, ref_episodes, check_exact=True)
+        pd.testing.assert_frame_equal(train, ref_train, check_exact=True)
+        assert summary["job_id"] == ref_summary["job_id"] and summary["final_score"] == ref_summary["final_score"]
+        assert summary["status"] == "done" and summary["resumes"] == 1 and summary["seeds_in_process"] == 2
+    assert group_reference[0][3]["job_id"] != group_reference[1][3]["job_id"]
+    assert not (tmp_path / GROUP_DIR / "seeds0-1").exists()  # a finished group keeps only its runs' results
 
 
 def test_changed_config_is_refused_before_any_work(tmp_path):

@@ -79,18 +79,19 @@ def curves(d: Path):
 def test_suite_runs_as_an_array(cluster, tmp_path):
     args = ["algorithm=cql", "task=pointmaze-umaze-diverse", *SLURM, *SMALL, "protocol.offline_steps=60", "protocol.online_steps=60",
             "protocol.eval_every_offline=30", "protocol.eval_every=30", "protocol.log_every=20"]
-    proc = front_door(tmp_path, *args)  # the default suite's seeds 0 and 1
+    args.append("suite.seeds=[0,1,2]")  # the default suite's 2 seeds per process: groups [0, 1] and [2]
+    proc = front_door(tmp_path, *args)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "as SLURM array" in proc.stdout
-    for seed in (0, 1):
+    for seed in (0, 1, 2):
         d = tmp_path / f"default/pointmaze-umaze-diverse/cql/seed{seed}"
         assert json.loads((d / "summary.json").read_text())["status"] == "done"
         assert len(pd.read_csv(d / "evals.csv")) == 4
     logs = list((tmp_path / "default/.submitit").glob("*_*/*_log.out"))
-    assert len(logs) == 2  # one log folder per array task
+    assert len(logs) == 2  # one log folder per array task: one per group of seeds
     status = subprocess.run([sys.executable, "-m", "harness.status", str(tmp_path)], cwd=ROOT,
                             capture_output=True, text=True)
-    assert status.returncode == 0 and "2 done" in status.stdout
+    assert status.returncode == 0 and "3 done" in status.stdout
     again = front_door(tmp_path, *args)
     assert again.returncode == 0 and "submitted" not in again.stdout  # idempotent: nothing resubmitted
 
@@ -103,8 +104,8 @@ def test_requeued_and_cancelled_jobs_resume_from_checkpoints(cluster, tmp_path):
     tasks.get(job["task"]["name"]).prepare()
     ref, requeued, cancelled = (tmp_path / n for n in ("ref", "requeued", "cancelled"))
     ex = slurm_executor(cfg.launcher, tmp_path / "submitit", 2)
-    h_ref = ex.submit(SlurmJob(job, str(ref), 20.0))
-    h_req = ex.submit(SlurmJob(job, str(requeued), 20.0))
+    h_ref = ex.submit(SlurmJob([job], str(ref), 20.0))
+    h_req = ex.submit(SlurmJob([job], str(requeued), 20.0))
 
     # pre-emption / time-limit signal mid-run: checkpoint at the next safe point, requeue, resume
     wait_for(lambda: checkpoint_step(requeued / RUN) >= 80, 150, "a checkpoint of the requeued job")

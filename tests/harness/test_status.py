@@ -34,13 +34,14 @@ def test_status_reports_each_state_and_failure_lines(tmp_path, capsys):
 def test_failures_are_recorded_the_suite_goes_on_and_retries_rerun_them(tmp_path, monkeypatch):
     calls, fail = [], {1}
 
-    def fake_run_job(job, run_dir, progress_bar=True, stop_requested=None):
+    def fake_run_jobs(jobs, run_dirs, progress_bar=True, stop_requested=None):
+        (job,), (run_dir,) = jobs, run_dirs
         calls.append(job["seed"])
         if job["seed"] in fail:
             raise RuntimeError("transient")
         atomic_write(run_dir / "summary.json", json.dumps({"status": "done", "job_id": job["job_id"]}))
 
-    monkeypatch.setattr("harness.runner.run_job", fake_run_job)
+    monkeypatch.setattr("harness.runner.run_jobs", fake_run_jobs)
     jobs = fake_jobs(3)
     errors = launch.launch_local(jobs, tmp_path, progress=False)
     assert list(errors) == [jobs[1]["job_id"]] and "transient" in errors[jobs[1]["job_id"]]

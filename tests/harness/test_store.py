@@ -99,7 +99,7 @@ def test_wall_time_counts_work_lost_since_the_last_checkpoint(tmp_path):
 
     (job,) = compose_jobs(*FAST)
     d = tmp_path / RUN
-    runner = Runner(job, d, progress_bar=False)
+    runner = Runner([job], [d], progress_bar=False)
     runner.build()
     runner.save_checkpoint()  # at ~0 s of work
     started = time.time() - 1000.0  # the killed attempt started 1,000 s ago, with 5 s from before
@@ -109,5 +109,5 @@ def test_wall_time_counts_work_lost_since_the_last_checkpoint(tmp_path):
     for p in (d / "summary.json", d / "train.csv", d / "episodes.csv", d / "checkpoint" / "state.pt"):
         os.utime(p, (started + 1.0, started + 1.0))
     assert torch.load(d / "checkpoint" / "state.pt", weights_only=False)["wall_time"] < 600.0  # all it knows
-    summary = Runner(job, d, progress_bar=False).run()
+    (summary,) = Runner([job], [d], progress_bar=False).run()
     assert summary["resumes"] == 1 and summary["wall_time_s"] >= 605.0  # 5 s before + 600 s until its last write

@@ -95,7 +95,8 @@ def test_a_job_gives_the_same_result_alone_and_in_a_suite(tmp_path):
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
     run(tmp_path / "alone", "seed=0", "launcher.workers=1")
-    run(tmp_path / "suite", "suite.seeds=[0,1,2]", "launcher.workers=2")
+    # one seed per process: a seed trained in a group is another job (docs/many-seeds.md)
+    run(tmp_path / "suite", "suite.seeds=[0,1,2]", "suite.seeds_per_process=1", "launcher.workers=2")
     run_dir = "default/pointmaze-umaze-diverse/cql/seed0"
     a_evals, a_eps, a_train, a_cfg = read_run(tmp_path / "alone" / run_dir)
     s_evals, s_eps, s_train, s_cfg = read_run(tmp_path / "suite" / run_dir)

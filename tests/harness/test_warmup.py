@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from harness.jobs import CONF_DIR, ConfigError, Protocol, expand, job_id, load_group, resolve_algorithm
-from harness.runner import Interrupted, Runner, run_job
+from harness.runner import Interrupted, Runner, run_job, run_jobs
 
 TASK = "pointmaze-umaze-diverse"  # episodes of up to 300 steps
 TINY = {"actor_hidden": [16, 16], "critic_hidden": [16, 16], "n_critics": 4}
@@ -69,11 +69,36 @@ def test_run_interrupted_during_the_warmup_resumes_exactly(tmp_path):
         return len(stopped) == 1
 
     with pytest.raises(Interrupted):
-        Runner(job, tmp_path / "cut", progress_bar=False, stop_requested=stop_once).run()
+        Runner([job], [tmp_path / "cut"], progress_bar=False, stop_requested=stop_once).run()
     summary = run_job(job, tmp_path / "cut", progress_bar=False)
     assert summary["resumes"] == 1 and summary["resumed_at"][0][1] < 650
     for ref, cut in zip(read(tmp_path / "ref"), read(tmp_path / "cut")):
         pd.testing.assert_frame_equal(ref, cut)
+
+
+def test_a_group_warms_up_as_its_seeds_alone_then_updates_at_the_utd(tmp_path):
+    """Two RLPD seeds in one process: each seed's uniform warm-up actions come from its own
+    stream, so its warm-up episodes are those it has alone, bit for bit; then every seed updates."""
+    base = make_job("rlpd", {**TINY, "actor_every": 2}, online_steps=450, warmup_steps=320, utd=2,
+                    warmup_policy="uniform")
+    alone, group = [], []
+    for seed in (0, 1):
+        job = {k: v for k, v in base.items() if k != "job_id"} | {"seed": seed}
+        alone.append({**job, "job_id": job_id(job)})
+        grouped = {**job, "seed_group": [0, 1]}
+        group.append({**grouped, "job_id": job_id(grouped)})
+    for job in alone:
+        run_job(job, tmp_path / "alone" / f"seed{job['seed']}", progress_bar=False)
+    run_jobs(group, [tmp_path / "group" / f"seed{j['seed']}" for j in group], progress_bar=False)
+    for seed in (0, 1):
+        _, ep_alone, _ = read(tmp_path / "alone" / f"seed{seed}")
+        evals, ep_group, train = read(tmp_path / "group" / f"seed{seed}")
+        warm = lambda ep: ep[ep.env_steps <= 320]  # noqa: E731
+        assert len(warm(ep_group)) >= 1
+        pd.testing.assert_frame_equal(warm(ep_alone), warm(ep_group))
+        assert evals.iloc[-1].step == (450 - 320) * 2 and (train.env_steps > 320).all()
+    train0, train1 = (read(tmp_path / "group" / f"seed{k}")[2] for k in (0, 1))
+    assert not train0.critic_loss.equals(train1.critic_loss)  # two seeds, two streams, two sets of data
 
 
 def compose_jobs(*overrides):
