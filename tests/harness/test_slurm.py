@@ -163,7 +163,7 @@ def test_no_sbatch_is_a_one_line_error(tmp_path):
 STORM = ["algorithm=cql", "task=pointmaze-umaze-diverse", "suite.seeds=[0,1,2,3]", "protocol.offline_steps=1000",
          "protocol.online_steps=100", "protocol.eval_every_offline=250", "protocol.eval_every=50",
          "protocol.eval_episodes=1", "protocol.log_every=50", "protocol.checkpoint_every=100", "progress=false",
-         "report=false"]
+         "report=false", "suite.seeds_per_process=1"]  # one array task per seed
 STORM_SLURM = [*STORM, *SLURM, "launcher.array_parallelism=2", "launcher.poll_s=1"]
 
 
