@@ -78,20 +78,7 @@ def test_entry_point_method_is_found_without_editing_the_repository(tmp_path, mo
     (pkg / "conf" / "algorithm").mkdir(parents=True)
     (pkg / "conf" / "algorithm" / "mine_ep.yaml").write_text(
         "name: mine_ep\nreplay: {mode: append}\nreward: {scale: 1.0, shift: 0.0}\nhparams: {alpha: 2.0}\n")
-    (pkg / "__init__.py").write_text(textwrap.dedent('''
-        from algorithms.base import Algorithm
-        from algorithms.td3bc import TD3BCConfig
-
-
-        class Mine(Algorithm):
-            Config = TD3BCConfig
-
-            def update(self, batch):
-                return {}
-
-            def policy(self, obs, deterministic):
-                return obs[:, :1]
-        '''))
+    (pkg / "__init__.py").write_text(PLUGIN_INIT)
     dist = tmp_path / "my_o2o_method-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-o2o-method\nVersion: 0.1\n")
