@@ -1,6 +1,7 @@
 """Mini AntMaze-like tasks on Gymnasium-Robotics' PointMaze, small enough for a CPU.
 
-As in D4RL's AntMaze: one fixed evaluation start and goal, sparse reward (1 within 0.45 of
+As in D4RL's AntMaze: one fixed evaluation start (or, for the "anystart" task, a start cell drawn
+at each reset) and goal, sparse reward (1 within 0.45 of
 the goal, the episode ends there), and an offline dataset the harness generates itself: a noisy
 waypoint controller (breadth-first search over maze cells, PD control towards the next cell)
 drives to random goals, and rewards are relabeled against the fixed evaluation goal.
@@ -26,16 +27,23 @@ GOAL_RADIUS = 0.45  # PointMaze's own success distance
 
 
 class FixedGoalPointMaze(gym.Wrapper):
-    """PointMaze with a fixed start cell and an exact fixed goal; observation = (x, y, vx, vy).
-    `success` is true on steps within GOAL_RADIUS of the goal."""
+    """PointMaze with an exact fixed goal and a fixed start cell, or with `start_cell=None` a start
+    cell drawn uniformly from the open cells other than the goal's at each reset (from the reset
+    seed's stream, so evaluations reset with the same seeds start from the same cells);
+    observation = (x, y, vx, vy). `success` is true on steps within GOAL_RADIUS of the goal."""
 
-    def __init__(self, env: gym.Env, start_cell, goal_cell, goal_xy: np.ndarray):
+    def __init__(self, env: gym.Env, start_cell, goal_cell, goal_xy: np.ndarray, open_cells=()):
         super().__init__(env)
-        self.start_cell, self.goal_cell, self.goal_xy = np.array(start_cell), np.array(goal_cell), goal_xy
+        self.start_cell, self.goal_cell, self.goal_xy = start_cell, np.array(goal_cell), goal_xy
+        self.start_cells = [c for c in open_cells if tuple(c) != tuple(goal_cell)]
+        self.start_rng = np.random.default_rng()
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
 
     def reset(self, *, seed=None, options=None):
-        obs, info = self.env.reset(seed=seed, options={"goal_cell": self.goal_cell, "reset_cell": self.start_cell})
+        if seed is not None:
+            self.start_rng = np.random.default_rng(seed)
+        start = self.start_cell if self.start_cell is not None else self.start_cells[self.start_rng.integers(len(self.start_cells))]
+        obs, info = self.env.reset(seed=seed, options={"goal_cell": self.goal_cell, "reset_cell": np.array(start)})
         maze_env = self.env.unwrapped
         maze_env.goal = self.goal_xy.copy()  # no goal noise: one goal, as the paper's tasks
         maze_env.update_target_site_pos()
@@ -64,7 +72,8 @@ class PointMazeTask(GeneratedTask):
     def __init__(self, name: str, env_id: str, start_cell, goal_cell, horizon: int, recipe: DatasetRecipe,
                  dense: bool = False):
         self.name, self.env_id, self.horizon, self.recipe, self.dense = name, env_id, horizon, recipe, dense
-        self.start_cell, self.goal_cell = tuple(start_cell), tuple(goal_cell)
+        self.start_cell = tuple(start_cell) if start_cell is not None else None  # None: any open cell
+        self.goal_cell = tuple(goal_cell)
         self.dataset_id = f"o2o/{name}/generated-v0"
         self.source = f"generated (Minari {self.dataset_id})"
         if dense:
@@ -97,7 +106,7 @@ class PointMazeTask(GeneratedTask):
     def make_env(self, seed: int) -> gym.Env:
         raw = self._raw_env(continuing=self.dense)
         goal_xy = raw.unwrapped.maze.cell_rowcol_to_xy(np.array(self.goal_cell))
-        env = FixedGoalPointMaze(raw, self.start_cell, self.goal_cell, goal_xy)
+        env = FixedGoalPointMaze(raw, self.start_cell, self.goal_cell, goal_xy, _open_cells(raw.unwrapped.maze))
         env.action_space.seed(seed)
         return env
 
@@ -169,7 +178,7 @@ class _Controller:
 
     def __init__(self, maze, goal_cell):
         self.maze = maze
-        self.open_cells = [(r, c) for r, row in enumerate(maze.maze_map) for c, v in enumerate(row) if v != 1]
+        self.open_cells = _open_cells(maze)
         self.next_cell = _next_cell_table(maze.maze_map, self.open_cells)
 
     def __call__(self, x, target, noise, rng) -> np.ndarray:
@@ -180,6 +189,10 @@ class _Controller:
         if noise:
             action = action + noise * rng.standard_normal(2)
         return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+def _open_cells(maze) -> list[tuple[int, int]]:
+    return [(r, c) for r, row in enumerate(maze.maze_map) for c, v in enumerate(row) if v != 1]
 
 
 def _rollout(env, act, seed) -> float:
@@ -224,6 +237,9 @@ MEDIUM = dict(env_id="PointMaze_Medium-v3", start_cell=(1, 1), goal_cell=(6, 6),
 # 10 cells): between UMaze, which every method solves, and the full route, which small networks do
 # not learn within a CPU budget; a wrong turn ends in a dead end (the unlearning-dip study).
 MEDIUM_SHORT = dict(env_id="PointMaze_Medium-v3", start_cell=(1, 1), goal_cell=(4, 6), horizon=300)
+# The same goal from any open cell: the success rate over an evaluation's starts is graded
+# (each evaluation of a run starts from the same cells), not all-or-nothing as from one start.
+MEDIUM_SHORT_ANYSTART = dict(env_id="PointMaze_Medium-v3", start_cell=None, goal_cell=(4, 6), horizon=300)
 # play: hand-picked routes, as AntMaze's play data; they pass the goal region but rarely stop there
 UMAZE_ROUTES = (((3, 1), (1, 3)), ((1, 3), (3, 3)), ((3, 3), (1, 2)), ((1, 2), (3, 1)), ((3, 2), (1, 1)))
 MEDIUM_ROUTES = (((1, 1), (4, 4)), ((4, 4), (6, 3)), ((6, 1), (2, 6)), ((2, 5), (6, 6)), ((6, 5), (1, 2)))
@@ -233,4 +249,5 @@ register_task(PointMazeTask("pointmaze-umaze-play", **UMAZE, recipe=DatasetRecip
 register_task(PointMazeTask("pointmaze-medium-diverse", **MEDIUM, recipe=DatasetRecipe(episodes=300, noise=0.5)))
 register_task(PointMazeTask("pointmaze-medium-play", **MEDIUM, recipe=DatasetRecipe(episodes=300, noise=0.5, routes=MEDIUM_ROUTES)))
 register_task(PointMazeTask("pointmaze-medium-short-diverse", **MEDIUM_SHORT, recipe=DatasetRecipe(episodes=300, noise=0.5)))
+register_task(PointMazeTask("pointmaze-medium-short-anystart-diverse", **MEDIUM_SHORT_ANYSTART, recipe=DatasetRecipe(episodes=300, noise=0.5)))
 register_task(PointMazeTask("pointmaze-umaze-dense", **UMAZE, recipe=DatasetRecipe(episodes=300, noise=0.5), dense=True))

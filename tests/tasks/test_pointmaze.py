@@ -152,3 +152,28 @@ def test_medium_short_route_is_eight_cells_and_the_controller_reaches_its_goal()
         if terminated or truncated:
             break
     assert terminated and info["success"] and reward == 1.0 and t < 200  # ~165 steps of the 300
+
+
+def test_anystart_draws_its_start_cell_from_the_reset_seed():
+    from tasks.pointmaze import _Controller
+
+    task = tasks.get("pointmaze-medium-short-anystart-diverse")
+    env, other = task.make_env(0), task.make_env(1)
+    maze = env.unwrapped.maze
+    controller = _Controller(maze, task.goal_cell)
+    cell_of = lambda obs: min(controller.open_cells, key=lambda c: np.abs(maze.cell_rowcol_to_xy(np.array(c)) - obs[:2]).max())  # noqa: E731
+    starts = [cell_of(env.reset(seed=s)[0]) for s in range(40)]
+    assert task.goal_cell not in starts and len(set(starts)) >= 15  # 25 candidate cells
+    # the same reset seeds give the same starts, in any env of the task (an evaluation's cells)
+    assert [cell_of(other.reset(seed=s)[0]) for s in range(40)] == starts
+    np.testing.assert_array_equal(env.unwrapped.goal, maze.cell_rowcol_to_xy(np.array([4, 6])))
+    # resets without a seed go on drawing from the last seed's stream (online episodes)
+    env.reset(seed=7)
+    assert len({cell_of(env.reset()[0]) for _ in range(20)}) > 1
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=3)
+    for t in range(task.horizon):  # the noise-free controller reaches the goal from a drawn start
+        obs, reward, terminated, truncated, info = env.step(controller(obs, task.goal_cell, 0.0, rng))
+        if terminated or truncated:
+            break
+    assert terminated and info["success"] and reward == 1.0
