@@ -177,6 +177,36 @@ def oracle_episode(env_id: str, seed: int):
     return arrays, np.array(rewards, np.float32), np.array(terminations)
 
 
+@pytest.mark.slow
+def test_visual_cube_single_data_is_the_state_tasks_trajectory_rendered(ogb_dir):
+    """The image pick-and-place: regenerated with the same oracle and seed, the visual data is the
+    state-based task's trajectory (same actions, physics states, rewards, terminals) with 64x64 RGB
+    frames as observations, and its env returns frames of the encoder's shape. A few steps only:
+    the visual env renders a few frames/s on a CPU."""
+    visual = with_recipe(tasks.get("visual-cube-single-play-singletask"), "visual-cube-test", episodes=1, episode_steps=6)
+    state = with_recipe(tasks.get("cube-single-play-singletask"), "cube-test6", episodes=1, episode_steps=6)
+    visual.generate(progress=False)
+    state.generate(progress=False)
+    with np.load(visual.dataset_path()) as fv, np.load(state.dataset_path()) as fs:
+        assert fv["observations"].shape == (6, 64, 64, 3) and fv["observations"].dtype == np.uint8
+        assert fv["observations"].std() > 0
+        for key in ("actions", "qpos", "qvel", "terminals"):
+            np.testing.assert_array_equal(fv[key], fs[key])
+    assert read_metadata(visual.dataset_path())["recipe"]["episode_steps"] == 6
+    dv, ds = visual.load_dataset(), state.load_dataset()
+    assert dv.obs.shape == (5, 3 * 64 * 64) and dv.obs.dtype == np.uint8 and visual.image_shape == (3, 64, 64)
+    np.testing.assert_array_equal(dv.reward, ds.reward)
+    np.testing.assert_array_equal(dv.terminal, ds.terminal)
+    env = visual.make_env(0)
+    try:
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == (3 * 64 * 64,) and obs.dtype == np.uint8 and obs.std() > 0
+        obs, reward, *_ = env.step(env.action_space.sample())
+        assert obs.shape == (3 * 64 * 64,) and reward in (-1.0, 0.0)
+    finally:
+        env.close()
+
+
 def test_official_layout_file_wins_and_loads_with_env_rewards(ogb_dir):
     t = tasks.get("cube-single-play-singletask-task1")
     arrays, rewards, terminations = oracle_episode(t.env_id, seed=3)
