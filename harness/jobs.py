@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 import algorithms
 import tasks
 from harness.schema import ConfigError, check_range, check_values, coerce, typed  # noqa: F401 (ConfigError: re-exported)
+from harness.store import run_path
 
 CONF_DIR = Path(__file__).parent / "conf"
 
@@ -404,4 +405,4 @@ def validate_algorithm(algo: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_dir(runs_dir: str | Path, job: dict[str, Any]) -> Path:
-    return Path(runs_dir) / job["suite"] / job["task"]["name"] / job["algorithm"]["name"] / f"seed{job['seed']}"
+    return run_path(runs_dir, job["suite"], job["task"]["name"], job["algorithm"]["name"], job["seed"])

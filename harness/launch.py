@@ -20,12 +20,11 @@ from typing import Any
 
 from harness.jobs import ConfigError, group_jobs, run_dir
 from harness.slurm import QueueUnavailable, queue_states, read_ledger
-from harness.store import atomic_write, read_summary
+from harness.store import atomic_write, finished_summary, read_summary
 
 
 def is_done(job: dict[str, Any], runs_dir: Path) -> bool:
-    summary = read_summary(run_dir(runs_dir, job))
-    return bool(summary and summary.get("status") == "done" and summary.get("job_id") == job["job_id"])
+    return finished_summary(run_dir(runs_dir, job), job["job_id"]) is not None
 
 
 def check_run_dirs(jobs: list[dict[str, Any]], runs_dir: Path) -> None:
@@ -73,11 +72,11 @@ def group_errors(group: list[dict[str, Any]], runs_dir: Path, error: str | None)
     its error in its summary.json; a group's failure is every unfinished seed's."""
     out = []
     for job in group:
-        s = read_summary(run_dir(runs_dir, job)) or {}
-        if s.get("status") == "done" and s.get("job_id") == job["job_id"]:
+        d = run_dir(runs_dir, job)
+        if finished_summary(d, job["job_id"]) is not None:
             out.append((job["job_id"], None))
         else:
-            out.append((job["job_id"], error or s.get("error") or "did not finish"))
+            out.append((job["job_id"], error or (read_summary(d) or {}).get("error") or "did not finish"))
     return out
 
 

@@ -68,7 +68,7 @@ def closing_table(jobs, runs_dir: Path, errors: dict[str, str]) -> str:
 def job_cost(job, runs_dir: Path, cost) -> tuple[int, int, float, str]:
     """(gradient updates, env steps incl. evaluation, estimated GPU-hours, where the rate came from)."""
     import tasks
-    from harness.store import read_summary
+    from harness.store import finished_summary, runs_of
 
     p = job["protocol"]
     updates = p["offline_steps"] + (p["online_steps"] - p.get("warmup_steps", 0)) * p["utd"]
@@ -76,8 +76,8 @@ def job_cost(job, runs_dir: Path, cost) -> tuple[int, int, float, str]:
     n_evals = -(-p["offline_steps"] // p["eval_every_offline"]) + -(-p["online_steps"] // p["eval_every"])
     env_steps = p["online_steps"] + max(n_evals, 1) * p["eval_episodes"] * horizon  # evaluation: at most
     algo, task = job["algorithm"]["name"], job["task"]["name"]
-    measured = [s["updates_per_s"] for d in Path(runs_dir).glob(f"*/{task}/{algo}/seed*")
-                if (s := read_summary(d)) and s.get("status") == "done" and s.get("updates_per_s")
+    measured = [s["updates_per_s"] for d in runs_of(runs_dir, task, algo)
+                if (s := finished_summary(d)) and s.get("updates_per_s")
                 and s.get("wall_time_s", 0) > 60]  # whole-run rates (evaluation and env included)
     if measured:
         rate = sum(measured) / len(measured)

@@ -27,7 +27,7 @@ import tasks
 from harness.evaluate import evaluate_seeds
 from harness.jobs import Protocol, ReplayConfig, RewardTransform
 from harness.replay import Replay, mc_returns
-from harness.store import CHECKPOINT_DIR, RunStore, atomic_write, read_summary, remove_empty_checkpoint_dir, remove_orphans
+from harness.store import CHECKPOINT_DIR, RunStore, atomic_write, finished_summary, read_summary, remove_empty_checkpoint_dir, remove_orphans
 from harness.trackers import Trackers
 from scoring import early_min_score
 
@@ -569,8 +569,8 @@ def run_jobs(jobs: list[dict[str, Any]], run_dirs: list[Path], progress_bar: boo
     summaries: list = [None] * len(jobs)
     todo = []
     for i, (job, d) in enumerate(zip(jobs, run_dirs)):
-        previous = read_summary(d)
-        if previous and previous.get("status") == "done" and previous.get("job_id") == job["job_id"]:
+        previous = finished_summary(d, job["job_id"])
+        if previous is not None:
             remove_orphans(d)
             summaries[i] = previous
         else:

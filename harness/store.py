@@ -60,6 +60,24 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     return summary if isinstance(summary, dict) else None
 
 
+def finished_summary(run_dir: Path, job_id: str | None = None) -> dict[str, Any] | None:
+    """The run's summary if it finished (as the job `job_id`, when one is given), else None: the
+    one rule for "this run is done and is never redone"."""
+    summary = read_summary(run_dir)
+    done = summary is not None and summary.get("status") == "done"
+    return summary if done and (job_id is None or summary.get("job_id") == job_id) else None
+
+
+def run_path(runs_dir: str | Path, suite: str, task: str, algorithm: str, seed: int) -> Path:
+    """The store's layout: <runs_dir>/<suite>/<task>/<algorithm>/seed<seed>."""
+    return Path(runs_dir) / suite / task / algorithm / f"seed{seed}"
+
+
+def runs_of(runs_dir: str | Path, task: str, algorithm: str) -> list[Path]:
+    """Every run directory of (task, algorithm) in the store, in any suite."""
+    return sorted(Path(runs_dir).glob(f"*/{task}/{algorithm}/seed*"))
+
+
 def remove_orphans(run_dir: Path) -> list[Path]:
     """Temp files of writes cut short (`kill -9` between `atomic_write`'s open and rename; a
     partial checkpoint can be hundreds of MB) and an empty `checkpoint/` folder. Called when a

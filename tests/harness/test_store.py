@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.store import atomic_write
+from harness.store import atomic_write, finished_summary, run_path, runs_of
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = "default/pointmaze-umaze-diverse/cql/seed0"
@@ -56,6 +56,24 @@ def plant_orphans(d: Path) -> list[Path]:
 
 
 @pytest.mark.slow
+def test_a_run_is_finished_only_when_done_as_the_same_job(tmp_path):
+    d = run_path(tmp_path, "suite", "task-a", "cql", 3)
+    assert d == tmp_path / "suite" / "task-a" / "cql" / "seed3"
+    assert finished_summary(d) is None  # no summary yet
+    for status in ("running", "failed"):
+        atomic_write(d / "summary.json", json.dumps({"status": status, "job_id": "abc"}))
+        assert finished_summary(d) is None and finished_summary(d, "abc") is None
+    atomic_write(d / "summary.json", json.dumps({"status": "done", "job_id": "abc"}))
+    assert finished_summary(d)["job_id"] == "abc" and finished_summary(d, "abc") is not None
+    assert finished_summary(d, "another-config") is None  # a changed config is not finished
+    (d / "summary.json").write_text('{"status": "do')  # truncated by a crash outside atomic_write
+    assert finished_summary(d) is None
+    other = run_path(tmp_path, "other-suite", "task-a", "cql", 0)
+    other.mkdir(parents=True)
+    run_path(tmp_path, "suite", "task-b", "cql", 0).mkdir(parents=True)
+    assert runs_of(tmp_path, "task-a", "cql") == sorted([other, d])
+
+
 def test_temp_files_of_a_killed_run_and_empty_checkpoint_folders_are_cleaned_up(tmp_path):
     d = tmp_path / RUN
     proc = front_door(tmp_path)
