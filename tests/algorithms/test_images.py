@@ -12,6 +12,7 @@ import algorithms
 from algorithms import ActionSpec, ObsSpec, SeedStreams
 from algorithms.common.encoder import PixelEncoder, make_encoder, random_shift, split_obs
 from harness.evaluate import evaluate
+from harness.jobs import Job
 from harness.replay import Replay, mc_returns
 from harness.runner import run_job
 from tasks import TASKS, register_task
@@ -102,12 +103,12 @@ def test_every_method_updates_and_evaluates_on_images(name, task, replay):
 
 
 def test_runner_runs_a_visual_job(task, tmp_path):
-    job = {"suite": "test", "seed": 0, "job_id": "visualtest", "device": "cpu",
-           "task": {"name": task.name, "domain": task.domain},
-           "algorithm": {"name": "calql", "hparams": dict(TINY), "replay": {"mode": "mix", "batch_size": 16},
-                         "reward": {"scale": 10.0, "shift": -5.0}},
-           "protocol": {"offline_steps": 10, "online_steps": 60, "utd": 1, "eval_every_offline": 10,
-                        "eval_every": 60, "eval_episodes": 1, "log_every": 10, "checkpoint_every": 0}}
+    job = Job.from_dict({"suite": "test", "seed": 0, "device": "cpu",
+                         "task": {"name": task.name, "domain": task.domain},
+                         "algorithm": {"name": "calql", "hparams": dict(TINY), "replay": {"mode": "mix", "batch_size": 16},
+                                       "reward": {"scale": 10.0, "shift": -5.0}},
+                         "protocol": {"offline_steps": 10, "online_steps": 60, "utd": 1, "eval_every_offline": 10,
+                                      "eval_every": 60, "eval_episodes": 1, "log_every": 10, "checkpoint_every": 0}})
     summary = run_job(job, tmp_path, progress_bar=False)
     assert summary["status"] == "done"
     assert json.loads((tmp_path / "summary.json").read_text())["final_score"] is not None
