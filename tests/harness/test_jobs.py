@@ -80,3 +80,15 @@ def test_where_a_job_runs_and_is_watched_is_not_part_of_its_id():
     assert dataclasses.replace(job, threads=2).job_id != job.job_id
     with pytest.raises(dataclasses.FrozenInstanceError):
         job.seed = 1
+
+
+def test_a_slurm_task_pickles_its_jobs_as_config_data_and_requeues_the_same_jobs():
+    import pickle
+
+    from harness.launch import SlurmJob
+
+    jobs = jobs_of("algorithm=cql", "task=pointmaze-umaze-diverse", "suite.seeds=[0,1]", "suite.seeds_per_process=2")
+    task = pickle.loads(pickle.dumps(SlurmJob(jobs, "runs", 5.0)))  # as submitit sends it to the node
+    assert task.jobs == [j.to_dict() for j in jobs] and {type(d) for d in task.jobs} == {dict}
+    requeued = task.checkpoint().function  # what submitit runs after a pre-emption
+    assert [Job.from_dict(d) for d in requeued.jobs] == jobs and requeued.grace_s == 5.0
