@@ -26,7 +26,7 @@ import algorithms
 import tasks
 from harness.evaluate import evaluate_seeds
 from harness.jobs import Job
-from harness.replay import Replay, mc_returns
+from harness.replay import Replay
 from harness.store import CHECKPOINT_DIR, RunStore, atomic_write, read_summary, remove_empty_checkpoint_dir, remove_orphans
 from harness.trackers import Trackers
 from scoring import early_min_score
@@ -133,12 +133,8 @@ class Runner:
         self.rng = self.algo.rng
         self.algo.observe_dataset(torch.as_tensor(data.obs, device=self.device))  # dataset dtype (uint8: images)
         gamma = getattr(self.algo.config, "gamma", 0.99)
-        fail = None if task.fail_reward is None else self.reward(task.fail_reward)
-        reward = self.reward(data.reward)
-        offline = {"obs": data.obs, "action": data.action, "reward": reward, "next_obs": data.next_obs,
-                   "done": data.terminal.astype(np.float32),
-                   "mc_return": mc_returns(reward, data.episode_end, gamma, fail)}
-        self.replay = Replay(offline, self.protocol.online_steps, self.device, gamma, fail, self.K)
+        self.replay = Replay.from_dataset(data, self.protocol.online_steps, self.device, gamma, task.fail_reward,
+                                          self.K, self.reward)
         self.with_mc = "mc_return" in self.algo.needs
         self.train_envs = [task.make_env(s) for s in seeds]
         self.eval_envs = [task.make_env(s + EVAL_SEED_OFFSET) for s in seeds]

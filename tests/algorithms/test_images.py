@@ -12,8 +12,8 @@ import algorithms
 from algorithms import ActionSpec, ObsSpec, SeedStreams
 from algorithms.common.encoder import PixelEncoder, make_encoder, random_shift, split_obs
 from harness.evaluate import evaluate
-from harness.jobs import Job
-from harness.replay import Replay, mc_returns
+from harness.jobs import Job, RewardTransform
+from harness.replay import Replay
 from harness.runner import run_job
 from tasks import TASKS, register_task
 from tasks.fetch import DatasetRecipe, VisualPickPlaceTask
@@ -32,11 +32,8 @@ def task():
 
 @pytest.fixture(scope="module")
 def replay(task):
-    data = task.load_dataset()
-    reward = 10 * data.reward - 5
-    offline = {"obs": data.obs, "action": data.action, "reward": reward, "next_obs": data.next_obs,
-               "done": data.terminal.astype(np.float32), "mc_return": mc_returns(reward, data.episode_end, 0.99, -5.0)}
-    return Replay(offline, 200, torch.device("cpu"), 0.99, -5.0)
+    return Replay.from_dataset(task.load_dataset(), 200, torch.device("cpu"), 0.99, task.fail_reward,
+                               reward_transform=RewardTransform(scale=10.0, shift=-5.0))  # fail reward 0 -> -5
 
 
 def spec(task):

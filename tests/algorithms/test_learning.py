@@ -13,7 +13,7 @@ import algorithms
 import tasks
 from harness.evaluate import evaluate
 from harness.jobs import ReplayConfig, RewardTransform, load_group, resolve_algorithm
-from harness.replay import Replay, mc_returns
+from harness.replay import Replay
 
 TASK = "pointmaze-umaze-diverse"
 # Offline updates per method (batch size: the yaml's, except 128 for the CQL family, whose update
@@ -45,12 +45,8 @@ def pretrain(algo_name: str, steps: int, seed: int = 0, batch_size: int | None =
                            cfg["hparams"], "cpu")
     algo.observe_dataset(torch.as_tensor(data.obs))
     transform, replay_cfg = RewardTransform(**cfg["reward"]), ReplayConfig(**cfg["replay"])
-    reward = transform(data.reward)
-    fail = transform(task.fail_reward)
-    offline = {"obs": data.obs, "action": data.action, "reward": reward, "next_obs": data.next_obs,
-               "done": data.terminal.astype(np.float32),
-               "mc_return": mc_returns(reward, data.episode_end, algo.config.gamma, fail)}
-    replay = Replay(offline, 0, torch.device("cpu"), algo.config.gamma, fail)
+    replay = Replay.from_dataset(data, 0, torch.device("cpu"), algo.config.gamma, task.fail_reward,
+                                 reward_transform=transform)
     with_mc = "mc_return" in algo.needs
     for _ in range(steps):
         metrics = algo.update(replay.sample(batch_size or replay_cfg.batch_size, "mix", 1.0, with_mc))
