@@ -80,7 +80,7 @@ def test_command_line_wins_over_the_domain_block(task):
     assert job.protocol.utd == 2
     assert job.job_id != base.job_id
     # everything not overridden is as resolved without the overrides
-    assert {k: v for k, v in algo["hparams"].items() if k != "cql_alpha"} == \
+    assert {k: v for k, v in algo.hparams.items() if k != "cql_alpha"} == \
         {k: v for k, v in base.algorithm.hparams.items() if k != "cql_alpha"}
 
 
