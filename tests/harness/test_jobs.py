@@ -88,6 +88,7 @@ def test_a_slurm_task_pickles_its_jobs_as_config_data_and_requeues_the_same_jobs
     from harness.launch import SlurmJob
 
     jobs = jobs_of("algorithm=cql", "task=pointmaze-umaze-diverse", "suite.seeds=[0,1]", "suite.seeds_per_process=2")
+    assert pickle.loads(pickle.dumps(jobs)) == jobs  # as the local launcher's worker processes get them
     task = pickle.loads(pickle.dumps(SlurmJob(jobs, "runs", 5.0)))  # as submitit sends it to the node
     assert task.jobs == [j.to_dict() for j in jobs] and {type(d) for d in task.jobs} == {dict}
     requeued = task.checkpoint().function  # what submitit runs after a pre-emption
