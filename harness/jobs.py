@@ -3,6 +3,7 @@ validated before any work starts, and named by a hash of its resolved config; an
 jobs that train in one process (`seeds_per_process` seeds of one method and task)."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -111,6 +112,77 @@ class RunOptions:
             raise ConfigError("runs_dir must be a folder path, got ''")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class ResolvedAlgorithm:
+    """A method's resolved config in a job (`resolve_algorithm`): its name, buffer, reward
+    transform and every hyperparameter of its Config (a plain dict, as config.yaml writes it)."""
+
+    name: str
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    reward: RewardTransform = field(default_factory=RewardTransform)
+    hparams: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ResolvedAlgorithm:
+        return cls(d["name"], ReplayConfig(**d.get("replay") or {}), RewardTransform(**d.get("reward") or {}),
+                   dict(d.get("hparams") or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "replay": asdict(self.replay), "reward": asdict(self.reward),
+                "hparams": copy.deepcopy(self.hparams)}
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    name: str
+    domain: str  # picks the method's `domains.<domain>` settings
+
+
+@dataclass(frozen=True)
+class Job:
+    """One seed of one method on one task, fully resolved (`expand`). `job_id` is a hash of its
+    config (`to_dict()`, as config.yaml holds it, without where it runs and is watched): a
+    finished run is reused only by a job of the same id."""
+
+    suite: str
+    seed: int
+    algorithm: ResolvedAlgorithm
+    task: TaskRef
+    protocol: Protocol
+    threads: int = RunOptions.threads  # torch threads
+    device: str = RunOptions.device
+    logger: tuple[str, ...] = ("csv",)  # trackers, csv first
+    seed_group: tuple[int, ...] | None = None  # the seeds trained together with this one (None: alone)
+    job_id: str = field(init=False, default="")
+
+    def __post_init__(self):
+        object.__setattr__(self, "logger", tuple(self.logger))
+        if self.seed_group is not None:
+            object.__setattr__(self, "seed_group", tuple(self.seed_group))
+        object.__setattr__(self, "job_id", job_id(self.to_dict()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data in config.yaml's order (its bytes, and so the job ids, depend on it)."""
+        d = {"suite": self.suite, "seed": self.seed, "algorithm": self.algorithm.to_dict(),
+             "task": asdict(self.task), "protocol": asdict(self.protocol), "threads": self.threads,
+             "device": self.device, "logger": list(self.logger)}
+        if self.seed_group is not None:
+            d["seed_group"] = list(self.seed_group)
+        d["job_id"] = self.job_id
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Job:
+        """The job of a `to_dict()` (a config.yaml, a pickled SLURM task); refuses one whose
+        `job_id` is not the hash of its config."""
+        job = cls(suite=d["suite"], seed=d["seed"], algorithm=ResolvedAlgorithm.from_dict(d["algorithm"]),
+                  task=TaskRef(**d["task"]), protocol=Protocol(**d["protocol"]),
+                  **{k: d[k] for k in ("threads", "device", "logger", "seed_group") if k in d})
+        if d.get("job_id") not in (None, job.job_id):
+            raise ValueError(f"job {d['job_id']}: its config hashes to job id {job.job_id}")
+        return job
 
 
 @dataclass(frozen=True)
@@ -292,6 +364,7 @@ ID_NEUTRAL_PROTOCOL = {"warmup_steps": 0, "warmup_policy": "policy"}
 
 
 def job_id(job: dict[str, Any]) -> str:
+    """The hash of a job's config (`Job.to_dict()`) that names it."""
     payload = {k: v for k, v in job.items() if k not in ("job_id", "device", "logger")}  # where it runs and is watched
     if "protocol" in payload:
         payload["protocol"] = {k: v for k, v in payload["protocol"].items()
@@ -299,7 +372,7 @@ def job_id(job: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def expand(cfg: DictConfig, overrides: list[str] = ()) -> list[dict[str, Any]]:
+def expand(cfg: DictConfig, overrides: list[str] = ()) -> list[Job]:
     """All jobs of the composed config, each resolved and validated: algorithm x task x seed.
     `overrides`: the command line's Hydra overrides (they win over every yaml and the suite).
     With `suite.seeds_per_process` K > 1 the seeds of each (algorithm, task) are split, in order,
@@ -339,15 +412,11 @@ def expand(cfg: DictConfig, overrides: list[str] = ()) -> list[dict[str, Any]]:
             seed_groups = [algo_seeds[i:i + per_process] for i in range(0, len(algo_seeds), per_process)]
             if max(map(len, seed_groups)) > 1:
                 check_seed_groups(algo["name"], task, per_process)
+            resolved = ResolvedAlgorithm.from_dict(algo)
             for group in seed_groups:
                 for seed in group:
-                    job = {"suite": suite.name, "seed": seed, "algorithm": algo,
-                           "task": {"name": task.name, "domain": task.domain}, "protocol": asdict(protocol),
-                           "threads": threads, "device": cfg.get("device", "auto"), "logger": logger}
-                    if len(group) > 1:
-                        job["seed_group"] = group
-                    job["job_id"] = job_id(job)
-                    jobs.append(job)
+                    jobs.append(Job(suite.name, seed, resolved, TaskRef(task.name, task.domain), protocol, threads,
+                                    cfg.get("device", "auto"), logger, group if len(group) > 1 else None))
     return jobs
 
 
@@ -361,15 +430,15 @@ def check_seed_groups(algorithm: str, task, per_process: int) -> None:
                           f"got suite.seeds_per_process={per_process}; set suite.seeds_per_process=1")
 
 
-def group_jobs(jobs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+def group_jobs(jobs: list[Job]) -> list[list[Job]]:
     """The jobs that train together, in order: those sharing a `seed_group` (and everything
     else in their config); a job without one is a group of its own."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[Job]] = {}
     for job in jobs:
-        if "seed_group" not in job:
-            groups[job["job_id"]] = [job]
+        if job.seed_group is None:
+            groups[job.job_id] = [job]
             continue
-        key = json.dumps({k: v for k, v in job.items() if k not in ("job_id", "seed")}, sort_keys=True)
+        key = json.dumps({k: v for k, v in job.to_dict().items() if k not in ("job_id", "seed")}, sort_keys=True)
         groups.setdefault(key, []).append(job)
     return list(groups.values())
 
@@ -404,5 +473,5 @@ def validate_algorithm(algo: dict[str, Any]) -> dict[str, Any]:
             **({"protocol": protocol} if protocol else {})}
 
 
-def run_dir(runs_dir: str | Path, job: dict[str, Any]) -> Path:
-    return run_path(runs_dir, job["suite"], job["task"]["name"], job["algorithm"]["name"], job["seed"])
+def run_dir(runs_dir: str | Path, job: Job) -> Path:
+    return run_path(runs_dir, job.suite, job.task.name, job.algorithm.name, job.seed)

@@ -18,16 +18,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from harness.jobs import ConfigError, group_jobs, run_dir
+from harness.jobs import ConfigError, Job, group_jobs, run_dir
 from harness.slurm import QueueUnavailable, queue_states, read_ledger
 from harness.store import atomic_write, finished_summary, read_summary
 
 
-def is_done(job: dict[str, Any], runs_dir: Path) -> bool:
-    return finished_summary(run_dir(runs_dir, job), job["job_id"]) is not None
+def is_done(job: Job, runs_dir: Path) -> bool:
+    return finished_summary(run_dir(runs_dir, job), job.job_id) is not None
 
 
-def check_run_dirs(jobs: list[dict[str, Any]], runs_dir: Path) -> None:
+def check_run_dirs(jobs: list[Job], runs_dir: Path) -> None:
     """Before any work: every existing run directory must belong to the same resolved config."""
     from harness.runner import RunDirConflict, check_run_dir
 
@@ -38,10 +38,10 @@ def check_run_dirs(jobs: list[dict[str, Any]], runs_dir: Path) -> None:
             raise ConfigError(str(exc)) from None
 
 
-def write_manifest(jobs: list[dict[str, Any]], runs_dir: Path) -> Path:
+def write_manifest(jobs: list[Job], runs_dir: Path) -> Path:
     """runs_dir/<suite>/jobs.json: the expected jobs (merged with earlier commands' jobs, so a
     multirun sweep lists all of its points); `harness.status` reads it to report missing runs."""
-    path = Path(runs_dir) / jobs[0]["suite"] / "jobs.json"
+    path = Path(runs_dir) / jobs[0].suite / "jobs.json"
     try:
         old = path.read_text()
         entries = {e["run_dir"]: e for e in json.loads(old)["jobs"]}
@@ -49,9 +49,9 @@ def write_manifest(jobs: list[dict[str, Any]], runs_dir: Path) -> Path:
         old, entries = None, {}
     for j in jobs:
         rel = str(run_dir(runs_dir, j).relative_to(runs_dir))
-        entries[rel] = {"run_dir": rel, "job_id": j["job_id"], "algorithm": j["algorithm"]["name"],
-                        "task": j["task"]["name"], "seed": j["seed"]}
-    text = json.dumps({"suite": jobs[0]["suite"], "jobs": sorted(entries.values(), key=lambda e: e["run_dir"])},
+        entries[rel] = {"run_dir": rel, "job_id": j.job_id, "algorithm": j.algorithm.name, "task": j.task.name,
+                        "seed": j.seed}
+    text = json.dumps({"suite": jobs[0].suite, "jobs": sorted(entries.values(), key=lambda e: e["run_dir"])},
                       indent=1) + "\n"
     if text != old:  # unchanged: not rewritten (a finished study may sit on a read-only mount)
         atomic_write(path, text)
@@ -67,16 +67,16 @@ def configure_torch(threads: int) -> None:
     torch.set_flush_denormal(True)
 
 
-def group_errors(group: list[dict[str, Any]], runs_dir: Path, error: str | None) -> list[tuple[str, str | None]]:
+def group_errors(group: list[Job], runs_dir: Path, error: str | None) -> list[tuple[str, str | None]]:
     """(job id, error or None) for each job of a group that ran: a seed that failed alone has
     its error in its summary.json; a group's failure is every unfinished seed's."""
     out = []
     for job in group:
         d = run_dir(runs_dir, job)
-        if finished_summary(d, job["job_id"]) is not None:
-            out.append((job["job_id"], None))
+        if finished_summary(d, job.job_id) is not None:
+            out.append((job.job_id, None))
         else:
-            out.append((job["job_id"], error or (read_summary(d) or {}).get("error") or "did not finish"))
+            out.append((job.job_id, error or (read_summary(d) or {}).get("error") or "did not finish"))
     return out
 
 
@@ -85,7 +85,7 @@ def _run_group(args) -> list[tuple[str, str | None]]:
     group, runs_dir, progress = args
     from harness.runner import run_jobs
 
-    configure_torch(group[0]["threads"])
+    configure_torch(group[0].threads)
     try:
         run_jobs(group, [run_dir(runs_dir, j) for j in group], progress_bar=progress)
         error = None
@@ -94,8 +94,8 @@ def _run_group(args) -> list[tuple[str, str | None]]:
     return group_errors(group, runs_dir, error)
 
 
-def finished_line(job: dict[str, Any], runs_dir: Path, error: str | None) -> str:
-    name = f"{job['algorithm']['name']} {job['task']['name']} seed{job['seed']}"
+def finished_line(job: Job, runs_dir: Path, error: str | None) -> str:
+    name = f"{job.algorithm.name} {job.task.name} seed{job.seed}"
     if error:
         return f"{name}: FAILED {error.splitlines()[0]}"
     s = read_summary(run_dir(runs_dir, job)) or {}
@@ -118,7 +118,7 @@ def _exit_on_sigterm():
     return signal.signal(signal.SIGTERM, on_sigterm)
 
 
-def launch_local(jobs: list[dict[str, Any]], runs_dir: Path, workers: int = 1,
+def launch_local(jobs: list[Job], runs_dir: Path, workers: int = 1,
                  progress: bool = True, retries: int = 0) -> dict[str, str]:
     """Runs the jobs, one process per group (failed ones up to `retries` more times), in `workers`
     processes (0: as many as the cores hold groups of their `threads`); returns {job_id: error}
@@ -131,11 +131,11 @@ def launch_local(jobs: list[dict[str, Any]], runs_dir: Path, workers: int = 1,
             break
         groups = group_jobs(todo)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        n = max(1, min(workers or cores // max(j["threads"] for j in todo), len(groups)))
+        n = max(1, min(workers or cores // max(j.threads for j in todo), len(groups)))
         if n == 1:
             results = [r for g in groups for r in _run_group((g, runs_dir, progress))]
         else:  # worker processes show no bars: one line per finished job instead
-            by_id = {j["job_id"]: j for j in todo}
+            by_id = {j.job_id: j for j in todo}
             results = []
             previous = _exit_on_sigterm()
             try:
@@ -152,7 +152,7 @@ def launch_local(jobs: list[dict[str, Any]], runs_dir: Path, workers: int = 1,
                 if previous is not None:
                     signal.signal(signal.SIGTERM, previous)
         errors = {job_id: err for job_id, err in results if err}
-        todo = [j for j in todo if j["job_id"] in errors]
+        todo = [j for j in todo if j.job_id in errors]
         if todo and attempt < retries:
             print(f"retrying {len(todo)} failed job(s) ({attempt + 1}/{retries})", flush=True)
     return errors
@@ -166,13 +166,15 @@ class SlurmJob:
     requeues the job, which resumes from it. A signal that finds no safe point within `grace_s`
     requeues from the last periodic checkpoint instead (exact too, it just repeats some work)."""
 
-    def __init__(self, jobs: list[dict[str, Any]], runs_dir: str, grace_s: float = 30.0):
-        self.jobs, self.runs_dir, self.grace_s = jobs, str(runs_dir), grace_s
+    def __init__(self, jobs: list[Job], runs_dir: str, grace_s: float = 30.0):
+        # pickled for the node as plain data (`Job.to_dict()`), as config.yaml holds it
+        self.jobs, self.runs_dir, self.grace_s = [j.to_dict() for j in jobs], str(runs_dir), grace_s
 
     def __call__(self) -> list[dict[str, Any]]:
         from harness.runner import Interrupted, run_jobs
 
-        configure_torch(self.jobs[0]["threads"])
+        jobs = [Job.from_dict(d) for d in self.jobs]
+        configure_torch(jobs[0].threads)
         requested = threading.Event()
         sig = signal.SIGUSR2  # submitit's USR_SIG on SLURM
         submitit_handler = signal.getsignal(sig)
@@ -187,7 +189,7 @@ class SlurmJob:
 
         signal.signal(sig, on_signal)
         try:
-            return run_jobs(self.jobs, [run_dir(self.runs_dir, j) for j in self.jobs], progress_bar=False,
+            return run_jobs(jobs, [run_dir(self.runs_dir, j) for j in jobs], progress_bar=False,
                             stop_requested=requested.is_set)
         except Interrupted:
             signal.signal(sig, submitit_handler)
@@ -197,7 +199,8 @@ class SlurmJob:
     def checkpoint(self, *args, **kwargs):
         import submitit
 
-        return submitit.helpers.DelayedSubmission(SlurmJob(self.jobs, self.runs_dir, self.grace_s))
+        return submitit.helpers.DelayedSubmission(SlurmJob([Job.from_dict(d) for d in self.jobs], self.runs_dir,
+                                                           self.grace_s))
 
 
 def check_slurm(launcher) -> None:
@@ -240,7 +243,7 @@ def slurm_executor(launcher, folder: Path, n_jobs: int):
     return ex
 
 
-def why_gone(job: dict[str, Any], runs_dir: Path, slurm_id: str, folder: Path) -> str:
+def why_gone(job: Job, runs_dir: Path, slurm_id: str, folder: Path) -> str:
     """Why a job that left the SLURM queue has no done summary: its recorded error, else the
     error submitit saved, else what the store shows."""
     from submitit.core.utils import JobPaths, pickle_load
@@ -260,7 +263,7 @@ def why_gone(job: dict[str, Any], runs_dir: Path, slurm_id: str, folder: Path) -
             f"out of requeues); log: {paths.stderr}")
 
 
-def wait_slurm(waiting: dict[str, dict[str, Any]], ledger: dict[str, str], runs_dir: Path, folder: Path,
+def wait_slurm(waiting: dict[str, Job], ledger: dict[str, str], runs_dir: Path, folder: Path,
                poll_s: float) -> dict[str, str]:
     """Waits until every job is done in the store or gone from the SLURM queue, whichever comes
     first; never on a result file, which a job cancelled while pending never writes. A job
@@ -309,22 +312,22 @@ def wait_slurm(waiting: dict[str, dict[str, Any]], ledger: dict[str, str], runs_
     return errors
 
 
-def launch_slurm(jobs: list[dict[str, Any]], runs_dir: Path, launcher, retries: int = 0) -> dict[str, str]:
+def launch_slurm(jobs: list[Job], runs_dir: Path, launcher, retries: int = 0) -> dict[str, str]:
     """Submits the unfinished jobs as one array (not those still queued or running from an
     earlier submission) and, if launcher.wait, waits for all of them, those included.
     Returns {job_id: error}."""
     check_slurm(launcher)
-    folder = Path(runs_dir) / jobs[0]["suite"] / ".submitit"
+    folder = Path(runs_dir) / jobs[0].suite / ".submitit"
     ledger_path = folder / "submitted.json"
     ledger = read_ledger(folder.parent)
     unfinished = [j for j in jobs if not is_done(j, runs_dir)]
     try:
-        queued = queue_states([ledger[j["job_id"]] for j in unfinished if j["job_id"] in ledger])
+        queued = queue_states([ledger[j.job_id] for j in unfinished if j.job_id in ledger])
     except QueueUnavailable as exc:
         raise ConfigError(f"{exc}; cannot tell which jobs are still queued, so nothing was submitted; "
                           f"try again when squeue answers") from None
-    waiting = {j["job_id"]: j for j in unfinished if ledger.get(j["job_id"]) in queued}
-    todo = [j for j in unfinished if j["job_id"] not in waiting]
+    waiting = {j.job_id: j for j in unfinished if ledger.get(j.job_id) in queued}
+    todo = [j for j in unfinished if j.job_id not in waiting]
     if waiting:
         print(f"{len(waiting)} job(s) still queued or running on SLURM "
               f"({', '.join(ledger[j] for j in waiting)}): not resubmitted", flush=True)
@@ -337,8 +340,8 @@ def launch_slurm(jobs: list[dict[str, Any]], runs_dir: Path, launcher, retries: 
                 handles = [ex.submit(SlurmJob(g, str(Path(runs_dir).resolve()), float(launcher.grace_s))) for g in groups]
             for g, h in zip(groups, handles):
                 for j in g:
-                    ledger[j["job_id"]] = h.job_id
-                    waiting[j["job_id"]] = j
+                    ledger[j.job_id] = h.job_id
+                    waiting[j.job_id] = j
             atomic_write(ledger_path, json.dumps(ledger, indent=1) + "\n")
             print(f"submitted {len(handles)} job(s) as SLURM array {handles[0].job_id.split('_')[0]}; "
                   f"logs: {folder}", flush=True)
@@ -352,7 +355,7 @@ def launch_slurm(jobs: list[dict[str, Any]], runs_dir: Path, launcher, retries: 
     return errors
 
 
-def launch(jobs: list[dict[str, Any]], runs_dir: Path, cfg) -> dict[str, str]:
+def launch(jobs: list[Job], runs_dir: Path, cfg) -> dict[str, str]:
     """The launcher the config names (cfg.launcher.name)."""
     launcher = cfg.launcher
     retries = int(cfg.get("retries", 0))

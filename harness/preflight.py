@@ -43,11 +43,11 @@ def check_encoders(jobs) -> None:
     from harness.jobs import ConfigError
 
     for job in jobs:
-        image = tasks.get(job["task"]["name"]).image_shape
-        hp = job["algorithm"]["hparams"]
+        image = tasks.get(job.task.name).image_shape
+        hp = job.algorithm.hparams
         if image is None or "encoder_channels" not in hp:
             continue  # vector observations: the encoder is the identity
-        where = f"algorithm '{job['algorithm']['name']}' on {job['task']['name']}"
+        where = f"algorithm '{job.algorithm.name}' on {job.task.name}"
         layers = len(hp["encoder_channels"])
         if min(conv_sizes(image, layers)) < 1:
             fit = next((n for n in range(layers, 0, -1) if min(conv_sizes(image, n)) >= 1), 0)
@@ -62,7 +62,7 @@ def preflight(jobs) -> None:
     """ConfigError for an encoder that does not fit its images; DatasetError listing everything
     missing: one line, or a header and one line per task."""
     check_encoders(jobs)
-    found = problems(j["task"]["name"] for j in jobs)
+    found = problems(j.task.name for j in jobs)
     if len(found) == 1:
         raise DatasetError(f"before any job starts: {found[0]}")
     if found:

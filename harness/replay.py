@@ -4,10 +4,15 @@ online data alone ("online": the offline data is dropped when fine-tuning starts
 Monte-Carlo returns-to-go for every trajectory (offline at load, online when it ends)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable
+
 import numpy as np
 import torch
 
 from algorithms.base import Batch, SeedStreams
+
+if TYPE_CHECKING:
+    from tasks.base import Dataset
 
 FIELDS = ("obs", "action", "reward", "next_obs", "done", "mc_return")
 
@@ -69,6 +74,20 @@ class Replay:
             buf[: self.n_offline] = arr.to(device)
             self.storage[key] = buf
         self.pending: list[list[tuple]] = [[] for _ in range(n_seeds)]
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, online_capacity: int, device: torch.device, gamma: float,
+                     fail_reward: float | None = None, n_seeds: int = 1,
+                     reward_transform: Callable | None = None) -> Replay:
+        """A task's dataset as the offline part, its rewards through `reward_transform` (a job's
+        RewardTransform; None: as recorded) and its Monte-Carlo returns under the sparse-failure
+        rule; `fail_reward` is the task's, before the transform."""
+        transform = reward_transform or (lambda r: r)
+        reward = transform(data.reward)
+        fail = None if fail_reward is None else transform(fail_reward)
+        offline = {"obs": data.obs, "action": data.action, "reward": reward, "next_obs": data.next_obs,
+                   "done": data.terminal.astype(np.float32), "mc_return": mc_returns(reward, data.episode_end, gamma, fail)}
+        return cls(offline, online_capacity, device, gamma, fail, n_seeds)
 
     def online_start(self, k: int) -> int:
         return self.n_offline + k * self.online_capacity

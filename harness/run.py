@@ -43,7 +43,7 @@ def closing_table(jobs, runs_dir: Path, errors: dict[str, str]) -> str:
     groups: dict[tuple[str, str], list[dict]] = {}
     for job in jobs:
         s = read_summary(run_dir(runs_dir, job)) or {"status": "missing"}
-        groups.setdefault((job["algorithm"]["name"], job["task"]["name"]), []).append(s)
+        groups.setdefault((job.algorithm.name, job.task.name), []).append(s)
 
     def stat(values):
         v = [x for x in values if x is not None]
@@ -70,12 +70,12 @@ def job_cost(job, runs_dir: Path, cost) -> tuple[int, int, float, str]:
     import tasks
     from harness.store import finished_summary, runs_of
 
-    p = job["protocol"]
-    updates = p["offline_steps"] + (p["online_steps"] - p.get("warmup_steps", 0)) * p["utd"]
-    horizon = tasks.get(job["task"]["name"]).horizon
-    n_evals = -(-p["offline_steps"] // p["eval_every_offline"]) + -(-p["online_steps"] // p["eval_every"])
-    env_steps = p["online_steps"] + max(n_evals, 1) * p["eval_episodes"] * horizon  # evaluation: at most
-    algo, task = job["algorithm"]["name"], job["task"]["name"]
+    p = job.protocol
+    updates = p.offline_steps + (p.online_steps - p.warmup_steps) * p.utd
+    horizon = tasks.get(job.task.name).horizon
+    n_evals = -(-p.offline_steps // p.eval_every_offline) + -(-p.online_steps // p.eval_every)
+    env_steps = p.online_steps + max(n_evals, 1) * p.eval_episodes * horizon  # evaluation: at most
+    algo, task = job.algorithm.name, job.task.name
     measured = [s["updates_per_s"] for d in runs_of(runs_dir, task, algo)
                 if (s := finished_summary(d)) and s.get("updates_per_s")
                 and s.get("wall_time_s", 0) > 60]  # whole-run rates (evaluation and env included)
@@ -92,13 +92,13 @@ def job_table(jobs, runs_dir: Path | None = None, cost=None) -> str:
              f"{'updates':>10} {'env steps':>11} {'GPU-h':>7}  job id        rate from"]
     total = [0, 0, 0.0]
     for j in jobs:
-        p = j["protocol"]
+        p = j.protocol
         u, e, h, src = job_cost(j, runs_dir, cost) if cost is not None else (0, 0, 0.0, "")
         total[0] += u; total[1] += e; total[2] += h
-        lines.append(f"{j['algorithm']['name']:<10} {j['task']['name']:<28} {j['seed']:>4} "
-                     f"{p['offline_steps']:>14,} {p['online_steps']:>13,} {u:>10,} {e:>11,} {h:>7.2f}  {j['job_id']}  {src}")
-    lines.append(f"{len(jobs)} jobs, {sum(j['protocol']['offline_steps'] for j in jobs):,} offline updates, "
-                 f"{sum(j['protocol']['online_steps'] for j in jobs):,} online env steps; in all {total[0]:,} "
+        lines.append(f"{j.algorithm.name:<10} {j.task.name:<28} {j.seed:>4} "
+                     f"{p.offline_steps:>14,} {p.online_steps:>13,} {u:>10,} {e:>11,} {h:>7.2f}  {j.job_id}  {src}")
+    lines.append(f"{len(jobs)} jobs, {sum(j.protocol.offline_steps for j in jobs):,} offline updates, "
+                 f"{sum(j.protocol.online_steps for j in jobs):,} online env steps; in all {total[0]:,} "
                  f"gradient updates, <= {total[1]:,} env steps (evaluation included), ~{total[2]:.2f} GPU-hours")
     return "\n".join(lines)
 
@@ -140,13 +140,13 @@ def main_with_config(cfg, overrides: list[str] = ()) -> int:
     if todo:  # a finished study needs neither data, trackers nor a cluster
         from harness.trackers import check_trackers
 
-        check_trackers(jobs[0]["logger"])  # one line for a missing tensorboard / wandb, not one per job
+        check_trackers(jobs[0].logger)  # one line for a missing tensorboard / wandb, not one per job
         if cfg.launcher.name == "slurm":
             check_slurm(cfg.launcher)
         from harness.preflight import preflight
 
         preflight(todo)  # every dataset and environment before any job
-        for task_name in dict.fromkeys(j["task"]["name"] for j in todo):
+        for task_name in dict.fromkeys(j.task.name for j in todo):
             import tasks
 
             tasks.get(task_name).prepare()
@@ -160,7 +160,7 @@ def main_with_config(cfg, overrides: list[str] = ()) -> int:
     print(closing_table(jobs, runs_dir, errors))
     for job_id, err in errors.items():
         print(f"FAILED {job_id}: {err.splitlines()[0]}", file=sys.stderr)
-    suite_dir = runs_dir / jobs[0]["suite"]
+    suite_dir = runs_dir / jobs[0].suite
     if cfg.report and read_only:
         print(f"report not rebuilt: {read_only}; write it elsewhere with "
               f"python -m reports {suite_dir} --out DIR")

@@ -25,8 +25,8 @@ import torch
 import algorithms
 import tasks
 from harness.evaluate import evaluate_seeds
-from harness.jobs import Protocol, ReplayConfig, RewardTransform
-from harness.replay import Replay, mc_returns
+from harness.jobs import Job
+from harness.replay import Replay
 from harness.store import CHECKPOINT_DIR, RunStore, atomic_write, finished_summary, read_summary, remove_empty_checkpoint_dir, remove_orphans
 from harness.trackers import Trackers
 from scoring import early_min_score
@@ -81,18 +81,17 @@ class Progress:
 class Runner:
     """Runs the jobs of one group: the same method, task and protocol, one seed each."""
 
-    def __init__(self, jobs: list[dict[str, Any]], run_dirs: list[Path], progress_bar: bool = True,
+    def __init__(self, jobs: list[Job], run_dirs: list[Path], progress_bar: bool = True,
                  stop_requested=lambda: False, checkpoint_dir: Path | None = None):
         self.jobs, self.dirs, self.progress_bar = jobs, [Path(d) for d in run_dirs], progress_bar
         self.K = len(jobs)
         self.stop_requested = stop_requested  # polled at safe points (between updates and env steps)
         job = jobs[0]
-        self.protocol = Protocol(**job["protocol"])
-        algo_cfg = job["algorithm"]
-        self.replay_cfg = ReplayConfig(**algo_cfg.get("replay", {}))
-        self.reward = RewardTransform(**algo_cfg.get("reward", {}))
-        self.task = tasks.get(job["task"]["name"])
-        self.device = pick_device(job["device"])
+        self.protocol = job.protocol
+        self.replay_cfg = job.algorithm.replay
+        self.reward = job.algorithm.reward
+        self.task = tasks.get(job.task.name)
+        self.device = pick_device(job.device)
         self.stores = [RunStore(d) for d in self.dirs]
         # TensorBoard / W&B next to each seed's CSV files (logger=...)
         self.trackers = [Trackers(j, d) for j, d in zip(jobs, self.dirs)]
@@ -119,13 +118,13 @@ class Runner:
 
     # -- set-up ----------------------------------------------------------------------------
     def build(self) -> None:
-        seeds = [j["seed"] for j in self.jobs]
+        seeds = [j.seed for j in self.jobs]
         seed_everything(seeds[0])
         task = self.task
         data = task.load_dataset()
         data.validate(f"task '{task.name}' dataset", task.obs_dim, task.act_dim)
-        hparams = dict(self.jobs[0]["algorithm"].get("hparams", {}))
-        name = self.jobs[0]["algorithm"]["name"]
+        hparams = dict(self.jobs[0].algorithm.hparams)
+        name = self.jobs[0].algorithm.name
         # one random stream per seed; a method written for one seed draws from torch's global
         # generators, seeded above
         rng = algorithms.SeedStreams.from_seeds(seeds, self.device) if algorithms.get(name).multi_seed else None
@@ -134,12 +133,8 @@ class Runner:
         self.rng = self.algo.rng
         self.algo.observe_dataset(torch.as_tensor(data.obs, device=self.device))  # dataset dtype (uint8: images)
         gamma = getattr(self.algo.config, "gamma", 0.99)
-        fail = None if task.fail_reward is None else self.reward(task.fail_reward)
-        reward = self.reward(data.reward)
-        offline = {"obs": data.obs, "action": data.action, "reward": reward, "next_obs": data.next_obs,
-                   "done": data.terminal.astype(np.float32),
-                   "mc_return": mc_returns(reward, data.episode_end, gamma, fail)}
-        self.replay = Replay(offline, self.protocol.online_steps, self.device, gamma, fail, self.K)
+        self.replay = Replay.from_dataset(data, self.protocol.online_steps, self.device, gamma, task.fail_reward,
+                                          self.K, self.reward)
         self.with_mc = "mc_return" in self.algo.needs
         self.train_envs = [task.make_env(s) for s in seeds]
         self.eval_envs = [task.make_env(s + EVAL_SEED_OFFSET) for s in seeds]
@@ -153,7 +148,7 @@ class Runner:
         self.check_finite("checkpoint")  # a diverged seed is never saved to be resumed
         t = time.monotonic()
         self.state.rows = [{"evals": st.evals, "train": st.train, "episodes": st.episodes} for st in self.stores]
-        payload = {"job_ids": [j["job_id"] for j in self.jobs], "progress": self.state,
+        payload = {"job_ids": [j.job_id for j in self.jobs], "progress": self.state,
                    "algorithm": self.algo.state_dict(), "replay": self.replay.online_state(),
                    "seed_streams": self.rng.state(), "torch_rng": torch.get_rng_state(),
                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -174,7 +169,7 @@ class Runner:
         if not self.ckpt_path.exists():
             return False
         payload = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
-        ids = [j["job_id"] for j in self.jobs]
+        ids = [j.job_id for j in self.jobs]
         if payload.get("job_ids") != ids:
             raise RunDirConflict(f"{self.ckpt_path} holds a checkpoint of jobs {payload.get('job_ids')}, not {ids}; "
                                  f"use another runs_dir or delete that checkpoint")
@@ -204,7 +199,7 @@ class Runner:
             remove_orphans(d)  # of an earlier attempt killed during a write
         previous = [read_summary(d) for d in self.dirs]
         for store, job in zip(self.stores, self.jobs):
-            store.write_config(job)
+            store.write_config(job.to_dict())
         self.build()
         resumed = self.try_resume()
         self.state.wall_time = max(self.state.wall_time, *(self.time_until_last_write(prev) for prev in previous))
@@ -219,9 +214,9 @@ class Runner:
 
         total = p.offline_steps + p.online_steps
         done_so_far = self.state.step if not self.state.offline_done else p.offline_steps + self.state.env_steps
-        seeds = ",".join(str(j["seed"]) for j in self.jobs)
+        seeds = ",".join(str(j.seed) for j in self.jobs)
         self.bar = tqdm(total=total, initial=done_so_far, disable=not self.progress_bar, leave=False,
-                        desc=f"{self.jobs[0]['algorithm']['name']}/{self.task.name}/s{seeds}",
+                        desc=f"{self.jobs[0].algorithm.name}/{self.task.name}/s{seeds}",
                         dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0)
         self.last_score = float("nan")
         self.rate_t, self.rate_n = time.monotonic(), self.state.step
@@ -365,7 +360,7 @@ class Runner:
         raise Interrupted(f"stopped at update {self.state.step}, env step {self.state.env_steps}")
 
     def episode_seed(self, k: int) -> int:
-        return self.jobs[k]["seed"] * 1_000_003 + self.state.episodes[k]
+        return self.jobs[k].seed * 1_000_003 + self.state.episodes[k]
 
     # -- divergence ------------------------------------------------------------------------
     def watch(self, metrics: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -414,7 +409,7 @@ class Runner:
     def divergence_advice(self, names: list[str]) -> str:
         """Which option to lower: the learning rate named like the diverged quantity (critic_loss ->
         hparams.critic_lr), else every learning rate; and a large reward scale or raw rewards."""
-        hp = self.jobs[0]["algorithm"].get("hparams", {})
+        hp = self.jobs[0].algorithm.hparams
         lrs = [k for k in hp if k.endswith("_lr")]
         named = [f"{n.split('_')[0]}_lr" for n in names if f"{n.split('_')[0]}_lr" in hp]
         chosen = list(dict.fromkeys(named)) or lrs
@@ -476,7 +471,7 @@ class Runner:
     def evaluate(self, phase: str) -> None:
         s = self.state
         self.check_finite(phase)
-        seeds = [j["seed"] + EVAL_SEED_OFFSET for j in self.jobs]
+        seeds = [j.seed + EVAL_SEED_OFFSET for j in self.jobs]
         results = evaluate_seeds(self.algo, self.eval_envs, self.task, self.protocol.eval_episodes, seeds, self.active,
                                  check_action=lambda k, a: self.finite_action(k, a, f"{phase} evaluation"))
         for store, trackers, result in zip(self.stores, self.trackers, results):
@@ -498,10 +493,10 @@ class Runner:
         wall = self.state.wall_time + time.monotonic() - self.t0
         error = error or self.state.failed[k]
         summary = {
-            "status": status, "job_id": job["job_id"], "suite": job["suite"],
+            "status": status, "job_id": job.job_id, "suite": job.suite,
             "task": self.task.name, "domain": self.task.domain, "goal": self.task.goal_reaching,
-            "algorithm": job["algorithm"]["name"],
-            "seed": job["seed"],
+            "algorithm": job.algorithm.name,
+            "seed": job.seed,
             "offline_score": offline[-1] if offline else None,
             "final_score": online[-1]["normalized_score"] if online else (offline[-1] if offline else None),
             "early_min_score": early_min if not math.isnan(early_min) else None,
@@ -542,7 +537,7 @@ def slurm_job_id() -> str | None:
     return env.get("SLURM_JOB_ID")
 
 
-def check_run_dir(run_dir: Path, job: dict[str, Any]) -> None:
+def check_run_dir(run_dir: Path, job: Job) -> None:
     """Refuse a run directory written for another resolved config (e.g. a changed yaml)."""
     import yaml
 
@@ -553,13 +548,13 @@ def check_run_dir(run_dir: Path, job: dict[str, Any]) -> None:
         found = (yaml.safe_load(path.read_text()) or {}).get("job_id")
     except yaml.YAMLError:
         found = None
-    if found is not None and found != job["job_id"]:
+    if found is not None and found != job.job_id:
         raise RunDirConflict(
-            f"{run_dir} holds job {found}, but this config resolves to job {job['job_id']} "
+            f"{run_dir} holds job {found}, but this config resolves to job {job.job_id} "
             f"(the config changed since that run); use another runs_dir=... or delete {run_dir}")
 
 
-def run_jobs(jobs: list[dict[str, Any]], run_dirs: list[Path], progress_bar: bool = True,
+def run_jobs(jobs: list[Job], run_dirs: list[Path], progress_bar: bool = True,
              stop_requested=lambda: False) -> list[dict[str, Any]]:
     """Run (or resume) a group of jobs (one seed each, same method, task and protocol) in this
     process; finished runs with the same job id are skipped, never redone: the group trains
@@ -569,7 +564,7 @@ def run_jobs(jobs: list[dict[str, Any]], run_dirs: list[Path], progress_bar: boo
     summaries: list = [None] * len(jobs)
     todo = []
     for i, (job, d) in enumerate(zip(jobs, run_dirs)):
-        previous = finished_summary(d, job["job_id"])
+        previous = finished_summary(d, job.job_id)
         if previous is not None:
             remove_orphans(d)
             summaries[i] = previous
@@ -580,7 +575,7 @@ def run_jobs(jobs: list[dict[str, Any]], run_dirs: list[Path], progress_bar: boo
     dirs = [Path(run_dirs[i]) for i in todo]
     checkpoint_dir = None
     if len(todo) > 1:
-        checkpoint_dir = dirs[0].parent / ("seeds" + "-".join(str(jobs[i]["seed"]) for i in todo)) / "checkpoint"
+        checkpoint_dir = dirs[0].parent / ("seeds" + "-".join(str(jobs[i].seed) for i in todo)) / "checkpoint"
     runner = Runner([jobs[i] for i in todo], dirs, progress_bar, stop_requested, checkpoint_dir)
     try:
         for i, summary in zip(todo, runner.run()):
@@ -601,7 +596,7 @@ def run_jobs(jobs: list[dict[str, Any]], run_dirs: list[Path], progress_bar: boo
         raise
 
 
-def run_job(job: dict[str, Any], run_dir: Path, progress_bar: bool = True,
+def run_job(job: Job, run_dir: Path, progress_bar: bool = True,
             stop_requested=lambda: False) -> dict[str, Any]:
     """Run (or resume) one job: a group of one."""
     return run_jobs([job], [run_dir], progress_bar, stop_requested)[0]

@@ -30,8 +30,8 @@ def expected_jobs(runs_dir: Path, overrides: list[str]) -> list[dict]:
         overrides = hydra_overrides([*overrides, f"runs_dir={runs_dir}"])
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             cfg = compose("config", overrides=overrides)
-        return [{"run_dir": str(run_dir(runs_dir, j).relative_to(runs_dir)), "job_id": j["job_id"],
-                 "algorithm": j["algorithm"]["name"], "task": j["task"]["name"], "seed": j["seed"]}
+        return [{"run_dir": str(run_dir(runs_dir, j).relative_to(runs_dir)), "job_id": j.job_id,
+                 "algorithm": j.algorithm.name, "task": j.task.name, "seed": j.seed}
                 for j in expand(cfg, overrides)]
     entries = []
     for manifest in sorted(runs_dir.glob("*/jobs.json")):

@@ -22,7 +22,10 @@ import shlex
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.jobs import Job
 
 NAMES = ("csv", "tensorboard", "wandb")
 KINDS = ("train", "eval", "episode")  # the order of rows logged at one step
@@ -85,7 +88,7 @@ def wandb_offline_runs(run_dirs) -> list[Path]:
 
 
 class TensorBoard:
-    def __init__(self, job: dict[str, Any], run_dir: Path, resumed_step: int | None):
+    def __init__(self, job: Job, run_dir: Path, resumed_step: int | None):
         from torch.utils.tensorboard import SummaryWriter
 
         log_dir = run_dir / "tensorboard"
@@ -96,7 +99,7 @@ class TensorBoard:
         if self.held < 0:
             import yaml
 
-            self.writer.add_text("config", "```\n" + yaml.safe_dump(job, sort_keys=False) + "```", 0)
+            self.writer.add_text("config", "```\n" + yaml.safe_dump(job.to_dict(), sort_keys=False) + "```", 0)
 
     def log(self, values: dict[str, float], step: int) -> None:
         for tag, v in values.items():
@@ -112,7 +115,7 @@ class TensorBoard:
 
 
 class WandB:
-    def __init__(self, job: dict[str, Any], run_dir: Path, resumed_step: int | None):
+    def __init__(self, job: Job, run_dir: Path, resumed_step: int | None):
         import wandb
 
         id_file = run_dir / "wandb" / "run_id"  # job id + a nonce: a deleted and rerun directory is a new W&B run
@@ -121,16 +124,16 @@ class WandB:
         else:
             from harness.store import atomic_write
 
-            self.id = f"{job['job_id']}-{secrets.token_hex(4)}"
+            self.id = f"{job.job_id}-{secrets.token_hex(4)}"
             atomic_write(id_file, self.id + "\n")
         earlier = list(run_dir.glob(f"wandb/*-{self.id}/run-{self.id}.wandb"))
         # wandb names an attempt's directory by its start second: a second attempt within it would reuse the first's
         while any(f.parent.name.endswith(f"run-{datetime.now():%Y%m%d_%H%M%S}-{self.id}") for f in earlier):
             time.sleep(0.1)
         self.run = wandb.init(
-            project=os.environ.get("WANDB_PROJECT") or f"o2o-bench-{job['suite']}",
-            group=f"{job['task']['name']}/{job['algorithm']['name']}", name=f"seed{job['seed']}",
-            tags=[job["algorithm"]["name"], job["task"]["name"]], config=job, id=self.id,
+            project=os.environ.get("WANDB_PROJECT") or f"o2o-bench-{job.suite}",
+            group=f"{job.task.name}/{job.algorithm.name}", name=f"seed{job.seed}",
+            tags=[job.algorithm.name, job.task.name], config=job.to_dict(), id=self.id,
             resume=None if wandb_offline() else "allow",  # offline: a file per attempt, none to resume
             dir=str(run_dir), settings=wandb.Settings(console="off", quiet=True))  # progress bars not captured
         # online: the server's last step; offline (or lost on the way): the earlier attempts' files
@@ -176,16 +179,15 @@ BACKENDS = {"tensorboard": TensorBoard, "wandb": WandB}
 class Trackers:
     """The trackers of one run; inert until `start` (and when only csv is on)."""
 
-    def __init__(self, job: dict[str, Any], run_dir: Path):
+    def __init__(self, job: Job, run_dir: Path):
         self.job, self.dir = job, Path(run_dir)
-        p = job["protocol"]
-        self.offline_steps, self.utd = p["offline_steps"], p["utd"]
+        self.offline_steps, self.utd = job.protocol.offline_steps, job.protocol.utd
         self.backends: list = []
         self.step = 0
 
     def start(self, resumed_step: int | None, rows: dict[str, list[dict[str, Any]]]) -> None:
         """Open the trackers; `rows` (per kind) are the curves so far, restored from the checkpoint."""
-        for name in self.job.get("logger", ["csv"]):
+        for name in self.job.logger:
             if name != "csv":
                 try:
                     self.backends.append(BACKENDS[name](self.job, self.dir, resumed_step))

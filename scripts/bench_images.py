@@ -7,13 +7,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import algorithms  # noqa: E402
 import tasks  # noqa: E402
 from harness.jobs import load_group, resolve_algorithm  # noqa: E402
-from harness.replay import Replay, mc_returns  # noqa: E402
+from harness.replay import Replay  # noqa: E402
 
 SMALL = {"actor_hidden": [64, 64], "critic_hidden": [64, 64], "encoder_channels": [16, 16], "encoder_feature_dim": 32}
 
@@ -39,10 +38,8 @@ def main():
     print(f"env step+render: {n / (time.perf_counter() - t0):.0f}/s ({task.image_shape[1]}px)")
     env.close()
     data = task.load_dataset()
-    offline = {"obs": data.obs, "action": data.action, "reward": data.reward, "next_obs": data.next_obs,
-               "done": data.terminal.astype(np.float32), "mc_return": mc_returns(data.reward, data.episode_end, 0.99, 0.0)}
     device = torch.device(args.device)
-    replay = Replay(offline, 0, device, 0.99, 0.0)
+    replay = Replay.from_dataset(data, 0, device, 0.99, 0.0)
     spec = algorithms.ObsSpec((task.obs_dim,), task.image_shape, task.vector_dim)
     for name in args.methods.split(","):
         cfg = resolve_algorithm(load_group("algorithm", name), task.domain)

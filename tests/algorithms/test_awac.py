@@ -2,21 +2,17 @@
 action, no entropy), advantage weights exp(A / lambda) clipped, and the weighted log-likelihood."""
 import math
 
-import pytest
 import torch
 from torch.distributions import Normal
 
 import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec
+from tests.algorithms.helpers import approx
 
 
 def make(**hp):
     torch.manual_seed(0)
     return algorithms.make("awac", ObsSpec((3,)), ActionSpec(2), {"actor_hidden": (8,), "critic_hidden": (8,), **hp})
-
-
-def approx(x):
-    return pytest.approx(x, rel=1e-5, abs=1e-6)
 
 
 def test_td_target_uses_the_min_over_target_critics_and_no_entropy():

@@ -12,7 +12,8 @@ import algorithms
 from algorithms import ActionSpec, ObsSpec, SeedStreams
 from algorithms.common.encoder import PixelEncoder, make_encoder, random_shift, split_obs
 from harness.evaluate import evaluate
-from harness.replay import Replay, mc_returns
+from harness.jobs import Job, RewardTransform
+from harness.replay import Replay
 from harness.runner import run_job
 from tasks import TASKS, register_task
 from tasks.fetch import DatasetRecipe, VisualPickPlaceTask
@@ -31,11 +32,8 @@ def task():
 
 @pytest.fixture(scope="module")
 def replay(task):
-    data = task.load_dataset()
-    reward = 10 * data.reward - 5
-    offline = {"obs": data.obs, "action": data.action, "reward": reward, "next_obs": data.next_obs,
-               "done": data.terminal.astype(np.float32), "mc_return": mc_returns(reward, data.episode_end, 0.99, -5.0)}
-    return Replay(offline, 200, torch.device("cpu"), 0.99, -5.0)
+    return Replay.from_dataset(task.load_dataset(), 200, torch.device("cpu"), 0.99, task.fail_reward,
+                               reward_transform=RewardTransform(scale=10.0, shift=-5.0))  # fail reward 0 -> -5
 
 
 def spec(task):
@@ -102,12 +100,12 @@ def test_every_method_updates_and_evaluates_on_images(name, task, replay):
 
 
 def test_runner_runs_a_visual_job(task, tmp_path):
-    job = {"suite": "test", "seed": 0, "job_id": "visualtest", "device": "cpu",
-           "task": {"name": task.name, "domain": task.domain},
-           "algorithm": {"name": "calql", "hparams": dict(TINY), "replay": {"mode": "mix", "batch_size": 16},
-                         "reward": {"scale": 10.0, "shift": -5.0}},
-           "protocol": {"offline_steps": 10, "online_steps": 60, "utd": 1, "eval_every_offline": 10,
-                        "eval_every": 60, "eval_episodes": 1, "log_every": 10, "checkpoint_every": 0}}
+    job = Job.from_dict({"suite": "test", "seed": 0, "device": "cpu",
+                         "task": {"name": task.name, "domain": task.domain},
+                         "algorithm": {"name": "calql", "hparams": dict(TINY), "replay": {"mode": "mix", "batch_size": 16},
+                                       "reward": {"scale": 10.0, "shift": -5.0}},
+                         "protocol": {"offline_steps": 10, "online_steps": 60, "utd": 1, "eval_every_offline": 10,
+                                      "eval_every": 60, "eval_episodes": 1, "log_every": 10, "checkpoint_every": 0}})
     summary = run_job(job, tmp_path, progress_bar=False)
     assert summary["status"] == "done"
     assert json.loads((tmp_path / "summary.json").read_text())["final_score"] is not None

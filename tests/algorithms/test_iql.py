@@ -2,22 +2,18 @@
 the TD target through V(s'), and one full update against the paper's losses computed here."""
 import math
 
-import pytest
 import torch
 from torch.distributions import Normal
 
 import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec
+from tests.algorithms.helpers import approx
 
 
 def make(**hp):
     torch.manual_seed(0)
     return algorithms.make("iql", ObsSpec((3,)), ActionSpec(2),
                            {"actor_hidden": (8,), "critic_hidden": (8,), "value_hidden": (8,), **hp})
-
-
-def approx(x):
-    return pytest.approx(x, rel=1e-5, abs=1e-6)
 
 
 def test_expectile_loss_weights_positive_and_negative_errors_asymmetrically():

@@ -19,9 +19,9 @@ from omegaconf import OmegaConf
 import algorithms
 import tasks
 from harness.evaluate import evaluate
-from harness.jobs import CONF_DIR, ReplayConfig, RewardTransform, expand, hydra_overrides, load_group, resolve_algorithm
-from harness.runner import Runner
+from harness.jobs import CONF_DIR, Job, ReplayConfig, RewardTransform, expand, hydra_overrides, load_group, resolve_algorithm
 from harness.replay import Replay, mc_returns
+from harness.runner import Runner
 
 TASK = "pointmaze-umaze-diverse"
 # Offline updates per method (batch size: the yaml's, except 128 for the CQL family, whose update
@@ -48,12 +48,8 @@ def pretrain(algo_name: str, steps: int, seed: int = 0, batch_size: int | None =
                            cfg["hparams"], "cpu")
     algo.observe_dataset(torch.as_tensor(data.obs))
     transform, replay_cfg = RewardTransform(**cfg["reward"]), ReplayConfig(**cfg["replay"])
-    reward = transform(data.reward)
-    fail = transform(task.fail_reward)
-    offline = {"obs": data.obs, "action": data.action, "reward": reward, "next_obs": data.next_obs,
-               "done": data.terminal.astype(np.float32),
-               "mc_return": mc_returns(reward, data.episode_end, algo.config.gamma, fail)}
-    replay = Replay(offline, 0, torch.device("cpu"), algo.config.gamma, fail)
+    replay = Replay.from_dataset(data, 0, torch.device("cpu"), algo.config.gamma, task.fail_reward,
+                                 reward_transform=transform)
     with_mc = "mc_return" in algo.needs
     for _ in range(steps):
         metrics = algo.update(replay.sample(batch_size or replay_cfg.batch_size, "mix", 1.0, with_mc))
@@ -100,7 +96,7 @@ def test_pretrained_policy_beats_a_random_policy(name, baseline):
 # the official method leaves free (ensemble size, UTD, batch, warm-up, budgets) is shrunk to a CI
 # budget through those overrides; each override says why the mechanism stays.
 
-def front_door_jobs(*overrides: str) -> list[dict]:
+def front_door_jobs(*overrides: str) -> list[Job]:
     """The jobs `python -m harness.run OVERRIDES` would run."""
     overrides = hydra_overrides(list(overrides))
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
@@ -154,8 +150,8 @@ RLPD_RUN = ("algorithm=rlpd", f"task={TASK}", "device=cpu", "seed=0",
 @pytest.mark.slow
 def test_rlpd_from_scratch_learns_values_that_follow_the_monte_carlo_returns(tmp_path):
     job, = front_door_jobs(*RLPD_RUN)
-    assert job["algorithm"]["replay"] == {"mode": "mix", "mixing_ratio": 0.5, "batch_size": 128}
-    assert job["protocol"]["offline_steps"] == 0 and job["algorithm"]["hparams"]["n_critics"] == 10
+    assert job.algorithm.replay == ReplayConfig(mode="mix", mixing_ratio=0.5, batch_size=128)
+    assert job.protocol.offline_steps == 0 and job.algorithm.hparams["n_critics"] == 10
     runner = Runner([job], [tmp_path], progress_bar=False)
     with one_thread():
         runner.build()

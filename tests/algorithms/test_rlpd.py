@@ -5,12 +5,14 @@ all members, the temperature loss alpha (H - H_target) with H_target = -|A| / 2,
 temperature stepping once every `actor_every` critic steps. One seed (leading seed dim 1)."""
 import copy
 import math
+from functools import partial
 
 import pytest
 import torch
 
 import algorithms
-from algorithms import ActionSpec, Batch, ObsSpec
+from algorithms import ActionSpec, ObsSpec
+from tests.algorithms.helpers import approx, random_batch
 
 A = 2
 
@@ -21,15 +23,7 @@ def make(**hp):
                            {"actor_hidden": (8,), "critic_hidden": (8, 8), "n_critics": 5, **hp})
 
 
-def approx(x):
-    return pytest.approx(x, rel=1e-5, abs=1e-6)
-
-
-def batch(B=6, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return Batch(obs=torch.randn(1, B, 3, generator=g), action=torch.rand(1, B, A, generator=g) * 2 - 1,
-                 reward=torch.randn(1, B, generator=g), next_obs=torch.randn(1, B, 3, generator=g),
-                 done=torch.tensor([[0.0, 1.0] * (B // 2)]))
+batch = partial(random_batch, act_dim=A)
 
 
 Q_NEXT = torch.tensor([[5.0, 1.0], [2.0, 4.0], [3.0, 0.5], [7.0, 6.0], [4.0, 3.0]])  # (E=5, B=2)

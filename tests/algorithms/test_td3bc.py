@@ -2,12 +2,13 @@
 smoothing with clipped noise, the twin-min TD target, delayed actor / target updates, observation
 normalization from the offline data (saved with the state) and the optional online BC decay."""
 import math
+from functools import partial
 
-import pytest
 import torch
 
 import algorithms
-from algorithms import ActionSpec, Batch, ObsSpec
+from algorithms import ActionSpec, ObsSpec
+from tests.algorithms.helpers import approx, random_batch
 
 
 def make(**hp):
@@ -15,15 +16,7 @@ def make(**hp):
     return algorithms.make("td3bc", ObsSpec((3,)), ActionSpec(2), {"actor_hidden": (8,), "critic_hidden": (8,), **hp})
 
 
-def approx(x):
-    return pytest.approx(x, rel=1e-5, abs=1e-6)
-
-
-def batch(B=6, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return Batch(obs=torch.randn(1, B, 3, generator=g), action=torch.rand(1, B, 2, generator=g) * 2 - 1,
-                 reward=torch.randn(1, B, generator=g), next_obs=torch.randn(1, B, 3, generator=g),
-                 done=torch.zeros(1, B))
+batch = partial(random_batch, terminal_every_other=False)
 
 
 def test_actor_objective_scales_q_by_alpha_over_mean_abs_q_and_adds_bc():

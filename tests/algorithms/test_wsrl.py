@@ -6,12 +6,13 @@ subsampled min, the actor objective with the min over all members on the concate
 one env step, the temperature loss alpha (H - H_target) with H measured at s', and a block cut by a
 checkpoint continuing exactly after a restore. One seed (leading seed dim 1)."""
 import copy
+from functools import partial
 
-import pytest
 import torch
 
 import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec
+from tests.algorithms.helpers import approx, random_batch
 
 A = 2
 
@@ -22,15 +23,7 @@ def make(name="wsrl", **hp):
                            {"actor_hidden": (8,), "critic_hidden": (8, 8), "cql_n_actions": 3, **hp})
 
 
-def approx(x):
-    return pytest.approx(x, rel=1e-5, abs=1e-6)
-
-
-def batch(B=6, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return Batch(obs=torch.randn(1, B, 3, generator=g), action=torch.rand(1, B, A, generator=g) * 2 - 1,
-                 reward=torch.randn(1, B, generator=g), next_obs=torch.randn(1, B, 3, generator=g),
-                 done=torch.tensor([[0.0, 1.0] * (B // 2)]), mc_return=torch.randn(1, B, generator=g))
+batch = partial(random_batch, act_dim=A, mc_return=True)  # Cal-QL's side reads Monte-Carlo returns
 
 
 def params(module):

@@ -28,12 +28,12 @@ def jobs_of(*overrides):
 def test_seeds_are_grouped_in_order_and_the_job_id_says_how_a_seed_was_trained():
     alone = jobs_of(*TINY, "suite.seeds=[0,1,2,3,4]", "suite.seeds_per_process=1")
     grouped = jobs_of(*TINY, "suite.seeds=[0,1,2,3,4]", "suite.seeds_per_process=2")
-    assert [j.get("seed_group") for j in grouped] == [[0, 1], [0, 1], [2, 3], [2, 3], None]
-    assert [[j["seed"] for j in g] for g in group_jobs(grouped)] == [[0, 1], [2, 3], [4]]
-    assert [[j["seed"] for j in g] for g in group_jobs(alone)] == [[0], [1], [2], [3], [4]]
-    assert all("seed_group" not in j for j in alone)
-    ids = {j["seed"]: j["job_id"] for j in alone}
-    assert [j["job_id"] != ids[j["seed"]] for j in grouped] == [True] * 4 + [False]  # seed 4 trains alone
+    assert [j.seed_group for j in grouped] == [(0, 1), (0, 1), (2, 3), (2, 3), None]
+    assert [[j.seed for j in g] for g in group_jobs(grouped)] == [[0, 1], [2, 3], [4]]
+    assert [[j.seed for j in g] for g in group_jobs(alone)] == [[0], [1], [2], [3], [4]]
+    assert all(j.seed_group is None and "seed_group" not in j.to_dict() for j in alone)
+    ids = {j.seed: j.job_id for j in alone}
+    assert [j.job_id != ids[j.seed] for j in grouped] == [True] * 4 + [False]  # seed 4 trains alone
     assert run_dir("runs", grouped[1]) == run_dir("runs", alone[1])  # each seed keeps its own run dir
 
 

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 import algorithms
 import tasks
-from harness.jobs import (CONF_DIR, ReplayConfig, RewardTransform, expand, group_names, hydra_overrides, job_id,
+from harness.jobs import (CONF_DIR, ReplayConfig, RewardTransform, expand, group_names, hydra_overrides,
                           load_group, resolve_algorithm)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,12 +57,13 @@ def test_readme_override_example_takes_effect(tmp_path, capsys):
     expected = set()
     plain = jobs("algorithm=cql")
     for job in plain:
-        assert job["algorithm"]["hparams"]["cql_alpha"] == 5.0 and job["task"]["domain"] == "pointmaze"
-        job = {**job, "algorithm": {**job["algorithm"], "hparams": {**job["algorithm"]["hparams"], "cql_alpha": 1.0}},
-               "protocol": {**job["protocol"], "online_steps": 20000}}
-        expected.add(job_id(job))
+        assert job.algorithm.hparams["cql_alpha"] == 5.0 and job.task.domain == "pointmaze"
+        job = dataclasses.replace(
+            job, algorithm=dataclasses.replace(job.algorithm, hparams={**job.algorithm.hparams, "cql_alpha": 1.0}),
+            protocol=dataclasses.replace(job.protocol, online_steps=20000))
+        expected.add(job.job_id)
     assert printed == expected and len(printed) == len(plain) >= 8  # the default suite: tasks x seeds
-    assert not printed & {j["job_id"] for j in plain}
+    assert not printed & {j.job_id for j in plain}
     assert not any(tmp_path.iterdir())
 
 
@@ -72,35 +73,35 @@ def test_command_line_wins_over_the_domain_block(task):
     job = jobs("algorithm=cql", f"task={task}", "seed=0", "algorithm.hparams.cql_alpha=1",
                "algorithm.reward.scale=2", "algorithm.reward.shift=0.5", "algorithm.replay.mixing_ratio=0.3",
                "algorithm.replay.batch_size=64", "task.protocol.utd=2")[0]
-    algo = job["algorithm"]
-    assert algo["hparams"]["cql_alpha"] == 1.0
-    assert algo["reward"] == {"scale": 2.0, "shift": 0.5}
-    assert algo["replay"]["mixing_ratio"] == 0.3 and algo["replay"]["batch_size"] == 64
-    assert job["protocol"]["utd"] == 2
-    assert job["job_id"] != base["job_id"]
+    algo = job.algorithm
+    assert algo.hparams["cql_alpha"] == 1.0
+    assert algo.reward == RewardTransform(scale=2.0, shift=0.5)
+    assert algo.replay.mixing_ratio == 0.3 and algo.replay.batch_size == 64
+    assert job.protocol.utd == 2
+    assert job.job_id != base.job_id
     # everything not overridden is as resolved without the overrides
-    assert {k: v for k, v in algo["hparams"].items() if k != "cql_alpha"} == \
-        {k: v for k, v in base["algorithm"]["hparams"].items() if k != "cql_alpha"}
+    assert {k: v for k, v in algo.hparams.items() if k != "cql_alpha"} == \
+        {k: v for k, v in base.algorithm.hparams.items() if k != "cql_alpha"}
 
 
 def test_precedence_layers():
     # dataclass default (tau 0.005) < suite override (dip: 0.05) < command line (0.01)
-    assert jobs("algorithm=cql", "seed=0")[0]["algorithm"]["hparams"]["tau"] == 0.005
-    dip = jobs("suite=dip", "algorithm=cql", "seed=0")[0]["algorithm"]
-    assert dip["hparams"]["tau"] == 0.05
+    assert jobs("algorithm=cql", "seed=0")[0].algorithm.hparams["tau"] == 0.005
+    dip = jobs("suite=dip", "algorithm=cql", "seed=0")[0].algorithm
+    assert dip.hparams["tau"] == 0.05
     # yaml (append) < suite (dip: mix) < command line (append)
-    assert jobs("algorithm=cql", "seed=0")[0]["algorithm"]["replay"]["mode"] == "append"
-    assert dip["replay"]["mode"] == "mix"
+    assert jobs("algorithm=cql", "seed=0")[0].algorithm.replay.mode == "append"
+    assert dip.replay.mode == "mix"
     # domain block (pointmaze reward shift -5) < suite (dip: -1) < command line (-2)
-    assert jobs("algorithm=cql", "seed=0")[0]["algorithm"]["reward"] == {"scale": 10.0, "shift": -5.0}
-    assert dip["reward"] == {"scale": 1.0, "shift": -1.0}
+    assert jobs("algorithm=cql", "seed=0")[0].algorithm.reward == RewardTransform(scale=10.0, shift=-5.0)
+    assert dip.reward == RewardTransform(scale=1.0, shift=-1.0)
     cli = jobs("suite=dip", "algorithm=cql", "seed=0", "algorithm.hparams.tau=0.01", "algorithm.replay.mode=append",
-               "algorithm.reward.shift=-2")[0]["algorithm"]
-    assert cli["hparams"]["tau"] == 0.01 and cli["replay"]["mode"] == "append" and cli["reward"]["shift"] == -2.0
+               "algorithm.reward.shift=-2")[0].algorithm
+    assert cli.hparams["tau"] == 0.01 and cli.replay.mode == "append" and cli.reward.shift == -2.0
     # the suite's overrides from the command line, for every method of the suite
     both = jobs("suite=smoke", "suite.algorithm_overrides.hparams.cql_alpha=2")
-    assert {j["algorithm"]["name"] for j in both} == {"calql", "cql"}
-    assert all(j["algorithm"]["hparams"]["cql_alpha"] == 2.0 for j in both)
+    assert {j.algorithm.name for j in both} == {"calql", "cql"}
+    assert all(j.algorithm.hparams["cql_alpha"] == 2.0 for j in both)
 
 
 def test_a_finished_run_is_not_reused_after_an_override(tmp_path, capsys):
@@ -133,7 +134,7 @@ def test_calql_inherits_cql():
         assert {k: v for k, v in calql["hparams"].items() if k not in calql_only} == cql["hparams"]
         assert calql["reward"] == cql["reward"]
     # Hydra composes the same inheritance
-    assert jobs("algorithm=calql", "task=antmaze-umaze", "seed=0")[0]["algorithm"] == \
+    assert jobs("algorithm=calql", "task=antmaze-umaze", "seed=0")[0].algorithm.to_dict() == \
         resolve_algorithm(load_group("algorithm", "calql"), "antmaze")
 
 
@@ -165,9 +166,9 @@ def test_yamls_hold_only_what_differs(name):
 def test_resolved_config_is_complete_and_typed():
     job = jobs("algorithm=td3bc", "task=pointmaze-umaze-diverse", "seed=0", "algorithm.hparams.alpha=3")[0]
     fields = {f.name for f in dataclasses.fields(algorithms.get("td3bc").Config)}
-    assert set(job["algorithm"]["hparams"]) == fields  # every value, wherever it was set
-    assert job["algorithm"]["hparams"]["alpha"] == 3.0 and isinstance(job["algorithm"]["hparams"]["alpha"], float)
+    assert set(job.algorithm.hparams) == fields  # every value, wherever it was set
+    assert job.algorithm.hparams["alpha"] == 3.0 and isinstance(job.algorithm.hparams["alpha"], float)
     # 1e3 is an integer written as a float: normalized, so the job id does not depend on the spelling
-    assert jobs("algorithm=td3bc", "seed=0", "protocol.online_steps=1e3")[0]["job_id"] == \
-        jobs("algorithm=td3bc", "seed=0", "protocol.online_steps=1000")[0]["job_id"]
+    assert jobs("algorithm=td3bc", "seed=0", "protocol.online_steps=1e3")[0].job_id == \
+        jobs("algorithm=td3bc", "seed=0", "protocol.online_steps=1000")[0].job_id
     assert set(group_names("algorithm")) >= {"awac", "calql", "cql", "iql", "td3bc"}

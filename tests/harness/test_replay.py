@@ -105,6 +105,31 @@ def test_online_steps_enter_with_their_returns_when_the_trajectory_ends():
     assert replay.storage["mc_return"][15].item() == pytest.approx(-1.0 / (1 - GAMMA))
 
 
+def test_a_dataset_becomes_the_offline_part_with_transformed_rewards_and_their_returns():
+    """Rewards through the job's transform, the task's fail reward transformed alike: a failed
+    trajectory's returns are the transformed failure forever, online ones follow the same rule."""
+    from harness.jobs import RewardTransform
+    from tasks.base import Dataset
+
+    reward = np.array([0.0, 0.0, 0.0, 0.0, 1.0], np.float32)  # a failure (steps 0-2), then a success
+    terminal, timeout = np.array([0, 0, 0, 0, 1], bool), np.array([0, 0, 1, 0, 0], bool)
+    obs = np.arange(10, dtype=np.float32).reshape(5, 2)
+    data = Dataset(obs, np.zeros((5, 1), np.float32), reward, obs + 1, terminal, timeout)
+    replay = Replay.from_dataset(data, 4, torch.device("cpu"), GAMMA, fail_reward=0.0, n_seeds=2,
+                                 reward_transform=RewardTransform(scale=10.0, shift=-5.0))
+    assert replay.n_offline == 5 and replay.capacity == 5 + 2 * 4 and replay.fail_reward == -5.0
+    np.testing.assert_array_equal(replay.storage["reward"][:5].numpy(), 10 * reward - 5)
+    np.testing.assert_array_equal(replay.storage["obs"][:5].numpy(), obs)
+    np.testing.assert_array_equal(replay.storage["next_obs"][:5].numpy(), obs + 1)
+    np.testing.assert_array_equal(replay.storage["done"][:5].numpy(), [0, 0, 0, 0, 1])
+    np.testing.assert_allclose(replay.storage["mc_return"][:5].numpy(), [-5 / (1 - GAMMA)] * 3 + [-5 + GAMMA * 5, 5],
+                               rtol=1e-6)
+    plain = Replay.from_dataset(data, 0, torch.device("cpu"), GAMMA)  # as recorded, dense
+    np.testing.assert_array_equal(plain.storage["reward"].numpy(), reward)
+    np.testing.assert_allclose(plain.storage["mc_return"][:3].numpy(), [0, 0, 0])
+    assert plain.fail_reward is None and plain.capacity == 5
+
+
 def test_online_buffer_refuses_to_overflow():
     replay = Replay(offline(10), 3, torch.device("cpu"), GAMMA, None)
     with pytest.raises(RuntimeError, match="online buffer full"):

@@ -101,7 +101,7 @@ def test_requeued_and_cancelled_jobs_resume_from_checkpoints(cluster, tmp_path):
     from harness.launch import SlurmJob, slurm_executor
 
     cfg, (job,) = compose(*LONG, *SLURM)
-    tasks.get(job["task"]["name"]).prepare()
+    tasks.get(job.task.name).prepare()
     ref, requeued, cancelled = (tmp_path / n for n in ("ref", "requeued", "cancelled"))
     ex = slurm_executor(cfg.launcher, tmp_path / "submitit", 2)
     h_ref = ex.submit(SlurmJob([job], str(ref), 20.0))
@@ -125,7 +125,7 @@ def test_requeued_and_cancelled_jobs_resume_from_checkpoints(cluster, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_for(lambda: checkpoint_step(cancelled / RUN) >= 40, 150, "a checkpoint of the cancelled job")
     ledger = json.loads((cancelled / "default/.submitit/submitted.json").read_text())
-    subprocess.run(["scancel", ledger[cancel_job["job_id"]]], check=True)
+    subprocess.run(["scancel", ledger[cancel_job.job_id]], check=True)
     out, _ = proc.communicate(timeout=120)  # its result(): UncompletedJobError once sacct knows
     assert proc.returncode == 1, out[-2000:]
     assert json.loads((cancelled / RUN / "summary.json").read_text())["status"] == "running"
@@ -193,8 +193,8 @@ def test_storm_of_cancels_and_requeues_ends_on_its_own_and_a_rerun_completes_eve
     _, jobs = compose(*STORM_SLURM)
     import tasks
 
-    tasks.get(jobs[0]["task"]["name"]).prepare()
-    d = {j["seed"]: runs / RUN.replace("seed0", f"seed{j['seed']}") for j in jobs}
+    tasks.get(jobs[0].task.name).prepare()
+    d = {j.seed: runs / RUN.replace("seed0", f"seed{j.seed}") for j in jobs}
     command = [sys.executable, "-m", "harness.run", *STORM_SLURM, f"runs_dir={runs}"]
     ledger_path = runs / "default/.submitit/submitted.json"
 
@@ -202,7 +202,7 @@ def test_storm_of_cancels_and_requeues_ends_on_its_own_and_a_rerun_completes_eve
     first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: ledger_path.exists(), 180, "the submission")
     ledger = json.loads(ledger_path.read_text())
-    ids = {j["seed"]: ledger[j["job_id"]] for j in jobs}
+    ids = {j.seed: ledger[j.job_id] for j in jobs}
     array = ids[0].split("_")[0]
     assert ids == {k: f"{array}_{k}" for k in range(4)}
     wait_for(lambda: status_shows(runs, {0: ("running", ids[0]), 1: ("running", ids[1]),
@@ -270,7 +270,7 @@ def test_storm_of_cancels_and_requeues_ends_on_its_own_and_a_rerun_completes_eve
     for k in (0, 1):
         r_evals, r_eps, r_train, r_sum = curves(ref / RUN.replace("seed0", f"seed{k}"))
         s_evals, s_eps, s_train, s_sum = curves(d[k])
-        assert s_sum["job_id"] == r_sum["job_id"] == jobs[k]["job_id"] and r_sum["resumes"] == 0
+        assert s_sum["job_id"] == r_sum["job_id"] == jobs[k].job_id and r_sum["resumes"] == 0
         pd.testing.assert_frame_equal(s_evals, r_evals, check_exact=True)
         pd.testing.assert_frame_equal(s_eps, r_eps, check_exact=True)
         pd.testing.assert_frame_equal(s_train, r_train, check_exact=True)

@@ -121,7 +121,7 @@ def test_wall_time_counts_work_lost_since_the_last_checkpoint(tmp_path):
     runner.build()
     runner.save_checkpoint()  # at ~0 s of work
     started = time.time() - 1000.0  # the killed attempt started 1,000 s ago, with 5 s from before
-    atomic_write(d / "summary.json", json.dumps({"status": "running", "job_id": job["job_id"],
+    atomic_write(d / "summary.json", json.dumps({"status": "running", "job_id": job.job_id,
                                                  "attempt_started_at": started, "attempt_wall_before_s": 5.0}))
     os.utime(d / "evals.csv", (started + 600.0, started + 600.0))  # its last write, 600 s in
     for p in (d / "summary.json", d / "train.csv", d / "episodes.csv", d / "checkpoint" / "state.pt"):

@@ -67,8 +67,8 @@ def test_initial_weights_do_not_depend_on_the_thread_count(name):
 def test_threads_is_part_of_the_job_id_and_recorded_in_its_config():
     (one,) = compose_jobs(*TINY, "seed=0")
     (two,) = compose_jobs(*TINY, "seed=0", "threads=2")
-    assert one["threads"] == 1 and two["threads"] == 2  # 1 by default
-    assert one["job_id"] != two["job_id"]
+    assert one.threads == 1 and two.threads == 2  # 1 by default
+    assert one.job_id != two.job_id
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "1.5", "two"])

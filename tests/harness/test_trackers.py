@@ -215,14 +215,16 @@ def test_a_resume_behind_what_the_trackers_hold_repeats_no_step(tmp_path, monkey
     """The first attempt's trackers got to step 100, its checkpoint only to 60: W&B goes on after
     100 (it keeps what it has), TensorBoard after 60 (its reader drops the first attempt's 80 and
     100 for the new ones); nothing twice, nothing missing."""
+    from harness.jobs import Job
     from harness.trackers import Trackers
 
     for k, v in env(tmp_path).items():
         if k.startswith("WANDB_"):
             monkeypatch.setenv(k, v)
-    job = {"job_id": "0123456789ab", "suite": "default", "seed": 0, "algorithm": {"name": "iql"},
-           "task": {"name": "pointmaze-umaze-diverse"}, "protocol": {"offline_steps": 1000, "utd": 1},
-           "logger": ["csv", "tensorboard", "wandb"]}
+    job = Job.from_dict({"suite": "default", "seed": 0, "algorithm": {"name": "iql"},
+                         "task": {"name": "pointmaze-umaze-diverse", "domain": "pointmaze"},
+                         "protocol": {"offline_steps": 1000, "online_steps": 0, "utd": 1},
+                         "logger": ["csv", "tensorboard", "wandb"]})
     row = lambda step, attempt: {"phase": "offline", "step": step, "env_steps": 0, "loss": step + attempt / 10}  # noqa: E731
     first = Trackers(job, tmp_path)
     first.start(None, {"train": [], "eval": [], "episode": []})

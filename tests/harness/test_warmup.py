@@ -2,13 +2,13 @@
 frozen pre-trained policy or uniform actions), replay mode "online" in a real run, a run
 interrupted during the warm-up resuming exactly, and a method's own protocol (its yaml's
 `protocol:`) taking precedence over the task's and the suite's, under the command line's."""
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from harness.jobs import CONF_DIR, ConfigError, Protocol, expand, job_id, load_group, resolve_algorithm
+from harness.jobs import CONF_DIR, ConfigError, Job, Protocol, expand, job_id, load_group, resolve_algorithm
 from harness.runner import Interrupted, Runner, run_job, run_jobs
 
 TASK = "pointmaze-umaze-diverse"  # episodes of up to 300 steps
@@ -23,10 +23,8 @@ def make_job(algo_name, hparams, replay=None, **protocol):
     p = dict(offline_steps=0, online_steps=700, utd=1, eval_every_offline=100, eval_every=100, eval_episodes=1,
              log_every=25, checkpoint_every=0)
     p.update(protocol)
-    job = {"suite": "t", "seed": 0, "algorithm": algo, "task": {"name": TASK, "domain": "pointmaze"},
-           "protocol": asdict(Protocol(**p)), "device": "cpu"}
-    job["job_id"] = job_id(job)
-    return job
+    return Job.from_dict({"suite": "t", "seed": 0, "algorithm": algo, "task": {"name": TASK, "domain": "pointmaze"},
+                          "protocol": asdict(Protocol(**p)), "device": "cpu"})
 
 
 def read(run_dir):
@@ -83,13 +81,11 @@ def test_a_group_warms_up_as_its_seeds_alone_then_updates_at_the_utd(tmp_path):
                     warmup_policy="uniform")
     alone, group = [], []
     for seed in (0, 1):
-        job = {k: v for k, v in base.items() if k != "job_id"} | {"seed": seed}
-        alone.append({**job, "job_id": job_id(job)})
-        grouped = {**job, "seed_group": [0, 1]}
-        group.append({**grouped, "job_id": job_id(grouped)})
+        alone.append(replace(base, seed=seed))
+        group.append(replace(base, seed=seed, seed_group=[0, 1]))
     for job in alone:
-        run_job(job, tmp_path / "alone" / f"seed{job['seed']}", progress_bar=False)
-    run_jobs(group, [tmp_path / "group" / f"seed{j['seed']}" for j in group], progress_bar=False)
+        run_job(job, tmp_path / "alone" / f"seed{job.seed}", progress_bar=False)
+    run_jobs(group, [tmp_path / "group" / f"seed{j.seed}" for j in group], progress_bar=False)
     for seed in (0, 1):
         _, ep_alone, _ = read(tmp_path / "alone" / f"seed{seed}")
         evals, ep_group, train = read(tmp_path / "group" / f"seed{seed}")
@@ -108,12 +104,12 @@ def compose_jobs(*overrides):
 
 def test_the_methods_protocol_beats_task_and_suite_and_the_command_line_beats_it():
     (job,) = compose_jobs("suite=dip", "algorithm=rlpd", "seed=0")
-    p = job["protocol"]
-    assert p["offline_steps"] == 0 and p["utd"] == 20 and p["warmup_policy"] == "uniform"  # rlpd.yaml
-    assert p["online_steps"] == load_group("suite", "dip").protocol.online_steps  # the suite's
-    assert "protocol" not in job["algorithm"]
+    p = job.protocol
+    assert p.offline_steps == 0 and p.utd == 20 and p.warmup_policy == "uniform"  # rlpd.yaml
+    assert p.online_steps == load_group("suite", "dip").protocol.online_steps  # the suite's
+    assert "protocol" not in job.to_dict()["algorithm"]
     (job,) = compose_jobs("suite=dip", "algorithm=rlpd", "seed=0", "protocol.utd=3", "protocol.warmup_steps=7")
-    assert job["protocol"]["utd"] == 3 and job["protocol"]["warmup_steps"] == 7
+    assert job.protocol.utd == 3 and job.protocol.warmup_steps == 7
     with pytest.raises(ConfigError, match="warmup_steps .* must be below protocol.online_steps"):
         compose_jobs("suite=dip", "algorithm=rlpd", "seed=0", "protocol.warmup_steps=99999")
     with pytest.raises(ConfigError, match="warmup_policy must be 'policy' or 'uniform'"):
@@ -121,7 +117,7 @@ def test_the_methods_protocol_beats_task_and_suite_and_the_command_line_beats_it
 
 
 def test_jobs_without_a_warmup_keep_their_ids():
-    job = make_job("calql", {})
+    job = make_job("calql", {}).to_dict()
     old = {**job, "protocol": {k: v for k, v in job["protocol"].items() if k not in ("warmup_steps", "warmup_policy")}}
     assert job_id(job) == job_id(old)  # finished runs written before the warm-up existed stay valid
-    assert job_id(make_job("calql", {}, warmup_steps=5)) != job_id(job)
+    assert make_job("calql", {}, warmup_steps=5).job_id != job_id(job)

@@ -87,6 +87,7 @@ def test_light_import():
 def test_expected_runs_come_from_the_suites_jobs_json(tmp_path):
     """Per-method seed lists (suite.algorithm_seeds) are not holes; a job the manifest lists but
     that never ran is. Without a manifest, the grid of what is present stands in for it."""
+    from harness.jobs import Job
     from harness.launch import write_manifest
     from reports.load import load_store
 
@@ -96,7 +97,8 @@ def test_expected_runs_come_from_the_suites_jobs_json(tmp_path):
     grid = load_store(tmp_path).runs
     assert sorted(grid.loc[grid.status == "missing", "seed"]) == [1, 2]  # iql seeds 1, 2: no manifest
 
-    asked = [{"suite": "s", "task": {"name": task[0]}, "algorithm": {"name": a}, "seed": k, "job_id": f"{a}{k}"}
+    asked = [Job.from_dict({"suite": "s", "task": {"name": task[0], "domain": task[1]}, "algorithm": {"name": a}, "seed": k,
+                            "protocol": {"offline_steps": 0, "online_steps": 0}})
              for a, seeds in (("calql", range(4)), ("iql", range(1))) for k in seeds]
     write_manifest(asked, tmp_path)
     runs = load_store(tmp_path).runs

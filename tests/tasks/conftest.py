@@ -6,7 +6,7 @@ import torch
 
 import algorithms
 from harness.evaluate import evaluate
-from harness.replay import Replay, mc_returns
+from harness.replay import Replay
 
 
 def _columns(steps):
@@ -52,12 +52,9 @@ def end_to_end(task, data, env, updates=5, hidden=(32, 32)):
     torch.manual_seed(0)
     algo = algorithms.make("calql", algorithms.ObsSpec((task.obs_dim,)), algorithms.ActionSpec(task.act_dim),
                            {"actor_hidden": list(hidden), "critic_hidden": list(hidden)}, torch.device("cpu"))
-    gamma = algo.config.gamma
-    mc = mc_returns(data.reward, data.episode_end, gamma, task.fail_reward)
+    replay = Replay.from_dataset(data, 0, torch.device("cpu"), algo.config.gamma, task.fail_reward)
+    mc = replay.storage["mc_return"][: replay.n_offline].numpy()  # the returns the batches carry
     assert mc.shape == data.reward.shape and np.isfinite(mc).all()
-    offline = {"obs": data.obs, "action": data.action, "reward": data.reward, "next_obs": data.next_obs,
-               "done": data.terminal.astype(np.float32), "mc_return": mc}
-    replay = Replay(offline, 0, torch.device("cpu"), gamma, task.fail_reward)
     for _ in range(updates):
         metrics = algo.update(replay.sample(32, "mix", 1.0, True))
     assert all(np.isfinite(float(v)) for v in metrics.values())

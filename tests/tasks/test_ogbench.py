@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import tasks
-from harness.jobs import load_group, resolve_algorithm
+from harness.jobs import Job, load_group, resolve_algorithm
 from harness.runner import run_job
 from tasks import TASKS, register_task
 from tasks.base import DatasetError
@@ -252,10 +252,10 @@ def test_every_method_runs_on_cube_single(tiny, method, tmp_path):
     """The yaml's ogbench_mini settings (the mini tasks' domain), a tiny protocol, both phases."""
     algo = resolve_algorithm(load_group("algorithm", method), "ogbench_mini")
     assert algo["hparams"]["actor_hidden"] == [64, 64]
-    job = {"suite": "test", "seed": 0, "job_id": f"ogb-{method}", "device": "cpu",
-           "task": {"name": tiny.name, "domain": "ogbench_mini"}, "algorithm": algo,
-           "protocol": {"offline_steps": 20, "online_steps": 210, "utd": 1, "eval_every_offline": 20,
-                        "eval_every": 210, "eval_episodes": 1, "log_every": 10, "checkpoint_every": 0}}
+    job = Job.from_dict({"suite": "test", "seed": 0, "device": "cpu",
+                         "task": {"name": tiny.name, "domain": "ogbench_mini"}, "algorithm": algo,
+                         "protocol": {"offline_steps": 20, "online_steps": 210, "utd": 1, "eval_every_offline": 20,
+                                      "eval_every": 210, "eval_episodes": 1, "log_every": 10, "checkpoint_every": 0}})
     summary = run_job(job, tmp_path, progress_bar=False)
     assert summary["status"] == "done"
     evals = (tmp_path / "evals.csv").read_text().splitlines()
