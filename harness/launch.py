@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.jobs import ConfigError, Job, group_jobs, run_dir
 from harness.slurm import QueueUnavailable, queue_states, read_ledger
-from harness.store import atomic_write, finished_summary, read_summary
+from harness.store import RunDirConflict, atomic_write, check_run_dir, finished_summary, read_summary
 
 
 def is_done(job: Job, runs_dir: Path) -> bool:
@@ -29,8 +29,6 @@ def is_done(job: Job, runs_dir: Path) -> bool:
 
 def check_run_dirs(jobs: list[Job], runs_dir: Path) -> None:
     """Before any work: every existing run directory must belong to the same resolved config."""
-    from harness.runner import RunDirConflict, check_run_dir
-
     for job in jobs:
         try:
             check_run_dir(run_dir(runs_dir, job), job)
@@ -38,24 +36,6 @@ def check_run_dirs(jobs: list[Job], runs_dir: Path) -> None:
             raise ConfigError(str(exc)) from None
 
 
-def write_manifest(jobs: list[Job], runs_dir: Path) -> Path:
-    """runs_dir/<suite>/jobs.json: the expected jobs (merged with earlier commands' jobs, so a
-    multirun sweep lists all of its points); `harness.status` reads it to report missing runs."""
-    path = Path(runs_dir) / jobs[0].suite / "jobs.json"
-    try:
-        old = path.read_text()
-        entries = {e["run_dir"]: e for e in json.loads(old)["jobs"]}
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        old, entries = None, {}
-    for j in jobs:
-        rel = str(run_dir(runs_dir, j).relative_to(runs_dir))
-        entries[rel] = {"run_dir": rel, "job_id": j.job_id, "algorithm": j.algorithm.name, "task": j.task.name,
-                        "seed": j.seed}
-    text = json.dumps({"suite": jobs[0].suite, "jobs": sorted(entries.values(), key=lambda e: e["run_dir"])},
-                      indent=1) + "\n"
-    if text != old:  # unchanged: not rewritten (a finished study may sit on a read-only mount)
-        atomic_write(path, text)
-    return path
 
 
 def configure_torch(threads: int) -> None:

@@ -122,8 +122,8 @@ def check_device(device: str) -> None:
 def main_with_config(cfg, overrides: list[str] = ()) -> int:
     """Everything after Hydra: `overrides` are the command line's (they win over every yaml)."""
     from harness.jobs import ConfigError, expand
-    from harness.launch import check_run_dirs, check_slurm, is_done, launch, write_manifest
-    from harness.store import unwritable
+    from harness.launch import check_run_dirs, check_slurm, is_done, launch
+    from harness.store import unwritable, write_manifest
 
     jobs = expand(cfg, overrides)
     runs_dir = Path(cfg.runs_dir)

@@ -27,7 +27,7 @@ import tasks
 from harness.evaluate import evaluate_seeds
 from harness.jobs import Job
 from harness.replay import Replay
-from harness.store import CHECKPOINT_DIR, RunStore, atomic_write, finished_summary, read_summary, remove_empty_checkpoint_dir, remove_orphans
+from harness.store import CHECKPOINT_DIR, RunDirConflict, RunStore, atomic_write, check_run_dir, finished_summary, read_summary, remove_empty_checkpoint_dir, remove_orphans
 from harness.trackers import Trackers
 from scoring import early_min_score
 
@@ -39,8 +39,6 @@ class Interrupted(BaseException):
     checkpoint was saved; the launcher requeues the job, which resumes exactly from there."""
 
 
-class RunDirConflict(RuntimeError):
-    """The run directory holds a run of a different resolved config (another job id)."""
 
 
 class Diverged(FloatingPointError):
@@ -537,21 +535,6 @@ def slurm_job_id() -> str | None:
     return env.get("SLURM_JOB_ID")
 
 
-def check_run_dir(run_dir: Path, job: Job) -> None:
-    """Refuse a run directory written for another resolved config (e.g. a changed yaml)."""
-    import yaml
-
-    path = Path(run_dir) / "config.yaml"
-    if not path.exists():
-        return
-    try:
-        found = (yaml.safe_load(path.read_text()) or {}).get("job_id")
-    except yaml.YAMLError:
-        found = None
-    if found is not None and found != job.job_id:
-        raise RunDirConflict(
-            f"{run_dir} holds job {found}, but this config resolves to job {job.job_id} "
-            f"(the config changed since that run); use another runs_dir=... or delete {run_dir}")
 
 
 def run_jobs(jobs: list[Job], run_dirs: list[Path], progress_bar: bool = True,

@@ -1,6 +1,8 @@
 """The results store: one directory per run holding its config, evaluation curve, training
 metrics, online episodes and summary. Every write is atomic (write aside, then rename), so a
-reader never sees half a file and an interrupted run never looks finished."""
+reader never sees half a file and an interrupted run never looks finished. The store's rules
+live here: the layout (`run_path`), when a run is finished (`finished_summary`), when a
+directory belongs to another config (`check_run_dir`) and the suite's manifest (`write_manifest`)."""
 from __future__ import annotations
 
 import csv
@@ -10,9 +12,12 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from harness.jobs import Job
 
 EVAL_COLUMNS = ["phase", "step", "env_steps", "return", "normalized_score", "success"]
 EPISODE_COLUMNS = ["env_steps", "return", "normalized_score", "success", "length"]
@@ -76,6 +81,45 @@ def run_path(runs_dir: str | Path, suite: str, task: str, algorithm: str, seed: 
 def runs_of(runs_dir: str | Path, task: str, algorithm: str) -> list[Path]:
     """Every run directory of (task, algorithm) in the store, in any suite."""
     return sorted(Path(runs_dir).glob(f"*/{task}/{algorithm}/seed*"))
+
+
+class RunDirConflict(RuntimeError):
+    """The run directory holds a run of a different resolved config (another job id)."""
+
+
+def check_run_dir(run_dir: Path, job: Job) -> None:
+    """Refuse a run directory written for another resolved config (e.g. a changed yaml)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        return
+    try:
+        found = (yaml.safe_load(path.read_text()) or {}).get("job_id")
+    except yaml.YAMLError:
+        found = None
+    if found is not None and found != job.job_id:
+        raise RunDirConflict(
+            f"{run_dir} holds job {found}, but this config resolves to job {job.job_id} "
+            f"(the config changed since that run); use another runs_dir=... or delete {run_dir}")
+
+
+def write_manifest(jobs: list[Job], runs_dir: Path) -> Path:
+    """runs_dir/<suite>/jobs.json: the expected jobs (merged with earlier commands' jobs, so a
+    multirun sweep lists all of its points); `harness.status` reads it to report missing runs."""
+    path = Path(runs_dir) / jobs[0].suite / "jobs.json"
+    try:
+        old = path.read_text()
+        entries = {e["run_dir"]: e for e in json.loads(old)["jobs"]}
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        old, entries = None, {}
+    for j in jobs:
+        rel = str(run_path(runs_dir, j.suite, j.task.name, j.algorithm.name, j.seed).relative_to(runs_dir))
+        entries[rel] = {"run_dir": rel, "job_id": j.job_id, "algorithm": j.algorithm.name, "task": j.task.name,
+                        "seed": j.seed}
+    text = json.dumps({"suite": jobs[0].suite, "jobs": sorted(entries.values(), key=lambda e: e["run_dir"])},
+                      indent=1) + "\n"
+    if text != old:  # unchanged: not rewritten (a finished study may sit on a read-only mount)
+        atomic_write(path, text)
+    return path
 
 
 def remove_orphans(run_dir: Path) -> list[Path]:

@@ -11,8 +11,8 @@ from hydra import compose, initialize_config_dir
 
 from harness.jobs import CONF_DIR, Job, expand, hydra_overrides, job_id, run_dir
 from harness.launch import is_done
-from harness.runner import RunDirConflict, check_run_dir, run_job
-from harness.store import RunStore, atomic_write
+from harness.runner import run_job
+from harness.store import RunDirConflict, RunStore, atomic_write, check_run_dir
 
 DATA = Path(__file__).parent / "data"
 WRITTEN = sorted(DATA.glob("config_*.yaml"))  # config.yaml files of runs written when a job was a dict

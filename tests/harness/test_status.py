@@ -5,7 +5,7 @@ import json
 import harness.launch as launch
 from harness import status
 from harness.jobs import Job
-from harness.store import atomic_write
+from harness.store import atomic_write, write_manifest
 
 
 def fake_jobs(n=4):
@@ -16,7 +16,7 @@ def fake_jobs(n=4):
 
 def test_status_reports_each_state_and_failure_lines(tmp_path, capsys):
     jobs = fake_jobs()
-    launch.write_manifest(jobs, tmp_path)
+    write_manifest(jobs, tmp_path)
     d = [tmp_path / f"s/t/cql/seed{k}" for k in range(4)]
     atomic_write(d[0] / "summary.json", json.dumps({"status": "done", "job_id": jobs[0].job_id, "final_score": 80}))
     atomic_write(d[1] / "summary.json", json.dumps({"status": "failed", "job_id": jobs[1].job_id,
@@ -60,7 +60,7 @@ def test_slurm_jobs_are_judged_by_the_queue_and_named_by_array_id(tmp_path):
     """job_state against a queue as squeue lists it (the storm in test_slurm.py checks the same
     against a real cluster)."""
     jobs = fake_jobs(7)
-    launch.write_manifest(jobs, tmp_path)
+    write_manifest(jobs, tmp_path)
     entries = status.expected_jobs(tmp_path, [])
     ledger = {j.job_id: f"30_{k}" for k, j in enumerate(jobs)}
     d = [tmp_path / f"s/t/cql/seed{k}" for k in range(7)]

@@ -88,7 +88,7 @@ def test_expected_runs_come_from_the_suites_jobs_json(tmp_path):
     """Per-method seed lists (suite.algorithm_seeds) are not holes; a job the manifest lists but
     that never ran is. Without a manifest, the grid of what is present stands in for it."""
     from harness.jobs import Job
-    from harness.launch import write_manifest
+    from harness.store import write_manifest
     from reports.load import load_store
 
     task = synthetic.CALQL_TASKS[0]
