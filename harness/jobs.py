@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 import algorithms
 import tasks
 from harness.schema import ConfigError, check_range, check_values, coerce, typed  # noqa: F401 (ConfigError: re-exported)
-from harness.store import run_path
+from harness.store import run_dir  # noqa: F401 (re-exported: a job's run directory)
 
 CONF_DIR = Path(__file__).parent / "conf"
 
@@ -471,7 +471,3 @@ def validate_algorithm(algo: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "replay": asdict(replay), "reward": asdict(reward),
             "hparams": {f: listed(getattr(config, f)) for f in cls.Config.__dataclass_fields__},
             **({"protocol": protocol} if protocol else {})}
-
-
-def run_dir(runs_dir: str | Path, job: Job) -> Path:
-    return run_path(runs_dir, job.suite, job.task.name, job.algorithm.name, job.seed)

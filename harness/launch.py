@@ -36,8 +36,6 @@ def check_run_dirs(jobs: list[Job], runs_dir: Path) -> None:
             raise ConfigError(str(exc)) from None
 
 
-
-
 def configure_torch(threads: int) -> None:
     """Per-process settings for training (every launcher and the benchmark call this): threads
     and flush-to-zero (denormals slow this kind of CPU by up to 2x)."""
@@ -55,7 +53,7 @@ def group_errors(group: list[Job], runs_dir: Path, error: str | None) -> list[tu
         d = run_dir(runs_dir, job)
         if finished_summary(d, job.job_id) is not None:
             out.append((job.job_id, None))
-        else:
+        else:  # read again only for a run that did not finish: its recorded error
             out.append((job.job_id, error or (read_summary(d) or {}).get("error") or "did not finish"))
     return out
 

@@ -39,8 +39,6 @@ class Interrupted(BaseException):
     checkpoint was saved; the launcher requeues the job, which resumes exactly from there."""
 
 
-
-
 class Diverged(FloatingPointError):
     """A loss, metric, parameter or action became NaN or infinite: the run has failed."""
 

@@ -78,6 +78,11 @@ def run_path(runs_dir: str | Path, suite: str, task: str, algorithm: str, seed: 
     return Path(runs_dir) / suite / task / algorithm / f"seed{seed}"
 
 
+def run_dir(runs_dir: str | Path, job: Job) -> Path:
+    """A job's run directory."""
+    return run_path(runs_dir, job.suite, job.task.name, job.algorithm.name, job.seed)
+
+
 def runs_of(runs_dir: str | Path, task: str, algorithm: str) -> list[Path]:
     """Every run directory of (task, algorithm) in the store, in any suite."""
     return sorted(Path(runs_dir).glob(f"*/{task}/{algorithm}/seed*"))
@@ -112,7 +117,7 @@ def write_manifest(jobs: list[Job], runs_dir: Path) -> Path:
     except (FileNotFoundError, json.JSONDecodeError, KeyError):
         old, entries = None, {}
     for j in jobs:
-        rel = str(run_path(runs_dir, j.suite, j.task.name, j.algorithm.name, j.seed).relative_to(runs_dir))
+        rel = str(run_dir(runs_dir, j).relative_to(runs_dir))
         entries[rel] = {"run_dir": rel, "job_id": j.job_id, "algorithm": j.algorithm.name, "task": j.task.name,
                         "seed": j.seed}
     text = json.dumps({"suite": jobs[0].suite, "jobs": sorted(entries.values(), key=lambda e: e["run_dir"])},

@@ -1,10 +1,10 @@
 """Mini AntMaze-like tasks on Gymnasium-Robotics' PointMaze, small enough for a CPU.
 
-As in D4RL's AntMaze: one fixed evaluation start (or, for the "anystart" task, a start cell drawn
-at each reset) and goal, sparse reward (1 within 0.45 of
-the goal, the episode ends there), and an offline dataset the harness generates itself: a noisy
-waypoint controller (breadth-first search over maze cells, PD control towards the next cell)
-drives to random goals, and rewards are relabeled against the fixed evaluation goal.
+As in D4RL's AntMaze: one fixed goal, one fixed evaluation start (the "anystart" task: a start
+cell drawn at each reset), sparse reward (1 within 0.45 of the goal, the episode ends there),
+and an offline dataset the harness generates itself: a noisy waypoint controller (breadth-first
+search over maze cells, PD control towards the next cell) drives to random goals, and rewards
+are relabeled against the fixed evaluation goal.
 "diverse": random start and goal cells; "play": a few hand-picked start -> goal routes.
 The dense variant pays exp(-distance to the goal) every step and never terminates; its score
 is normalized between a random policy (0) and the noise-free controller (100) from the start.
@@ -42,7 +42,9 @@ class FixedGoalPointMaze(gym.Wrapper):
     def reset(self, *, seed=None, options=None):
         if seed is not None:
             self.start_rng = np.random.default_rng(seed)
-        start = self.start_cell if self.start_cell is not None else self.start_cells[self.start_rng.integers(len(self.start_cells))]
+        start = self.start_cell
+        if start is None:
+            start = self.start_cells[self.start_rng.integers(len(self.start_cells))]
         obs, info = self.env.reset(seed=seed, options={"goal_cell": self.goal_cell, "reset_cell": np.array(start)})
         maze_env = self.env.unwrapped
         maze_env.goal = self.goal_xy.copy()  # no goal noise: one goal, as the paper's tasks
