@@ -124,6 +124,11 @@ class Algorithm(ABC):
         if self.n_seeds > 1 and not self.multi_seed:
             raise ValueError(f"algorithm '{self.name}' trains one seed per process (multi_seed = False); "
                              f"set seeds_per_process=1")
+        unset = [f"{f.name} (= protocol.{f.metadata['protocol']} in a job)" for f in (dataclasses.fields(config)
+                 if dataclasses.is_dataclass(config) else ()) if "protocol" in f.metadata and getattr(config, f.name) is None]
+        if unset:
+            raise ValueError(f"algorithm '{self.name}': {', '.join(unset)} is null; set it when building the "
+                             f"method outside a job")
 
     @abstractmethod
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -272,6 +277,24 @@ def check_positive(config: Any, *names: str) -> None:
         value = getattr(config, n)
         if not value > 0:
             raise ValueError(f"{type(config).__qualname__}.{n} must be > 0, got {value}")
+
+
+def check_follower(config: Any, *names: str) -> None:
+    """Fields that follow the protocol (metadata "protocol"): > 0, or null until the harness fills
+    them in (`follow_protocol`); a method built outside a job sets them."""
+    for n in names:
+        value = getattr(config, n)
+        if value is not None and not value > 0:
+            raise ValueError(f"{type(config).__qualname__}.{n} must be > 0 or null (= protocol."
+                             f"{type(config).__dataclass_fields__[n].metadata['protocol']}), got {value}")
+
+
+def follow_protocol(cls: type[Algorithm], hparams: dict[str, Any], protocol: Any) -> dict[str, Any]:
+    """`hparams` with each field that follows the protocol (metadata {"protocol": "<field>"}) and is
+    left null set to the protocol's value: one home for a value the method and the harness share
+    (e.g. RLPD's actor steps once per env step: actor_every follows protocol.utd)."""
+    follows = {f.name: f.metadata["protocol"] for f in dataclasses.fields(cls.Config) if "protocol" in f.metadata}
+    return {k: getattr(protocol, follows[k]) if k in follows and v is None else v for k, v in hparams.items()}
 
 
 def check_non_negative(config: Any, *names: str) -> None:

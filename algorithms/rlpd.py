@@ -11,7 +11,7 @@ Checked against the official code (ikostrikov/rlpd: `rlpd/agents/sac/sac_learner
              replacement,  y = r + gamma (1 - d) [min_{i in Z} Q_target_i(s', a') - alpha log pi(a'|s') if
              backup_entropy];  L_Q = mean_i E[(Q_i(s, a) - y)^2];  targets <- soft update (tau)
   2. every `actor_every` calls (the official learner: once after its UTD critic steps, on the last
-     minibatch; so `actor_every` = protocol.utd), with a ~ pi(s):
+     minibatch; so `actor_every` defaults to protocol.utd), with a ~ pi(s):
              L_pi = E[alpha log pi(a|s) - mean_i Q_i(s, a)]        (mean over all E critics)
              L_alpha = alpha (H - H_target),  H = -E[log pi(a|s)] of that actor step
              (the official parameterization: alpha = exp(log_alpha), the loss on alpha itself)
@@ -29,11 +29,11 @@ Deviations from the official code:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, minimize, register
+from algorithms.base import Algorithm, Batch, check_follower, check_positive, check_unit_interval, minimize, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
 from algorithms.common.networks import (INITS, EnsembleCritic, TanhGaussianActor, soft_update, subsampled_min,
                                         target_copy)
@@ -55,11 +55,14 @@ class RLPDConfig(EncoderConfig):
     init_temperature: float = 1.0
     target_entropy: float | None = None  # None: -|A| / 2
     backup_entropy: bool = True  # subtract alpha log pi(a'|s') in the TD target
-    actor_every: int = 20  # critic steps per actor and temperature step (the UTD ratio: once per env step)
+    # critic steps per actor and temperature step; null: the job's protocol.utd (once per env step,
+    # as the official learner), filled in by the harness so the UTD ratio has one home
+    actor_every: int | None = field(default=None, metadata={"protocol": "utd"})
 
     def __post_init__(self):
         check_positive(self, "n_critics", "n_target_min", "tau", "actor_lr", "critic_lr", "temp_lr",
-                       "init_temperature", "actor_every")
+                       "init_temperature")
+        check_follower(self, "actor_every")
         check_unit_interval(self, "gamma")
         if self.init not in INITS:
             raise ValueError(f"RLPDConfig.init must be one of {', '.join(INITS)}, got '{self.init}'")

@@ -15,7 +15,7 @@ again, for the conservative term (the two hooks below). Fine-tuning, per call on
              Z = critic_subsample members drawn with replacement,
              y = r + gamma (1 - d) max_j min_{i in Z} Q_target_i(s', a'_j);
              L_Q = mean_i E[(Q_i(s, a) - y)^2];  targets <- soft update (tau)
-  2. every `actor_every` calls (= protocol.utd: the official `update_high_utd` steps the actor and
+  2. every `actor_every` calls (default protocol.utd: the official `update_high_utd` steps the actor and
      temperature once per env step, on the whole batch its UTD critic minibatches came from),
      on the concatenation of those calls' batches, from the same parameters:
              L_pi = E[alpha log pi(a|s) - min_i Q_i(s, a)]      (min over all E critics), a ~ pi(s)
@@ -45,11 +45,11 @@ Deviations from the official code:
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from algorithms.base import Batch, check_positive, minimize, register
+from algorithms.base import Batch, check_follower, minimize, register
 from algorithms.common.encoder import encode_batch
 from algorithms.common.networks import members_of, sample_members, soft_update
 from algorithms.cql import CalQL, CalQLConfig
@@ -62,11 +62,13 @@ class WSRLConfig(CalQLConfig):
     critic_layer_norm: bool = True
     critic_subsample: int | None = 2  # members drawn (with replacement) per update for the target's min and the CQL term; None: all
     online_max_target_backup: bool = False  # fine-tuning target: max over cql_n_actions sampled a' (AntMaze: on)
-    actor_every: int = 4  # fine-tuning: critic steps per actor and temperature step (= protocol.utd)
+    # fine-tuning: critic steps per actor and temperature step; null: the job's protocol.utd (once per
+    # env step, as the official `update_high_utd`), filled in by the harness
+    actor_every: int | None = field(default=None, metadata={"protocol": "utd"})
 
     def __post_init__(self):
         super().__post_init__()
-        check_positive(self, "actor_every")
+        check_follower(self, "actor_every")
         if self.critic_subsample is not None and self.critic_subsample <= 0:
             raise ValueError(f"WSRLConfig.critic_subsample must be > 0 or null, got {self.critic_subsample}")
 

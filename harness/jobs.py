@@ -412,6 +412,7 @@ def expand(cfg: DictConfig, overrides: list[str] = ()) -> list[Job]:
             seed_groups = [algo_seeds[i:i + per_process] for i in range(0, len(algo_seeds), per_process)]
             if max(map(len, seed_groups)) > 1:
                 check_seed_groups(algo["name"], task, per_process)
+            algo["hparams"] = algorithms.base.follow_protocol(algorithms.get(algo["name"]), algo["hparams"], protocol)
             resolved = ResolvedAlgorithm.from_dict(algo)
             for group in seed_groups:
                 for seed in group:

@@ -1,7 +1,9 @@
-"""Shared by the algorithm tests: the tolerance of their equation checks, and a random batch."""
+"""Shared by the algorithm tests: the tolerance of their equation checks, a random batch, and the
+hparams a method has."""
 import pytest
 import torch
 
+import algorithms
 from algorithms import Batch
 
 
@@ -20,3 +22,8 @@ def random_batch(B: int = 6, seed: int = 0, act_dim: int = 2, terminal_every_oth
     if mc_return:
         fields["mc_return"] = torch.randn(1, B, generator=g)
     return Batch(**fields)
+
+
+def for_method(name: str, hparams: dict) -> dict:
+    """The entries of `hparams` that method `name` has (one small set of sizes for every method)."""
+    return {k: v for k, v in hparams.items() if k in algorithms.get(name).Config.__dataclass_fields__}

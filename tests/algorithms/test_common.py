@@ -10,6 +10,7 @@ import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec
 from algorithms.common.networks import (EnsembleCritic, GaussianActor, SeedMLP, SeedStreams, TanhGaussianActor, mlp,
                                        soft_update, subsampled_min, target_copy)
+from tests.algorithms.helpers import for_method
 
 
 def test_soft_update_moves_targets_by_tau():
@@ -31,10 +32,10 @@ DELAYED_TARGETS = {"td3bc": 2}  # updates until the targets move (TD3's delayed 
 def test_each_method_moves_its_targets_by_tau_and_never_trains_them(name):
     steps = DELAYED_TARGETS.get(name, 1)
     torch.manual_seed(0)
-    hp = {"actor_hidden": (8,), "critic_hidden": (8,), "tau": 0.2}
+    hp = {"actor_hidden": (8,), "critic_hidden": (8,), "tau": 0.2, "actor_every": 1}
     if name == "iql":
         hp["value_hidden"] = (8,)
-    algo = algorithms.make(name, ObsSpec((3,)), ActionSpec(2), hp)
+    algo = algorithms.make(name, ObsSpec((3,)), ActionSpec(2), for_method(name, hp))
     g = torch.Generator().manual_seed(0)
     b = Batch(obs=torch.randn(1, 8, 3, generator=g), action=torch.rand(1, 8, 2, generator=g) * 2 - 1,
               reward=torch.randn(1, 8, generator=g), next_obs=torch.randn(1, 8, 3, generator=g),
@@ -214,21 +215,21 @@ def test_normalize_obs_standardizes_with_the_offline_population_std(name, defaul
     """normalize_obs (default: the method's official code): observations become (x - mean) / (std + 1e-3)
     with the offline data's mean and population std (ddof 0, as the references' numpy std); an
     update on raw observations then equals one on pre-standardized observations without it."""
-    hp = {"actor_hidden": (8,), "critic_hidden": (8,)}
+    hp = {"actor_hidden": (8,), "critic_hidden": (8,), "actor_every": 1}
     assert algorithms.get(name).Config().normalize_obs is default
     g = torch.Generator().manual_seed(0)
     data = torch.randn(50, 3, generator=g) * torch.tensor([5.0, 0.1, 2.0]) + torch.tensor([3.0, -1.0, 0.0])
     torch.manual_seed(0)
-    on = algorithms.make(name, ObsSpec((3,)), ActionSpec(2), {**hp, "normalize_obs": True}, "cpu")
+    on = algorithms.make(name, ObsSpec((3,)), ActionSpec(2), for_method(name, {**hp, "normalize_obs": True}), "cpu")
     torch.manual_seed(0)
-    off = algorithms.make(name, ObsSpec((3,)), ActionSpec(2), {**hp, "normalize_obs": False}, "cpu")
+    off = algorithms.make(name, ObsSpec((3,)), ActionSpec(2), for_method(name, {**hp, "normalize_obs": False}), "cpu")
     on.observe_dataset(data)
     off.observe_dataset(data)  # a no-op
     std = data.numpy().std(0) + 1e-3
     torch.testing.assert_close(on.obs_norm.std, torch.from_numpy(std))
     torch.testing.assert_close(on.obs_norm.mean, data.mean(0))
     assert "obs_norm.std" not in str(off.state_dict()) and isinstance(off.obs_norm, nn.Identity)
-    restored = algorithms.make(name, ObsSpec((3,)), ActionSpec(2), {**hp, "normalize_obs": True}, "cpu")
+    restored = algorithms.make(name, ObsSpec((3,)), ActionSpec(2), for_method(name, {**hp, "normalize_obs": True}), "cpu")
     restored.load_state_dict(on.state_dict())
     assert torch.equal(restored.obs_norm.std, on.obs_norm.std)
 
@@ -248,8 +249,8 @@ def test_normalize_obs_standardizes_with_the_offline_population_std(name, defaul
 
 @pytest.mark.parametrize("name", ["iql", "awac", "td3bc"])
 def test_normalize_obs_is_refused_for_image_observations(name):
-    hp = {"actor_hidden": (8,), "critic_hidden": (8,), "normalize_obs": True, "encoder_channels": (4,),
+    hp = {"actor_hidden": (8,), "critic_hidden": (8,), "actor_every": 1, "normalize_obs": True, "encoder_channels": (4,),
           "encoder_feature_dim": 4}
-    algo = algorithms.make(name, ObsSpec((3 * 8 * 8,), (3, 8, 8)), ActionSpec(2), hp, "cpu")
+    algo = algorithms.make(name, ObsSpec((3 * 8 * 8,), (3, 8, 8)), ActionSpec(2), for_method(name, hp), "cpu")
     with pytest.raises(ValueError, match=f"{name}: normalize_obs needs vector observations"):
         algo.observe_dataset(torch.zeros(4, 3 * 8 * 8, dtype=torch.uint8))

@@ -8,15 +8,15 @@ import torch
 
 import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec
+from tests.algorithms.helpers import for_method
 
 OBS, ACT, B = 5, 3, 32
-SMALL = {"actor_hidden": (16, 16), "critic_hidden": (16, 16), "value_hidden": (16, 16)}
+SMALL = {"actor_hidden": (16, 16), "critic_hidden": (16, 16), "value_hidden": (16, 16),
+         "actor_every": 2}  # RLPD's and WSRL's actor step (a job sets it to protocol.utd)
 
 
 def small_hparams(name):
-    cls = algorithms.get(name)
-    fields = cls.Config.__dataclass_fields__
-    return {k: v for k, v in SMALL.items() if k in fields}
+    return for_method(name, SMALL)
 
 
 def make(name, seed=0):

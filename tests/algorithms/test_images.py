@@ -17,8 +17,9 @@ from harness.replay import Replay
 from harness.runner import run_job
 from tasks import TASKS, register_task
 from tasks.fetch import DatasetRecipe, VisualPickPlaceTask
+from tests.algorithms.helpers import for_method
 
-TINY = {"actor_hidden": (16, 16), "critic_hidden": (16, 16), "encoder_channels": (4, 4),
+TINY = {"actor_hidden": (16, 16), "critic_hidden": (16, 16), "actor_every": 1, "encoder_channels": (4, 4),
         "encoder_feature_dim": 8, "augment_pad": 2}
 
 
@@ -65,7 +66,7 @@ def test_encoder_splits_rows_and_augments_on_uint8(task, replay):
     assert torch.isfinite(state).all() and (state[:, 0] > 1.0).all()  # gripper x is ~1.3 m
     shifted = random_shift(pixels, 2, SeedStreams())
     assert shifted.dtype == torch.uint8 and shifted.shape == pixels.shape
-    config = algorithms.get("cql").Config(**{k: v for k, v in TINY.items() if "hidden" not in k})
+    config = algorithms.get("cql").Config(**{k: v for k, v in TINY.items() if "hidden" not in k and k != "actor_every"})
     enc = make_encoder(s, config, SeedStreams())
     assert isinstance(enc, PixelEncoder) and enc.out_dim == 8 + s.vector_dim
     assert enc(batch.obs).shape == (1, 4, enc.out_dim)
@@ -80,7 +81,7 @@ def test_encoder_splits_rows_and_augments_on_uint8(task, replay):
 @pytest.mark.parametrize("name", algorithms.available())
 def test_every_method_updates_and_evaluates_on_images(name, task, replay):
     cls = algorithms.get(name)
-    hparams = {k: v for k, v in TINY.items() if k in cls.Config.__dataclass_fields__}
+    hparams = for_method(name, TINY)
     assert {"encoder_channels", "encoder_feature_dim", "augment_pad"} <= set(cls.Config.__dataclass_fields__), \
         f"{name}: its Config must inherit algorithms.common.encoder.EncoderConfig"
     torch.manual_seed(0)
@@ -102,7 +103,7 @@ def test_every_method_updates_and_evaluates_on_images(name, task, replay):
 def test_runner_runs_a_visual_job(task, tmp_path):
     job = Job.from_dict({"suite": "test", "seed": 0, "device": "cpu",
                          "task": {"name": task.name, "domain": task.domain},
-                         "algorithm": {"name": "calql", "hparams": dict(TINY), "replay": {"mode": "mix", "batch_size": 16},
+                         "algorithm": {"name": "calql", "hparams": for_method("calql", TINY), "replay": {"mode": "mix", "batch_size": 16},
                                        "reward": {"scale": 10.0, "shift": -5.0}},
                          "protocol": {"offline_steps": 10, "online_steps": 60, "utd": 1, "eval_every_offline": 10,
                                       "eval_every": 60, "eval_episodes": 1, "log_every": 10, "checkpoint_every": 0}})
@@ -112,7 +113,7 @@ def test_runner_runs_a_visual_job(task, tmp_path):
 
 
 def test_td3bc_normalizes_vector_observations_only(task, replay):
-    hparams = {k: v for k, v in TINY.items() if k in algorithms.get("td3bc").Config.__dataclass_fields__}
+    hparams = for_method("td3bc", TINY)
     algo = algorithms.make("td3bc", spec(task), ActionSpec(task.act_dim), hparams, "cpu")
     with pytest.raises(ValueError, match="normalize_obs"):
         algo.observe_dataset(replay.storage["obs"][:4])

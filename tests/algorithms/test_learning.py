@@ -127,7 +127,7 @@ def value_fit(runner: Runner) -> tuple[float, float]:
 
 # RLPD from scratch: the yaml's pointmaze settings (every batch 50/50 offline and online, 10
 # LayerNorm critics, the target's min over a random subset, 1,000 uniform warm-up steps), with
-# - UTD 2 instead of 20 (actor_every follows it: still one actor and temperature step per env step
+# - UTD 2 instead of 20 (actor_every follows protocol.utd: still one actor and temperature step per env step
 #   after several critic steps, on the last 50/50 minibatch);
 # - batch 128 (64 offline + 64 online) instead of 256;
 # - 3,000 env steps: 4,000 updates after the warm-up.
@@ -141,7 +141,7 @@ RLPD_WARMUP, RLPD_ONLINE, RLPD_UTD = 1000, 3000, 2
 RLPD_MIN_CORRELATION = 0.3  # between Q(s, pi(s)) and the Monte-Carlo return, over the dataset's states
 RLPD_MIN_GAP = 0.5  # mean Q of the states whose trajectory reaches the goal over the others' (reward -1 / 0)
 RLPD_RUN = ("algorithm=rlpd", f"task={TASK}", "device=cpu", "seed=0",
-            f"protocol.utd={RLPD_UTD}", f"algorithm.hparams.actor_every={RLPD_UTD}", "algorithm.replay.batch_size=128",
+            f"protocol.utd={RLPD_UTD}", "algorithm.replay.batch_size=128",
             f"protocol.warmup_steps={RLPD_WARMUP}", f"protocol.online_steps={RLPD_ONLINE}",
             f"protocol.eval_every={RLPD_ONLINE}", "protocol.eval_episodes=1", "protocol.log_every=500",
             "protocol.checkpoint_every=0")
@@ -152,6 +152,7 @@ def test_rlpd_from_scratch_learns_values_that_follow_the_monte_carlo_returns(tmp
     job, = front_door_jobs(*RLPD_RUN)
     assert job.algorithm.replay == ReplayConfig(mode="mix", mixing_ratio=0.5, batch_size=128)
     assert job.protocol.offline_steps == 0 and job.algorithm.hparams["n_critics"] == 10
+    assert job.algorithm.hparams["actor_every"] == RLPD_UTD  # one actor step per env step
     runner = Runner([job], [tmp_path], progress_bar=False)
     with one_thread():
         runner.build()

@@ -20,7 +20,7 @@ A = 2
 def make(**hp):
     torch.manual_seed(0)
     return algorithms.make("rlpd", ObsSpec((3,)), ActionSpec(A),
-                           {"actor_hidden": (8,), "critic_hidden": (8, 8), "n_critics": 5, **hp})
+                           {"actor_hidden": (8,), "critic_hidden": (8, 8), "n_critics": 5, "actor_every": 20, **hp})
 
 
 batch = partial(random_batch, act_dim=A)

@@ -20,7 +20,8 @@ A = 2
 def make(name="wsrl", **hp):
     torch.manual_seed(0)
     return algorithms.make(name, ObsSpec((3,)), ActionSpec(A),
-                           {"actor_hidden": (8,), "critic_hidden": (8, 8), "cql_n_actions": 3, **hp})
+                           {"actor_hidden": (8,), "critic_hidden": (8, 8), "cql_n_actions": 3,
+                            **({"actor_every": 4} if name == "wsrl" else {}), **hp})
 
 
 batch = partial(random_batch, act_dim=A, mc_return=True)  # Cal-QL's side reads Monte-Carlo returns
