@@ -153,10 +153,7 @@ class CQL(Algorithm):
                 q_next = self.critic_target(next_obs, first).unsqueeze(-1)
                 td_target = self.td_target(batch.reward, batch.done, q_next, pi_next_logp[..., :1], alpha)
 
-        # Q at the data actions and at the three kinds of sampled actions, all at s, in one pass.
-        q = self.critic(torch.cat([obs, obs_rep, obs_rep, obs_rep], 1),
-                        torch.cat([action, uniform_a, pi_s_a, pi_next_a], 1))
-        q_data, q_uniform, q_pi_s, q_pi_next = q.split([B, B * N, B * N, B * N], -1)
+        q_data, q_uniform, q_pi_s, q_pi_next = self.critic_values(obs, action, obs_rep, uniform_a, pi_s_a, pi_next_a)
         q_uniform, q_pi_s, q_pi_next = (x.unflatten(-1, (B, N)) for x in (q_uniform, q_pi_s, q_pi_next))
         td_loss = ((q_data - td_target) ** 2).mean(-1).sum(0)
 
@@ -200,6 +197,14 @@ class CQL(Algorithm):
         if bound_rate is not None:
             metrics["bound_rate"] = bound_rate
         return metrics
+
+    def critic_values(self, obs, action, obs_rep, uniform_a, pi_s_a, pi_next_a):
+        """Q at the data actions and at the three kinds of sampled actions, all at s, in one pass of
+        every critic: q_data (n, K, B) and q_uniform, q_pi_s, q_pi_next (n, K, B * N)."""
+        B = obs.shape[1]
+        q = self.critic(torch.cat([obs, obs_rep, obs_rep, obs_rep], 1),
+                        torch.cat([action, uniform_a, pi_s_a, pi_next_a], 1))
+        return q.split([B, *[obs_rep.shape[1]] * 3], -1)
 
     def temperature_loss(self, log_pi: torch.Tensor) -> torch.Tensor:
         """SAC's automatic entropy tuning: -E[log alpha (log pi(a|s) + target entropy)], per seed:

@@ -10,7 +10,8 @@ Checked against the official code (zhouzypaul/wsrl: `wsrl/agents/sac.py`, `wsrl/
 Pre-training is this repository's Cal-QL (`algorithms.cql.CalQL`, the official Cal-QL code) run
 with WSRL's `--use_redq` ensemble: E = n_critics LayerNorm critics and a LayerNorm policy, and
 per update `critic_subsample` members drawn with replacement for the TD target's min and, drawn
-again, for the conservative term (the two hooks below). Fine-tuning, per call on one batch:
+again, for the conservative term (the hooks below; only the drawn members' Q-values at the
+sampled actions are computed, and Cal-QL's `bound_rate` is over them). Fine-tuning, per call on one batch:
   1. critic: a'_j ~ pi(s') (j = 1..N; N = cql_n_actions with online_max_target_backup, else 1),
              Z = critic_subsample members drawn with replacement,
              y = r + gamma (1 - d) max_j min_{i in Z} Q_target_i(s', a'_j);
@@ -80,6 +81,7 @@ class WSRL(CalQL):
     def __init__(self, obs_spec, action_spec, config: WSRLConfig, device, rng=None):
         super().__init__(obs_spec, action_spec, config, device, rng)
         self.block: list[Batch] = []  # this env step's fine-tuning batches, for the actor step
+        self.gap_members: torch.Tensor | None = None  # this update's members of the conservative term
         self.last_actor = {k: torch.zeros(self.n_seeds, device=self.device)
                            for k in ("actor_loss", "entropy", "alpha", "alpha_loss", "q_pi")}
 
@@ -95,10 +97,25 @@ class WSRL(CalQL):
         """Cal-QL's target (max over next actions of the min over members) on a random subset."""
         return super().td_target(reward, done, self.subsample(q_next), next_logp, alpha)
 
+    def critic_values(self, obs, action, obs_rep, uniform_a, pi_s_a, pi_next_a):
+        """Q at the data actions from every member (the TD loss); at the sampled actions only from
+        the conservative term's members, drawn here (another random subset, WSRL's
+        `_get_cql_q_diff`): the gap of the other members is never used, so it is not computed."""
+        k = self.config.critic_subsample
+        if k is None:  # every member: Cal-QL's one pass
+            self.gap_members = None
+            return super().critic_values(obs, action, obs_rep, uniform_a, pi_s_a, pi_next_a)
+        self.gap_members = sample_members(self.critic.n, k, True, self.rng, obs.device)
+        q_data = self.critic(obs, action)
+        sampled = self.critic(obs_rep.repeat(1, 3, 1), torch.cat([uniform_a, pi_s_a, pi_next_a], 1),
+                              members=self.gap_members)
+        return q_data, *sampled.chunk(3, -1)
+
     def conservative_gap(self, q_data, q_rand, q_cur, q_next, cur_logp, next_logp, batch):
-        """Cal-QL's conservative gap of another random subset of members (WSRL's `_get_cql_q_diff`)."""
-        gap, bound_rate = super().conservative_gap(q_data, q_rand, q_cur, q_next, cur_logp, next_logp, batch)
-        return self.subsample(gap), bound_rate
+        """Cal-QL's conservative gap of the members `critic_values` drew (all without critic_subsample)."""
+        if self.gap_members is not None:
+            q_data = members_of(q_data, self.gap_members)
+        return super().conservative_gap(q_data, q_rand, q_cur, q_next, cur_logp, next_logp, batch)
 
     # -- fine-tuning: SAC -------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec, SeedStreams
-from harness.jobs import CONF_DIR, load_group, resolve_algorithm
+from harness.jobs import CONF_DIR, load_group, resolve_algorithm, standalone_hparams
 from harness.launch import configure_torch
 
 METHODS = ("cql", "calql", "iql", "td3bc", "awac", "rlpd", "wsrl")
@@ -51,7 +51,7 @@ def shapes(name: str, which: str) -> tuple[int, int, int, dict]:
     """(obs_dim, act_dim, batch, hparams) of one shape set."""
     domain = {"paper": "antmaze", "mini": "pointmaze", "corl": "antmaze"}[which]
     cfg = resolve_algorithm(load_group("algorithm", name), domain)
-    hp = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["hparams"].items()}
+    hp = {k: tuple(v) if isinstance(v, list) else v for k, v in standalone_hparams(cfg).items()}
     if which == "corl":
         hp.update(CORL[name])
         if name in ("cql", "calql"):

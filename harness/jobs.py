@@ -322,6 +322,13 @@ def resolve_algorithm(algo_cfg: DictConfig | dict, domain: str, *overrides: dict
     return validate_algorithm(OmegaConf.to_container(merged, resolve=True))
 
 
+def standalone_hparams(algo: dict[str, Any]) -> dict[str, Any]:
+    """A resolved method's hparams for building it outside a job (the bench, scripts): fields that
+    follow the protocol take the method's own protocol (its yaml's `protocol:`, else the defaults)."""
+    own = Protocol(**{"offline_steps": 0, "online_steps": 0, **(algo.get("protocol") or {})})
+    return algorithms.base.follow_protocol(algorithms.get(algo["name"]), algo["hparams"], own)
+
+
 def _plain(x) -> dict[str, Any]:
     """A plain dict without the keys left at null (null means: not overridden here)."""
     d = OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else (x or {})

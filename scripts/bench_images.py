@@ -11,7 +11,7 @@ import torch  # noqa: E402
 
 import algorithms  # noqa: E402
 import tasks  # noqa: E402
-from harness.jobs import load_group, resolve_algorithm  # noqa: E402
+from harness.jobs import load_group, resolve_algorithm, standalone_hparams  # noqa: E402
 from harness.replay import Replay  # noqa: E402
 
 SMALL = {"actor_hidden": [64, 64], "critic_hidden": [64, 64], "encoder_channels": [16, 16], "encoder_feature_dim": 32}
@@ -43,7 +43,7 @@ def main():
     spec = algorithms.ObsSpec((task.obs_dim,), task.image_shape, task.vector_dim)
     for name in args.methods.split(","):
         cfg = resolve_algorithm(load_group("algorithm", name), task.domain)
-        hparams = dict(cfg.get("hparams", {}))
+        hparams = standalone_hparams(cfg)
         if args.small:
             hparams.update({k: v for k, v in SMALL.items() if k in algorithms.get(name).Config.__dataclass_fields__})
         algo = algorithms.make(name, spec, algorithms.ActionSpec(task.act_dim), hparams, device)

@@ -219,9 +219,14 @@ class MemberParams(nn.Module):
         super().__init__()
         self.weight, self.bias = nn.Parameter(weight), nn.Parameter(bias)
 
-    def flat(self, members: int, frozen: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first `members` members of every seed as one batch of K * members."""
-        w, b = self.weight[:, :members], self.bias[:, :members]
+    def flat(self, members: int | torch.Tensor, frozen: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Members of every seed as one batch of K * m: the first m = `members`, or each seed's own
+        (`members`: indices (K, m), repeats allowed; their gradients add up)."""
+        if isinstance(members, torch.Tensor):
+            rows = torch.arange(self.weight.shape[0], device=members.device)[:, None]
+            w, b = self.weight[rows, members], self.bias[rows, members]
+        else:
+            w, b = self.weight[:, :members], self.bias[:, :members]
         if frozen:
             w, b = w.detach(), b.detach()
         return w.reshape(-1, *w.shape[2:]), b.reshape(-1, *b.shape[2:])
@@ -259,22 +264,26 @@ class EnsembleCritic(nn.Module):
         self.norms = nn.ModuleList(EnsembleLayerNorm(K, n, h) for h in hidden) if layer_norm else None
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, frozen: bool = False,
-                members: int | None = None) -> torch.Tensor:
-        """Q-values (m, K, B) of the first m = `members` critics (default: all n). `frozen`: the
-        parameters are treated as constants (gradients flow to the inputs only), for actor
-        losses: no wasted weight gradients, no stray .grad."""
-        m = self.n if members is None else members
+                members: int | torch.Tensor | None = None) -> torch.Tensor:
+        """Q-values (m, K, B) of the first m = `members` critics (default: all n), or of each seed's
+        members `members` (indices (K, m), e.g. from `sample_members`): only those are computed.
+        `frozen`: the parameters are treated as constants (gradients flow to the inputs only), for
+        actor losses: no wasted weight gradients, no stray .grad."""
+        if isinstance(members, torch.Tensor):
+            m = members.shape[1]
+        else:
+            m = members = self.n if members is None else members
         x = torch.cat([obs, action], dim=-1)
         K, B = x.shape[0], x.shape[1]
         x = x.unsqueeze(1).expand(K, m, B, x.shape[-1]).reshape(K * m, B, x.shape[-1])
         for i, layer in enumerate(self.hidden):
-            w, b = layer.flat(m, frozen)
+            w, b = layer.flat(members, frozen)
             x = torch.bmm(x, w).add_(b)
             if self.norms is not None:
-                g, c = self.norms[i].flat(m, frozen)
+                g, c = self.norms[i].flat(members, frozen)
                 x = torch.addcmul(c, F.layer_norm(x, x.shape[-1:], eps=LAYER_NORM_EPS), g)
             x = x.relu_()
-        w, b = self.out.flat(m, frozen)
+        w, b = self.out.flat(members, frozen)
         return torch.baddbmm(b, x, w).view(K, m, B).transpose(0, 1)
 
 

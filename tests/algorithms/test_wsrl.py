@@ -73,17 +73,29 @@ def test_td_target_is_max_over_actions_of_min_over_members_drawn_with_replacemen
 
 
 def test_conservative_term_is_calqls_gap_on_members_drawn_with_replacement():
+    """Only the drawn members' Q-values at the sampled actions are computed, and the gap is
+    Cal-QL's on those members; the TD loss still sees every member at the data actions."""
     wsrl, calql = make(n_critics=3, critic_subsample=2), make("calql", n_critics=3)
     g = torch.Generator().manual_seed(1)
-    q_data, q_rand, q_cur, q_next = torch.randn(3, 1, 4, generator=g), *torch.randn(3, 3, 1, 4, 2, generator=g)
-    logp_cur, logp_next = torch.randn(1, 4, 2, generator=g), torch.randn(1, 4, 2, generator=g)
-    b = batch(B=4)
-    full, rate = calql.conservative_gap(q_data, q_rand, q_cur, q_next, logp_cur, logp_next, b)
+    B, N = 4, 2
+    obs, action = torch.randn(1, B, 3, generator=g), torch.rand(1, B, A, generator=g) * 2 - 1
+    obs_rep = obs.repeat_interleave(N, 1)
+    sampled = [torch.rand(1, B * N, A, generator=g) * 2 - 1 for _ in range(3)]  # uniform, pi(s), pi(s')
     torch.manual_seed(4)
     idx = torch.randint(0, 3, (2,))
     torch.manual_seed(4)
+    q_data, *q_sampled = (q.detach() for q in wsrl.critic_values(obs, action, obs_rep, *sampled))
+    with torch.no_grad():
+        torch.testing.assert_close(q_data, wsrl.critic(obs, action))
+        for q, a in zip(q_sampled, sampled):
+            assert q.shape == (2, 1, B * N)
+            torch.testing.assert_close(q, wsrl.critic(obs_rep, a)[idx])
+    q_rand, q_cur, q_next = (q.unflatten(-1, (B, N)) for q in q_sampled)
+    logp_cur, logp_next = torch.randn(1, B, N, generator=g), torch.randn(1, B, N, generator=g)
+    b = batch(B=B)
     gap, rate_w = wsrl.conservative_gap(q_data, q_rand, q_cur, q_next, logp_cur, logp_next, b)
-    assert gap[:, 0].tolist() == approx(full[idx, 0].tolist()) and torch.equal(rate_w, rate)
+    expected, rate = calql.conservative_gap(q_data[idx], q_rand, q_cur, q_next, logp_cur, logp_next, b)
+    assert gap[:, 0].tolist() == approx(expected[:, 0].tolist()) and torch.equal(rate_w, rate)
 
 
 def test_finetuning_critic_is_sac_without_the_conservative_term():
