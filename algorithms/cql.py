@@ -146,11 +146,11 @@ class CQL(Algorithm):
 
             # TD target: max over the N next actions of the min over critics (or one action).
             if cfg.cql_max_target_backup:
-                q_next = self.critic_target(next_obs_rep, pi_next_a).unflatten(-1, (B, N))
+                q_next = self.target_values(next_obs_rep, pi_next_a).unflatten(-1, (B, N))
                 td_target = self.td_target(batch.reward, batch.done, q_next, pi_next_logp, alpha)
             else:
                 first = pi_next_a.unflatten(-2, (B, N))[..., 0, :]
-                q_next = self.critic_target(next_obs, first).unsqueeze(-1)
+                q_next = self.target_values(next_obs, first).unsqueeze(-1)
                 td_target = self.td_target(batch.reward, batch.done, q_next, pi_next_logp[..., :1], alpha)
 
         q_data, q_uniform, q_pi_s, q_pi_next = self.critic_values(obs, action, obs_rep, uniform_a, pi_s_a, pi_next_a)
@@ -197,6 +197,10 @@ class CQL(Algorithm):
         if bound_rate is not None:
             metrics["bound_rate"] = bound_rate
         return metrics
+
+    def target_values(self, next_obs, next_action) -> torch.Tensor:
+        """Q_target(s', a') of the members the TD target's min is over (here every one): (n, K, rows)."""
+        return self.critic_target(next_obs, next_action)
 
     def critic_values(self, obs, action, obs_rep, uniform_a, pi_s_a, pi_next_a):
         """Q at the data actions and at the three kinds of sampled actions, all at s, in one pass of

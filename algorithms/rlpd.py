@@ -35,7 +35,7 @@ import torch
 
 from algorithms.base import Algorithm, Batch, check_follower, check_positive, check_unit_interval, minimize, register
 from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
-from algorithms.common.networks import (INITS, EnsembleCritic, TanhGaussianActor, soft_update, subsampled_min,
+from algorithms.common.networks import (INITS, EnsembleCritic, TanhGaussianActor, sample_members, soft_update,
                                         target_copy)
 
 
@@ -106,11 +106,17 @@ class RLPD(Algorithm):
         return self.critic(features, self.actor(features)[0]).mean(0)
 
     # -- the loss terms, each a function of tensors (one value per seed: (K,)) --------------
+    def target_values(self, next_obs, next_action) -> torch.Tensor:
+        """Q_target(s', a') of n_target_min members drawn without replacement, the only ones the
+        target's min reads: (n_target_min, K, B)."""
+        members = sample_members(self.config.n_critics, self.config.n_target_min, False, self.rng, next_obs.device)
+        return self.critic_target(next_obs, next_action, members=members)
+
     def td_target(self, reward, done, q_next, next_logp, alpha) -> torch.Tensor:
-        """r + gamma (1 - d) (min over n_target_min random members of Q_target(s', a')
-        [- alpha log pi(a'|s')]); q_next: (E, K, B), next_logp: (K, B), alpha: (K,)."""
+        """r + gamma (1 - d) (min_{i in Z} Q_target_i(s', a') [- alpha log pi(a'|s')]); q_next:
+        (|Z|, K, B) of the drawn members Z (`target_values`), next_logp: (K, B), alpha: (K,)."""
         cfg = self.config
-        target_q = subsampled_min(q_next, cfg.n_target_min, False, self.rng)
+        target_q = q_next.min(0).values
         if cfg.backup_entropy:
             target_q = target_q - alpha.unsqueeze(-1) * next_logp
         return reward + cfg.gamma * (1.0 - done) * target_q
@@ -134,7 +140,7 @@ class RLPD(Algorithm):
         # 1. Critic.
         with torch.no_grad():
             next_action, next_logp = self.actor(next_obs, self.rng)
-            td_target = self.td_target(batch.reward, batch.done, self.critic_target(next_obs, next_action),
+            td_target = self.td_target(batch.reward, batch.done, self.target_values(next_obs, next_action),
                                        next_logp, alpha)
         q = self.critic(obs, batch.action)
         critic_loss = (q - td_target).square().mean((0, 2))

@@ -10,8 +10,8 @@ Checked against the official code (zhouzypaul/wsrl: `wsrl/agents/sac.py`, `wsrl/
 Pre-training is this repository's Cal-QL (`algorithms.cql.CalQL`, the official Cal-QL code) run
 with WSRL's `--use_redq` ensemble: E = n_critics LayerNorm critics and a LayerNorm policy, and
 per update `critic_subsample` members drawn with replacement for the TD target's min and, drawn
-again, for the conservative term (the hooks below; only the drawn members' Q-values at the
-sampled actions are computed, and Cal-QL's `bound_rate` is over them). Fine-tuning, per call on one batch:
+again, for the conservative term (the hooks below: only the drawn members' Q-values are computed
+there, and Cal-QL's `bound_rate` is over them). Fine-tuning, per call on one batch:
   1. critic: a'_j ~ pi(s') (j = 1..N; N = cql_n_actions with online_max_target_backup, else 1),
              Z = critic_subsample members drawn with replacement,
              y = r + gamma (1 - d) max_j min_{i in Z} Q_target_i(s', a'_j);
@@ -86,26 +86,23 @@ class WSRL(CalQL):
                            for k in ("actor_loss", "entropy", "alpha", "alpha_loss", "q_pi")}
 
     # -- pre-training: Cal-QL with the ensemble subsampled in its two hooks ------------------
-    def subsample(self, per_member: torch.Tensor) -> torch.Tensor:
-        """The rows (dim 0: ensemble members; dim 1: seeds) of critic_subsample members drawn with
-        replacement, per seed."""
+    def drawn_members(self, device) -> torch.Tensor | None:
+        """critic_subsample members per seed, drawn with replacement (None: every member)."""
         k = self.config.critic_subsample
-        return per_member if k is None else members_of(
-            per_member, sample_members(self.critic.n, k, True, self.rng, per_member.device))
+        return None if k is None else sample_members(self.critic.n, k, True, self.rng, device)
 
-    def td_target(self, reward, done, q_next, next_logp, alpha) -> torch.Tensor:
-        """Cal-QL's target (max over next actions of the min over members) on a random subset."""
-        return super().td_target(reward, done, self.subsample(q_next), next_logp, alpha)
+    def target_values(self, next_obs, next_action) -> torch.Tensor:
+        """Q_target(s', a') of a random subset of members, the only ones the target's min reads
+        (Cal-QL's target is then the max over next actions of the min over them)."""
+        return self.critic_target(next_obs, next_action, members=self.drawn_members(next_obs.device))
 
     def critic_values(self, obs, action, obs_rep, uniform_a, pi_s_a, pi_next_a):
         """Q at the data actions from every member (the TD loss); at the sampled actions only from
         the conservative term's members, drawn here (another random subset, WSRL's
         `_get_cql_q_diff`): the gap of the other members is never used, so it is not computed."""
-        k = self.config.critic_subsample
-        if k is None:  # every member: Cal-QL's one pass
-            self.gap_members = None
+        self.gap_members = self.drawn_members(obs.device)
+        if self.gap_members is None:  # every member: Cal-QL's one pass
             return super().critic_values(obs, action, obs_rep, uniform_a, pi_s_a, pi_next_a)
-        self.gap_members = sample_members(self.critic.n, k, True, self.rng, obs.device)
         q_data = self.critic(obs, action)
         sampled = self.critic(obs_rep.repeat(1, 3, 1), torch.cat([uniform_a, pi_s_a, pi_next_a], 1),
                               members=self.gap_members)
@@ -129,7 +126,7 @@ class WSRL(CalQL):
         # 1. Critic.
         with torch.no_grad():
             next_a, next_logp = self.actor.sample(next_obs, N, self.rng)
-            q_next = self.critic_target(next_obs.repeat_interleave(N, 1), next_a).unflatten(-1, (B, N))
+            q_next = self.target_values(next_obs.repeat_interleave(N, 1), next_a).unflatten(-1, (B, N))
             td_target = self.td_target(batch.reward, batch.done, q_next, next_logp.unflatten(-1, (B, N)), alpha)
         q = self.critic(obs, batch.action)
         critic_loss = (q - td_target).square().mean((0, 2))

@@ -287,10 +287,13 @@ class EnsembleCritic(nn.Module):
         return torch.baddbmm(b, x, w).view(K, m, B).transpose(0, 1)
 
 
-def sample_members(n: int, size: int, replace: bool, rng: SeedStreams, device) -> torch.Tensor:
+def sample_members(n: int, size: int, replace: bool, rng: SeedStreams, device) -> torch.Tensor | None:
     """`size` random ensemble indices out of n per seed, (K, size), seed k's from its stream:
     with replacement as `jax.random.randint` (WSRL), or without as
-    `jax.random.choice(replace=False)` (RLPD)."""
+    `jax.random.choice(replace=False)` (RLPD); None (every member, no draw) for all n without
+    replacement. The result goes to `EnsembleCritic(..., members=)` or `members_of`."""
+    if not replace and size == n:
+        return None
     if replace:
         return rng.randint(0, n, (size,), device)
     return rng.each(lambda k, g: torch.randperm(n, generator=g, device=device)[:size])
@@ -299,14 +302,6 @@ def sample_members(n: int, size: int, replace: bool, rng: SeedStreams, device) -
 def members_of(q: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Each seed's members idx[k] of q (n, K, ...): (size, K, ...)."""
     return q.movedim(0, 1)[torch.arange(q.shape[1], device=q.device)[:, None], idx].movedim(1, 0)
-
-
-def subsampled_min(q: torch.Tensor, size: int, replace: bool, rng: SeedStreams) -> torch.Tensor:
-    """min over `size` random members of q (n, K, ...), drawn per seed (see `sample_members`);
-    `size` = n without replacement is the plain min."""
-    if not replace and size == q.shape[0]:
-        return q.min(0).values
-    return members_of(q, sample_members(q.shape[0], size, replace, rng, q.device)).min(0).values
 
 
 class ValueNet(nn.Module):

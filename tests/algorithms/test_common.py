@@ -9,7 +9,7 @@ from torch.distributions import Normal, TanhTransform, TransformedDistribution
 import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec
 from algorithms.common.networks import (EnsembleCritic, GaussianActor, SeedMLP, SeedStreams, TanhGaussianActor, mlp,
-                                       soft_update, subsampled_min, target_copy)
+                                       members_of, sample_members, soft_update, target_copy)
 from tests.algorithms.helpers import for_method
 
 
@@ -153,7 +153,12 @@ def test_layer_norm_seed_mlp_equals_its_plain_mlps(init):
                 torch.testing.assert_close(y[k], net(x[k]))
 
 
-def test_subsampled_min_draws_members_from_each_seeds_stream():
+def subsampled_min(q, size, replace, rng):
+    idx = sample_members(q.shape[0], size, replace, rng, q.device)
+    return (q if idx is None else members_of(q, idx)).min(0).values
+
+
+def test_sampled_members_are_drawn_from_each_seeds_stream():
     q = (torch.arange(10.0)[:, None, None] * torch.ones(10, 2, 4))  # member i's values are all i, 2 seeds
     drawn = [subsampled_min(q, 2, False, rng)[:, 0].tolist()
              for rng in [SeedStreams.from_seeds([3, 4])] for _ in range(300)]
@@ -170,6 +175,28 @@ def test_subsampled_min_draws_members_from_each_seeds_stream():
     with_repl = [subsampled_min(q, 2, True, rng)[0, 0].item() for _ in range(2000)]
     assert 9.0 in with_repl  # the same member twice: (9, 9) has probability 1/100
     assert subsampled_min(q, 10, False, rng).tolist() == [[0.0] * 4] * 2  # all members: the plain min
+    assert sample_members(10, 10, False, rng, "cpu") is None  # ... and no draw
+
+
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_an_ensemble_computes_only_the_members_asked_for(layer_norm):
+    """Each seed's members idx[k] (repeats allowed): the same values and, summed over repeats, the
+    same weight gradients as computing every member and selecting them."""
+    critic = EnsembleCritic(3, 2, (8, 8), 5, SeedStreams.from_seeds([0, 1]), layer_norm=layer_norm)
+    g = torch.Generator().manual_seed(0)
+    obs, action = torch.randn(2, 6, 3, generator=g), torch.randn(2, 6, 2, generator=g)
+    idx = torch.tensor([[4, 1], [2, 2]])
+    some = critic(obs, action, members=idx)
+    every = critic(obs, action)
+    torch.testing.assert_close(some, members_of(every, idx))
+    grads = []
+    for q in (some, members_of(critic(obs, action), idx)):
+        critic.zero_grad()
+        (q * torch.arange(1.0, 13.0).view(1, 2, 6)).sum().backward()
+        grads.append([p.grad.clone() for p in critic.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+    assert critic.hidden[0].weight.grad[0, 0].abs().sum() == 0  # seed 0 never drew member 0
 
 
 def test_tanh_gaussian_log_prob_matches_torch_distributions():

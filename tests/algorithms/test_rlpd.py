@@ -31,29 +31,34 @@ Q_NEXT_K = Q_NEXT[:, None]  # (E, K=1, B)
 
 
 @pytest.mark.parametrize("backup_entropy", [False, True])
-def test_td_target_is_min_over_a_random_subset_of_target_members(backup_entropy):
+def test_td_target_is_min_over_the_drawn_target_members(backup_entropy):
     rlpd = make(n_target_min=2, backup_entropy=backup_entropy, gamma=0.9)
     reward, done, logp, alpha = torch.tensor([1.0, 1.0]), torch.tensor([0.0, 1.0]), torch.tensor([-2.0, 3.0]), 0.5
-    for seed in range(5):
-        torch.manual_seed(seed)
-        idx = torch.randperm(5)[:2]  # the draw the target makes: 2 distinct members
-        torch.manual_seed(seed)
-        out = rlpd.td_target(reward[None], done[None], Q_NEXT_K, logp[None], torch.tensor([alpha]))[0]
-        soft = Q_NEXT[idx].min(0).values - (alpha * logp if backup_entropy else 0.0)
-        assert out.tolist() == approx((reward + 0.9 * (1 - done) * soft).tolist())
-        assert out[1].item() == approx(1.0)  # terminal: no bootstrap
+    out = rlpd.td_target(reward[None], done[None], Q_NEXT_K[[3, 1]], logp[None], torch.tensor([alpha]))[0]
+    soft = Q_NEXT[[3, 1]].min(0).values - (alpha * logp if backup_entropy else 0.0)
+    assert out.tolist() == approx((reward + 0.9 * (1 - done) * soft).tolist())
+    assert out[1].item() == approx(1.0)  # terminal: no bootstrap
 
 
-def test_td_target_with_one_member_and_with_all():
-    torch.manual_seed(0)
-    rlpd = make(n_target_min=1, backup_entropy=False, gamma=0.5)
-    one = [rlpd.td_target(torch.zeros(1, 2), torch.zeros(1, 2), Q_NEXT_K, torch.zeros(1, 2), torch.ones(1))[0]
-           for _ in range(40)]
-    members = {tuple((0.5 * Q_NEXT[i]).tolist()) for i in range(5)}
-    assert {tuple(t.tolist()) for t in one} == members  # one whole member at a time; all 5 get drawn
-    full = make(n_target_min=5, backup_entropy=False, gamma=0.5).td_target(
-        torch.zeros(1, 2), torch.zeros(1, 2), Q_NEXT_K, torch.zeros(1, 2), torch.ones(1))
-    assert full.tolist() == [[1.0, 0.25]]
+def test_target_values_are_those_of_members_drawn_without_replacement():
+    rlpd = make(n_target_min=2)
+    g = torch.Generator().manual_seed(0)
+    next_obs, next_action = torch.randn(1, 4, 3, generator=g), torch.rand(1, 4, A, generator=g) * 2 - 1
+    with torch.no_grad():
+        every = rlpd.critic_target(next_obs, next_action)
+        for seed in range(5):
+            torch.manual_seed(seed)
+            idx = torch.randperm(5)[:2]  # the draw the target makes: 2 distinct members
+            torch.manual_seed(seed)
+            torch.testing.assert_close(rlpd.target_values(next_obs, next_action), every[idx])
+        one = make(n_target_min=1)
+        every = one.critic_target(next_obs, next_action)
+        drawn = {tuple(one.target_values(next_obs, next_action)[0, 0].tolist()) for _ in range(40)}
+        assert drawn == {tuple(every[i, 0].tolist()) for i in range(5)}  # one whole member at a time; all get drawn
+        full = make(n_target_min=5)
+        state = torch.get_rng_state()
+        torch.testing.assert_close(full.target_values(next_obs, next_action), full.critic_target(next_obs, next_action))
+        assert torch.equal(torch.get_rng_state(), state)  # every member: no draw
 
 
 def test_actor_objective_averages_all_members():
@@ -83,7 +88,8 @@ def test_critic_loss_is_the_mean_over_members_and_batch_of_squared_td_errors():
     torch.manual_seed(5)  # the same draws: a' ~ pi(s'), then the target's members
     with torch.no_grad():
         next_a, next_logp = actor0(b.next_obs, rlpd.rng)
-        y = rlpd.td_target(b.reward, b.done, target0(b.next_obs, next_a), next_logp, torch.ones(1))
+        members = torch.randperm(5)[:2]
+        y = rlpd.td_target(b.reward, b.done, target0(b.next_obs, next_a)[members], next_logp, torch.ones(1))
         expected = ((critic0(b.obs, b.action) - y) ** 2).mean()  # (E, K=1, B) -> one mean
     assert metrics["critic_loss"].item() == approx(expected.item())
     assert rlpd.critic.norms is not None  # LayerNorm critics by default

@@ -58,18 +58,26 @@ Q_NEXT_K = Q_NEXT[:, None]  # (E, K=1, B, N)
 
 
 def test_td_target_is_max_over_actions_of_min_over_members_drawn_with_replacement():
-    wsrl = make(n_critics=3, critic_subsample=2, gamma=0.9)
-    reward, done = torch.tensor([1.0, 1.0]), torch.tensor([0.0, 1.0])
+    """Only the drawn members of the target critic are computed; the target is Cal-QL's on them."""
+    wsrl, calql = make(n_critics=3, critic_subsample=2, gamma=0.9), make("calql", n_critics=3, gamma=0.9)
+    g = torch.Generator().manual_seed(0)
+    next_obs, next_action = torch.randn(1, 4, 3, generator=g), torch.rand(1, 4, A, generator=g) * 2 - 1
     seen = set()
-    for seed in range(30):
-        torch.manual_seed(seed)
-        idx = torch.randint(0, 3, (2,))
-        seen.add(idx[0].item() == idx[1].item())
-        torch.manual_seed(seed)
-        out = wsrl.td_target(reward[None], done[None], Q_NEXT_K, torch.zeros(1, 2, 2), torch.ones(1))[0]
-        expected = reward + 0.9 * (1 - done) * Q_NEXT[idx].min(0).values.max(1).values
-        assert out.tolist() == approx(expected.tolist())
+    with torch.no_grad():
+        every = wsrl.critic_target(next_obs, next_action)
+        for seed in range(30):
+            torch.manual_seed(seed)
+            idx = torch.randint(0, 3, (2,))
+            seen.add(idx[0].item() == idx[1].item())
+            torch.manual_seed(seed)
+            torch.testing.assert_close(wsrl.target_values(next_obs, next_action), every[idx])
     assert seen == {True, False}  # with replacement: the same member twice happens
+    reward, done = torch.tensor([1.0, 1.0]), torch.tensor([0.0, 1.0])
+    out = wsrl.td_target(reward[None], done[None], Q_NEXT_K[:2], torch.zeros(1, 2, 2), torch.ones(1))[0]
+    expected = reward + 0.9 * (1 - done) * Q_NEXT[:2].min(0).values.max(1).values
+    assert out.tolist() == approx(expected.tolist())
+    assert torch.equal(out, calql.td_target(reward[None], done[None], Q_NEXT_K[:2], torch.zeros(1, 2, 2),
+                                            torch.ones(1))[0])
 
 
 def test_conservative_term_is_calqls_gap_on_members_drawn_with_replacement():
