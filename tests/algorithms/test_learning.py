@@ -176,6 +176,8 @@ def test_rlpd_from_scratch_learns_values_that_follow_the_monte_carlo_returns(tmp
 # 0.3 pre-trained, 0.0 after 500 SAC steps, its temperature still 0.78), so the test asks what WSRL's
 # claim rests on: after fine-tuning on online data only, the critic's values still follow the
 # offline states' Monte-Carlo returns, against the same networks untrained, in the same test.
+# Tried (~3.5 min of CPU each), 3 of 3 seeds passed: correlation 0.377 / 0.384 / 0.378 for seeds
+# 0 / 1 / 2 (untrained -0.05 / -0.13 / -0.26), gap 1.8 / 2.1 / 1.9 (untrained ~0).
 WSRL_PRETRAIN, WSRL_WARMUP, WSRL_ONLINE, WSRL_UTD = 2500, 500, 1000, 4
 WSRL_MIN_CORRELATION = 0.3
 WSRL_RUN = ("algorithm=wsrl", f"task={TASK}", "device=cpu", "seed=0", "algorithm.replay.batch_size=128",
