@@ -124,8 +124,9 @@ class Algorithm(ABC):
         if self.n_seeds > 1 and not self.multi_seed:
             raise ValueError(f"algorithm '{self.name}' trains one seed per process (multi_seed = False); "
                              f"set seeds_per_process=1")
-        unset = [f"{f.name} (= protocol.{f.metadata['protocol']} in a job)" for f in (dataclasses.fields(config)
-                 if dataclasses.is_dataclass(config) else ()) if "protocol" in f.metadata and getattr(config, f.name) is None]
+        followers = protocol_followers(type(config)) if dataclasses.is_dataclass(config) else {}
+        unset = [f"{name} (= protocol.{field} in a job)" for name, field in followers.items()
+                 if getattr(config, name) is None]
         if unset:
             raise ValueError(f"algorithm '{self.name}': {', '.join(unset)} is null; set it when building the "
                              f"method outside a job")
@@ -286,14 +287,19 @@ def check_follower(config: Any, *names: str) -> None:
         value = getattr(config, n)
         if value is not None and not value > 0:
             raise ValueError(f"{type(config).__qualname__}.{n} must be > 0 or null (= protocol."
-                             f"{type(config).__dataclass_fields__[n].metadata['protocol']}), got {value}")
+                             f"{protocol_followers(type(config))[n]}), got {value}")
+
+
+def protocol_followers(config_cls: type) -> dict[str, str]:
+    """The Config fields that follow the protocol when null: {field: protocol field} (metadata "protocol")."""
+    return {f.name: f.metadata["protocol"] for f in dataclasses.fields(config_cls) if "protocol" in f.metadata}
 
 
 def follow_protocol(cls: type[Algorithm], hparams: dict[str, Any], protocol: Any) -> dict[str, Any]:
     """`hparams` with each field that follows the protocol (metadata {"protocol": "<field>"}) and is
     left null set to the protocol's value: one home for a value the method and the harness share
     (e.g. RLPD's actor steps once per env step: actor_every follows protocol.utd)."""
-    follows = {f.name: f.metadata["protocol"] for f in dataclasses.fields(cls.Config) if "protocol" in f.metadata}
+    follows = protocol_followers(cls.Config)
     return {k: getattr(protocol, follows[k]) if k in follows and v is None else v for k, v in hparams.items()}
 
 
