@@ -48,8 +48,9 @@ def published_final(rows: pd.DataFrame, reps: int, seed: int) -> dict:
     else:
         mean = lo = hi = np.nan
         n = "no evaluation at the final step"
+    notes = "; ".join(sorted({n for n in rows["notes"] if n}))
     return {"ref_final": mean, "ref_lo": lo, "ref_hi": hi, "ref_n": n,
-            "ref_j0": float(j0.mean()) if len(j0) else np.nan}
+            "ref_j0": float(j0.mean()) if len(j0) else np.nan, "ref_notes": notes}
 
 
 def disagree(a: float, a_lo: float, a_hi: float, b: float, b_lo: float, b_hi: float) -> bool:

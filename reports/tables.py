@@ -204,7 +204,8 @@ def agreement_table(agreed: pd.DataFrame) -> Table:
                      Cell(pre=f"{_fmt(a['ours_j0'])} → ", main=_fmt(a["ours_final"]),
                           post=f" [{_fmt(a['ours_lo'])}, {_fmt(a['ours_hi'])}] (n={a['ours_n']})"),
                      Cell(pre=f"{_fmt(a['ref_j0'])} → ", main=_fmt(a["ref_final"]),
-                          post=f" [{_fmt(a['ref_lo'])}, {_fmt(a['ref_hi'])}] ({a['ref_n']})"),
+                          post=f" [{_fmt(a['ref_lo'])}, {_fmt(a['ref_hi'])}] ({a['ref_n']})"
+                               + (f"; {a['ref_notes']}" if a.get("ref_notes") else "")),
                      Cell(main=a["verdict"], bold=flag)])
     return Table("Agreement with published results", ["task", "method", "reference", "ours: J0 → final",
                                                       "published: J0 → final", "verdict"], rows,
