@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
@@ -55,6 +56,9 @@ MINI_EPISODES = 10  # training episodes of the *-mini datasets (10k transitions;
 warnings.filterwarnings("ignore", message=r".*Box (low|high)'s precision lowered")
 
 
+TIMINGS = ("pre", "post")  # OGBench's success_timing: reward/success/termination of s (1.2+) or of s' (<= 1.1)
+
+
 @dataclass(frozen=True)
 class EnvFacts:
     """What the harness needs before building an env (checked against the env in the tests)."""
@@ -63,15 +67,28 @@ class EnvFacts:
     horizon: int  # the env's max_episode_steps
     subgoals: int  # reward of a step with no sub-goal satisfied is -subgoals
     default_task: int
+    dataset_episodes: int = 1000  # training episodes of OGBench's standard <env>-play-v0 (commands.sh)
+    # the timing of the task names without a -pre/-post suffix: 'post' (the published FQL/QC
+    # numbers, run on ogbench <= 1.1), except where names existed with 'pre' (their job ids stay)
+    timing: str = "post"
+    # episodes per resumable chunk of a generation (`write_shard`); 0: one collection, as the
+    # files of the envs that existed before chunking were made (so they stay the same)
+    chunk_episodes: int = 100
 
 
 ENVS = {
-    "cube-single": EnvFacts(obs_dim=28, horizon=200, subgoals=1, default_task=2),
-    "cube-double": EnvFacts(obs_dim=37, horizon=500, subgoals=2, default_task=2),
-    "scene": EnvFacts(obs_dim=40, horizon=750, subgoals=5, default_task=2),  # cube, 2 buttons, drawer, window
-    "puzzle-3x3": EnvFacts(obs_dim=55, horizon=500, subgoals=9, default_task=4),  # 9 buttons
-    "visual-cube-single": EnvFacts(obs_dim=3 * 64 * 64, horizon=200, subgoals=1, default_task=2),
+    "cube-single": EnvFacts(obs_dim=28, horizon=200, subgoals=1, default_task=2, timing="pre", chunk_episodes=0),
+    "cube-double": EnvFacts(obs_dim=37, horizon=500, subgoals=2, default_task=2, timing="pre", chunk_episodes=0),
+    "scene": EnvFacts(obs_dim=40, horizon=750, subgoals=5, default_task=2, timing="pre", chunk_episodes=0),  # cube, 2 buttons, drawer, window
+    "puzzle-3x3": EnvFacts(obs_dim=55, horizon=500, subgoals=9, default_task=4, timing="pre", chunk_episodes=0),  # 9 buttons
+    "visual-cube-single": EnvFacts(obs_dim=3 * 64 * 64, horizon=200, subgoals=1, default_task=2, timing="pre", chunk_episodes=0),
+    # data_gen_scripts/commands.sh: cube-triple-play-v0 --num_episodes=3000, cube-quadruple-play-v0 5000,
+    # puzzle-4x4-play-v0 1000 (each --max_episode_steps=1001 --dataset_type=play)
+    "cube-triple": EnvFacts(obs_dim=46, horizon=1000, subgoals=3, default_task=2, dataset_episodes=3000),
+    "cube-quadruple": EnvFacts(obs_dim=55, horizon=1000, subgoals=4, default_task=2, dataset_episodes=5000),
+    "puzzle-4x4": EnvFacts(obs_dim=83, horizon=500, subgoals=16, default_task=4),  # 16 buttons
 }
+HUNDRED_M = {"shards": 100, "episodes": 1000}  # OGBench's <env>-play-100m-v0: 100 files x 1,000 episodes x 1,001 rows
 
 
 @dataclass(frozen=True)
@@ -112,11 +129,12 @@ def official_dirs() -> list[Path]:
 
 class SingleTaskEnv(gym.Wrapper):
     """OGBench's single-task env with float32 (or uint8 row) observations, one seeded action
-    space (OGBench builds a fresh one on every access) and `info["success"]` on every step."""
+    space (OGBench builds a fresh one on every access), `info["success"]` on every step and,
+    if `sparse`, QC's sparse reward."""
 
-    def __init__(self, env: gym.Env, obs_dim: int, pixels: bool):
+    def __init__(self, env: gym.Env, obs_dim: int, pixels: bool, sparse: bool = False):
         super().__init__(env)
-        self.pixels = pixels
+        self.pixels, self.sparse = pixels, sparse
         self.observation_space = (gym.spaces.Box(0, 255, (obs_dim,), np.uint8) if pixels
                                   else gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32))
         self.action_space = gym.spaces.Box(-1.0, 1.0, (5,), np.float32)
@@ -130,7 +148,8 @@ class SingleTaskEnv(gym.Wrapper):
 
     def step(self, action):
         ob, reward, terminated, truncated, info = self.env.step(np.asarray(action, np.float64))
-        return self._obs(ob), float(reward), bool(terminated), bool(truncated), {"success": bool(info["success"])}
+        reward = float(sparse_reward(reward)) if self.sparse else float(reward)
+        return self._obs(ob), reward, bool(terminated), bool(truncated), {"success": bool(info["success"])}
 
     def close(self):
         close_env(self.env)
@@ -207,10 +226,11 @@ def _healthy_scene(ep_qpos: np.ndarray) -> bool:
     return not ((block[:, 1] <= -0.3) & ((block[:, 2] < 0.06) | (block[:, 2] > 0.08))).any()
 
 
-def collect(env_name: str, recipe: Recipe, progress: bool = True) -> tuple[dict, dict]:
+def collect(env_name: str, recipe: Recipe, progress: bool = True, val_episodes: int | None = None) -> tuple[dict, dict]:
     """generate_manipspace.py's loop for `<env_name>-v0` in data-collection mode: training and
-    validation arrays in OGBench's layout. numpy's global generator (the oracles draw from it)
-    is seeded with recipe.seed and restored afterwards; the env is seeded on its first reset."""
+    validation arrays in OGBench's layout (`val_episodes`: recipe.episodes // 10 unless given).
+    numpy's global generator (the oracles draw from it) is seeded with recipe.seed and restored
+    afterwards; the env is seeded on its first reset."""
     from tqdm import trange
 
     _ogbench()
@@ -224,7 +244,7 @@ def collect(env_name: str, recipe: Recipe, progress: bool = True) -> tuple[dict,
         has_buttons = hasattr(env.unwrapped, "_cur_button_states")
         keys = ["observations", "actions", "terminals", "qpos", "qvel"] + (["button_states"] if has_buttons else [])
         episodes = []
-        total = recipe.episodes + recipe.episodes // 10
+        total = recipe.episodes + (recipe.episodes // 10 if val_episodes is None else val_episodes)
         first = True
         for _ in trange(total, desc=f"{env_name} {recipe.dataset_type} data", unit="ep", disable=not progress):
             while True:  # scene: redo the rare episodes that fail the health check
@@ -298,36 +318,102 @@ def read_metadata(path: Path) -> dict:
         return json.loads(str(f["metadata"])) if "metadata" in f.files else {}
 
 
+# -- chunked, resumable writing (long datasets and the 100M shards) -------------------------------
+def chunk_seed(seed: int, shard: int, chunk: int) -> int:
+    """The seed of one chunk of episodes, fixed by (dataset seed, shard, chunk): a chunk redone
+    after a kill is the same chunk, whichever process or node redoes it."""
+    return int(np.random.SeedSequence([seed, shard, chunk]).generate_state(1)[0])
+
+
+def write_shard(env_name: str, recipe: Recipe, shard: int, path: Path, chunk_episodes: int,
+                metadata: dict, progress: bool = False) -> Path:
+    """One file of `recipe.episodes` training episodes (+ a tenth in `<path>-val.npz`), collected
+    `chunk_episodes` at a time, each chunk written by one rename into `<path>.parts/` as it ends.
+    Killed, it restarts at its first missing chunk (at worst it redoes the chunk it was in); a
+    finished file is returned untouched. The file is assembled from its chunks (the -val file
+    first, the training file last: its presence means complete), then the chunks are removed."""
+    if path.exists():
+        return path
+    if chunk_episodes < 1:
+        raise ValueError(f"chunk_episodes must be >= 1, got {chunk_episodes}")
+    parts = path.with_name(path.name + ".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    plan = [(split, min(chunk_episodes, n - start)) for split, n in (("train", recipe.episodes),
+                                                                     ("val", recipe.episodes // 10))
+            for start in range(0, n, chunk_episodes)]
+    files = {"train": [], "val": []}
+    for c, (split, n) in enumerate(plan):
+        part = parts / f"{c:05d}-{split}.npz"
+        files[split].append(part)
+        if part.exists():
+            continue
+        rows, _ = collect(env_name, replace(recipe, episodes=n, seed=chunk_seed(recipe.seed, shard, c)),
+                          progress, val_episodes=0)
+        write_npz(part, rows, {"shard": shard, "chunk": c, "split": split, "episodes": n})
+    for split, target in (("val", path.with_name(path.name.replace(".npz", "-val.npz"))), ("train", path)):
+        if not files[split]:
+            continue
+        pieces = []
+        for part in files[split]:
+            with np.load(part) as f:
+                pieces.append({k: f[k] for k in f.files if k != "metadata"})
+        arrays = {k: np.concatenate([piece[k] for piece in pieces]) for k in pieces[0]}
+        write_npz(target, arrays, {**metadata, "split": split, "shard": shard, "chunk_episodes": chunk_episodes,
+                                   "train_rows" if split == "train" else "val_rows": int(len(arrays["actions"]))})
+    shutil.rmtree(parts, ignore_errors=True)
+    return path
+
+
 # -- the task ---------------------------------------------------------------------------------------
 class OGBenchTask(Task):
+    """One OGBench single-task task. Options, each part of the name (so of the job id):
+    `success_timing` ('pre' / 'post', suffix `-pre` / `-post` where it differs from the name's
+    default), `sparse` (QC's reward, suffix `-sparse`), `shards` (a dataset of `shards` files of
+    `recipe.episodes` episodes, OGBench's `-100m` datasets)."""
+
     act_dim = 5
     ref_min_score, ref_max_score = 0.0, 1.0
     goal_reaching = True  # success: every sub-goal satisfied
 
     def __init__(self, env_name: str, task_id: int | None = None, recipe: Recipe | None = None,
-                 official: bool = True, name: str | None = None, domain: str = "ogbench"):
+                 official: bool = True, name: str | None = None, domain: str = "ogbench",
+                 success_timing: str | None = None, sparse: bool = False, shards: int = 0,
+                 chunk_episodes: int | None = None):
         facts = ENVS[env_name]
-        self.env_name, self.facts, self.recipe, self.official = env_name, facts, recipe or Recipe(), official
+        # names that existed before the option keep 'pre'; every newer name defaults to 'post'
+        default_timing = facts.timing if not (sparse or shards) else "post"
+        self.success_timing = success_timing or default_timing
+        if self.success_timing not in TIMINGS:
+            raise ValueError(f"success_timing must be 'pre' or 'post', got '{self.success_timing}'")
+        self.sparse, self.shards = sparse, shards
+        self.env_name, self.facts, self.official = env_name, facts, official
+        self.recipe = recipe or Recipe(episodes=HUNDRED_M["episodes"] if shards else facts.dataset_episodes)
+        self.chunk_episodes = (chunk_episodes if chunk_episodes is not None
+                               else facts.chunk_episodes or (100 if shards else 0))
         self.task_id = task_id or facts.default_task
         suffix = "" if task_id is None else f"-task{task_id}"
         self.env_id = f"{env_name}-singletask{suffix}-v0"  # OGBench's id (no suffix: the default task)
-        self.dataset_name = f"{env_name}-{self.recipe.dataset_type}-v0"  # OGBench's dataset file stem
-        self.name = name or f"{env_name}-{self.recipe.dataset_type}-singletask{suffix}"
+        kind = f"{self.recipe.dataset_type}-100m" if shards else self.recipe.dataset_type
+        self.dataset_name = f"{env_name}-{kind}-v0"  # OGBench's dataset file stem (a folder for -100m)
+        options = ("-sparse" if sparse else "") + ("" if self.success_timing == default_timing else f"-{self.success_timing}")
+        self.name = name or f"{env_name}-{kind}-singletask{suffix}{options}"
         self.domain = domain
         self.obs_dim, self.horizon = facts.obs_dim, facts.horizon
-        self.fail_reward = -float(facts.subgoals)
+        self.fail_reward = -1.0 if sparse else -float(facts.subgoals)
         self.pixels = env_name.startswith("visual-")
         if self.pixels:
             self.image_shape, self.vector_dim = (3, 64, 64), 0
         r = self.recipe
-        generated = (f"generated by OGBench's {r.dataset_type} oracle ({r.episodes} episodes x {r.episode_steps} "
+        files = f"{shards} files x " if shards else ""
+        generated = (f"generated by OGBench's {r.dataset_type} oracle ({files}{r.episodes} episodes x {r.episode_steps} "
                      f"steps, seed {r.seed})")
-        self.source = f"OGBench {self.dataset_name}.npz; else {generated}" if official else generated
+        self.source = f"OGBench {self.dataset_name}{'/' if shards else '.npz'}; else {generated}" if official else generated
 
     # -- environment -------------------------------------------------------------------------
     def make_env(self, seed: int) -> gym.Env:
         _ogbench()
-        env = SingleTaskEnv(gym.make(self.env_id, disable_env_checker=True), self.obs_dim, self.pixels)
+        env = SingleTaskEnv(gym.make(self.env_id, disable_env_checker=True, success_timing=self.success_timing),
+                            self.obs_dim, self.pixels, self.sparse)
         env.action_space.seed(seed)
         return env
 
@@ -336,15 +422,34 @@ class OGBenchTask(Task):
 
     # -- dataset -----------------------------------------------------------------------------
     def generated_path(self) -> Path:
+        """The generated file (sharded datasets: their folder's manifest.json, written last)."""
         r = self.recipe
-        return (data_dir() / "ogbench" / "generated"
-                / f"{self.dataset_name}-{r.episodes}ep-{r.episode_steps}steps-seed{r.seed}.npz")
+        chunks = f"-chunk{self.chunk_episodes}" if self.chunk_episodes else ""
+        stem = f"{self.dataset_name}-{r.episodes}ep-{r.episode_steps}steps-seed{r.seed}{chunks}"
+        root = data_dir() / "ogbench" / "generated"
+        return root / f"{self.dataset_name}-{self.shards}x{stem[len(self.dataset_name) + 1:]}" / "manifest.json" \
+            if self.shards else root / f"{stem}.npz"
+
+    def shard_path(self, shard: int) -> Path:
+        """Shard `shard`'s training file (its -val file beside it), as OGBench names the 100M files."""
+        return self.generated_path().parent / f"{self.dataset_name.replace('-100m', '')}-{shard:03d}.npz"
+
+    def official_path(self, directory: Path) -> Path:
+        return directory / (self.dataset_name if self.shards else f"{self.dataset_name}.npz")
+
+    def official_present(self, path: Path) -> bool:
+        """A sharded official dataset (a folder) counts once all its training files are there."""
+        if not self.shards:
+            return path.exists()
+        return path.is_dir() and len(_train_files(path)) >= self.shards
 
     def sources(self) -> list[Source]:
         """OGBench's official file (if this task reads official data), else the generated one."""
-        paths = [d / f"{self.dataset_name}.npz" for d in official_dirs()] if self.official else []
-        return [Source(name, str(path), path.exists, lambda path=path: self.load_file(path))
-                for name, path in [*(("official", p) for p in paths), ("generated", self.generated_path())]]
+        paths = [self.official_path(d) for d in official_dirs()] if self.official else []
+        generated = self.generated_path()
+        return [*(Source("official", str(p), lambda p=p: self.official_present(p), lambda p=p: self.load_path(p))
+                  for p in paths),
+                Source("generated", str(generated), generated.exists, lambda: self.load_path(generated))]
 
     def dataset_path(self) -> Path | None:
         """The file the task reads: an official one if present, else the generated one if present."""
@@ -353,38 +458,92 @@ class OGBenchTask(Task):
 
     def prepare(self) -> None:
         if not self.dataset_present():
+            if self.shards:  # hours per shard: never started implicitly
+                raise DatasetError(f"task '{self.name}': no dataset found; to get it: {self.how_to_get()}")
             self.generate()
 
     def how_to_get(self) -> str:
         where = " or ".join(str(d) for d in official_dirs())
-        official = f"put OGBench's {self.dataset_name}.npz in {where}, or " if self.official else ""
+        what = f"folder {self.dataset_name}/ (its .npz files)" if self.shards else f"{self.dataset_name}.npz"
+        official = f"put OGBench's {what} in {where}, or " if self.official else ""
+        if self.shards:
+            return (f"{official}`python -m harness.generate {self.name} launcher=slurm` ({self.shards} shards as "
+                    f"one SLURM array; resumable)")
         return f"{official}`python -m tasks generate {self.name}` (done on first use)"
 
-    def generate(self, progress: bool = True) -> Path:
-        """Regenerate the data with OGBench's oracles (training and -val files). Returns the path."""
+    def _metadata(self) -> dict:
         from importlib.metadata import version
 
+        r = self.recipe
+        oracle = {"play": "PlanOracle", "noisy": "MarkovOracle"}[r.dataset_type]
+        return {"generator": "tasks/ogbench.py (OGBench data_gen_scripts/generate_manipspace.py, seeded)",
+                "env": f"{self.env_name}-v0", "dataset": self.dataset_name, "oracle": oracle,
+                "recipe": asdict(r), "ogbench_version": version("ogbench")}
+
+    def generate(self, progress: bool = True) -> Path:
+        """Regenerate the data with OGBench's oracles (training and -val files; a sharded dataset:
+        every missing shard here, one after another, then its manifest). Returns the path."""
         path = self.generated_path()
         if path.exists():
             return path
+        if self.shards:
+            for shard in range(self.shards):
+                self.generate_shard(shard, progress)
+            return self.assemble()
+        if self.chunk_episodes:
+            return write_shard(self.env_name, self.recipe, 0, path, self.chunk_episodes, self._metadata(), progress)
         t0 = time.monotonic()
         train, val = collect(self.env_name, self.recipe, progress)
-        seconds = time.monotonic() - t0
-        r = self.recipe
-        oracle = {"play": "PlanOracle", "noisy": "MarkovOracle"}[r.dataset_type]
-        metadata = {"generator": "tasks/ogbench.py (OGBench data_gen_scripts/generate_manipspace.py, seeded)",
-                    "env": f"{self.env_name}-v0", "dataset": self.dataset_name, "oracle": oracle,
-                    "recipe": asdict(r), "ogbench_version": version("ogbench"),
-                    "train_rows": int(len(train["actions"])), "val_rows": int(len(val["actions"])),
-                    "collect_seconds": round(seconds, 1)}
+        metadata = {**self._metadata(), "train_rows": int(len(train["actions"])), "val_rows": int(len(val["actions"])),
+                    "collect_seconds": round(time.monotonic() - t0, 1)}
         if len(val["actions"]):
             write_npz(path.with_name(path.name.replace(".npz", "-val.npz")), val, {**metadata, "split": "val"})
         write_npz(path, train, {**metadata, "split": "train"})  # last: its presence means complete
         return path
 
+    def generate_shard(self, shard: int, progress: bool = False) -> Path:
+        """Shard `shard` of a sharded dataset (resumable, never redone once written: `write_shard`)."""
+        if not 0 <= shard < self.shards:
+            raise ValueError(f"task '{self.name}' has shards 0..{self.shards - 1}, got {shard}")
+        return write_shard(self.env_name, self.recipe, shard, self.shard_path(shard), self.chunk_episodes,
+                           self._metadata(), progress)
+
+    def assemble(self) -> Path:
+        """The sharded dataset's manifest.json (shard files and their rows), written by one rename
+        once every shard is there: the dataset counts as present from then on."""
+        path = self.generated_path()
+        missing = [i for i in range(self.shards) if not self.shard_path(i).exists()]
+        if missing:
+            raise DatasetError(f"task '{self.name}': shard(s) {_ranges(missing)} of {self.shards} are missing in "
+                               f"{path.parent}; {self.how_to_get()}")
+        shards = []
+        for i in range(self.shards):
+            meta = read_metadata(self.shard_path(i))
+            shards.append({"file": self.shard_path(i).name, "rows": meta["train_rows"]})
+        manifest = {**self._metadata(), "shards": shards, "rows": sum(s["rows"] for s in shards),
+                    "chunk_episodes": self.chunk_episodes}
+        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+        try:
+            tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def load_path(self, path: Path) -> Dataset:
+        """A file, an official 100M folder or a generated manifest -> transitions (shards in order)."""
+        if not self.shards:
+            return self.load_file(path)
+        files = ([path.parent / s["file"] for s in json.loads(path.read_text())["shards"]] if path.is_file()
+                 else _train_files(path)[:self.shards])
+        parts = [self.load_file(f) for f in files]
+        return Dataset(**{k: np.concatenate([getattr(d, k) for d in parts]) for k in
+                          ("obs", "action", "reward", "next_obs", "terminal", "timeout")})
+
     def load_file(self, path: Path) -> Dataset:
         """An OGBench-layout file -> transitions with this task's single-task rewards, as
-        `ogbench.make_env_and_datasets('<...>-singletask-...')` loads it."""
+        `ogbench.make_env_and_datasets('<...>-singletask-...')` loads it (sparse: QC's reward,
+        -1 unless every sub-goal is satisfied)."""
         _ogbench()
         from ogbench.relabel_utils import relabel_dataset
         from ogbench.utils import load_dataset
@@ -407,17 +566,50 @@ class OGBenchTask(Task):
         obs, next_obs = ds["observations"], ds["next_observations"]
         if self.pixels:
             obs, next_obs = pixel_rows(obs), pixel_rows(next_obs)
+        reward = sparse_reward(ds["rewards"]) if self.sparse else ds["rewards"]
         return Dataset(obs=obs, action=np.clip(ds["actions"], -1 + ACTION_CLIP, 1 - ACTION_CLIP).astype(np.float32),
-                       reward=ds["rewards"].astype(np.float32), next_obs=next_obs, terminal=terminal,
+                       reward=reward.astype(np.float32), next_obs=next_obs, terminal=terminal,
                        timeout=ds["terminals"].astype(bool) & ~terminal)
+
+
+def sparse_reward(reward):
+    """QC's `--sparse=True` (ColinQiyangLi/qc main.py, offline data and online steps alike): -1
+    unless every sub-goal is satisfied (OGBench's reward 0), then 0."""
+    return -(np.asarray(reward) != 0.0).astype(np.float32)
+
+
+def _train_files(folder: Path) -> list[Path]:
+    """The training files of a sharded dataset's folder, in name order (QC's glob: `*.npz`
+    without the `-val` ones)."""
+    return sorted(p for p in folder.glob("*.npz") if not p.name.endswith("-val.npz") and not p.name.startswith("."))
+
+
+def _ranges(ids: list[int]) -> str:
+    out, start = [], None
+    for i, k in enumerate(ids):
+        start = k if start is None else start
+        if i + 1 == len(ids) or ids[i + 1] != k + 1:
+            out.append(f"{start}" if start == k else f"{start}-{k}")
+            start = None
+    return ", ".join(out)
+
+
+NEW_ENVS = ("cube-triple", "cube-quadruple", "puzzle-4x4")  # QC's hard tasks, with 100M variants
+SPARSE_ENVS = ("scene", "puzzle-3x3")  # QC runs these with --sparse=True (its README)
 
 
 def _register_all() -> None:
     for env_name in ENVS:
         domain = "ogbench_visual" if env_name.startswith("visual-") else "ogbench"
-        register_task(OGBenchTask(env_name, domain=domain))
-        for k in range(1, 6):
-            register_task(OGBenchTask(env_name, task_id=k, domain=domain))
+        for task_id in (None, 1, 2, 3, 4, 5):
+            register_task(OGBenchTask(env_name, task_id, domain=domain))
+            if not env_name.startswith("visual-"):  # the other success timing
+                other = "post" if ENVS[env_name].timing == "pre" else "pre"
+                register_task(OGBenchTask(env_name, task_id, domain=domain, success_timing=other))
+            if env_name in SPARSE_ENVS:
+                register_task(OGBenchTask(env_name, task_id, domain=domain, sparse=True))
+            if env_name in NEW_ENVS:
+                register_task(OGBenchTask(env_name, task_id, domain=domain, shards=HUNDRED_M["shards"]))
     for env_name in ("cube-single", "cube-double", "scene", "puzzle-3x3"):
         register_task(OGBenchTask(env_name, recipe=Recipe(episodes=MINI_EPISODES), official=False,
                                   name=f"{env_name}-play-singletask-mini", domain="ogbench_mini"))
@@ -427,6 +619,10 @@ _register_all()
 
 
 def with_recipe(task: OGBenchTask, name: str, **changes) -> OGBenchTask:
-    """A copy of `task` (unregistered) with another data recipe, e.g. fewer episodes for tests."""
+    """A copy of `task` (unregistered) with another data recipe, e.g. fewer episodes for tests;
+    `shards` and `chunk_episodes` may be changed too."""
+    shards = changes.pop("shards", task.shards)
+    chunk = changes.pop("chunk_episodes", task.chunk_episodes)
     return OGBenchTask(task.env_name, None if task.env_id.endswith("singletask-v0") else task.task_id,
-                       replace(task.recipe, **changes), official=False, name=name, domain=task.domain)
+                       replace(task.recipe, **changes), official=False, name=name, domain=task.domain,
+                       success_timing=task.success_timing, sparse=task.sparse, shards=shards, chunk_episodes=chunk)
