@@ -395,3 +395,33 @@ def test_sparse_variant_is_qcs_reward(ogb_dir, env_name, k):
     finally:
         for env in envs:
             env.close()
+
+
+def test_every_ogbench_name_has_its_yaml_and_qcs_suite_composes():
+    """`task=NAME` works for every OGBench name (its yaml names it); suite=ogbench-qc's 25 tasks are
+    QC's (sparse scene / puzzle-3x3, cube-double, cube-triple, cube-quadruple on 100M), all with
+    'post' timing, and RLPD on them resolves to QC's main_online.py settings."""
+    import yaml
+    from hydra import compose, initialize_config_dir
+
+    from harness.jobs import CONF_DIR, expand
+
+    names = [n for n, t in tasks.TASKS.items()  # the module's own (not the tests' copies)
+             if isinstance(t, OGBenchTask) and (t.official or n.endswith("-mini"))]
+    assert len(names) == 124
+    for name in names:
+        cfg = yaml.safe_load((CONF_DIR / "task" / f"{name}.yaml").read_text())
+        assert cfg["name"] == name and cfg["protocol"]["offline_steps"] > 0
+    suite = yaml.safe_load((CONF_DIR / "suite" / "ogbench-qc.yaml").read_text())
+    qc_tasks = [tasks.get(n) for n in suite["tasks"]]
+    assert len(qc_tasks) == 25 and all(t.success_timing == "post" for t in qc_tasks)
+    assert sorted({(t.env_name, t.sparse, t.shards, t.task_id) for t in qc_tasks}) == sorted(
+        (env, env in ("scene", "puzzle-3x3"), 100 if env == "cube-quadruple" else 0, k)
+        for env in ("scene", "puzzle-3x3", "cube-double", "cube-triple", "cube-quadruple") for k in range(1, 6))
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        jobs = expand(compose("config", overrides=["suite=ogbench-qc", "suite.algorithms=[rlpd]"]))
+    assert len(jobs) == 25 * len(suite["seeds"])
+    job = jobs[0]
+    assert (job.protocol.offline_steps, job.protocol.online_steps, job.protocol.utd, job.protocol.warmup_steps,
+            job.protocol.eval_every, job.protocol.eval_episodes) == (0, 1_000_000, 1, 5000, 100_000, 50)
+    assert job.algorithm.hparams["critic_hidden"] == [512] * 4 and job.algorithm.hparams["n_critics"] == 10
