@@ -9,7 +9,6 @@ import multiprocessing as mp
 import os
 import sys
 import traceback
-from pathlib import Path
 
 from omegaconf import OmegaConf
 
