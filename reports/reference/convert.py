@@ -98,6 +98,10 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
 QC_CHUNKED = {"QC", "QC-FQL", "QC-IFQL", "RLPD-AC", "QC-RLPD"}
 QC_ONLINE_ONLY = {"RLPD", "RLPD-AC", "QC-RLPD", "SUPE-GT"}
 QC_FILES = ["plot_data/ogbench-individual.pkl", "plot_data/robomimic-individual.pkl"]
+# QC's requirements.txt pins ogbench==1.1.2, whose single-task envs reward s' ('post'); its README:
+# "For `scene` and `puzzle-3x3` domains, use `--sparse=True`" (main.py's -1 / 0 reward).
+QC_TIMING = "post"
+QC_SPARSE = ("scene", "puzzle-3x3")
 
 
 def qc_dataset(task: str) -> str:
@@ -121,16 +125,18 @@ def convert_qc(files: Files) -> pd.DataFrame:
         for (task, method), entry in sorted(data.items()):
             chunk = 5 if method in QC_CHUNKED else 1
             online_only = method in QC_ONLINE_ONLY
-            sparse = task.startswith(("scene", "puzzle"))
+            ogbench = task not in ("lift", "can", "square")
+            sparse = task.startswith(QC_SPARSE)
             steps = np.asarray(entry["steps"], float) * 1e6 - (1e6 if online_only else 0.0)
             for s, m, lo, hi in zip(steps, *(np.asarray(entry[k], float) for k in ("means", "ci_lows", "ci_highs"))):
                 rows.append({"source": "qc", "repository": REPOSITORIES["qc"], "commit": files.commit, "file": path,
                              "key": repr((task, method)), "method": method, "task": task,
-                             "dataset": qc_dataset(task), "offline_steps": 0 if online_only else 1_000_000,
+                             "dataset": qc_dataset(task), "success_timing": QC_TIMING if ogbench else "n/a",
+                             "reward": ("sparse" if sparse else "dense") if ogbench else "n/a",
+                             "offline_steps": 0 if online_only else 1_000_000,
                              "online_steps": 1_000_000, "eval_episodes": 50, "chunk": chunk,
                              "metric": "normalized_score", "step": int(round(s)), "seed": "aggregate",
-                             "score": 100 * m, "ci_low": 100 * lo, "ci_high": 100 * hi,
-                             "notes": "sparse reward (--sparse=True)" if sparse else ""})
+                             "score": 100 * m, "ci_low": 100 * lo, "ci_high": 100 * hi})
     return _frame(rows)
 
 
@@ -138,7 +144,12 @@ def convert_qc(files: Files) -> pd.DataFrame:
 # QAM's experiments/reproduce.py and reproduce_rlpd.py: offline 1M + online 500K (RLPD: online
 # 500K only), evaluation every 50K steps with 50 episodes (main.py), chunk 5 on manipulation and 1
 # on antmaze/humanoidmaze, the 100M-transition data for cube-quadruple and puzzle-4x4, sparse
-# rewards on scene and puzzle.
+# rewards (`--sparse=True`, main.py) on its "-sparse" domains: scene, puzzle-3x3 and puzzle-4x4.
+# Success timing unknown: requirements.txt (and README: `pip install -r requirements.txt`) leaves
+# ogbench unpinned and main.py / envs/ passes no success_timing, so the runs used whatever ogbench
+# was installed ('post' up to 1.1.5, 'pre' from 1.2.0 of 2025-10-20; the repository appeared
+# 2026-01-20): left empty, which never matches (ColinQiyangLi/qam@f93efd2).
+QAM_SPARSE = ("scene", "puzzle-3x3", "puzzle-4x4")
 QAM_FILE = "exp_data/qam-exp-data.pkl"
 QAM_METHODS = ("FQL", "RLPD")  # the methods with a counterpart in our registry (names.METHODS)
 QAM_OFFLINE_EVERY = 200_000  # offline evaluations kept (every online one is kept)
@@ -165,17 +176,17 @@ def convert_qam(files: Files, methods=QAM_METHODS, offline_every: int = QAM_OFFL
         online_only = method == "RLPD"
         offline = 0 if online_only else 1_000_000
         chunk = 1 if task.startswith(("antmaze", "humanoidmaze")) else 5
-        sparse = task.startswith(("scene", "puzzle"))
+        sparse = task.startswith(QAM_SPARSE)
         for k, evals in enumerate(arr, start=1):
             if 50_000 * k < offline and (50_000 * k) % offline_every:
                 continue
             for seed, v in enumerate(evals):
                 rows.append({"source": "qam", "repository": REPOSITORIES["qam"], "commit": files.commit,
                              "file": QAM_FILE, "key": repr((task, method)), "method": method, "task": task,
-                             "dataset": qam_dataset(task), "offline_steps": offline, "online_steps": 500_000,
+                             "dataset": qam_dataset(task), "success_timing": np.nan,
+                             "reward": "sparse" if sparse else "dense", "offline_steps": offline, "online_steps": 500_000,
                              "eval_episodes": 50, "chunk": chunk, "metric": "normalized_score",
-                             "step": 50_000 * k, "seed": str(seed), "score": 100 * v,
-                             "notes": "sparse reward (--sparse=True)" if sparse else ""})
+                             "step": 50_000 * k, "seed": str(seed), "score": 100 * v})
     return _frame(rows)
 
 
@@ -209,7 +220,8 @@ def convert_corl(files: Files, every: int = CORL_EVERY) -> pd.DataFrame:
         for dataset, runs in sorted(by_dataset.items()):
             cfg = corl_config(files, method, dataset)
             base = {"source": "corl", "repository": REPOSITORIES["corl"], "commit": files.commit, "file": CORL_FILE,
-                    "method": method, "task": dataset, "dataset": dataset, "offline_steps": cfg["offline_steps"],
+                    "method": method, "task": dataset, "dataset": dataset, "success_timing": "n/a", "reward": "n/a",
+                    "offline_steps": cfg["offline_steps"],
                     "online_steps": cfg["online_steps"], "eval_episodes": cfg["eval_episodes"], "chunk": 1}
             total = cfg["offline_steps"] + cfg["online_steps"]
             for seed, (offline, online, regret) in enumerate(runs):
