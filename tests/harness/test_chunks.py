@@ -4,9 +4,20 @@ start), in evaluation and online, with the protocol's updates still per env step
 killed mid-chunk resumes exactly. (The chunked batches themselves: test_replay.py.)"""
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
+
+import algorithms
+import tasks
+from algorithms import ActionSpec, Algorithm, Batch, ObsSpec, SeedStreams
+from algorithms.base import minimize
+from algorithms.common.networks import SeedMLP
+from harness.evaluate import run_episodes
+from harness.openloop import OpenLoop
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = Path(__file__).parent / "data" / "h1-reference"
@@ -33,3 +44,96 @@ def test_h1_runs_bit_identically_to_the_runner_before_chunks(tmp_path):
             got = pd.read_csv(run / f"{name}.csv")
             ref = pd.read_csv(REFERENCE / f"seed{k}" / f"{name}.csv")
             pd.testing.assert_frame_equal(got.drop(columns=["updates_per_s"], errors="ignore"), ref, check_exact=True)
+
+
+@dataclass
+class ChunkedConfig:
+    chunk: int = 7  # 300- and 400-step episodes end mid-chunk
+    gamma: float = 0.99
+    lr: float = 1e-3
+
+
+@algorithms.register("test-chunked")
+class Chunked(Algorithm):
+    """A small chunked method: a per-seed MLP gives h actions (h*A), with Gaussian noise from the
+    seed's stream in evaluation too (as QC's best-of-N samples there); its update regresses the
+    chunk on the batch's valid steps. It records every policy call's observations and output."""
+
+    multi_seed = True
+    Config = ChunkedConfig
+
+    def __init__(self, obs_spec, action_spec, config, device, rng=None):
+        super().__init__(obs_spec, action_spec, config, device, rng)
+        self.net = SeedMLP(obs_spec.shape[0], (16,), self.chunk * action_spec.dim, self.rng)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.calls: list[tuple[bool, np.ndarray, np.ndarray]] = []  # (deterministic, obs, chunk)
+
+    def policy(self, obs, deterministic):
+        mean = torch.tanh(self.net(obs))
+        noise = self.rng.each(lambda k, g: torch.randn(mean.shape[1:], generator=g, device=mean.device))
+        chunk = (mean + (0.05 if deterministic else 0.3) * noise).clamp(-1, 1)
+        self.calls.append((deterministic, obs.cpu().numpy().copy(), chunk.cpu().numpy().copy()))
+        return chunk
+
+    def update(self, batch: Batch):
+        K, B = batch.obs.shape[:2]
+        err = (torch.tanh(self.net(batch.obs)) - batch.action).reshape(K, B, self.chunk, -1).square().mean(-1)
+        loss = (err * batch.valid).sum((1, 2)) / batch.valid.sum((1, 2))
+        minimize(self.optimizer, loss)
+        return {"bc_loss": loss.detach(), "chunk_reward": batch.reward.mean(1)}
+
+
+def chunked(seeds, chunk=7):
+    return algorithms.make("test-chunked", ObsSpec((4,)), ActionSpec(2), {"chunk": chunk}, "cpu",
+                           SeedStreams.from_seeds(seeds))
+
+
+def episodes_taken(algo, envs, seeds, episodes, deterministic=True):
+    """Each env's actions, episode after episode, as `evaluate_seeds` runs them."""
+    taken = [[] for _ in envs]
+
+    def record(k, action):
+        taken[k].append(action.copy())
+        return True
+
+    for i in range(episodes):
+        run_episodes(envs, OpenLoop(algo, len(envs), deterministic), [s + i for s in seeds], [True] * len(envs), record)
+    return [np.stack(t) for t in taken]
+
+
+def test_evaluation_runs_each_chunk_open_loop_and_asks_again_at_each_episode():
+    """One seed, h = 7, two 300-step episodes: the policy is asked at steps 0, 7, ..., 294 of each
+    (43 calls), and the env runs exactly the chunks it gave, the last one cut at the episode's end."""
+    algo = chunked([1])
+    env = tasks.get("pointmaze-umaze-diverse").make_env(1)
+    taken = episodes_taken(algo, [env], [5], episodes=2)[0]
+    assert len(taken) == 600 and len(algo.calls) == 2 * 43
+    assert all(det for det, _, _ in algo.calls)
+    for e in range(2):
+        chunks = np.concatenate([c[0].reshape(7, 2) for _, _, c in algo.calls[43 * e:43 * (e + 1)]])
+        np.testing.assert_array_equal(taken[300 * e:300 * (e + 1)], chunks[:300])
+    first = [o[0] for _, o, _ in algo.calls[:2]]  # the reset observation, then the one 7 steps later
+    assert not np.array_equal(first[0], first[1])
+
+
+def test_a_seed_in_a_group_acts_as_it_does_alone_when_its_episodes_end_at_other_steps():
+    """Seeds 0 and 1 in one group, seed 0 on 400-step episodes, seed 1 on 300-step ones: after step
+    300 only seed 0 asks for chunks, and seed 1's stream is set back at each of those calls, so its
+    second episode draws what it draws alone."""
+    medium, umaze = tasks.get("pointmaze-medium-diverse"), tasks.get("pointmaze-umaze-diverse")
+    group = chunked([0, 1])
+    both = episodes_taken(group, [medium.make_env(0), umaze.make_env(1)], [5, 5], episodes=2)
+    assert len(group.calls) == 2 * 58  # ceil(400 / 7) per episode: the longer env's
+    alone = chunked([1])
+    seed1 = episodes_taken(alone, [umaze.make_env(1)], [5], episodes=2)[0]
+    assert len(alone.calls) == 2 * 43 and len(both[1]) == len(seed1) == 600
+    np.testing.assert_allclose(both[1], seed1, rtol=0, atol=1e-6)
+    seed0 = episodes_taken(chunked([0]), [medium.make_env(0)], [5], episodes=2)[0]
+    np.testing.assert_allclose(both[0], seed0, rtol=0, atol=1e-6)
+
+
+def test_h1_asks_the_policy_at_every_step():
+    algo = chunked([2], chunk=1)
+    taken = episodes_taken(algo, [tasks.get("pointmaze-umaze-diverse").make_env(2)], [5], episodes=1)[0]
+    assert len(taken) == len(algo.calls) == 300
+    np.testing.assert_array_equal(taken, np.concatenate([c[0] for _, _, c in algo.calls]))
