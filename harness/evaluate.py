@@ -12,8 +12,8 @@ def run_episodes(envs: list, act, seeds: list[int], active: list[bool], check_ac
     """One episode in each active env at once, env k reset with seeds[k]; `act(obs (K, *obs),
     running (K,)) -> (K, A)` sees every env's latest observation (a finished or inactive env's
     last one, `running` False; its action is discarded). `check_action(k, action) -> bool` sees
-    env k's action before env.step (e.g. refuses NaN); False stops that env (its result None). Returns per env (return, ever
-    succeeded, length, last info) or None."""
+    env k's action before env.step (e.g. refuses NaN); False stops that env (its result None).
+    Returns per env (return, ever succeeded, length, last info) or None."""
     obs, results, running = [None] * len(envs), [None] * len(envs), list(active)
     for k in np.flatnonzero(active):
         obs[k], info = envs[k].reset(seed=seeds[k])
