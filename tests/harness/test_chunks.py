@@ -137,3 +137,67 @@ def test_h1_asks_the_policy_at_every_step():
     taken = episodes_taken(algo, [tasks.get("pointmaze-umaze-diverse").make_env(2)], [5], episodes=1)[0]
     assert len(taken) == len(algo.calls) == 300
     np.testing.assert_array_equal(taken, np.concatenate([c[0] for _, _, c in algo.calls]))
+
+
+def chunked_job(seed=0, **protocol):
+    from dataclasses import asdict
+
+    from harness.jobs import Job, Protocol
+
+    p = dict(offline_steps=20, online_steps=650, utd=2, eval_every_offline=20, eval_every=325, eval_episodes=1,
+             log_every=10, checkpoint_every=0)
+    p.update(protocol)
+    algo = {"name": "test-chunked", "replay": {"mode": "mix", "batch_size": 16}, "hparams": {"chunk": 7}}
+    return Job.from_dict({"suite": "t", "seed": seed, "algorithm": algo, "protocol": asdict(Protocol(**p)),
+                          "task": {"name": "pointmaze-umaze-diverse", "domain": "pointmaze"}, "device": "cpu"})
+
+
+def read(run_dir):
+    train = pd.read_csv(run_dir / "train.csv").drop(columns=["updates_per_s"])  # timing only
+    return pd.read_csv(run_dir / "evals.csv"), pd.read_csv(run_dir / "episodes.csv"), train
+
+
+def test_online_fine_tuning_runs_each_chunk_open_loop_with_updates_per_env_step(tmp_path):
+    """h = 7 online: one sampling policy call per 7 env steps, a new one at each episode start
+    (300-step episodes: the 43rd chunk is cut after 6 steps), the env running exactly the chunks'
+    actions; `protocol.utd` updates after every env step; the online batches hold chunks."""
+    from harness.runner import Runner
+
+    runner = Runner([chunked_job()], [tmp_path], progress_bar=False)
+    runner.run()
+    evals, episodes, train = read(tmp_path)
+    online_calls = [c[0] for det, _, c in runner.algo.calls if not det]
+    lengths = episodes["length"].tolist()
+    assert sum(lengths) == 650 and len(online_calls) == sum(-(-n // 7) for n in lengths)
+    taken, i = [], 0
+    for n in lengths:  # each episode: its chunks in order, the last one cut at the episode's end
+        calls = -(-n // 7)
+        taken.append(np.concatenate([c.reshape(7, 2) for c in online_calls[i:i + calls]])[:n])
+        i += calls
+    replay = runner.replay
+    stored = replay.storage["action"][replay.online_start(0):replay.online_start(0) + 650].numpy()
+    np.testing.assert_array_equal(stored, np.concatenate(taken))
+    online = evals[evals.phase == "online"].set_index("env_steps")
+    assert online.loc[325, "step"] == 20 + 2 * 325 and online.loc[650, "step"] == 20 + 2 * 650
+    assert train.chunk_reward.notna().all() and (train.phase == "online").sum() == 2 * 650 // 10
+
+
+def test_a_chunked_run_stopped_mid_chunk_resumes_exactly(tmp_path):
+    """Stopped (checkpoint, then Interrupted) at env step 150 = 21 chunks + 3 actions: the checkpoint
+    holds the rest of the chunk, and the resumed run ends with the uninterrupted run's curves."""
+    import pytest
+
+    from harness.runner import Interrupted, Runner, run_job
+
+    job = chunked_job(online_steps=400, eval_every=100)
+    run_job(job, tmp_path / "ref", progress_bar=False)
+    cut = Runner([job], [tmp_path / "cut"], progress_bar=False,
+                 stop_requested=lambda: cut.state.offline_done and cut.state.env_steps == 150)
+    with pytest.raises(Interrupted):
+        cut.run()
+    saved = torch.load(tmp_path / "cut" / "checkpoint" / "state.pt", weights_only=False)
+    assert saved["progress"].env_steps == 150 and saved["open_loop"]["used"].tolist() == [150 % 7]
+    summary = run_job(job, tmp_path / "cut", progress_bar=False)
+    assert summary["resumes"] == 1 and summary["resumed_at"][0][1] == 150
+    for ref, got in zip(read(tmp_path / "ref"), read(tmp_path / "cut")):
+        pd.testing.assert_frame_equal(ref, got, check_exact=True)
