@@ -29,6 +29,7 @@ from harness.checkpoint import Checkpoint, Progress  # noqa: F401 (Progress: che
 from harness.divergence import Diverged, DivergenceWatch, divergence_advice  # noqa: F401 (Diverged: re-exported)
 from harness.evaluate import evaluate_seeds
 from harness.jobs import Job
+from harness.openloop import OpenLoop
 from harness.replay import Replay
 from harness.seed_run import EVAL_SEED_OFFSET, EnvReplayMismatch, SeedRun  # noqa: F401 (re-exported)
 from harness.store import CHECKPOINT_DIR, RunDirConflict, check_run_dir, finished_summary, read_summary, remove_empty_checkpoint_dir, remove_orphans
@@ -96,7 +97,8 @@ class GroupRun:
         self.algo.observe_dataset(torch.as_tensor(data.obs, device=self.device))  # dataset dtype (uint8: images)
         gamma = getattr(self.algo.config, "gamma", 0.99)
         self.replay = Replay.from_dataset(data, self.protocol.online_steps, self.device, gamma, task.fail_reward,
-                                          self.K, self.reward)
+                                          self.K, self.reward, self.algo.chunk)
+        self.open_loop = OpenLoop(self.algo, self.K, deterministic=False)  # the online chunk of each seed
         self.with_mc = "mc_return" in self.algo.needs
         for seed in self.seeds:
             seed.make_envs(task)
@@ -107,12 +109,12 @@ class GroupRun:
                            for s in self.seeds]
         for seed in self.seeds:
             seed.trackers.flush()  # a resume continues the trackers after this checkpoint's step
-        self.checkpoint.save(self.state, self.algo, self.replay, self.rng, self.wall_time())
+        self.checkpoint.save(self.state, self.algo, self.replay, self.rng, self.wall_time(), self.open_loop)
         for seed in self.seeds:
             seed.store.flush()
 
     def try_resume(self) -> bool:
-        state = self.checkpoint.restore(self.algo, self.replay, self.rng, self.device)
+        state = self.checkpoint.restore(self.algo, self.replay, self.rng, self.device, self.open_loop)
         if state is None:
             return False
         self.state = state
@@ -266,11 +268,12 @@ class Runner(GroupRun):
 
     def act(self, obs: list[np.ndarray]) -> np.ndarray:
         """Every seed's next online action (K, A): uniform during a uniform warm-up, else sampled
-        from the policy (during a "policy" warm-up the policy is frozen: no updates yet)."""
+        from the policy (during a "policy" warm-up the policy is frozen: no updates yet), a chunk
+        of h > 1 run open-loop (`harness.openloop`)."""
         p = self.protocol
         if self.state.env_steps < p.warmup_steps and p.warmup_policy == "uniform":
             return self.uniform_actions()
-        return self.algo.act(np.stack(obs), deterministic=False)
+        return self.open_loop(np.stack(obs), self.active)
 
     def online_phase(self) -> None:
         p, s = self.protocol, self.state
@@ -311,6 +314,7 @@ class Runner(GroupRun):
         if end:
             seed.end_episode(s.env_steps, self.task.episode_score(seed.episode[0], info))
             s.episodes[k] += 1
+            self.open_loop.restart(k)  # a new episode starts with a new chunk
             if not last:
                 obs[k] = seed.start_episode(s.episodes[k], self.replay.pending[k])
         return bool(end)
