@@ -144,7 +144,7 @@ def chunked_job(seed=0, **protocol):
 
     from harness.jobs import Job, Protocol
 
-    p = dict(offline_steps=20, online_steps=650, utd=2, eval_every_offline=20, eval_every=325, eval_episodes=1,
+    p = dict(offline_steps=20, online_steps=350, utd=2, eval_every_offline=20, eval_every=175, eval_episodes=1,
              log_every=10, checkpoint_every=0)
     p.update(protocol)
     algo = {"name": "test-chunked", "replay": {"mode": "mix", "batch_size": 16}, "hparams": {"chunk": 7}}
@@ -168,18 +168,18 @@ def test_online_fine_tuning_runs_each_chunk_open_loop_with_updates_per_env_step(
     evals, episodes, train = read(tmp_path)
     online_calls = [c[0] for det, _, c in runner.algo.calls if not det]
     lengths = episodes["length"].tolist()
-    assert sum(lengths) == 650 and len(online_calls) == sum(-(-n // 7) for n in lengths)
+    assert sum(lengths) == 350 and len(online_calls) == sum(-(-n // 7) for n in lengths)
     taken, i = [], 0
     for n in lengths:  # each episode: its chunks in order, the last one cut at the episode's end
         calls = -(-n // 7)
         taken.append(np.concatenate([c.reshape(7, 2) for c in online_calls[i:i + calls]])[:n])
         i += calls
     replay = runner.replay
-    stored = replay.storage["action"][replay.online_start(0):replay.online_start(0) + 650].numpy()
+    stored = replay.storage["action"][replay.online_start(0):replay.online_start(0) + 350].numpy()
     np.testing.assert_array_equal(stored, np.concatenate(taken))
     online = evals[evals.phase == "online"].set_index("env_steps")
-    assert online.loc[325, "step"] == 20 + 2 * 325 and online.loc[650, "step"] == 20 + 2 * 650
-    assert train.chunk_reward.notna().all() and (train.phase == "online").sum() == 2 * 650 // 10
+    assert online.loc[175, "step"] == 20 + 2 * 175 and online.loc[350, "step"] == 20 + 2 * 350
+    assert train.chunk_reward.notna().all() and (train.phase == "online").sum() == 2 * 350 // 10
 
 
 def test_a_chunked_run_stopped_mid_chunk_resumes_exactly(tmp_path):
@@ -189,7 +189,7 @@ def test_a_chunked_run_stopped_mid_chunk_resumes_exactly(tmp_path):
 
     from harness.runner import Interrupted, Runner, run_job
 
-    job = chunked_job(online_steps=400, eval_every=100)
+    job = chunked_job(online_steps=320, eval_every=160, utd=1)
     run_job(job, tmp_path / "ref", progress_bar=False)
     cut = Runner([job], [tmp_path / "cut"], progress_bar=False,
                  stop_requested=lambda: cut.state.offline_done and cut.state.env_steps == 150)
