@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 import algorithms
@@ -185,8 +186,6 @@ def test_online_fine_tuning_runs_each_chunk_open_loop_with_updates_per_env_step(
 def test_a_chunked_run_stopped_mid_chunk_resumes_exactly(tmp_path):
     """Stopped (checkpoint, then Interrupted) at env step 150 = 21 chunks + 3 actions: the checkpoint
     holds the rest of the chunk, and the resumed run ends with the uninterrupted run's curves."""
-    import pytest
-
     from harness.runner import Interrupted, Runner, run_job
 
     job = chunked_job(online_steps=320, eval_every=160, utd=1)
@@ -201,3 +200,29 @@ def test_a_chunked_run_stopped_mid_chunk_resumes_exactly(tmp_path):
     assert summary["resumes"] == 1 and summary["resumed_at"][0][1] == 150
     for ref, got in zip(read(tmp_path / "ref"), read(tmp_path / "cut")):
         pd.testing.assert_frame_equal(ref, got, check_exact=True)
+
+
+QC_ARGS = ["algorithm=qc", "task=pointmaze-umaze-dense", "algorithm.replay.batch_size=32", "protocol.offline_steps=60",
+           "protocol.online_steps=400", "protocol.warmup_steps=100", "protocol.eval_every_offline=30",
+           "protocol.eval_every=200", "protocol.eval_episodes=1", "protocol.log_every=20", "protocol.checkpoint_every=33",
+           "suite.seeds=[0,1]", "suite.seeds_per_process=2", "device=cpu", "progress=false", "report=false"]
+
+
+@pytest.mark.slow
+def test_qc_group_killed_mid_chunk_resumes_exactly(tmp_path):
+    """QC (chunks of 5), two seeds in one process, killed with SIGKILL after a checkpoint taken in
+    the middle of a chunk (env steps 33, 66, ...: the chunks start every 5 steps) and rerun: the
+    same curves, bit for bit, as the run left alone."""
+    from tests.harness.test_resume import finish, kill_when, read_run
+
+    group = "default/pointmaze-umaze-dense/qc"
+    finish(tmp_path / "ref", args=QC_ARGS)
+    killed = kill_when(tmp_path / "cut", lambda p: p.offline_done and p.env_steps >= 130, args=QC_ARGS,
+                       ckpt=group + "/seeds0-1/checkpoint/state.pt")
+    assert killed.env_steps % 5
+    finish(tmp_path / "cut", args=QC_ARGS)
+    for k in (0, 1):
+        ref, got = read_run(tmp_path / "ref" / group / f"seed{k}"), read_run(tmp_path / "cut" / group / f"seed{k}")
+        for a, b in zip(ref[:3], got[:3]):
+            pd.testing.assert_frame_equal(a, b, check_exact=True)
+        assert got[3]["resumes"] == 1 and got[3]["final_score"] == ref[3]["final_score"]
