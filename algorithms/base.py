@@ -62,6 +62,14 @@ class Batch:
     `done` is 1.0 only for true terminals (not time-outs). `mc_return` is the Monte-Carlo
     discounted return-to-go of the trajectory holding `obs`; it is filled for methods that list
     "mc_return" in `Algorithm.needs` (and on the batches the harness logs, for calibration).
+
+    Action chunks (`Algorithm.chunk` = h > 1; QC's `sample_sequence`, github ColinQiyangLi/qc
+    utils/datasets.py): each row starts at step t of the data; `action` is a_t .. a_{t+h-1}
+    flattened (h*A); `reward` the discounted sum over the chunk's steps up to the episode's end,
+    sum_i gamma^i r_{t+i} valid_i; `next_obs` that of step t+h-1; `done` 1.0 if a true terminal
+    falls on a valid step; `valid` (h,) marks the steps before the episode ended (valid_0 = 1;
+    steps after the end hold the data's next rows). The method bootstraps with gamma^h. With
+    h = 1, `valid` is None and every field is the one-step transition.
     """
 
     obs: torch.Tensor
@@ -70,6 +78,7 @@ class Batch:
     next_obs: torch.Tensor
     done: torch.Tensor
     mc_return: torch.Tensor | None = None
+    valid: torch.Tensor | None = None
 
     @classmethod
     def stack(cls, batches: list["Batch"]) -> "Batch":
@@ -111,6 +120,7 @@ class Algorithm(ABC):
     needs: ClassVar[frozenset[str]] = frozenset()
     name: ClassVar[str] = ""
     multi_seed: ClassVar[bool] = False
+    unseeded: ClassVar[frozenset[str]] = frozenset()  # tensors in `modules()` without the seed dim (step counters)
 
     def __init__(self, obs_spec: ObsSpec, action_spec: ActionSpec, config: Any, device: torch.device,
                  rng: SeedStreams | None = None):
@@ -124,12 +134,23 @@ class Algorithm(ABC):
         if self.n_seeds > 1 and not self.multi_seed:
             raise ValueError(f"algorithm '{self.name}' trains one seed per process (multi_seed = False); "
                              f"set seeds_per_process=1")
+        chunk = getattr(config, "chunk", 1)
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ValueError(f"algorithm '{self.name}': chunk must be a whole number >= 1 (actions per policy "
+                             f"call), got {chunk!r}")
         followers = protocol_followers(type(config)) if dataclasses.is_dataclass(config) else {}
         unset = [f"{name} (= protocol.{field} in a job)" for name, field in followers.items()
                  if getattr(config, name) is None]
         if unset:
             raise ValueError(f"algorithm '{self.name}': {', '.join(unset)} is null; set it when building the "
                              f"method outside a job")
+
+    @property
+    def chunk(self) -> int:
+        """Action chunk length h: the method's Config field `chunk` (its one home), 1 without one.
+        With h > 1 the harness samples h-step chunks (see `Batch`), `policy` returns h actions
+        flattened (..., h*A), and the runner executes them open-loop."""
+        return getattr(self.config, "chunk", 1)
 
     @abstractmethod
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -139,7 +160,8 @@ class Algorithm(ABC):
     @abstractmethod
     def policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         """Actions for observations (K, N, *obs) -> (K, N, A) (without the seed dim when
-        `multi_seed` is False); tensor in, tensor out, no gradients."""
+        `multi_seed` is False); tensor in, tensor out, no gradients. With a chunk of h > 1:
+        (K, N, h*A), the h actions flattened."""
 
     def update_seeds(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The harness's entry point: `batch` with a leading seed dim, metrics (K,)."""
@@ -150,7 +172,7 @@ class Algorithm(ABC):
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         """Actions for numpy observations with a leading seed dim: one per seed (K, *obs) gives
-        (K, A); several per seed (K, N, *obs) give (K, N, A)."""
+        (K, A); several per seed (K, N, *obs) give (K, N, A) (A -> h*A with a chunk of h > 1)."""
         x = torch.as_tensor(np.asarray(obs, dtype=self.obs_spec.dtype), device=self.device)
         single = x.dim() == 1 + len(self.obs_spec.shape)
         if single:
@@ -186,6 +208,25 @@ class Algorithm(ABC):
         """Everything stateful: networks, optimizers, learned scalars. Used by save/load."""
         return {k: v for k, v in vars(self).items()
                 if isinstance(v, (torch.nn.Module, torch.optim.Optimizer, torch.Tensor))}
+
+    def learned_tensors(self) -> dict[str, tuple[list[torch.Tensor], bool]]:
+        """Every learned tensor by its name in `modules()` (a network's parameters, a learned
+        scalar), with whether each has the seed dim first, (K, ...): a multi-seed method's networks
+        and scalars are built so (`algorithms.common.networks`); the tensors it names in `unseeded`
+        (e.g. a step counter) are every seed's. The harness reads them to fail a diverged seed."""
+        out = {}
+        for name, m in self.modules().items():
+            if isinstance(m, torch.nn.Module):
+                out[name] = (list(m.parameters()), True)
+            elif isinstance(m, torch.Tensor):
+                out[name] = ([m], name not in self.unseeded)
+        if self.n_seeds > 1:
+            wrong = [n for n, (ts, seeded) in out.items() if seeded and any(t.dim() == 0 or len(t) != self.n_seeds
+                                                                            for t in ts)]
+            if wrong:
+                raise ValueError(f"algorithm '{self.name}': {', '.join(wrong)} lack the seed dim ({self.n_seeds}) "
+                                 f"first; build them per seed, or list a shared tensor in `unseeded`")
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         state = {"finetuning": self.finetuning}

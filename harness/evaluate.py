@@ -1,17 +1,19 @@
 """Evaluation: n deterministic-policy episodes per seed, each seed in its own fresh-seeded env
-(the seeds of a group step their envs in lockstep, one batched policy call per step), scored by
-the task."""
+(the seeds of a group step their envs in lockstep, one batched policy call per step; a method
+with action chunks is asked once per chunk, see `harness.openloop`), scored by the task."""
 from __future__ import annotations
 
 import numpy as np
 
+from harness.openloop import OpenLoop
+
 
 def run_episodes(envs: list, act, seeds: list[int], active: list[bool], check_action=None) -> list[tuple | None]:
-    """One episode in each active env at once, env k reset with seeds[k]; `act(obs (K, *obs))
-    -> (K, A)` sees every env's latest observation (a finished or inactive env's last one; its
-    action is discarded). `check_action(k, action) -> bool` sees env k's action before env.step
-    (e.g. refuses NaN); False stops that env (its result None). Returns per env (return, ever
-    succeeded, length, last info) or None."""
+    """One episode in each active env at once, env k reset with seeds[k]; `act(obs (K, *obs),
+    running (K,)) -> (K, A)` sees every env's latest observation (a finished or inactive env's
+    last one, `running` False; its action is discarded). `check_action(k, action) -> bool` sees
+    env k's action before env.step (e.g. refuses NaN); False stops that env (its result None).
+    Returns per env (return, ever succeeded, length, last info) or None."""
     obs, results, running = [None] * len(envs), [None] * len(envs), list(active)
     for k in np.flatnonzero(active):
         obs[k], info = envs[k].reset(seed=seeds[k])
@@ -19,7 +21,7 @@ def run_episodes(envs: list, act, seeds: list[int], active: list[bool], check_ac
     filler = next(o for o in obs if o is not None)
     obs = [filler if o is None else o for o in obs]
     while any(running):
-        actions = act(np.stack(obs))
+        actions = act(np.stack(obs), running)
         for k in np.flatnonzero(running):
             if check_action is not None and not check_action(k, actions[k]):
                 results[k], running[k] = None, False
@@ -42,8 +44,8 @@ def evaluate_seeds(algorithm, envs: list, task, episodes: int, seeds: list[int],
     active = list([True] * len(envs) if active is None else active)
     per_env: list[list] = [[] for _ in envs]
     for i in range(episodes):
-        results = run_episodes(envs, lambda o: algorithm.act(o, deterministic=True), [s + i for s in seeds], active,
-                               check_action)
+        results = run_episodes(envs, OpenLoop(algorithm, len(envs), deterministic=True), [s + i for s in seeds],
+                               active, check_action)
         for k, r in enumerate(results):
             if r is not None:
                 per_env[k].append(r)

@@ -4,6 +4,7 @@ jobs that train in one process (`seeds_per_process` seeds of one method and task
 from __future__ import annotations
 
 import copy
+import fnmatch
 import hashlib
 import json
 import re
@@ -307,10 +308,13 @@ def load_group(group: str, name: str) -> DictConfig:
 ALGORITHM_KEYS = ("name", "replay", "reward", "hparams", "protocol")  # protocol: the method's own (e.g. RLPD's UTD)
 
 
-def resolve_algorithm(algo_cfg: DictConfig | dict, domain: str, *overrides: dict[str, Any]) -> dict[str, Any]:
+def resolve_algorithm(algo_cfg: DictConfig | dict, domain: str, *overrides: dict[str, Any],
+                      task: str | None = None) -> dict[str, Any]:
     """A method's resolved config, later layers winning: its dataclass defaults < its yaml < the
-    yaml's `domains.<domain>` block < each of `overrides` (the suite's algorithm_overrides, then
-    the command line). Checked against the schema and complete: every field has its value."""
+    yaml's `domains.<domain>` block < its `tasks.<pattern>` blocks whose pattern (fnmatch) matches
+    the task's name, in the yaml's order (per-task values such as FQL's alpha) < each of
+    `overrides` (the suite's algorithm_overrides, then the command line). Checked against the
+    schema and complete: every field has its value."""
     cfg = OmegaConf.to_container(algo_cfg, resolve=True) if isinstance(algo_cfg, DictConfig) else dict(algo_cfg)
     cfg.pop("defaults", None)
     domains = cfg.pop("domains", None) or {}
@@ -318,7 +322,13 @@ def resolve_algorithm(algo_cfg: DictConfig | dict, domain: str, *overrides: dict
     if set(domains) - known:
         raise ConfigError(f"algorithm '{cfg.get('name')}': domains.{sorted(set(domains) - known)[0]} is not a "
                           f"task domain; known: {', '.join(sorted(known))}")
-    merged = OmegaConf.merge(cfg, domains.get(domain) or {}, *[o for o in overrides if o])
+    per_task = cfg.pop("tasks", None) or {}
+    for pattern in per_task:
+        if not fnmatch.filter(tasks.TASKS, pattern):
+            raise ConfigError(f"algorithm '{cfg.get('name')}': tasks.{pattern} matches no task name; "
+                              f"see `python -m tasks list`")
+    matching = [block or {} for pattern, block in per_task.items() if task is not None and fnmatch.fnmatchcase(task, pattern)]
+    merged = OmegaConf.merge(cfg, domains.get(domain) or {}, *matching, *[o for o in overrides if o])
     return validate_algorithm(OmegaConf.to_container(merged, resolve=True))
 
 
@@ -405,7 +415,7 @@ def expand(cfg: DictConfig, overrides: list[str] = ()) -> list[Job]:
         except KeyError as exc:
             raise ConfigError(exc.args[0]) from None
         for algo_cfg in algo_cfgs:
-            algo = resolve_algorithm(algo_cfg, task.domain, shared, cli.get("algorithm", {}))
+            algo = resolve_algorithm(algo_cfg, task.domain, shared, cli.get("algorithm", {}), task=task.name)
             # What the method's protocol differs in (e.g. RLPD: no pre-training, UTD 20) beats the
             # task's and the suite's protocol; the command line beats everything.
             protocol = OmegaConf.merge(_plain(task_cfg.protocol), _plain(suite.get("protocol")), algo.pop("protocol", {}),

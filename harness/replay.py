@@ -1,7 +1,8 @@
 """Replay: the offline dataset and each seed's online data in one device-resident store, batches
 drawn with a fixed offline fraction ("mix"), uniformly over everything ("append") or from the
 online data alone ("online": the offline data is dropped when fine-tuning starts), and
-Monte-Carlo returns-to-go for every trajectory (offline at load, online when it ends)."""
+Monte-Carlo returns-to-go for every trajectory (offline at load, online when it ends). For a method
+with action chunks (h > 1), each batch row is an h-step chunk (see `algorithms.base.Batch`)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
@@ -14,7 +15,7 @@ from algorithms.base import Batch, SeedStreams
 if TYPE_CHECKING:
     from tasks.base import Dataset
 
-FIELDS = ("obs", "action", "reward", "next_obs", "done", "mc_return")
+FIELDS = ("obs", "action", "reward", "next_obs", "done", "mc_return", "episode_end")
 
 
 def mc_returns(reward: np.ndarray, episode_end: np.ndarray, gamma: float,
@@ -54,13 +55,23 @@ class Replay:
     Online steps wait in a per-seed pending list until their trajectory ends, then enter the store
     with their Monte-Carlo returns (as the Cal-QL reference adds whole trajectories); so sampling
     never sees a transition without its return-to-go.
+
+    With `chunk` = h > 1 a batch row starts at a step t whose chunk t .. t+h-1 lies inside one
+    stored segment (the offline data, or a seed's stored online rows), as QC's `sample_sequence`
+    draws starts below size - h + 1; a chunk may cross an episode end (`episode_end`, kept per
+    row; offline data without one ends episodes at its terminals), which `valid` then masks.
     """
 
     def __init__(self, offline: dict[str, np.ndarray], online_capacity: int, device: torch.device,
-                 gamma: float, fail_reward: float | None, n_seeds: int = 1):
+                 gamma: float, fail_reward: float | None, n_seeds: int = 1, chunk: int = 1):
         self.device = device
         self.gamma, self.fail_reward = gamma, fail_reward
+        self.chunk = chunk
         self.n_offline = len(offline["reward"])
+        if chunk > 1 and self.n_offline < chunk:
+            raise ValueError(f"the offline data holds {self.n_offline} steps, fewer than one action chunk "
+                             f"({chunk}); use a larger dataset or a shorter chunk")
+        offline = {"episode_end": offline["done"], **offline}
         self.online_capacity = online_capacity
         self.capacity = self.n_offline + n_seeds * online_capacity
         self.n_online = [0] * n_seeds
@@ -68,7 +79,7 @@ class Replay:
         # uint8 observations (image tasks, see algorithms.base.ObsSpec) stay uint8; the rest is float32
         self.obs_dtype = np.uint8 if np.asarray(offline["obs"]).dtype == np.uint8 else np.float32
         for key in FIELDS:
-            dtype = self.obs_dtype if key in ("obs", "next_obs") else np.float32
+            dtype = self.obs_dtype if key in ("obs", "next_obs") else bool if key == "episode_end" else np.float32
             arr = torch.as_tensor(np.asarray(offline[key], dtype=dtype))
             buf = torch.zeros((self.capacity, *arr.shape[1:]), dtype=arr.dtype, device=device)
             buf[: self.n_offline] = arr.to(device)
@@ -78,16 +89,17 @@ class Replay:
     @classmethod
     def from_dataset(cls, data: Dataset, online_capacity: int, device: torch.device, gamma: float,
                      fail_reward: float | None = None, n_seeds: int = 1,
-                     reward_transform: Callable | None = None) -> Replay:
+                     reward_transform: Callable | None = None, chunk: int = 1) -> Replay:
         """A task's dataset as the offline part, its rewards through `reward_transform` (a job's
         RewardTransform; None: as recorded) and its Monte-Carlo returns under the sparse-failure
-        rule; `fail_reward` is the task's, before the transform."""
+        rule; `fail_reward` is the task's, before the transform. `chunk`: the method's h."""
         transform = reward_transform or (lambda r: r)
         reward = transform(data.reward)
         fail = None if fail_reward is None else transform(fail_reward)
         offline = {"obs": data.obs, "action": data.action, "reward": reward, "next_obs": data.next_obs,
-                   "done": data.terminal.astype(np.float32), "mc_return": mc_returns(reward, data.episode_end, gamma, fail)}
-        return cls(offline, online_capacity, device, gamma, fail, n_seeds)
+                   "done": data.terminal.astype(np.float32), "mc_return": mc_returns(reward, data.episode_end, gamma, fail),
+                   "episode_end": data.episode_end}
+        return cls(offline, online_capacity, device, gamma, fail, n_seeds, chunk)
 
     def online_start(self, k: int) -> int:
         return self.n_offline + k * self.online_capacity
@@ -110,7 +122,7 @@ class Replay:
         if self.n_online[k] + n > self.online_capacity:
             raise RuntimeError("online buffer full: online_capacity must cover all online steps")
         lo = self.online_start(k) + self.n_online[k]
-        for key, arr in zip(FIELDS, (obs, action, reward, next_obs, done, ret)):
+        for key, arr in zip(FIELDS, (obs, action, reward, next_obs, done, ret, ends)):
             self.storage[key][lo:lo + n] = torch.as_tensor(arr, device=self.device)
         self.n_online[k] += n
         self.pending[k].clear()
@@ -118,9 +130,13 @@ class Replay:
     def can_sample(self, mode: str, active: list[bool] | None = None) -> bool:
         """Whether `mode` has data for every active seed: "online" needs one ended online
         trajectory of each (the seeds of a group update together, so a group starts once its
-        last seed has one)."""
+        last seed has one), with a chunk of h > 1 at least h stored online steps."""
         active = [True] * len(self.n_online) if active is None else active
-        return mode != "online" or all(n > 0 for n, a in zip(self.n_online, active) if a)
+        return mode != "online" or all(self.starts(n) > 0 for n, a in zip(self.n_online, active) if a)
+
+    def starts(self, n: int) -> int:
+        """How many chunks start in a segment of n stored steps (the chunk must end inside it)."""
+        return max(0, n - self.chunk + 1)
 
     def sample(self, batch_size: int, mode: str, mixing_ratio: float, with_mc_return: bool,
                rng: SeedStreams | None = None, active: list[bool] | None = None) -> Batch:
@@ -130,28 +146,51 @@ class Replay:
         round(mixing_ratio * batch_size) rows from offline data, the rest online (all offline
         while no online trajectory of that seed has ended); "append": uniform over both;
         "online": uniform over the seed's online data (see `can_sample`; a seed not `active`,
-        whose update is discarded, without online data draws as "append")."""
+        whose update is discarded, without online data draws as "append"). With a chunk of
+        h > 1 the rows are chunk starts, drawn alike over the steps where a chunk starts (see
+        `starts`; fewer than h stored online steps count as no online data)."""
+        n_offline = self.starts(self.n_offline)  # = self.n_offline with h = 1: the same draws
 
         def rows(k: int, g: torch.Generator | None) -> torch.Tensor:
-            n_online, shift = self.n_online[k], self.online_start(k) - self.n_offline
+            n_online, shift = self.starts(self.n_online[k]), self.online_start(k) - n_offline
             if mode == "online" and (n_online or (active is None or active[k])):
                 if n_online == 0:
-                    raise RuntimeError("replay mode 'online' has no online data yet: no online trajectory has ended")
+                    raise RuntimeError("replay mode 'online' has no online data yet: no online trajectory has ended"
+                                       + (f" (or fewer than {self.chunk} online steps, one chunk)" if self.chunk > 1 else ""))
                 return self.online_start(k) + torch.randint(0, n_online, (batch_size,), generator=g, device=self.device)
             if mode == "append" or n_online == 0:
-                idx = torch.randint(0, self.n_offline + n_online, (batch_size,), generator=g, device=self.device)
-                return idx + shift * (idx >= self.n_offline) if shift else idx
+                idx = torch.randint(0, n_offline + n_online, (batch_size,), generator=g, device=self.device)
+                return idx + shift * (idx >= n_offline) if shift else idx
             n_off = int(round(mixing_ratio * batch_size))
             return torch.cat([
-                torch.randint(0, self.n_offline, (n_off,), generator=g, device=self.device),
+                torch.randint(0, n_offline, (n_off,), generator=g, device=self.device),
                 self.online_start(k) + torch.randint(0, n_online, (batch_size - n_off,), generator=g, device=self.device),
             ])
 
         idx = (rng or SeedStreams()).each(rows)
         s = self.storage
+        if self.chunk > 1:
+            return self.chunks(idx, with_mc_return)
         return Batch(obs=s["obs"][idx], action=s["action"][idx], reward=s["reward"][idx],
                      next_obs=s["next_obs"][idx], done=s["done"][idx],
                      mc_return=s["mc_return"][idx] if with_mc_return else None)
+
+    def chunks(self, idx: torch.Tensor, with_mc_return: bool) -> Batch:
+        """The h-step chunks starting at rows `idx` (K, B) (QC's `sample_sequence`: actions
+        a_t..a_{t+h-1}, rewards summed with gamma^i, `valid` = no episode end before step i),
+        except that the reward sum stops at the episode's end and `done` counts only a terminal
+        on a valid step, so that a masked step never leaks into the backup."""
+        s, h = self.storage, self.chunk
+        steps = idx.unsqueeze(-1) + torch.arange(h, device=self.device)  # (K, B, h)
+        ended = torch.cummax(s["episode_end"][steps].to(torch.float32), -1).values
+        valid = torch.cat([torch.ones_like(ended[..., :1]), 1.0 - ended[..., :-1]], -1)
+        discount = self.gamma ** torch.arange(h, dtype=torch.float64, device=self.device)
+        reward = (s["reward"][steps] * valid * discount.to(torch.float32)).sum(-1)
+        done = (s["done"][steps] * valid).amax(-1)
+        action = s["action"][steps]
+        return Batch(obs=s["obs"][idx], action=action.reshape(*action.shape[:-2], -1), reward=reward,
+                     next_obs=s["next_obs"][steps[..., -1]], done=done,
+                     mc_return=s["mc_return"][idx] if with_mc_return else None, valid=valid)
 
     def online_state(self) -> dict:
         """What a checkpoint needs to restore the online part."""

@@ -174,3 +174,136 @@ def test_checkpoint_holds_only_the_filled_online_rows():
     restored.load_online_state(state)
     for key, value in replay.storage.items():
         torch.testing.assert_close(restored.storage[key][:20_100], value[:20_100])
+
+
+# -- action chunks (h > 1): QC's sample_sequence, stopped at episode ends -----------------------------
+
+def chunk_dataset():
+    """8 steps, obs[t] = (t, t), a_t = (t, -t), r_t = t + 1; episode ends: a time-out at step 2, a
+    true terminal at step 5, the data's end at step 7."""
+    from tasks.base import Dataset
+
+    t = np.arange(8, dtype=np.float32)
+    obs = np.stack([t, t], 1)
+    terminal, timeout = np.zeros(8, bool), np.zeros(8, bool)
+    timeout[2], terminal[5] = True, True
+    return Dataset(obs, np.stack([t, -t], 1), t + 1, obs + 0.5, terminal, timeout)
+
+
+def rows_by_start(batch):
+    """{start step t: (reward, done, next_obs[0], valid, action)} of a one-seed batch."""
+    out = {}
+    for i, t in enumerate(batch.obs[0, :, 0].tolist()):
+        out[int(t)] = (batch.reward[0, i].item(), batch.done[0, i].item(), batch.next_obs[0, i, 0].item(),
+                       batch.valid[0, i].tolist(), batch.action[0, i].tolist())
+    return out
+
+
+def test_a_chunk_sums_its_transformed_rewards_up_to_the_episode_end_and_masks_the_rest():
+    """h = 3, gamma 0.9, rewards through the job's transform (2r - 1) per step: every start below
+    8 - 3 + 1 = 6 drawn, none later (the chunk would run past the data's end)."""
+    from harness.jobs import RewardTransform
+
+    replay = Replay.from_dataset(chunk_dataset(), 10, torch.device("cpu"), GAMMA, n_seeds=1,
+                                 reward_transform=RewardTransform(scale=2.0, shift=-1.0), chunk=3)
+    torch.manual_seed(0)
+    got = rows_by_start(replay.sample(400, "mix", 1.0, with_mc_return=True))
+    assert sorted(got) == [0, 1, 2, 3, 4, 5]
+    r = lambda t: 2 * (t + 1) - 1  # noqa: E731 (the transformed reward of step t)
+    expected = {  # start: (reward sum, done, next_obs of step t+2, valid)
+        0: (r(0) + GAMMA * r(1) + GAMMA**2 * r(2), 0.0, 2.5, [1, 1, 1]),  # ends at its last step (time-out)
+        1: (r(1) + GAMMA * r(2), 0.0, 3.5, [1, 1, 0]),  # time-out at its 2nd step: the 3rd is masked
+        2: (r(2), 0.0, 4.5, [1, 0, 0]),
+        3: (r(3) + GAMMA * r(4) + GAMMA**2 * r(5), 1.0, 5.5, [1, 1, 1]),  # terminal on its last step
+        4: (r(4) + GAMMA * r(5), 1.0, 6.5, [1, 1, 0]),  # terminal at its 2nd step
+        5: (r(5), 1.0, 7.5, [1, 0, 0]),
+    }
+    for t, (reward, done, next_obs, valid) in expected.items():
+        assert got[t][0] == pytest.approx(reward, rel=1e-6), t
+        assert (got[t][1], got[t][2], got[t][3]) == (done, next_obs, valid), t
+        assert got[t][4] == [t, -t, t + 1, -(t + 1), t + 2, -(t + 2)]  # a_t..a_{t+2} flattened, masked ones too
+    b = replay.sample(16, "mix", 1.0, with_mc_return=True)
+    assert b.action.shape == (1, 16, 6) and b.valid.shape == (1, 16, 3) and b.reward.shape == (1, 16)
+    assert b.valid.dtype == torch.float32 and b.mc_return is not None  # obs_t's return-to-go
+    np.testing.assert_array_equal(b.mc_return[0].numpy(), replay.storage["mc_return"][b.obs[0, :, 0].long()].numpy())
+
+
+def test_with_h_1_a_batch_is_the_one_step_transition_without_valid():
+    replay = Replay.from_dataset(chunk_dataset(), 10, torch.device("cpu"), GAMMA)
+    b = replay.sample(64, "mix", 1.0, False)
+    t = b.obs[0, :, 0].long()
+    assert b.valid is None and sorted(set(t.tolist())) == list(range(8))
+    np.testing.assert_array_equal(b.reward[0].numpy(), (t + 1).numpy())
+    np.testing.assert_array_equal(b.action[0].numpy(), torch.stack([t, -t], 1).numpy())
+
+
+def test_chunks_never_cross_the_end_of_a_stored_segment():
+    """Offline data, then each seed's online rows: a chunk lies inside the offline data or inside one
+    seed's stored online rows (never the not-yet-stored pending steps), in every mode."""
+    from algorithms import SeedStreams
+
+    h = 4
+    replay = Replay(offline(50, obs_value=0.0), 100, torch.device("cpu"), GAMMA, None, n_seeds=2, chunk=h)
+    replay.storage["obs"][:50, 1] = torch.arange(50.0)
+    assert not replay.can_sample("online")
+    for k in range(2):
+        for t in range(h - 1):  # one ended trajectory shorter than a chunk: no chunk yet
+            replay.add([10.0 + k, t], [0], 1.0, [10.0 + k, t], False, t == h - 2, k)
+    assert replay.n_online == [h - 1] * 2 and not replay.can_sample("online")
+    with pytest.raises(RuntimeError, match="fewer than 4 online steps"):
+        replay.sample(8, "online", 0.5, False, SeedStreams.from_seeds([0, 1]))
+    b = replay.sample(256, "mix", 0.5, False, SeedStreams.from_seeds([0, 1]))
+    assert (b.obs[..., 0] == 0).all()  # all offline while no online chunk fits
+    for k in range(2):  # a second trajectory (ended), and steps of a third still pending
+        for t in range(h - 1, 2 * h):
+            replay.add([10.0 + k, t], [0], 1.0, [10.0 + k, t], False, t == 2 * h - 1, k)
+        for t in range(2 * h, 2 * h + 3):
+            replay.add([10.0 + k, t], [0], 1.0, [10.0 + k, t], False, False, k)
+    assert replay.n_online == [2 * h] * 2 and replay.can_sample("online")
+    for mode in ("mix", "append", "online"):
+        b = replay.sample(4096, mode, 0.5, False, SeedStreams.from_seeds([3, 4]))
+        for k in range(2):
+            src, t = b.obs[k, :, 0], b.obs[k, :, 1]
+            off, on = t[src == 0], t[src == 10.0 + k]
+            assert len(off) + len(on) == 4096  # offline rows, or seed k's own online rows
+            if mode != "online":
+                assert off.max() == 50 - h and off.min() == 0
+            assert on.max() == 2 * h - h and on.min() == 0  # the pending steps 8..10 never start or end a chunk
+            assert (b.next_obs[k, src == 10.0 + k, 1] == on + h - 1).all()  # the chunk's last stored step
+    with pytest.raises(ValueError, match="fewer than one action chunk"):
+        Replay(offline(3), 10, torch.device("cpu"), GAMMA, None, chunk=4)
+
+
+def test_online_chunks_mask_after_the_episode_end_and_keep_the_true_terminal():
+    """A seed's online data: two trajectories, the first ending in a true terminal at its 3rd step;
+    a chunk from its 2nd step holds the next trajectory's first steps, masked."""
+    replay = Replay(offline(20), 50, torch.device("cpu"), GAMMA, None, chunk=3)
+    for t, (r, term, end) in enumerate([(1.0, False, False), (2.0, False, False), (3.0, True, True),
+                                        (4.0, False, False), (5.0, False, True)]):
+        replay.add([1.0, t], [t], r, [1.0, t + 0.5], term, end)
+    torch.manual_seed(1)
+    b = replay.sample(512, "online", 0.5, False)
+    got = {int(t): i for i, t in enumerate(b.obs[0, :, 1].tolist())}
+    assert sorted(got) == [0, 1, 2]  # 5 stored steps, chunks of 3
+    for t, (reward, done, valid) in {0: (1 + GAMMA * 2 + GAMMA**2 * 3, 1.0, [1, 1, 1]),
+                                     1: (2 + GAMMA * 3, 1.0, [1, 1, 0]),
+                                     2: (3.0, 1.0, [1, 0, 0])}.items():
+        i = got[t]
+        assert b.reward[0, i].item() == pytest.approx(reward, rel=1e-6)
+        assert b.done[0, i].item() == done and b.valid[0, i].tolist() == valid
+        assert b.action[0, i].tolist() == [t, t + 1, t + 2] and b.next_obs[0, i, 1].item() == t + 2.5
+
+
+def test_a_chunked_replay_checkpoint_restores_the_episode_ends():
+    replay = Replay(offline(20), 50, torch.device("cpu"), GAMMA, None, chunk=2)
+    fill_online(replay, 5)
+    fill_online(replay, 3)
+    restored = Replay(offline(20), 50, torch.device("cpu"), GAMMA, None, chunk=2)
+    restored.load_online_state(replay.online_state())
+    assert restored.storage["episode_end"][20:28].tolist() == [False] * 4 + [True] + [False] * 2 + [True]
+    torch.manual_seed(2)
+    a = replay.sample(64, "online", 0.5, True)
+    torch.manual_seed(2)
+    b = restored.sample(64, "online", 0.5, True)
+    for f in ("obs", "action", "reward", "next_obs", "done", "mc_return", "valid"):
+        assert torch.equal(getattr(a, f), getattr(b, f))
