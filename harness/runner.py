@@ -28,7 +28,7 @@ import tasks
 from harness.checkpoint import Checkpoint, Progress  # noqa: F401 (Progress: checkpoints pickled it from here)
 from harness.divergence import Diverged, DivergenceWatch, divergence_advice  # noqa: F401 (Diverged: re-exported)
 from harness.evaluate import evaluate_seeds
-from harness.jobs import Job
+from harness.job import Job
 from harness.replay import Replay
 from harness.seed_run import EVAL_SEED_OFFSET, EnvReplayMismatch, SeedRun  # noqa: F401 (re-exported)
 from harness.store import CHECKPOINT_DIR, RunDirConflict, check_run_dir, finished_summary, read_summary, remove_empty_checkpoint_dir, remove_orphans
