@@ -85,13 +85,12 @@ class GroupRun:
         task = self.task
         data = task.load_dataset()
         data.validate(f"task '{task.name}' dataset", task.obs_dim, task.act_dim)
-        hparams = dict(self.jobs[0].algorithm.hparams)
-        name = self.jobs[0].algorithm.name
+        config, name = self.jobs[0].algorithm.config, self.jobs[0].algorithm.name
         # one random stream per seed; a method written for one seed draws from torch's global
         # generators, seeded above
         rng = algorithms.SeedStreams.from_seeds(seeds, self.device) if algorithms.get(name).multi_seed else None
         self.algo = algorithms.make(name, algorithms.ObsSpec((task.obs_dim,), task.image_shape, task.vector_dim),
-                                    algorithms.ActionSpec(task.act_dim), hparams, self.device, rng)
+                                    algorithms.ActionSpec(task.act_dim), config, self.device, rng)
         self.rng = self.algo.rng
         self.algo.observe_dataset(torch.as_tensor(data.obs, device=self.device))  # dataset dtype (uint8: images)
         gamma = getattr(self.algo.config, "gamma", 0.99)
