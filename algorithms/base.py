@@ -62,6 +62,11 @@ class Batch:
     `done` is 1.0 only for true terminals (not time-outs). `mc_return` is the Monte-Carlo
     discounted return-to-go of the trajectory holding `obs`; it is filled for methods that list
     "mc_return" in `Algorithm.needs` (and on the batches the harness logs, for calibration).
+
+    Action chunks (a method with `chunk` h > 1): `action` holds a_t .. a_{t+h-1} flattened (h*A),
+    `reward` the discounted h-step sum up to the episode end, `next_obs` obs_{t+h}, `done` a true
+    terminal at or before the chunk's last valid step, and `valid` (.., h) is 1 for the chunk's
+    steps before an episode end inside it (QC's `valid`); None with h = 1.
     """
 
     obs: torch.Tensor
@@ -70,6 +75,7 @@ class Batch:
     next_obs: torch.Tensor
     done: torch.Tensor
     mc_return: torch.Tensor | None = None
+    valid: torch.Tensor | None = None
 
     @classmethod
     def stack(cls, batches: list["Batch"]) -> "Batch":
@@ -180,6 +186,11 @@ class Algorithm(ABC):
     def policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         """Actions for observations (K, N, *obs) -> (K, N, A) (without the seed dim when
         `multi_seed` is False); tensor in, tensor out, no gradients."""
+
+    @property
+    def chunk(self) -> int:
+        """Actions per policy call, h (the Config field `chunk`; 1 without it)."""
+        return getattr(self.config, "chunk", 1)
 
     def update_seeds(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The harness's entry point: `batch` with a leading seed dim, metrics (K,)."""

@@ -24,13 +24,24 @@ def make(name, seed=0):
     return algorithms.make(name, ObsSpec((OBS,)), ActionSpec(ACT), small_hparams(name), "cpu")
 
 
-def batch(seed=0, seeds=1):
-    """One batch for each of `seeds` seeds: fields (seeds, B, ...)."""
+def chunk(name):
+    """The method's chunk length h with its defaults (1 for a method without chunks)."""
+    return getattr(algorithms.get(name).Config(), "chunk", 1)
+
+
+def batch(seed=0, seeds=1, chunk=1):
+    """One batch for each of `seeds` seeds: fields (seeds, B, ...); with chunk h > 1, batches of
+    h-step chunks (actions h * ACT, `valid` with an episode end inside some chunks)."""
     g = torch.Generator().manual_seed(seed)
     K = seeds
-    return Batch(obs=torch.randn(K, B, OBS, generator=g), action=torch.rand(K, B, ACT, generator=g) * 2 - 1,
+    valid = None
+    if chunk > 1:
+        ends = torch.randint(1, chunk + 3, (K, B, 1), generator=g)  # first step after an episode end (> h: none)
+        valid = (torch.arange(chunk) < ends).float()
+    return Batch(obs=torch.randn(K, B, OBS, generator=g), action=torch.rand(K, B, chunk * ACT, generator=g) * 2 - 1,
                  reward=torch.randn(K, B, generator=g), next_obs=torch.randn(K, B, OBS, generator=g),
-                 done=(torch.rand(K, B, generator=g) < 0.1).float(), mc_return=torch.randn(K, B, generator=g))
+                 done=(torch.rand(K, B, generator=g) < 0.1).float(), mc_return=torch.randn(K, B, generator=g),
+                 valid=valid)
 
 
 @pytest.fixture(params=algorithms.available())
@@ -40,8 +51,9 @@ def name(request):
 
 def test_update_gives_finite_metrics_one_per_seed(name):
     algo = make(name)
+    assert algo.chunk == chunk(name)
     for i in range(3):
-        metrics = algo.update_seeds(batch(i))
+        metrics = algo.update_seeds(batch(i, chunk=algo.chunk))
     assert metrics, "update must report metrics"
     for key, value in metrics.items():
         assert torch.is_tensor(value) and value.shape == (1,), key
@@ -53,10 +65,10 @@ def test_policy_value_is_q_of_the_deterministic_action(name):
     the same states give the same values, and a changed actor changes them."""
     algo = make(name)
     for _ in range(3):
-        algo.update_seeds(batch())
+        algo.update_seeds(batch(chunk=algo.chunk))
     obs = batch(1).obs
     value = algo.policy_value_seeds(obs)
-    if name in ("calql", "cql", "iql", "td3bc", "awac", "rlpd", "wsrl"):  # every method here has one
+    if name in ("calql", "cql", "iql", "td3bc", "awac", "rlpd", "wsrl", "fql", "qc", "qcfql"):  # every method here has one
         assert value is not None
     if value is None:
         return
@@ -72,14 +84,16 @@ def test_act_shapes_and_bounds(name):
     algo = make(name)
     single = algo.act(np.zeros((1, OBS), np.float32), deterministic=True)  # one observation per seed
     many = algo.act(np.random.randn(1, 7, OBS).astype(np.float32), deterministic=False)
-    assert single.shape == (1, ACT) and many.shape == (1, 7, ACT)
+    h = chunk(name)  # a chunked method acts with the flattened chunk
+    assert single.shape == (1, h * ACT) and many.shape == (1, 7, h * ACT)
     assert np.all(np.abs(many) <= 1.0)
 
 
 def test_save_load_restores_actions_and_training(name, tmp_path):
     a = make(name, seed=0)
+    h = chunk(name)
     for i in range(3):
-        a.update_seeds(batch(i))
+        a.update_seeds(batch(i, chunk=h))
     a.on_finetune_start()
     torch.save(a.state_dict(), tmp_path / "s.pt")
     b = make(name, seed=123)  # different init
@@ -89,9 +103,9 @@ def test_save_load_restores_actions_and_training(name, tmp_path):
     assert b.finetuning
     # training continues identically from the restored state (optimizers, temperatures too)
     torch.manual_seed(7)
-    ma = a.update_seeds(batch(5))
+    ma = a.update_seeds(batch(5, chunk=h))
     torch.manual_seed(7)
-    mb = b.update_seeds(batch(5))
+    mb = b.update_seeds(batch(5, chunk=h))
     for k in ma:
         assert float(ma[k]) == pytest.approx(float(mb[k]), rel=1e-5, abs=1e-6), k
 
@@ -101,13 +115,13 @@ def test_fixed_seed_gives_same_first_update(name):
     for _ in range(2):
         algo = make(name, seed=3)
         torch.manual_seed(11)
-        results.append({k: float(v) for k, v in algo.update_seeds(batch(0)).items()})
+        results.append({k: float(v) for k, v in algo.update_seeds(batch(0, chunk=algo.chunk)).items()})
     assert results[0] == results[1]
 
 
 def test_target_networks_get_no_gradients(name):
     algo = make(name)
-    algo.update_seeds(batch(0))
+    algo.update_seeds(batch(0, chunk=algo.chunk))
     targets = [m for k, m in algo.modules().items() if "target" in k and isinstance(m, torch.nn.Module)]
     assert targets, f"{name}: no target network among modules() (keys with 'target'), so nothing was checked"
     for target in targets:
@@ -140,11 +154,11 @@ def test_duplicate_registration_raises():
         algorithms.register("cql")(Other)
 
 
-@pytest.mark.parametrize("domain", ["antmaze", "adroit", "kitchen", "pointmaze", "other"])
+@pytest.mark.parametrize("domain", ["antmaze", "adroit", "kitchen", "pointmaze", "ogbench", "ogbench_mini", "other"])
 def test_every_yaml_resolves_to_a_valid_config_in_every_domain(domain):
     from harness.config import group_names, load_group, resolve_algorithm, validate_algorithm
 
-    assert set(group_names("algorithm")) >= {"awac", "calql", "cql", "iql", "td3bc"}
+    assert set(group_names("algorithm")) >= {"awac", "calql", "cql", "iql", "td3bc", "fql", "qc", "qcfql"}
     for name in group_names("algorithm"):
         algo = resolve_algorithm(load_group("algorithm", name), domain)
         assert algo["name"] == name and name in algorithms.available()
