@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from algorithms.common.networks import SeedStreams
+from algorithms.common.networks import SeedStreams, target_copy
 
 ENTRY_POINT_GROUP = "o2o_bench.algorithms"
 
@@ -92,6 +92,12 @@ class Batch:
                         for f in dataclasses.fields(self)})
 
 
+def per_seed(x: torch.Tensor) -> torch.Tensor:
+    """A value per seed (K,) as it multiplies each seed's batch rows (K, B): (K, 1). The one
+    place the seed axis enters an equation (e.g. alpha log pi(a|s) reads per_seed(alpha) * log_pi)."""
+    return x.unsqueeze(-1)
+
+
 def minimize(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     """One optimizer step on `loss`, one loss per seed (K,). Each seed's loss depends on its own
     parameters only, so the gradient of their sum is every seed's own gradient, and Adam is
@@ -151,6 +157,39 @@ class Algorithm(ABC):
         With h > 1 the harness samples h-step chunks (see `Batch`), `policy` returns h actions
         flattened (..., h*A), and the runner executes them open-loop."""
         return getattr(self.config, "chunk", 1)
+
+    # -- what every method's constructor shares: it then states only its networks' shapes ----
+    def build_encoder(self) -> int:
+        """`self.encoder` (identity for vector observations; DrQ's for images, trained by the
+        critic loss) and its frozen target `self.encoder_target`; returns the feature size."""
+        from algorithms.common.encoder import make_encoder
+
+        self.encoder = make_encoder(self.obs_spec, self.config, self.rng).to(self.device)
+        self.encoder_target = target_copy(self.encoder)
+        return self.encoder.out_dim
+
+    def network(self, net: torch.nn.Module) -> torch.nn.Module:
+        """`net` on the job's device."""
+        return net.to(self.device)
+
+    def with_target(self, net: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """`net` on the job's device and its frozen target copy (soft-updated by the method)."""
+        net = self.network(net)
+        return net, target_copy(net)
+
+    def learned_scalar(self, value: float) -> torch.Tensor:
+        """A learned scalar per seed (K,), e.g. a log-temperature, starting at `value`."""
+        return torch.full((self.n_seeds,), float(value), device=self.device, requires_grad=True)
+
+    @staticmethod
+    def adam(lr: float, *params: torch.nn.Module | torch.Tensor, fused: bool | None = None) -> torch.optim.Adam:
+        """One Adam over the parameters of `params` (modules, or learned scalars), in order."""
+        flat = [p for x in params for p in (x.parameters() if isinstance(x, torch.nn.Module) else [x])]
+        return torch.optim.Adam(flat, lr, fused=fused)
+
+    def critic_adam(self, lr: float, critic: torch.nn.Module) -> torch.optim.Adam:
+        """The critic's optimizer, which also trains the encoder (its loss is the encoder's)."""
+        return self.adam(lr, critic, self.encoder, fused=True)
 
     @abstractmethod
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -294,12 +333,13 @@ def build_config(cls: type[Algorithm], hparams: dict[str, Any]):
     return cls.Config(**kwargs)
 
 
-def make(name: str, obs_spec: ObsSpec, action_spec: ActionSpec, hparams: dict[str, Any],
+def make(name: str, obs_spec: ObsSpec, action_spec: ActionSpec, hparams: dict[str, Any] | Any,
          device: torch.device | str = "cpu", rng: SeedStreams | None = None) -> Algorithm:
     """The method `name`, for the seeds of `rng` (default: one seed on torch's global generators;
-    a method written for one seed is built without `rng`)."""
+    a method written for one seed is built without `rng`). `hparams`: its built Config (a job's),
+    or a plain dict to build it from."""
     cls = get(name)
-    config = build_config(cls, dict(hparams))
+    config = hparams if isinstance(hparams, cls.Config) else build_config(cls, dict(hparams))
     if rng is None:
         return cls(obs_spec, action_spec, config, torch.device(device))
     return cls(obs_spec, action_spec, config, torch.device(device), rng)
@@ -353,4 +393,5 @@ def check_non_negative(config: Any, *names: str) -> None:
 
 
 __all__ = ["ActionSpec", "Algorithm", "Batch", "ObsSpec", "REGISTRY", "SeedStreams", "available", "build_config",
-           "check_non_negative", "check_positive", "check_unit_interval", "field", "get", "make", "minimize", "register"]
+           "check_non_negative", "check_positive", "check_unit_interval", "field", "get", "make", "minimize", "per_seed",
+           "register"]

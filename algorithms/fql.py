@@ -45,7 +45,7 @@ import torch
 
 from algorithms.base import (Algorithm, Batch, check_non_negative, check_positive, check_unit_interval, minimize,
                              register)
-from algorithms.common.networks import EnsembleCritic, SeedMLP, soft_update, target_copy
+from algorithms.common.networks import EnsembleCritic, SeedMLP, soft_update
 
 ACTOR_TYPES = ("distill-ddpg", "best-of-n")
 NETWORK = {"init": "xavier_uniform", "activation": "gelu", "norm_after_activation": True}  # FQL's flax MLP
@@ -91,17 +91,16 @@ class FQL(Algorithm):
             raise ValueError(f"algorithm '{self.name}' takes vector observations only; choose a state-based task")
         rng, cfg = self.rng, config
         obs_dim, self.act_dim = obs_spec.shape[0], action_spec.dim * cfg.chunk  # the flattened chunk
-        self.actor_bc_flow = SeedMLP(obs_dim + self.act_dim + 1, cfg.actor_hidden, self.act_dim, rng,
-                                     cfg.actor_layer_norm, **NETWORK).to(self.device)  # velocity v(s, x_t, t)
-        self.actor_onestep_flow = SeedMLP(obs_dim + self.act_dim, cfg.actor_hidden, self.act_dim, rng,
-                                          cfg.actor_layer_norm, **NETWORK).to(self.device) \
+        self.actor_bc_flow = self.network(SeedMLP(obs_dim + self.act_dim + 1, cfg.actor_hidden, self.act_dim, rng,
+                                                  cfg.actor_layer_norm, **NETWORK))  # velocity v(s, x_t, t)
+        self.actor_onestep_flow = self.network(SeedMLP(obs_dim + self.act_dim, cfg.actor_hidden, self.act_dim, rng,
+                                                       cfg.actor_layer_norm, **NETWORK)) \
             if cfg.actor_type == "distill-ddpg" else None  # mu(s, z); QC never trains one
-        self.critic = EnsembleCritic(obs_dim, self.act_dim, cfg.critic_hidden, cfg.n_critics, rng,
-                                     cfg.critic_layer_norm, **NETWORK).to(self.device)
-        self.critic_target = target_copy(self.critic)
-        params = [p for net in (self.actor_bc_flow, self.actor_onestep_flow, self.critic) if net is not None
-                  for p in net.parameters()]
-        self.opt = torch.optim.Adam(params, cfg.lr, fused=True)
+        self.critic, self.critic_target = self.with_target(
+            EnsembleCritic(obs_dim, self.act_dim, cfg.critic_hidden, cfg.n_critics, rng, cfg.critic_layer_norm,
+                           **NETWORK))
+        self.opt = self.adam(cfg.lr, *(net for net in (self.actor_bc_flow, self.actor_onestep_flow, self.critic)
+                                       if net is not None), fused=True)
 
     @property
     def actor(self) -> torch.nn.Module:

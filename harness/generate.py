@@ -12,7 +12,8 @@ import traceback
 
 from omegaconf import OmegaConf
 
-from harness.jobs import CONF_DIR, ConfigError, LocalLauncher, SlurmLauncher
+from harness.config import CONF_DIR, LAUNCHERS
+from harness.schema import ConfigError
 
 USAGE = "usage: python -m harness.generate TASK [shards=A-B] [threads=N] [launcher=local|slurm] [launcher.KEY=VALUE ...]"
 
@@ -71,7 +72,7 @@ def launch_shards(task, shards: list[int], launcher, progress: bool = True) -> d
     jobs = [ShardJob(task, s, str(data_dir())) for s in todo]
     if launcher.name == "local":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        n = max(1, min(int(launcher.workers) or cores, len(jobs)))
+        n = max(1, min(launcher.workers or cores, len(jobs)))
         if n == 1:
             results = [_run(j) for j in jobs]
         else:
@@ -139,10 +140,9 @@ def compose(args: list[str]):
     except ValueError:
         raise ConfigError(f"threads must be a whole number >= 1, got '{values['threads']}'") from None
     launcher = OmegaConf.merge({"threads": threads, "launcher": base}, {"launcher": overrides}).launcher
-    schema = {"local": LocalLauncher, "slurm": SlurmLauncher}[choice]
-    schema(**{k: v for k, v in OmegaConf.to_container(launcher, resolve=True).items()
-              if k in schema.__dataclass_fields__})
-    return names[0], values.get("shards"), launcher
+    schema = LAUNCHERS[choice]
+    return names[0], values.get("shards"), schema(**{k: v for k, v in OmegaConf.to_container(launcher, resolve=True).items()
+                                                     if k in schema.__dataclass_fields__})
 
 
 def main(argv: list[str] | None = None) -> int:

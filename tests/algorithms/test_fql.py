@@ -173,7 +173,7 @@ def test_config_refuses_bad_values():
 def test_per_task_alpha_of_the_yaml_beats_the_domain_block():
     """fql.yaml: alpha 300 on OGBench (README: cube, scene), 1000 on puzzle tasks (`tasks:` patterns);
     the command line still wins; a pattern matching no task is refused."""
-    from harness.jobs import ConfigError, load_group, resolve_algorithm
+    from harness.config import ConfigError, load_group, resolve_algorithm
 
     cfg = load_group("algorithm", "fql")
     alpha = lambda task, domain, *o: resolve_algorithm(cfg, domain, *o, task=task)["hparams"]["alpha"]  # noqa: E731

@@ -143,7 +143,7 @@ def test_h1_asks_the_policy_at_every_step():
 def chunked_job(seed=0, **protocol):
     from dataclasses import asdict
 
-    from harness.jobs import Job, Protocol
+    from harness.job import Job, Protocol
 
     p = dict(offline_steps=20, online_steps=350, utd=2, eval_every_offline=20, eval_every=175, eval_episodes=1,
              log_every=10, checkpoint_every=0)

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 import tasks
 from harness.generate import ShardJob, launch_shards, main, parse_shards
-from harness.jobs import CONF_DIR
+from harness.config import CONF_DIR
 from tasks.ogbench import Recipe, read_metadata, with_recipe, write_shard
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -108,7 +108,7 @@ def test_online_steps_enter_with_their_returns_when_the_trajectory_ends():
 def test_a_dataset_becomes_the_offline_part_with_transformed_rewards_and_their_returns():
     """Rewards through the job's transform, the task's fail reward transformed alike: a failed
     trajectory's returns are the transformed failure forever, online ones follow the same rule."""
-    from harness.jobs import RewardTransform
+    from harness.job import RewardTransform
     from tasks.base import Dataset
 
     reward = np.array([0.0, 0.0, 0.0, 0.0, 1.0], np.float32)  # a failure (steps 0-2), then a success
@@ -202,7 +202,7 @@ def rows_by_start(batch):
 def test_a_chunk_sums_its_transformed_rewards_up_to_the_episode_end_and_masks_the_rest():
     """h = 3, gamma 0.9, rewards through the job's transform (2r - 1) per step: every start below
     8 - 3 + 1 = 6 drawn, none later (the chunk would run past the data's end)."""
-    from harness.jobs import RewardTransform
+    from harness.job import RewardTransform
 
     replay = Replay.from_dataset(chunk_dataset(), 10, torch.device("cpu"), GAMMA, n_seeds=1,
                                  reward_transform=RewardTransform(scale=2.0, shift=-1.0), chunk=3)

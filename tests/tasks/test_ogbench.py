@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import tasks
-from harness.jobs import Job, load_group, resolve_algorithm
+from harness.job import Job
+from harness.config import load_group, resolve_algorithm
 from harness.runner import run_job
 from tasks import TASKS, register_task
 from tasks.base import DatasetError
@@ -404,13 +405,13 @@ def test_every_ogbench_name_has_its_yaml_and_qcs_suite_composes():
     import yaml
     from hydra import compose, initialize_config_dir
 
-    from harness.jobs import CONF_DIR, expand
+    from harness.config import CONF_DIR, expand, load_group
 
     names = [n for n, t in tasks.TASKS.items()  # the module's own (not the tests' copies)
              if isinstance(t, OGBenchTask) and (t.official or n.endswith("-mini"))]
     assert len(names) == 124
     for name in names:
-        cfg = yaml.safe_load((CONF_DIR / "task" / f"{name}.yaml").read_text())
+        cfg = load_group("task", name)  # with its domain's parent
         assert cfg["name"] == name and cfg["protocol"]["offline_steps"] > 0
     suite = yaml.safe_load((CONF_DIR / "suite" / "ogbench-qc.yaml").read_text())
     qc_tasks = [tasks.get(n) for n in suite["tasks"]]
