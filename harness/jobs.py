@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import algorithms
 import tasks
+from harness.compile import MODES as COMPILE_MODES
 from harness.schema import ConfigError, check_range, check_values, coerce, typed  # noqa: F401 (ConfigError: re-exported)
 from harness.store import run_dir  # noqa: F401 (re-exported: a job's run directory)
 
@@ -96,6 +97,7 @@ class RunOptions:
     report: bool = True
     retries: int = 0
     threads: int = 1  # torch threads per job (part of the job id)
+    compile: str = "auto"  # compiled / CUDA-graph updates (harness.compile): auto | on | off
 
     def __post_init__(self):
         try:
@@ -112,6 +114,8 @@ class RunOptions:
             raise ConfigError("runs_dir must be a folder path, got ''")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,7 @@ class Job:
     device: str = RunOptions.device
     logger: tuple[str, ...] = ("csv",)  # trackers, csv first
     seed_group: tuple[int, ...] | None = None  # the seeds trained together with this one (None: alone)
+    compile: str = RunOptions.compile  # how its updates run (harness.compile); like device, not in the id
     job_id: str = field(init=False, default="")
 
     def __post_init__(self):
@@ -170,6 +175,8 @@ class Job:
              "device": self.device, "logger": list(self.logger)}
         if self.seed_group is not None:
             d["seed_group"] = list(self.seed_group)
+        if self.compile != RunOptions.compile:
+            d["compile"] = self.compile
         d["job_id"] = self.job_id
         return d
 
@@ -179,7 +186,7 @@ class Job:
         `job_id` is not the hash of its config."""
         job = cls(suite=d["suite"], seed=d["seed"], algorithm=ResolvedAlgorithm.from_dict(d["algorithm"]),
                   task=TaskRef(**d["task"]), protocol=Protocol(**d["protocol"]),
-                  **{k: d[k] for k in ("threads", "device", "logger", "seed_group") if k in d})
+                  **{k: d[k] for k in ("threads", "device", "logger", "seed_group", "compile") if k in d})
         if d.get("job_id") not in (None, job.job_id):
             raise ValueError(f"job {d['job_id']}: its config hashes to job id {job.job_id}")
         return job
@@ -372,7 +379,8 @@ ID_NEUTRAL_PROTOCOL = {"warmup_steps": 0, "warmup_policy": "policy"}
 
 def job_id(job: dict[str, Any]) -> str:
     """The hash of a job's config (`Job.to_dict()`) that names it."""
-    payload = {k: v for k, v in job.items() if k not in ("job_id", "device", "logger")}  # where it runs and is watched
+    # where it runs, how its updates are compiled and how it is watched: rounding, not maths
+    payload = {k: v for k, v in job.items() if k not in ("job_id", "device", "logger", "compile")}
     if "protocol" in payload:
         payload["protocol"] = {k: v for k, v in payload["protocol"].items()
                                if k not in ID_NEUTRAL_PROTOCOL or v != ID_NEUTRAL_PROTOCOL[k]}
@@ -424,7 +432,8 @@ def expand(cfg: DictConfig, overrides: list[str] = ()) -> list[Job]:
             for group in seed_groups:
                 for seed in group:
                     jobs.append(Job(suite.name, seed, resolved, TaskRef(task.name, task.domain), protocol, threads,
-                                    cfg.get("device", "auto"), logger, group if len(group) > 1 else None))
+                                    cfg.get("device", "auto"), logger, group if len(group) > 1 else None,
+                                    options.compile))
     return jobs
 
 

@@ -24,6 +24,7 @@ import torch
 
 import algorithms
 import tasks
+from harness.compile import accelerate
 from harness.evaluate import evaluate_seeds
 from harness.jobs import Job
 from harness.replay import Replay
@@ -128,6 +129,7 @@ class Runner:
                                     algorithms.ActionSpec(task.act_dim), hparams, self.device, rng)
         self.rng = self.algo.rng
         self.algo.observe_dataset(torch.as_tensor(data.obs, device=self.device))  # dataset dtype (uint8: images)
+        accelerate(self.algo, self.jobs[0].compile)  # compiled update and actions, CUDA graphs (harness.compile)
         gamma = getattr(self.algo.config, "gamma", 0.99)
         self.replay = Replay.from_dataset(data, self.protocol.online_steps, self.device, gamma, task.fail_reward,
                                           self.K, self.reward)
