@@ -186,11 +186,13 @@ class _Graphed:
         return _detach_out(out)
 
 
-def accelerate(algo, mode: str = "auto", backend: Any = "inductor") -> tuple[bool, bool]:
+def accelerate(algo, mode: str = "auto", backend: Any = "inductor", graphs: bool = True) -> tuple[bool, bool]:
     """Wraps `algo.update_seeds` and `algo.policy` as `mode` asks on the method's device (see the
-    module's docstring; `backend`: torch.compile's, the tests use lighter ones). Returns
-    (compiled, graphs) as planned; a later failure says so in one line and falls back."""
+    module's docstring; `backend`: torch.compile's, the tests use lighter ones; graphs=False: no
+    CUDA graphs, for the bench). Returns (compiled, graphs) as planned; a later failure says so in
+    one line and falls back."""
     do_compile, do_graphs = resolve(mode, algo.device)
+    do_graphs = do_graphs and graphs
     if not do_compile:
         return False, False
     eager_update, eager_policy = algo.update_seeds, algo.policy
