@@ -229,7 +229,9 @@ class Suite:
     tasks: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
     algorithm_seeds: dict[str, list[int]] = field(default_factory=dict)  # some methods' seeds instead of `seeds`
-    seeds_per_process: int = 1  # seeds of one (method, task) trained together in one process, as one batched model
+    # seeds of one (method, task) trained together in one process, as one batched model; auto: 1 on
+    # the CPU, on CUDA all of them up to GPU_GROUP_BYTES of replay (`seeds_per_process`)
+    seeds_per_process: int | str = "auto"
 
     def __post_init__(self):
         for key in ("algorithms", "tasks", "seeds"):
@@ -251,9 +253,10 @@ class Suite:
                 raise ConfigError(f"{where} must be a non-empty list of seeds, got {seeds!r}")
             for seed in seeds:
                 check_range(where, coerce(seed, int, where), 0, MAX_SEED)
-        per_process = coerce(self.seeds_per_process, int, "suite.seeds_per_process")
-        check_range("suite.seeds_per_process", per_process, 1, 4096)
-        object.__setattr__(self, "seeds_per_process", per_process)
+        if self.seeds_per_process != "auto":
+            per_process = coerce(self.seeds_per_process, int, "suite.seeds_per_process")
+            check_range("suite.seeds_per_process", per_process, 1, 4096)
+            object.__setattr__(self, "seeds_per_process", per_process)
 
 
 LAUNCHERS = {"local": LocalLauncher, "slurm": SlurmLauncher}  # launchers whose options are checked here
@@ -405,7 +408,8 @@ def expand(cfg: DictConfig, overrides: list[str] = ()) -> list[Job]:
     logger = logger_names(cfg.get("logger"))  # csv first, then tensorboard / wandb
     algorithm_seeds = _plain(suite.get("algorithm_seeds"))  # seeds of some methods instead of suite.seeds
     threads = options.threads
-    per_process = int(suite.get("seeds_per_process", 1))  # checked by check_options
+    per_process = suite.get("seeds_per_process", "auto")  # checked by check_options
+    on_gpu = runs_on_cuda(options.device)
     jobs = []
     for task_cfg in task_cfgs:
         try:
@@ -424,9 +428,11 @@ def expand(cfg: DictConfig, overrides: list[str] = ()) -> list[Job]:
                 raise ConfigError(f"bad protocol option: {exc}; valid: {', '.join(Protocol.__dataclass_fields__)}") from None
             algo_seeds = [int(s) for s in (seeds if cfg.get("seed") is not None else
                                            algorithm_seeds.get(algo["name"], seeds))]
-            seed_groups = [algo_seeds[i:i + per_process] for i in range(0, len(algo_seeds), per_process)]
+            k = seeds_per_process(algo["name"], task, protocol, len(algo_seeds), on_gpu) \
+                if per_process == "auto" else int(per_process)
+            seed_groups = [algo_seeds[i:i + k] for i in range(0, len(algo_seeds), k)]
             if max(map(len, seed_groups)) > 1:
-                check_seed_groups(algo["name"], task, per_process)
+                check_seed_groups(algo["name"], task, k)
             algo["hparams"] = algorithms.base.follow_protocol(algorithms.get(algo["name"]), algo["hparams"], protocol)
             resolved = ResolvedAlgorithm.from_dict(algo)
             for group in seed_groups:
@@ -435,6 +441,32 @@ def expand(cfg: DictConfig, overrides: list[str] = ()) -> list[Job]:
                                     cfg.get("device", "auto"), logger, group if len(group) > 1 else None,
                                     options.compile))
     return jobs
+
+
+GPU_GROUP_BYTES = 16 * 2**30  # replay memory of one process's seeds on a GPU (any current card holds it)
+SEED_OVERHEAD_BYTES = 256 * 2**20  # networks, optimizer states and activations of one seed (CQL's: ~100 MB)
+
+
+def runs_on_cuda(device: str) -> bool:
+    """Whether jobs of `device` (the config's auto | cpu | cuda[:N]) train on a GPU here."""
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return device.startswith("cuda")
+
+
+def seeds_per_process(algorithm: str, task, protocol, n_seeds: int, on_gpu: bool) -> int:
+    """`seeds_per_process: auto`: one seed per process on the CPU (grouping CQL-family seeds costs
+    more than it saves there: docs/many-seeds.md); on a GPU, where one seed leaves it mostly idle,
+    every seed of the (method, task) in one process, as many as GPU_GROUP_BYTES of online buffers
+    (online_steps rows of obs, next_obs, action and 4 scalars per seed, fp32) plus
+    SEED_OVERHEAD_BYTES each hold. Methods written for one seed and image tasks: 1. A function of
+    the config only (never of the free memory now), so job ids are the same on every machine."""
+    if not on_gpu or not algorithms.get(algorithm).multi_seed or task.image_shape is not None:
+        return 1
+    per_seed = protocol.online_steps * (2 * task.obs_dim + task.act_dim + 4) * 4 + SEED_OVERHEAD_BYTES
+    return max(1, min(n_seeds, GPU_GROUP_BYTES // per_seed))
 
 
 def check_seed_groups(algorithm: str, task, per_process: int) -> None:
