@@ -8,7 +8,8 @@ copies it into the git-ignored `.gpu_peers/calql_jax`). Settings as the official
 (scripts/run_antmaze.sh): cql_min_q_weight 5, Lagrange with target gap 0.8, 10 CQL actions, max
 target backup, enable_calql, batch 256; networks per shape set: paper = its policy 256-256 and Q
 256-256-256-256, corl = CORL's policy 3x256 and Q 5x256. The first calls (jit compilation) are
-not timed; each window ends with `block_until_ready` on the metrics. Prints one line per set:
+not timed; each window ends with `block_until_ready` on the metrics. With a JAX that dropped
+`jnp.clip(a_min=, a_max=)` (which the official code calls), those names are mapped to min / max. Prints one line per set:
 `calql_jax <set> <updates/s>`. No code of the official repository is here: it is imported.
 """
 import sys
@@ -23,8 +24,16 @@ def main() -> None:
         raise SystemExit(__doc__.splitlines()[3].strip())
     sys.path.insert(0, sys.argv[1])
     seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 3.0
+    import inspect
+
     import jax
+    import jax.numpy as jnp
     import numpy as np
+
+    clip = jnp.clip
+    if "a_min" not in inspect.signature(clip).parameters:
+        # newer JAX dropped clip's a_min / a_max names, which the official code passes: the same clip
+        jnp.clip = lambda a, a_min=None, a_max=None, **kw: clip(a, kw.pop("min", a_min), kw.pop("max", a_max), **kw)  # noqa: E731
     from JaxCQL.conservative_sac import ConservativeSAC
     from JaxCQL.jax_utils import batch_to_jax, init_rng
     from JaxCQL.model import FullyConnectedQFunction, TanhGaussianPolicy

@@ -40,7 +40,7 @@ if [ "${1:-}" = "--prepare" ]; then
   pip download -q --no-deps -d "$peers/wheels" distrax==0.1.5 tensorflow-probability==0.25.0  # jax < 0.7
   pip download -q --no-deps -d "$peers/wheels" distrax==0.1.9 tfp-nightly ml-collections==1.1.0 decorator==5.3.1 gast==0.7.0 attrs==26.1.0 \
       six==1.17.0 omegaconf==2.3.1 antlr4-python3-runtime==4.9.3 gymnasium==1.4.0 farama-notifications==0.0.6 \
-      tqdm==4.70.1 cloudpickle==2.1.0
+      tqdm==4.70.1 cloudpickle==2.1.0 chex==0.1.92 toolz==1.2.0
   for v in 310 311 312 313; do
     pip download -q --no-deps --only-binary=:all: --python-version $v --platform manylinux_2_28_x86_64 \
         -d "$peers/wheels" dm-tree==0.1.10 wrapt==2.1.2
@@ -73,12 +73,14 @@ import importlib.util as u
 wanted = {"omegaconf": "omegaconf", "antlr4": "antlr4-python3-runtime", "gymnasium": "gymnasium",
           "farama_notifications": "farama-notifications", "tqdm": "tqdm", "cloudpickle": "cloudpickle",
           "ml_collections": "ml-collections", "tree": "dm-tree", "wrapt": "wrapt", "attr": "attrs",
-          "decorator": "decorator", "gast": "gast", "six": "six"}
+          "decorator": "decorator", "gast": "gast", "six": "six", "toolz": "toolz"}
 missing = [dist for mod, dist in wanted.items() if u.find_spec(mod) is None]
 if u.find_spec("distrax") is None and u.find_spec("jax") is not None:
     import jax
-    new = tuple(int(x) for x in jax.__version__.split(".")[:2]) >= (0, 7)  # distrax 0.1.9 needs jax >= 0.7
+    new = tuple(int(x) for x in jax.__version__.split(".")[:2]) >= (0, 7)  # distrax 0.1.9, chex 0.1.92 need jax >= 0.7
     missing += ["distrax==0.1.9", "tfp-nightly"] if new else ["distrax==0.1.5", "tensorflow-probability==0.25.0"]
+    if u.find_spec("chex") is None:
+        missing.append("chex==0.1.92" if new else "chex")
 print(" ".join(missing))
 EOF
 )
@@ -93,7 +95,7 @@ fi
 if [ $dry = 1 ]; then dev=cpu; psecs=0.5; jsecs=0.5; else dev=cuda; psecs=$((secs * 3)); jsecs=$((secs * 3)); fi
 echo; echo "== 1. CORL (PyTorch) at CORL's AntMaze shapes, device $dev, one process each =="
 if [ -f "$peers/corl_updates.py" ]; then
-  for m in calql cql iql; do
+  for m in $([ $dry = 1 ] && echo iql || echo calql cql iql); do  # dry: CQL's 10 warm-up updates take minutes on a CPU
     f=$(case $m in calql) echo cal_ql.py;; cql) echo cql.py;; iql) echo iql.py;; esac)
     PEER_DEVICE=$dev timeout 90 python "$peers/corl_updates.py" $m "$peers/corl/$f" $psecs 2 2>&1 | grep -E "^corl_|Error" \
       || echo "corl_$m: failed or timed out"
