@@ -153,9 +153,9 @@ class _Graphed:
         self.disabled = ""  # the reason graphs were given up for good
 
     def __call__(self, key, arg, *flags):
-        if self.disabled:
+        slot = self.slots.setdefault(key, {"calls": 0, "graph": None, "why_not": ""})
+        if self.disabled or slot["why_not"]:
             return self.fn(arg, *flags)
-        slot = self.slots.setdefault(key, {"calls": 0, "graph": None})
         if slot["graph"] is not None:
             for static, x in zip(slot["inputs"], _tensors(arg)):
                 static.copy_(x)
@@ -239,17 +239,18 @@ def accelerate(algo, mode: str = "auto", backend: Any = "inductor", graphs: bool
         return True, False
     graphed_update, graphed_policy = (_Graphed(algo, update, "update", ready),
                                       _Graphed(algo, policy, "action", ready))
-    checked = []
-
     def update_seeds(batch):
-        if not checked:  # the first update runs eager, watched for what a graph cannot replay
-            checked.append(True)
+        key = algo.finetuning
+        slot = graphed_update.slots.get(key)
+        if slot is None:  # the first update of each phase runs eager, watched for what a graph cannot replay
+            make_capturable(algo)  # before anything compiles (after a resume's load_state_dict)
             out, why = host_dependence(algo, lambda: eager_update(batch))
+            graphed_update.slots[key] = {"calls": 0, "graph": None, "why_not": why}
             if why:
-                graphed_update.disabled = why
-                _say(algo, f"no CUDA graph of its update: it {why}; running it compiled, without graphs")
+                phase = "fine-tuning update" if key else "update"
+                _say(algo, f"no CUDA graph of its {phase}: it {why}; running it compiled, without graphs")
             return out
-        return graphed_update(algo.finetuning, batch)
+        return graphed_update(key, batch)
 
     def policy_(obs, deterministic):
         return graphed_policy((tuple(obs.shape), obs.dtype, deterministic), obs, deterministic)
