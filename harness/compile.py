@@ -144,8 +144,36 @@ def _detach_out(out):
     return out.clone()
 
 
+class CudaGraph:
+    """One call of `fn(static, *flags)` captured as a CUDA graph; `replay()` reruns it on whatever
+    the static input tensors hold and returns copies of its outputs."""
+
+    def __init__(self, fn, static, flags, generators):
+        self.graph = torch.cuda.CUDAGraph()
+        for g in generators:
+            self.graph.register_generator_state(g)  # each seed's stream advances on every replay
+        with torch.cuda.graph(self.graph):
+            self.out = fn(static, *flags)
+
+    def replay(self):
+        self.graph.replay()
+        return _detach_out(self.out)
+
+    @staticmethod
+    def warm(fn, *args):
+        """A warm-up call on a side stream, as torch.cuda.graphs' docs ask before a capture."""
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            out = fn(*args)
+        torch.cuda.current_stream().wait_stream(stream)
+        return out
+
+
 class _Graphed:
-    """`fn(arg, *flags)` replayed as one CUDA graph per key: warm-up calls, one capture, replays."""
+    """`fn(arg, *flags)` replayed as one graph per key: warm-up calls, one capture, replays."""
+
+    graph_type = CudaGraph
 
     def __init__(self, algo, fn, what: str, ready: Callable[[], bool]):
         self.algo, self.fn, self.what, self.ready = algo, fn, what, ready  # ready: compiling is over
@@ -159,31 +187,20 @@ class _Graphed:
         if slot["graph"] is not None:
             for static, x in zip(slot["inputs"], _tensors(arg)):
                 static.copy_(x)
-            slot["graph"].replay()
-            return _detach_out(slot["out"])
-        if slot["calls"] < WARMUP_CALLS or not self.ready():  # on a side stream, as torch.cuda.graphs' docs ask
+            return slot["graph"].replay()
+        if slot["calls"] < WARMUP_CALLS or not self.ready():
             slot["calls"] += 1
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                out = self.fn(arg, *flags)
-            torch.cuda.current_stream().wait_stream(stream)
-            return out
+            return self.graph_type.warm(self.fn, arg, *flags)
         try:
             make_capturable(self.algo)
             static = _clone(arg)
-            graph = torch.cuda.CUDAGraph()
-            for g in self.algo.rng.generators or []:
-                graph.register_generator_state(g)  # each seed's stream advances on every replay
-            with torch.cuda.graph(graph):
-                out = self.fn(static, *flags)
+            graph = self.graph_type(self.fn, static, flags, self.algo.rng.generators or [])
         except Exception as exc:  # noqa: BLE001 (any failure: say it once, run without graphs)
             self.disabled = f"CUDA graph capture of its {self.what} failed ({_reason(exc)})"
             _say(self.algo, f"{self.disabled}; running it compiled, without graphs")
             return self.fn(arg, *flags)
-        slot.update(graph=graph, inputs=_tensors(static), out=out)
-        graph.replay()  # the capture recorded this call's step; the replay performs it
-        return _detach_out(out)
+        slot.update(graph=graph, inputs=_tensors(static))
+        return graph.replay()  # the capture recorded this call's step; the replay performs it
 
 
 def accelerate(algo, mode: str = "auto", backend: Any = "inductor", graphs: bool = True) -> tuple[bool, bool]:

@@ -195,3 +195,53 @@ def test_a_failing_compile_falls_back_in_one_line():
     lines = [line for line in err.getvalue().splitlines() if line.startswith("compile: ")]
     assert len(lines) == 1 and lines[0].startswith("compile: awac: torch.compile of its update failed (")
     assert "no compiler here" in lines[0] and lines[0].endswith("running it eager")
+
+
+class Rerun:
+    """A CPU stand-in for `harness.compile.CudaGraph` (a real capture needs a GPU: gpu_check.sh):
+    capturing runs nothing, and each replay reruns the captured call on the static inputs, which is
+    what a graph's replay computes. It checks the wrapper's bookkeeping: warm-up, one capture per
+    phase, each batch copied into the static inputs, the probe per phase."""
+
+    captures: list = []
+
+    def __init__(self, fn, static, flags, generators):
+        self.fn, self.static, self.flags = fn, static, flags
+        Rerun.captures.append(fn)
+
+    def replay(self):
+        return self.fn(self.static, *self.flags)
+
+    @staticmethod
+    def warm(fn, *args):
+        return fn(*args)
+
+
+@pytest.mark.parametrize("name, captured", [("iql", 2), ("wsrl", 1), ("td3bc", 0)])
+def test_graph_bookkeeping_replays_the_eager_updates(monkeypatch, name, captured):
+    """With graphs forced on the CPU (the stand-in above; capturable Adam is CUDA-only, left out),
+    2 x 12 updates give the eager metrics; IQL is captured in both phases, WSRL only offline
+    (its fine-tuning update gathers batches on the host), TD3+BC never (a host counter), each
+    refusal said in one line."""
+    import harness.compile as hc
+
+    monkeypatch.setattr(hc._Graphed, "graph_type", Rerun)
+    monkeypatch.setattr(hc, "resolve", lambda mode, device: (True, True))
+    monkeypatch.setattr(hc, "make_capturable", lambda algo: None)
+    Rerun.captures = []
+    eager, fast = build(name), build(name)
+    assert accelerate(fast, "on", backend="eager") == (True, True)
+    err = io.StringIO()
+    with redirect_stderr(err):
+        for phase in ("offline", "online"):
+            if phase == "online":
+                eager.on_finetune_start()
+                fast.on_finetune_start()
+            for i in range(12):
+                want, got = eager.update_seeds(batch(i, K)), fast.update_seeds(batch(i, K))
+                for key in want:
+                    close(got[key], want[key], f"{name} {phase} update {i} metric {key}")
+    assert len(Rerun.captures) == captured
+    lines = [line for line in err.getvalue().splitlines() if line.startswith("compile: ")]
+    assert len(lines) == {"iql": 0, "wsrl": 1, "td3bc": 2}[name], lines
+    assert all(line.startswith(f"compile: {name}: no CUDA graph of its ") for line in lines)
