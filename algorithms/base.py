@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from algorithms.common.networks import SeedStreams
+from algorithms.common.networks import SeedStreams, target_copy
 
 ENTRY_POINT_GROUP = "o2o_bench.algorithms"
 
@@ -83,6 +83,12 @@ class Batch:
                         for f in dataclasses.fields(self)})
 
 
+def per_seed(x: torch.Tensor) -> torch.Tensor:
+    """A value per seed (K,) as it multiplies each seed's batch rows (K, B): (K, 1). The one
+    place the seed axis enters an equation (e.g. alpha log pi(a|s) reads per_seed(alpha) * log_pi)."""
+    return x.unsqueeze(-1)
+
+
 def minimize(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     """One optimizer step on `loss`, one loss per seed (K,). Each seed's loss depends on its own
     parameters only, so the gradient of their sum is every seed's own gradient, and Adam is
@@ -111,6 +117,7 @@ class Algorithm(ABC):
     needs: ClassVar[frozenset[str]] = frozenset()
     name: ClassVar[str] = ""
     multi_seed: ClassVar[bool] = False
+    unseeded: ClassVar[frozenset[str]] = frozenset()  # tensors in `modules()` without the seed dim (step counters)
 
     def __init__(self, obs_spec: ObsSpec, action_spec: ActionSpec, config: Any, device: torch.device,
                  rng: SeedStreams | None = None):
@@ -130,6 +137,39 @@ class Algorithm(ABC):
         if unset:
             raise ValueError(f"algorithm '{self.name}': {', '.join(unset)} is null; set it when building the "
                              f"method outside a job")
+
+    # -- what every method's constructor shares: it then states only its networks' shapes ----
+    def build_encoder(self) -> int:
+        """`self.encoder` (identity for vector observations; DrQ's for images, trained by the
+        critic loss) and its frozen target `self.encoder_target`; returns the feature size."""
+        from algorithms.common.encoder import make_encoder
+
+        self.encoder = make_encoder(self.obs_spec, self.config, self.rng).to(self.device)
+        self.encoder_target = target_copy(self.encoder)
+        return self.encoder.out_dim
+
+    def network(self, net: torch.nn.Module) -> torch.nn.Module:
+        """`net` on the job's device."""
+        return net.to(self.device)
+
+    def with_target(self, net: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """`net` on the job's device and its frozen target copy (soft-updated by the method)."""
+        net = self.network(net)
+        return net, target_copy(net)
+
+    def learned_scalar(self, value: float) -> torch.Tensor:
+        """A learned scalar per seed (K,), e.g. a log-temperature, starting at `value`."""
+        return torch.full((self.n_seeds,), float(value), device=self.device, requires_grad=True)
+
+    @staticmethod
+    def adam(lr: float, *params: torch.nn.Module | torch.Tensor, fused: bool | None = None) -> torch.optim.Adam:
+        """One Adam over the parameters of `params` (modules, or learned scalars), in order."""
+        flat = [p for x in params for p in (x.parameters() if isinstance(x, torch.nn.Module) else [x])]
+        return torch.optim.Adam(flat, lr, fused=fused)
+
+    def critic_adam(self, lr: float, critic: torch.nn.Module) -> torch.optim.Adam:
+        """The critic's optimizer, which also trains the encoder (its loss is the encoder's)."""
+        return self.adam(lr, critic, self.encoder, fused=True)
 
     @abstractmethod
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -186,6 +226,25 @@ class Algorithm(ABC):
         """Everything stateful: networks, optimizers, learned scalars. Used by save/load."""
         return {k: v for k, v in vars(self).items()
                 if isinstance(v, (torch.nn.Module, torch.optim.Optimizer, torch.Tensor))}
+
+    def learned_tensors(self) -> dict[str, tuple[list[torch.Tensor], bool]]:
+        """Every learned tensor by its name in `modules()` (a network's parameters, a learned
+        scalar), with whether each has the seed dim first, (K, ...): a multi-seed method's networks
+        and scalars are built so (`algorithms.common.networks`); the tensors it names in `unseeded`
+        (e.g. a step counter) are every seed's. The harness reads them to fail a diverged seed."""
+        out = {}
+        for name, m in self.modules().items():
+            if isinstance(m, torch.nn.Module):
+                out[name] = (list(m.parameters()), True)
+            elif isinstance(m, torch.Tensor):
+                out[name] = ([m], name not in self.unseeded)
+        if self.n_seeds > 1:
+            wrong = [n for n, (ts, seeded) in out.items() if seeded and any(t.dim() == 0 or len(t) != self.n_seeds
+                                                                            for t in ts)]
+            if wrong:
+                raise ValueError(f"algorithm '{self.name}': {', '.join(wrong)} lack the seed dim ({self.n_seeds}) "
+                                 f"first; build them per seed, or list a shared tensor in `unseeded`")
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         state = {"finetuning": self.finetuning}
@@ -253,12 +312,13 @@ def build_config(cls: type[Algorithm], hparams: dict[str, Any]):
     return cls.Config(**kwargs)
 
 
-def make(name: str, obs_spec: ObsSpec, action_spec: ActionSpec, hparams: dict[str, Any],
+def make(name: str, obs_spec: ObsSpec, action_spec: ActionSpec, hparams: dict[str, Any] | Any,
          device: torch.device | str = "cpu", rng: SeedStreams | None = None) -> Algorithm:
     """The method `name`, for the seeds of `rng` (default: one seed on torch's global generators;
-    a method written for one seed is built without `rng`)."""
+    a method written for one seed is built without `rng`). `hparams`: its built Config (a job's),
+    or a plain dict to build it from."""
     cls = get(name)
-    config = build_config(cls, dict(hparams))
+    config = hparams if isinstance(hparams, cls.Config) else build_config(cls, dict(hparams))
     if rng is None:
         return cls(obs_spec, action_spec, config, torch.device(device))
     return cls(obs_spec, action_spec, config, torch.device(device), rng)
@@ -312,4 +372,5 @@ def check_non_negative(config: Any, *names: str) -> None:
 
 
 __all__ = ["ActionSpec", "Algorithm", "Batch", "ObsSpec", "REGISTRY", "SeedStreams", "available", "build_config",
-           "check_non_negative", "check_positive", "check_unit_interval", "field", "get", "make", "minimize", "register"]
+           "check_non_negative", "check_positive", "check_unit_interval", "field", "get", "make", "minimize", "per_seed",
+           "register"]

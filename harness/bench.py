@@ -36,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec, SeedStreams
 from harness.compile import CALM_CALLS, WARMUP_CALLS, accelerate
-from harness.jobs import CONF_DIR, load_group, resolve_algorithm, standalone_hparams
+from harness.config import CONF_DIR, load_group, resolve_algorithm, standalone_hparams
 from harness.launch import configure_torch
 
 # --modes: eager; compiled (harness.compile without CUDA graphs); graphs (compiled + CUDA graphs, CUDA only)
@@ -187,6 +187,54 @@ def checkpoint_costs(device, rates: dict[str, float], n_offline: int = 1_000_000
             print(f"{n:>12,} {len(buf.getvalue()) / 2**20:9.1f} {seconds:8.2f}  {shares}", flush=True)
 
 
+def method_rates(args, dev: torch.device, ks: list[int], peak: float, modes: list[str],
+                 started: float) -> dict[tuple[str, str], float]:
+    """One table row per (method, shape set, K, mode): updates/s, their ratio to K = 1 and to eager,
+    FLOP use and the seconds of warm-up (compiling, capturing); returns the eager K = 1 rates."""
+    measured = {}
+    for which in args.sets.split(","):
+        if which == "checkpoint":
+            continue
+        for m in args.methods.split(","):
+            if which == "corl" and m not in CORL:  # methods CORL has no implementation of
+                continue
+            obs, act, B, hp = shapes(m, which)
+            nets = f"{len(hp['critic_hidden'])}x{hp['critic_hidden'][0]} | {len(hp['actor_hidden'])}x{hp['actor_hidden'][0]}"
+            base, flops = {}, None
+            for K in ks:
+                if flops is None:  # one seed's update; K seeds cost K times that
+                    one = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev, SeedStreams.from_seeds([0], dev))
+                    if args.finetune:
+                        one.on_finetune_start()
+                    flops = update_flops(one, make_batch(obs, act, B, dev))
+                for mode in modes:
+                    label = f"{m:<7} {which:<6} {f'{obs}/{act}/{B}':<10} {nets:<18} {K:>3} {mode:<8}"
+                    if mode != "eager" and time.monotonic() - started > args.budget:
+                        print(f"{label} skipped: past --budget {args.budget:g} s", flush=True)
+                        continue
+                    algo = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev,
+                                           SeedStreams.from_seeds(range(K), dev))
+                    if args.finetune:
+                        algo.on_finetune_start()
+                    accelerate(algo, MODE_OF[mode], graphs=mode == "graphs")
+                    batch = make_batch(obs, act, B, dev, K)
+                    t0 = time.monotonic()
+                    rate = updates_per_s(algo, batch, args.seconds, WARMUP[MODE_OF[mode]])
+                    warm = time.monotonic() - t0 - args.seconds
+                    base.setdefault((mode, 1), rate if K == 1 else None)
+                    if K == 1 and mode == "eager":
+                        measured[(m, which)] = rate
+                    one_k = base.get((mode, 1))
+                    ratio = f"{K * rate / one_k:6.2f}" if one_k else "     -"
+                    vs_eager = base.get(("eager", K))
+                    print(f"{label} {rate:10.1f} {K * rate:11.1f} {ratio} "
+                          f"{(f'{rate / vs_eager:6.2f}' if vs_eager and mode != 'eager' else '     -')} "
+                          f"{flops / 1e6:15.1f} {100 * K * rate * flops / peak:6.1f}% {warm:7.1f}", flush=True)
+                    base[(mode, K)] = rate
+                    del algo
+    return measured
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -217,47 +265,7 @@ def main() -> None:
         print(f"{'method':<7} {'shapes':<6} {'obs/act/B':<10} {'networks (Q | pi)':<18} {'K':>3} {'mode':<8} "
               f"{'updates/s':>10} {'seed-upd/s':>11} {'x K=1':>6} {'x eager':>6} {'MFLOP/seed-upd':>15} {'% peak':>7} "
               f"{'warm s':>7}")
-        measured = {}
-        for which in args.sets.split(","):
-            if which == "checkpoint":
-                continue
-            for m in args.methods.split(","):
-                if which == "corl" and m not in CORL:  # methods CORL has no implementation of
-                    continue
-                obs, act, B, hp = shapes(m, which)
-                nets = f"{len(hp['critic_hidden'])}x{hp['critic_hidden'][0]} | {len(hp['actor_hidden'])}x{hp['actor_hidden'][0]}"
-                base, flops = {}, None
-                for K in ks:
-                    if flops is None:  # one seed's update; K seeds cost K times that
-                        one = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev, SeedStreams.from_seeds([0], dev))
-                        if args.finetune:
-                            one.on_finetune_start()
-                        flops = update_flops(one, make_batch(obs, act, B, dev))
-                    for mode in modes:
-                        label = f"{m:<7} {which:<6} {f'{obs}/{act}/{B}':<10} {nets:<18} {K:>3} {mode:<8}"
-                        if mode != "eager" and time.monotonic() - started > args.budget:
-                            print(f"{label} skipped: past --budget {args.budget:g} s", flush=True)
-                            continue
-                        algo = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev,
-                                               SeedStreams.from_seeds(range(K), dev))
-                        if args.finetune:
-                            algo.on_finetune_start()
-                        accelerate(algo, MODE_OF[mode], graphs=mode == "graphs")
-                        batch = make_batch(obs, act, B, dev, K)
-                        t0 = time.monotonic()
-                        rate = updates_per_s(algo, batch, args.seconds, WARMUP[MODE_OF[mode]])
-                        warm = time.monotonic() - t0 - args.seconds
-                        base.setdefault((mode, 1), rate if K == 1 else None)
-                        if K == 1 and mode == "eager":
-                            measured[(m, which)] = rate
-                        one_k = base.get((mode, 1))
-                        ratio = f"{K * rate / one_k:6.2f}" if one_k else "     -"
-                        vs_eager = base.get(("eager", K))
-                        print(f"{label} {rate:10.1f} {K * rate:11.1f} {ratio} "
-                              f"{(f'{rate / vs_eager:6.2f}' if vs_eager and mode != 'eager' else '     -')} "
-                              f"{flops / 1e6:15.1f} {100 * K * rate * flops / peak:6.1f}% {warm:7.1f}", flush=True)
-                        base[(mode, K)] = rate
-                        del algo
+        measured = method_rates(args, dev, ks, peak, modes, started)
         if "checkpoint" in args.sets.split(","):
             from omegaconf import OmegaConf
 
