@@ -37,9 +37,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec, SeedStreams
+from harness.compile import CALM_CALLS, WARMUP_CALLS, accelerate
 from harness.config import CONF_DIR, load_group, resolve_algorithm, standalone_hparams
 from harness.launch import configure_torch
 
+# --modes: eager; compiled (harness.compile without CUDA graphs); graphs (compiled + CUDA graphs, CUDA only)
+MODE_OF = {"eager": "off", "compiled": "on", "graphs": "on"}
+WARMUP = {"off": 3, "on": 2 + CALM_CALLS + WARMUP_CALLS + 3, "auto": 2 + CALM_CALLS + WARMUP_CALLS + 3}  # past capture
 METHODS = ("cql", "calql", "iql", "td3bc", "awac", "rlpd", "wsrl", "fql", "qc", "qcfql")
 FLOP_UPDATES = 20  # FLOPs averaged over this many updates: a multiple of every actor period (2, 4, 20)
 CORL = {"cql": {"actor_hidden": (256,) * 3, "critic_hidden": (256,) * 5},
@@ -77,23 +81,24 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def updates_per_s(algo, batch, seconds: float) -> float:
-    for _ in range(3):
-        algo.update(batch)
+def updates_per_s(algo, batch, seconds: float, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        algo.update_seeds(batch)
     sync(algo.device)
     rates = []
     for _ in range(3):  # best of three windows: the machine may be shared
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds / 3:
-            algo.update(batch)
+            algo.update_seeds(batch)
             n += 1
         sync(algo.device)
         rates.append(n / (time.perf_counter() - t0))
     return max(rates)
 
 
-def job_wall_time(K: int, updates: int, device, rows: int = 1_000_000) -> float:
-    """Seconds for `updates` offline updates of K Cal-QL seeds at AntMaze sizes, batches from Replay."""
+def job_wall_time(K: int, updates: int, device, rows: int = 1_000_000, compile: str = "off") -> float:
+    """Seconds for `updates` offline updates of K Cal-QL seeds at AntMaze sizes, batches from Replay
+    (`compile`: harness.compile's mode; its warm-up, compiling and capturing, is not timed)."""
     import numpy as np
 
     from harness.replay import Replay
@@ -106,12 +111,13 @@ def job_wall_time(K: int, updates: int, device, rows: int = 1_000_000) -> float:
     rng = SeedStreams.from_seeds(range(K), device)
     replay = Replay(data, 0, device, 0.99, None, K)
     algo = algorithms.make("calql", ObsSpec((obs,)), ActionSpec(act), hp, device, rng)
-    for _ in range(3):
-        algo.update(replay.sample(B, "mix", 1.0, True, rng))
+    accelerate(algo, compile)
+    for _ in range(WARMUP[compile]):
+        algo.update_seeds(replay.sample(B, "mix", 1.0, True, rng))
     sync(device)
     t0 = time.perf_counter()
     for _ in range(updates):
-        algo.update(replay.sample(B, "mix", 1.0, True, rng))
+        algo.update_seeds(replay.sample(B, "mix", 1.0, True, rng))
     sync(device)
     return time.perf_counter() - t0
 
@@ -185,8 +191,10 @@ def checkpoint_costs(device, rates: dict[str, float], n_offline: int = 1_000_000
             print(f"{n:>12,} {len(buf.getvalue()) / 2**20:9.1f} {seconds:8.2f}  {shares}", flush=True)
 
 
-def method_rates(args, dev: torch.device, ks: list[int], peak: float) -> dict[tuple[str, str], float]:
-    """One table row per (method, shape set, K): updates/s and FLOP use; returns the K = 1 rates."""
+def method_rates(args, dev: torch.device, ks: list[int], peak: float, modes: list[str],
+                 started: float) -> dict[tuple[str, str], float]:
+    """One table row per (method, shape set, K, mode): updates/s, their ratio to K = 1 and to eager,
+    FLOP use and the seconds of warm-up (compiling, capturing); returns the eager K = 1 rates."""
     measured = {}
     for which in args.sets.split(","):
         if which == "checkpoint":
@@ -196,26 +204,38 @@ def method_rates(args, dev: torch.device, ks: list[int], peak: float) -> dict[tu
                 continue
             obs, act, B, hp = shapes(m, which)
             nets = f"{len(hp['critic_hidden'])}x{hp['critic_hidden'][0]} | {len(hp['actor_hidden'])}x{hp['actor_hidden'][0]}"
-            base, flops = None, None
+            base, flops = {}, None
             for K in ks:
-                algo = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev, SeedStreams.from_seeds(range(K), dev))
-                if args.finetune:
-                    algo.on_finetune_start()
-                batch = make_batch(obs, act, B, dev, K, algo.chunk)
                 if flops is None:  # one seed's update; K seeds cost K times that
                     one = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev, SeedStreams.from_seeds([0], dev))
                     if args.finetune:
                         one.on_finetune_start()
                     flops = update_flops(one, make_batch(obs, act, B, dev, 1, one.chunk))
-                rate = updates_per_s(algo, batch, args.seconds)
-                base = rate if base is None and K == 1 else base
-                if K == 1:
-                    measured[(m, which)] = rate
-                ratio = f"{K * rate / base:6.2f}" if base else "     -"
-                print(f"{m:<7} {which:<6} {f'{obs}/{act}/{B}':<10} {nets:<18} {K:>3} {rate:10.1f} "
-                      f"{K * rate:11.1f} {ratio} {flops / 1e6:15.1f} {100 * K * rate * flops / peak:6.1f}%",
-                      flush=True)
-                del algo
+                for mode in modes:
+                    label = f"{m:<7} {which:<6} {f'{obs}/{act}/{B}':<10} {nets:<18} {K:>3} {mode:<8}"
+                    if mode != "eager" and time.monotonic() - started > args.budget:
+                        print(f"{label} skipped: past --budget {args.budget:g} s", flush=True)
+                        continue
+                    algo = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev,
+                                           SeedStreams.from_seeds(range(K), dev))
+                    if args.finetune:
+                        algo.on_finetune_start()
+                    accelerate(algo, MODE_OF[mode], graphs=mode == "graphs")
+                    batch = make_batch(obs, act, B, dev, K, algo.chunk)
+                    t0 = time.monotonic()
+                    rate = updates_per_s(algo, batch, args.seconds, WARMUP[MODE_OF[mode]])
+                    warm = time.monotonic() - t0 - args.seconds
+                    base.setdefault((mode, 1), rate if K == 1 else None)
+                    if K == 1 and mode == "eager":
+                        measured[(m, which)] = rate
+                    one_k = base.get((mode, 1))
+                    ratio = f"{K * rate / one_k:6.2f}" if one_k else "     -"
+                    vs_eager = base.get(("eager", K))
+                    print(f"{label} {rate:10.1f} {K * rate:11.1f} {ratio} "
+                          f"{(f'{rate / vs_eager:6.2f}' if vs_eager and mode != 'eager' else '     -')} "
+                          f"{flops / 1e6:15.1f} {100 * K * rate * flops / peak:6.1f}% {warm:7.1f}", flush=True)
+                    base[(mode, K)] = rate
+                    del algo
     return measured
 
 
@@ -229,18 +249,27 @@ def main() -> None:
     ap.add_argument("--devices", default="cpu,cuda")
     ap.add_argument("--job-updates", type=int, default=0, help="also time a short AntMaze-size job (0: skip)")
     ap.add_argument("--finetune", action="store_true", help="measure the fine-tuning update")
+    ap.add_argument("--modes", default="eager", help="eager,compiled,graphs (harness.compile; graphs: CUDA only)")
+    ap.add_argument("--budget", type=float, default=float("inf"),
+                    help="seconds after which compiled rows are skipped (compiling costs seconds per row)")
     args = ap.parse_args()
+    started = time.monotonic()
     configure_torch(args.threads)  # as the launchers do
     devices = [d for d in args.devices.split(",") if d == "cpu" or torch.cuda.is_available()]
     ks = [int(k) for k in args.seeds.split(",")]
     print(f"torch {torch.__version__}, {args.threads} threads, load average {loadavg()}")
     for dev in map(torch.device, devices):
+        modes = [mode for mode in args.modes.split(",") if mode != "graphs" or dev.type == "cuda"]
+        unknown = sorted(set(modes) - set(MODE_OF))
+        if unknown:
+            raise SystemExit(f"unknown --modes {unknown}; choose from {', '.join(MODE_OF)}")
         peak = matmul_peak(dev)
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
         print(f"\n{name}: matmul peak {peak / 1e9:.0f} GFLOP/s (fp32, 2048^3)")
-        print(f"{'method':<7} {'shapes':<6} {'obs/act/B':<10} {'networks (Q | pi)':<18} {'K':>3} {'updates/s':>10} "
-              f"{'seed-upd/s':>11} {'x K=1':>6} {'MFLOP/seed-upd':>15} {'% peak':>7}")
-        measured = method_rates(args, dev, ks, peak)
+        print(f"{'method':<7} {'shapes':<6} {'obs/act/B':<10} {'networks (Q | pi)':<18} {'K':>3} {'mode':<8} "
+              f"{'updates/s':>10} {'seed-upd/s':>11} {'x K=1':>6} {'x eager':>6} {'MFLOP/seed-upd':>15} {'% peak':>7} "
+              f"{'warm s':>7}")
+        measured = method_rates(args, dev, ks, peak, modes, started)
         if "checkpoint" in args.sets.split(","):
             from omegaconf import OmegaConf
 
@@ -249,9 +278,10 @@ def main() -> None:
             rates["config cost table"] = float(cost.gpu_updates_per_s.get("calql", cost.default_updates_per_s))
             checkpoint_costs(dev, rates)
         if args.job_updates:
-            one, ten = (job_wall_time(K, args.job_updates, dev) for K in (1, 10))
-            print(f"\nAntMaze-size Cal-QL job, {args.job_updates} updates: K=1 {one:.1f} s, K=10 {ten:.1f} s "
-                  f"(K=10 / K=1 wall time {ten / one:.2f}x; target <= 1.5x on a GPU)", flush=True)
+            for compile in (["off", "auto"] if dev.type == "cuda" else ["off"]):
+                one, ten = (job_wall_time(K, args.job_updates, dev, compile=compile) for K in (1, 10))
+                print(f"\nAntMaze-size Cal-QL job, {args.job_updates} updates, compile={compile}: K=1 {one:.1f} s, "
+                      f"K=10 {ten:.1f} s (K=10 / K=1 wall time {ten / one:.2f}x; target <= 1.5x on a GPU)", flush=True)
     print(f"\nload average at the end {loadavg()}")
 
 

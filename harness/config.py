@@ -20,8 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 
 import algorithms
 import tasks
-from harness.job import (DEFAULT_DEVICE, DEFAULT_THREADS, MAX_SEED, Job, JobGroup, Protocol, ReplayConfig,
-                         ResolvedAlgorithm, RewardTransform, TaskRef, group_jobs, yaml_value)
+from harness.compile import MODES as COMPILE_MODES
+from harness.job import (DEFAULT_COMPILE, DEFAULT_DEVICE, DEFAULT_THREADS, MAX_SEED, Job, JobGroup, Protocol,
+                         ReplayConfig, ResolvedAlgorithm, RewardTransform, TaskRef, group_jobs, yaml_value)
 from harness.schema import ConfigError, check_range, check_values, coerce, typed
 
 CONF_DIR = Path(__file__).parent / "conf"
@@ -43,6 +44,7 @@ class RunOptions:
     retries: int = 0
     threads: int = DEFAULT_THREADS  # torch threads per job (part of the job id)
     logger: tuple[str, ...] = ("csv",)  # csv first, then tensorboard / wandb
+    compile: str = DEFAULT_COMPILE  # compiled / CUDA-graph updates (harness.compile): auto | on | off
 
     def __post_init__(self):
         try:
@@ -62,6 +64,8 @@ class RunOptions:
             raise ConfigError("runs_dir must be a folder path, got ''")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,9 @@ class Suite:
     tasks: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
     algorithm_seeds: dict[str, list[int]] = field(default_factory=dict)  # some methods' seeds instead of `seeds`
-    seeds_per_process: int = 1  # seeds of one (method, task) trained together in one process, as one batched model
+    # seeds of one (method, task) trained together in one process, as one batched model; auto: 1 on
+    # the CPU, on CUDA all of them up to GPU_GROUP_BYTES of replay (`seeds_per_process`)
+    seeds_per_process: int | str = "auto"
     protocol: dict[str, Any] = field(default_factory=dict)  # the suite's protocol (above the tasks')
     algorithm_overrides: dict[str, Any] = field(default_factory=dict)  # for every method (above their yamls)
 
@@ -141,9 +147,10 @@ class Suite:
                 raise ConfigError(f"{where} must be a non-empty list of seeds, got {seeds!r}")
             for seed in seeds:
                 check_range(where, coerce(seed, int, where), 0, MAX_SEED)
-        per_process = coerce(self.seeds_per_process, int, "suite.seeds_per_process")
-        check_range("suite.seeds_per_process", per_process, 1, 4096)
-        object.__setattr__(self, "seeds_per_process", per_process)
+        if self.seeds_per_process != "auto":
+            per_process = coerce(self.seeds_per_process, int, "suite.seeds_per_process")
+            check_range("suite.seeds_per_process", per_process, 1, 4096)
+            object.__setattr__(self, "seeds_per_process", per_process)
 
     def seeds_of(self, algorithm: str) -> list[int]:
         return [int(s) for s in self.algorithm_seeds.get(algorithm, self.seeds)]
@@ -493,6 +500,7 @@ def read_config(cfg: DictConfig, cli: CommandLine | None = None) -> RunConfig:
     algo_cfgs = [cfg.algorithm] if cfg.get("algorithm") else [load_group("algorithm", n) for n in suite.algorithms]
     task_cfgs = [cfg.task] if cfg.get("task") else [load_group("task", n) for n in suite.tasks]
     groups = []
+    on_gpu = runs_on_cuda(options.device)
     for task_cfg in task_cfgs:
         try:
             task = tasks.get(task_cfg.name)
@@ -502,14 +510,16 @@ def read_config(cfg: DictConfig, cli: CommandLine | None = None) -> RunConfig:
             method, protocol = resolve_job_values(job_layers(task_cfg, suite, algo_cfg, task.domain, command_line,
                                                              task.name))
             seeds = [options.seed] if options.seed is not None else suite.seeds_of(method.name)
-            per_process = suite.seeds_per_process
+            per_process = suite.seeds_per_process if suite.seeds_per_process != "auto" else \
+                seeds_per_process(method.name, task, protocol, len(seeds), on_gpu)
             seed_groups = [seeds[i:i + per_process] for i in range(0, len(seeds), per_process)]
             if max(map(len, seed_groups)) > 1:
                 check_seed_groups(method.name, task, per_process)
             for seed_group in seed_groups:
                 groups.append(JobGroup(tuple(
                     Job(suite.name, seed, method, TaskRef(task.name, task.domain), protocol, options.threads,
-                        options.device, options.logger, seed_group if len(seed_group) > 1 else None)
+                        options.device, options.logger, seed_group if len(seed_group) > 1 else None,
+                        options.compile)
                     for seed in seed_group)))
     return RunConfig(options, suite, launcher, cost, tuple(groups))
 
@@ -517,6 +527,32 @@ def read_config(cfg: DictConfig, cli: CommandLine | None = None) -> RunConfig:
 def expand(cfg: DictConfig, cli: CommandLine | None = None) -> list[Job]:
     """Every job of the composed config (`read_config`), in order."""
     return read_config(cfg, cli).jobs
+
+
+GPU_GROUP_BYTES = 16 * 2**30  # replay memory of one process's seeds on a GPU (any current card holds it)
+SEED_OVERHEAD_BYTES = 256 * 2**20  # networks, optimizer states and activations of one seed (CQL's: ~100 MB)
+
+
+def runs_on_cuda(device: str) -> bool:
+    """Whether jobs of `device` (the config's auto | cpu | cuda[:N]) train on a GPU here."""
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return device.startswith("cuda")
+
+
+def seeds_per_process(algorithm: str, task, protocol, n_seeds: int, on_gpu: bool) -> int:
+    """`seeds_per_process: auto`: one seed per process on the CPU (grouping CQL-family seeds costs
+    more than it saves there: docs/many-seeds.md); on a GPU, where one seed leaves it mostly idle,
+    every seed of the (method, task) in one process, as many as GPU_GROUP_BYTES of online buffers
+    (online_steps rows of obs, next_obs, action and 4 scalars per seed, fp32) plus
+    SEED_OVERHEAD_BYTES each hold. Methods written for one seed and image tasks: 1. A function of
+    the config only (never of the free memory now), so job ids are the same on every machine."""
+    if not on_gpu or not algorithms.get(algorithm).multi_seed or task.image_shape is not None:
+        return 1
+    per_seed = protocol.online_steps * (2 * task.obs_dim + task.act_dim + 4) * 4 + SEED_OVERHEAD_BYTES
+    return max(1, min(n_seeds, GPU_GROUP_BYTES // per_seed))
 
 
 def check_seed_groups(algorithm: str, task, per_process: int) -> None:

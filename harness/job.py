@@ -15,7 +15,7 @@ from harness.schema import ConfigError, check_range, typed
 MAX_STEPS = 10**9  # more gradient or env steps than any study needs: a typo (e.g. 1e12)
 MAX_BATCH = 2**20
 MAX_SEED = 2**31 - 1  # numpy seeds are 32-bit, evaluation seeds add an offset
-DEFAULT_THREADS, DEFAULT_DEVICE = 1, "auto"  # RunOptions' defaults (harness.config)
+DEFAULT_THREADS, DEFAULT_DEVICE, DEFAULT_COMPILE = 1, "auto", "auto"  # RunOptions' defaults (harness.config)
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,8 @@ ID_NEUTRAL_PROTOCOL = {"warmup_steps": 0, "warmup_policy": "policy"}
 
 def job_id(job: dict[str, Any]) -> str:
     """The hash of a job's config (`Job.to_dict()`) that names it."""
-    payload = {k: v for k, v in job.items() if k not in ("job_id", "device", "logger")}  # where it runs and is watched
+    # where it runs, how its updates are compiled and how it is watched: rounding, not maths
+    payload = {k: v for k, v in job.items() if k not in ("job_id", "device", "logger", "compile")}
     if "protocol" in payload:
         payload["protocol"] = {k: v for k, v in payload["protocol"].items()
                                if k not in ID_NEUTRAL_PROTOCOL or v != ID_NEUTRAL_PROTOCOL[k]}
@@ -141,6 +142,7 @@ class Job:
     device: str = DEFAULT_DEVICE
     logger: tuple[str, ...] = ("csv",)  # trackers, csv first
     seed_group: tuple[int, ...] | None = None  # the seeds trained together with this one (None: alone)
+    compile: str = DEFAULT_COMPILE  # how its updates run (harness.compile); like device, not in the id
     job_id: str = field(init=False, default="")
 
     def __post_init__(self):
@@ -156,6 +158,8 @@ class Job:
              "device": self.device, "logger": list(self.logger)}
         if self.seed_group is not None:
             d["seed_group"] = list(self.seed_group)
+        if self.compile != DEFAULT_COMPILE:
+            d["compile"] = self.compile
         d["job_id"] = self.job_id
         return d
 
@@ -165,7 +169,7 @@ class Job:
         `job_id` is not the hash of its config."""
         job = cls(suite=d["suite"], seed=d["seed"], algorithm=ResolvedAlgorithm.from_dict(d["algorithm"]),
                   task=TaskRef(**d["task"]), protocol=Protocol(**d["protocol"]),
-                  **{k: d[k] for k in ("threads", "device", "logger", "seed_group") if k in d})
+                  **{k: d[k] for k in ("threads", "device", "logger", "seed_group", "compile") if k in d})
         if d.get("job_id") not in (None, job.job_id):
             raise ValueError(f"job {d['job_id']}: its config hashes to job id {job.job_id}")
         return job

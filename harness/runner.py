@@ -26,6 +26,7 @@ import torch
 import algorithms
 import tasks
 from harness.checkpoint import Checkpoint, Progress  # noqa: F401 (Progress: checkpoints pickled it from here)
+from harness.compile import accelerate
 from harness.divergence import Diverged, DivergenceWatch, divergence_advice  # noqa: F401 (Diverged: re-exported)
 from harness.evaluate import evaluate_seeds
 from harness.job import Job
@@ -94,6 +95,7 @@ class GroupRun:
                                     algorithms.ActionSpec(task.act_dim), config, self.device, rng)
         self.rng = self.algo.rng
         self.algo.observe_dataset(torch.as_tensor(data.obs, device=self.device))  # dataset dtype (uint8: images)
+        accelerate(self.algo, self.jobs[0].compile)  # compiled update and actions, CUDA graphs (harness.compile)
         gamma = getattr(self.algo.config, "gamma", 0.99)
         self.replay = Replay.from_dataset(data, self.protocol.online_steps, self.device, gamma, task.fail_reward,
                                           self.K, self.reward, self.algo.chunk)

@@ -99,3 +99,21 @@ def test_a_group_of_seeds_is_statistically_equivalent_to_single_runs(tmp_path):
     for mine, other in ((g, a), (a, g)):
         lo, hi = ci(other)
         assert ((mine.mean(0) >= lo - 1e-6) & (mine.mean(0) <= hi + 1e-6)).all(), (mine.mean(0), lo, hi)
+
+
+def test_auto_groups_every_seed_on_a_gpu_and_none_on_the_cpu():
+    """`seeds_per_process: auto` (the default of a suite that sets none; suite=default sets 2): one
+    seed per process on the CPU, as before; with device=cuda every seed of a (method, task) in one process, up to the memory bound
+    (config.GPU_GROUP_BYTES of online buffers); image tasks and one-seed methods stay alone."""
+    cpu = jobs_of(*TINY, "suite.seeds=[0,1,2]", "suite.seeds_per_process=auto")
+    gpu = jobs_of(*TINY[:-1], "device=cuda", "suite.seeds=[0,1,2]", "suite.seeds_per_process=auto")
+    assert [j.seed_group for j in cpu] == [None] * 3
+    assert [j.seed_group for j in gpu] == [(0, 1, 2)] * 3
+    assert [j.job_id for j in cpu] == [j.job_id for j in jobs_of(*TINY, "suite.seeds=[0,1,2]", "suite.seeds_per_process=1")]
+    long = jobs_of(*TINY[:-1], "device=cuda", "suite.seeds=[0,1,2]", "suite.seeds_per_process=auto",
+                   "protocol.online_steps=100000000")
+    # 100M steps of (4 + 4 + 2 + 4) fp32 per seed + 256 MiB: 5.9 GB a seed, two fit in 16 GiB
+    assert [j.seed_group for j in long] == [(0, 1), (0, 1), None]
+    images = jobs_of(*TINY[:-1], "device=cuda", "suite.seeds=[0,1]", "suite.seeds_per_process=auto",
+                     "task=visual-pick-place", "protocol.online_steps=200")
+    assert [j.seed_group for j in images] == [None] * 2
