@@ -37,9 +37,10 @@ def test_each_method_moves_its_targets_by_tau_and_never_trains_them(name):
         hp["value_hidden"] = (8,)
     algo = algorithms.make(name, ObsSpec((3,)), ActionSpec(2), for_method(name, hp))
     g = torch.Generator().manual_seed(0)
-    b = Batch(obs=torch.randn(1, 8, 3, generator=g), action=torch.rand(1, 8, 2, generator=g) * 2 - 1,
+    h = algo.chunk  # a chunked method trains on chunks of h actions (every step valid here)
+    b = Batch(obs=torch.randn(1, 8, 3, generator=g), action=torch.rand(1, 8, h * 2, generator=g) * 2 - 1,
               reward=torch.randn(1, 8, generator=g), next_obs=torch.randn(1, 8, 3, generator=g),
-              done=torch.zeros(1, 8), mc_return=torch.zeros(1, 8))
+              done=torch.zeros(1, 8), mc_return=torch.zeros(1, 8), valid=torch.ones(1, 8, h) if h > 1 else None)
     for _ in range(steps - 1):
         algo.update(b)
     pairs = [(getattr(algo, k), getattr(algo, k.removesuffix("_target"))) for k in vars(algo) if k.endswith("_target")]

@@ -25,11 +25,17 @@ def make(name, seeds, **extra):
     return algorithms.make(name, ObsSpec((OBS,)), ActionSpec(ACT), hp, "cpu", SeedStreams.from_seeds(seeds))
 
 
-def seed_batch(seed):
+def seed_batch(seed, chunk=1):
+    """One seed's batch; with chunk h > 1, of h-step chunks (some cut by an episode end)."""
     g = torch.Generator().manual_seed(seed)
-    return Batch(obs=torch.randn(B, OBS, generator=g), action=torch.rand(B, ACT, generator=g) * 2 - 1,
+    valid = (torch.arange(chunk) < torch.randint(1, chunk + 3, (B, 1), generator=g)).float() if chunk > 1 else None
+    return Batch(obs=torch.randn(B, OBS, generator=g), action=torch.rand(B, chunk * ACT, generator=g) * 2 - 1,
                  reward=torch.randn(B, generator=g), next_obs=torch.randn(B, OBS, generator=g),
-                 done=(torch.rand(B, generator=g) < 0.1).float(), mc_return=torch.randn(B, generator=g))
+                 done=(torch.rand(B, generator=g) < 0.1).float(), mc_return=torch.randn(B, generator=g), valid=valid)
+
+
+def chunk(name):
+    return getattr(algorithms.get(name).Config(), "chunk", 1)
 
 
 def per_seed_tensors(algo):
@@ -69,7 +75,7 @@ def test_a_seeds_initial_weights_do_not_depend_on_its_group(name):
 
 @pytest.mark.parametrize("name", METHODS)
 def test_perturbing_one_seeds_batch_leaves_every_other_seed_bit_identical(name):
-    batches = [seed_batch(s) for s in (10, 11, 12)]
+    batches = [seed_batch(s, chunk(name)) for s in (10, 11, 12)]
     perturbed = list(batches)
     b1 = batches[1]
     perturbed[1] = dataclasses.replace(b1, obs=b1.obs + 0.5, reward=-b1.reward, action=b1.action.flip(0))
@@ -102,7 +108,7 @@ def test_a_seed_in_a_group_follows_its_trajectory_alone_up_to_rounding(name):
         if step == 10:
             for algo in (group, *alone):
                 algo.on_finetune_start()
-        bs = [seed_batch(100 * step + k) for k in range(3)]
+        bs = [seed_batch(100 * step + k, chunk(name)) for k in range(3)]
         group.update(Batch.stack(bs))
         for algo, b in zip(alone, bs):
             algo.update(Batch.stack([b]))
