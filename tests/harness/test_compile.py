@@ -104,7 +104,7 @@ def run_both(name, eager, fast, counter):
         for i in range(STEPS):
             if i == CALM:
                 graphs = counter.graphs
-            b = batch(i, K)
+            b = batch(i, K, chunk=eager.chunk)
             want, got = eager.update_seeds(b), fast.update_seeds(b)
             assert want.keys() == got.keys()
             for key in want:
@@ -137,7 +137,7 @@ def test_host_dependence_of_every_method(name):
     for finetune in (False, True):
         if finetune:
             algo.on_finetune_start()
-        _, why = host_dependence(algo, lambda: algo.update_seeds(batch(0, K)))
+        _, why = host_dependence(algo, lambda: algo.update_seeds(batch(0, K, chunk=algo.chunk)))
         reasons.append(why)
     if name in CAPTURABLE:
         assert reasons == ["", ""], reasons
@@ -238,7 +238,7 @@ def test_graph_bookkeeping_replays_the_eager_updates(monkeypatch, name, captured
                 eager.on_finetune_start()
                 fast.on_finetune_start()
             for i in range(12):
-                want, got = eager.update_seeds(batch(i, K)), fast.update_seeds(batch(i, K))
+                want, got = eager.update_seeds(batch(i, K, chunk=eager.chunk)), fast.update_seeds(batch(i, K, chunk=eager.chunk))
                 for key in want:
                     close(got[key], want[key], f"{name} {phase} update {i} metric {key}")
     assert len(Rerun.captures) == captured
