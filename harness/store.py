@@ -93,7 +93,11 @@ class RunDirConflict(RuntimeError):
 
 
 def check_run_dir(run_dir: Path, job: Job) -> None:
-    """Refuse a run directory written for another resolved config (e.g. a changed yaml)."""
+    """Refuse a run directory written for another resolved config (e.g. a changed yaml), and a
+    finished run whose summary.json is damaged (it would look unfinished and be trained again,
+    overwriting its curves)."""
+    if problem := damaged_finished_run(run_dir):
+        raise RunDirConflict(problem)
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         return
@@ -105,6 +109,61 @@ def check_run_dir(run_dir: Path, job: Job) -> None:
         raise RunDirConflict(
             f"{run_dir} holds job {found}, but this config resolves to job {job.job_id} "
             f"(the config changed since that run); use another runs_dir=... or delete {run_dir}")
+
+
+def damaged_finished_run(run_dir: Path) -> str | None:
+    """One line when `run_dir` holds a finished run (its curves, no checkpoint: a finished run
+    deletes it) whose summary.json cannot be read; None otherwise. Every write here is atomic, so
+    such a file was damaged from outside (a copy cut short, a full disk during a sync)."""
+    d = Path(run_dir)
+    path = d / "summary.json"
+    if not path.exists() or read_summary(d) is not None:
+        return None
+    if not (d / "evals.csv").exists() or (d / CHECKPOINT_DIR).exists():
+        return None  # unfinished: a resume rewrites the summary
+    try:
+        json.loads(path.read_text())
+        why = "not a JSON object"
+    except (OSError, ValueError) as exc:
+        why = f"{type(exc).__name__}"
+    return (f"{path} is unreadable ({why}) but the run finished (evals.csv, no checkpoint), so it is not trained "
+            f"again; rebuild the summary from its files with `python -m harness.store rebuild {d}`, "
+            f"or move the run away (mv {d} {d}.damaged) to train it anew")
+
+
+def rebuild_summary(run_dir: Path) -> dict[str, Any]:
+    """A finished run's summary.json rebuilt from its config.yaml and evals.csv (the scores and
+    the early minimum as the runner computes them; timings are lost and left null). Refuses a
+    curve that stops before the protocol's end: such a run did not finish."""
+    import pandas as pd
+
+    from scoring import early_min_score
+
+    d = Path(run_dir)
+    config = yaml.safe_load((d / "config.yaml").read_text()) or {}
+    evals = pd.read_csv(d / "evals.csv")
+    protocol = config.get("protocol") or {}
+    offline = evals[evals["phase"] == "offline"]
+    online = evals[evals["phase"] == "online"]
+    last_online = int(online["env_steps"].max()) if len(online) else 0
+    last_offline = int(offline["step"].max()) if len(offline) else 0
+    if last_online < protocol.get("online_steps", 0) or (not len(online) and last_offline < protocol.get("offline_steps", 0)):
+        raise ValueError(f"{d}/evals.csv ends at {last_offline} offline updates and {last_online} online env steps, "
+                         f"before the protocol's end; the run did not finish, move it away to train it again")
+    task, algorithm = config.get("task") or {}, config.get("algorithm") or {}
+    early = early_min_score(online["env_steps"].tolist(), online["normalized_score"].tolist(),
+                            protocol.get("online_steps", 0))
+    scores = [*offline["normalized_score"].tolist(), *online["normalized_score"].tolist()]
+    summary = {"status": "done", "job_id": config.get("job_id"), "suite": config.get("suite"),
+               "task": task.get("name") if isinstance(task, dict) else task,
+               "algorithm": algorithm.get("name") if isinstance(algorithm, dict) else algorithm,
+               "seed": config.get("seed"),
+               "offline_score": float(offline["normalized_score"].iloc[-1]) if len(offline) else None,
+               "final_score": float(scores[-1]) if scores else None,
+               "early_min_score": None if early != early else float(early),
+               "wall_time_s": None, "updates_per_s": None, "rebuilt": True}
+    RunStore(d).write_summary(summary)
+    return summary
 
 
 def write_manifest(jobs: list[Job], runs_dir: Path) -> Path:
@@ -206,3 +265,25 @@ def unwritable(folder: Path) -> str | None:
 
 
 MIN_FREE_BYTES = 64 * 2**20  # less than this cannot hold a study's checkpoints and curves
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m harness.store rebuild RUN_DIR`: rebuild a finished run's damaged summary.json."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or argv[0] != "rebuild":
+        print("usage: python -m harness.store rebuild RUN_DIR", file=sys.stderr)
+        return 2
+    d = Path(argv[1])
+    try:
+        summary = rebuild_summary(d)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: cannot rebuild {d}/summary.json: {exc}", file=sys.stderr)
+        return 2
+    print(f"{d}/summary.json rebuilt: final score {summary['final_score']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
