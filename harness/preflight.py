@@ -15,6 +15,8 @@ def problems(task_names) -> list[str]:
         task = tasks.get(name)
         if not task.dataset_present() and not hasattr(task, "generate"):
             out.append(f"{name}: dataset missing ({task.source}). To get it: {task.how_to_get()}")
+        elif not task.dataset_present() and (problem := getattr(task, "save_problem", lambda: None)()):
+            out.append(f"{name}: its dataset is generated on first use, but {problem}")
         elif task.dataset_present() and (problem := task.dataset_problem()):
             out.append(f"{name}: dataset corrupt: {problem}")
         try:
@@ -26,7 +28,26 @@ def problems(task_names) -> list[str]:
                 env.close()
         except Exception as exc:  # a broken install (mujoco version, missing assets)
             out.append(f"{name}: environment does not run ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+            continue
+        if problem := space_problem(task, env):
+            out.append(f"{name}: {problem}")
     return out
+
+
+def space_problem(task, env) -> str | None:
+    """Why the env's spaces do not match what the task declares (and its data is checked
+    against when it loads: `Task.load_dataset`), e.g. a changed env version; None when they do."""
+    import numpy as np
+
+    act = env.action_space
+    if getattr(act, "shape", None) != (task.act_dim,) or not (np.all(act.low == -1) and np.all(act.high == 1)):
+        return (f"the environment's action space is {act}, the task declares Box(-1, 1, ({task.act_dim},)); "
+                f"the installed env does not match the task (check gymnasium-robotics' version)")
+    obs = getattr(env.observation_space, "shape", None)
+    if task.image_shape is None and obs != (task.obs_dim,):
+        return (f"the environment's observations have shape {obs}, the task declares ({task.obs_dim},); "
+                f"the installed env does not match the task (check gymnasium-robotics' version)")
+    return None
 
 
 def conv_sizes(image: tuple[int, int, int], layers: int) -> tuple[int, int]:

@@ -16,7 +16,8 @@ Data, first present wins (`sources`):
 2. Fallback: Minari `D4RL/<env>/human-v2` and `D4RL/<env>/cloned-v2` (those present), recorded
    in the same v1 envs with dense rewards, relabeled to binary from infos["success"].
 Both go through Cal-QL's rule (tasks.sources.binary_trajectories): keep each trajectory up to
-its last success, drop those with none, terminal = (reward == 0), actions clipped to +-0.99999.
+its last success, drop those with none, terminal = (reward == 0); actions clipped to +-0.99999
+(the rule of every source, `tasks.base.ACTION_CLIP`).
 """
 from __future__ import annotations
 

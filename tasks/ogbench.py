@@ -15,7 +15,7 @@ visual tasks' domain `ogbench_visual` the image encoder).
   pose, gripper, then per object its position/orientation, button states, ...); visual: the
   64x64 RGB image as a uint8 row (channel-first, no proprioception; `algorithms.base.ObsSpec`).
 - Actions: OGBench's own, in [-1, 1]^5 (effector x, y, z, yaw, gripper). Dataset actions are
-  clipped to +-(1 - 1e-5), as FQL's loader does.
+  clipped to +-(1 - 1e-5), as FQL's loader does (the rule of every source, `tasks.base.ACTION_CLIP`).
 - Score: 100 x success (OGBench's metric: success at the episode's last step, which is also
   "ever succeeded" since episodes end at success).
 - Data, first present wins: the official files `<dataset>.npz` (e.g. `cube-single-play-v0.npz`)
@@ -47,9 +47,8 @@ import gymnasium as gym
 import numpy as np
 
 from tasks.base import Dataset, DatasetError, Source, Task, register_task
-from tasks.sources import data_dir
+from tasks.sources import data_dir, data_dir_problem
 
-ACTION_CLIP = 1e-5  # FQL's action_clip_eps: tanh policies need |a| < 1
 MINI_EPISODES = 10  # training episodes of the *-mini datasets (10k transitions; +1 validation episode)
 # OGBench's action space is built from float64 bounds: gymnasium warns on every access
 warnings.filterwarnings("ignore", message=r".*Box (low|high)'s precision lowered")
@@ -351,8 +350,14 @@ class OGBenchTask(Task):
         source = self._first_present()
         return Path(source.where) if source else None
 
+    def save_problem(self) -> str | None:
+        """Why the regenerated file could not be saved (None: it can), asked before generating."""
+        return data_dir_problem(self.generated_path().parent)
+
     def prepare(self) -> None:
         if not self.dataset_present():
+            if problem := self.save_problem():
+                raise DatasetError(f"task '{self.name}' needs its dataset generated, but {problem}")
             self.generate()
 
     def how_to_get(self) -> str:
@@ -407,7 +412,7 @@ class OGBenchTask(Task):
         obs, next_obs = ds["observations"], ds["next_observations"]
         if self.pixels:
             obs, next_obs = pixel_rows(obs), pixel_rows(next_obs)
-        return Dataset(obs=obs, action=np.clip(ds["actions"], -1 + ACTION_CLIP, 1 - ACTION_CLIP).astype(np.float32),
+        return Dataset(obs=obs, action=np.asarray(ds["actions"], np.float32),
                        reward=ds["rewards"].astype(np.float32), next_obs=next_obs, terminal=terminal,
                        timeout=ds["terminals"].astype(bool) & ~terminal)
 

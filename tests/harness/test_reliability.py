@@ -48,3 +48,142 @@ def test_truncated_summary_of_a_finished_run_is_refused_then_rebuilt(tmp_path, c
     assert rebuilt["rebuilt"] is True
     code, out, err = front_door(args, capsys)
     assert code == 0 and "1/1 done" in out, err
+
+
+# -- data out of contract ---------------------------------------------------------------------
+def test_zero_row_d4rl_file_is_corrupt_in_the_list_and_refused(tmp_path, capsys, monkeypatch):
+    import tasks
+    from tasks.__main__ import main as tasks_main
+
+    monkeypatch.setenv("O2O_DATA_DIR", str(tmp_path / "data"))
+    path = tasks.get("antmaze-umaze").d4rl_path
+    path.parent.mkdir(parents=True)
+    with h5py.File(path, "w") as f:
+        for key, shape in (("observations", (0, 29)), ("actions", (0, 8)), ("rewards", (0,)), ("terminals", (0,)),
+                           ("timeouts", (0,))):
+            f.create_dataset(key, data=np.zeros(shape, np.float32))
+    assert tasks_main(["list"]) == 0
+    (line,) = [l for l in capsys.readouterr().out.splitlines() if l.startswith("antmaze-umaze ")]
+    assert line.split()[2] == "corrupt", line
+    code, out, err = front_door([*TINY, "task=antmaze-umaze", "algorithm=iql", "seed=0", f"runs_dir={tmp_path / 'runs'}"],
+                                capsys)
+    assert code == 2 and err.strip() == f"error: before any job starts: antmaze-umaze: dataset corrupt: {path} has 0 rows; " \
+                                        f"the file is empty or was cut short, download it again", err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture
+def antmaze_minari(tmp_path, monkeypatch):
+    """Writes antmaze-umaze's Minari fallback (its real id) with actions scaled by a factor, and
+    the same episodes as a D4RL file; O2O_DATA_DIR points at an empty folder until `d4rl=True`."""
+    import gymnasium as gym
+
+    import tasks
+    from tasks.sources import minari_root
+    from tests.tasks.conftest import save_minari
+    from tests.tasks.test_antmaze import rollouts, write_d4rl
+
+    task = tasks.get("antmaze-umaze")
+    monkeypatch.setenv("O2O_DATA_DIR", str(tmp_path / "data"))
+
+    def write(scale: float, d4rl: bool = False):
+        env = task.make_env(0, source="minari")
+        eps = rollouts(env, [30, 20, 25])
+        for ep in eps:
+            ep["action"] = [a * scale for a in ep["action"]]
+        if d4rl:
+            write_d4rl(task.d4rl_path, eps, next_observations=np.concatenate([np.asarray(ep["obs"][1:]) for ep in eps]))
+            return task.load_dataset()
+        goal = env.goal_xy.astype(np.float64)
+        for ep in eps:
+            ep["obs"] = [{"observation": o[2:].astype(np.float64), "achieved_goal": o[:2].astype(np.float64),
+                          "desired_goal": goal} for o in ep["obs"]]
+        space = gym.spaces.Dict({k: gym.spaces.Box(-np.inf, np.inf, (n,), np.float64)
+                                 for k, n in (("observation", 27), ("achieved_goal", 2), ("desired_goal", 2))})
+        save_minari(task.minari_id, eps, "AntMaze_UMaze-v4", space, env.action_space)
+        return None
+
+    yield write
+    import shutil
+
+    shutil.rmtree(minari_root() / task.minari_id, ignore_errors=True)
+
+
+def test_actions_out_of_space_one_rule_for_every_source_and_far_outside_refused(antmaze_minari, tmp_path, capsys):
+    import tasks
+    from tasks.base import ACTION_CLIP
+
+    task = tasks.get("antmaze-umaze")
+    antmaze_minari(1.5)  # a controller's overshoot: clipped, counted on stderr
+    capsys.readouterr()
+    minari_data = task.load_dataset()
+    assert task.active_source() == "minari"
+    assert np.abs(minari_data.action).max() == pytest.approx(ACTION_CLIP)
+    assert minari_data.notes["actions_clipped"] > 0
+    err = capsys.readouterr().err
+    assert f"{minari_data.notes['actions_clipped']:,} of {minari_data.action.size:,} action components lie outside" in err
+    d4rl_data = antmaze_minari(1.5, d4rl=True)  # the same episodes from a D4RL file: the same actions
+    assert task.active_source() == "d4rl"
+    np.testing.assert_array_equal(d4rl_data.action, minari_data.action)
+    (tmp_path / "data" / "d4rl" / task.d4rl_path.name).unlink()
+    antmaze_minari(5.0)  # data of another scale: the job fails on load, naming the dataset; nothing is scored
+    code, out, err = front_door([*TINY, "task=antmaze-umaze", "algorithm=iql", "seed=0", f"runs_dir={tmp_path / 'runs'}"],
+                                capsys)
+    assert code == 1 and "0/1 done" in out, err
+    (failed,) = [l for l in err.splitlines() if l.startswith("FAILED")]
+    assert f"Minari dataset '{task.minari_id}'" in failed and "lies far outside the env's action space [-1, 1]" in failed
+    (summary,) = (tmp_path / "runs").glob("smoke/antmaze-umaze/iql/seed0/summary.json")
+    s = json.loads(summary.read_text())
+    assert s["status"] == "failed" and s["final_score"] is None
+
+
+# -- environment and paths --------------------------------------------------------------------
+@pytest.mark.parametrize("case", ["empty", "file", "read-only HOME"])
+def test_minari_datasets_path_is_checked_before_generating(case, tmp_path, capsys, monkeypatch):
+    from tests.harness.test_bad_input import mount_tmpfs
+
+    if case == "empty":
+        monkeypatch.setenv("MINARI_DATASETS_PATH", "")
+        message = "MINARI_DATASETS_PATH is set but empty; unset it"
+    elif case == "file":
+        (tmp_path / "afile").write_text("x")
+        monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "afile" / "datasets"))
+        message = f"MINARI_DATASETS_PATH={tmp_path}/afile/datasets: {tmp_path}/afile is a file, not a folder"
+    else:
+        home = tmp_path / "home"
+        mount_tmpfs(home, "ro,size=1m")
+        monkeypatch.setenv("HOME", str(home))
+        monkeypatch.delenv("MINARI_DATASETS_PATH")
+        message = f"MINARI_DATASETS_PATH (unset: default {home}/.minari/datasets): {home} is not writable"
+    try:
+        code, out, err = front_door([*TINY, "algorithm=iql", "seed=0", f"runs_dir={tmp_path / 'runs'}"], capsys)
+    finally:
+        subprocess.run(["umount", "-l", str(tmp_path / "home")], capture_output=True)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: before any job starts: pointmaze-umaze-diverse: its dataset is generated on first use, "
+                          f"but {message}"), err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_relative_minari_datasets_path_is_resolved_once(tmp_path, monkeypatch):
+    """A relative MINARI_DATASETS_PATH names a folder of the working directory, once: saving a
+    dataset puts it there (not under a doubled path) and it is found again from elsewhere."""
+    import gymnasium as gym
+    from minari.data_collector import EpisodeBuffer
+
+    from tasks.generated import save_minari
+    from tasks.sources import minari_present, minari_root
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", "rel/data")
+    root = minari_root()
+    assert root == tmp_path / "rel" / "data"
+    space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    buffers = [EpisodeBuffer(observations=np.zeros((4, 2), np.float32), actions=[np.zeros(2, np.float32)] * 3,
+                             rewards=[0.0] * 3, terminations=[False] * 3, truncations=[False, False, True])]
+    save_minari("o2o/reltest/generated-v0", buffers, env=None, observation_space=space, action_space=space,
+                algorithm_name="test", author="o2o", author_email="o2o@example.org", code_permalink="tests")
+    assert (tmp_path / "rel" / "data" / "o2o" / "reltest" / "generated-v0" / "data" / "metadata.json").exists()
+    assert not list(root.glob(".tmp-*")) and not (tmp_path / "rel" / "data" / "rel").exists()
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    assert minari_present("o2o/reltest/generated-v0")
