@@ -35,7 +35,12 @@ def expected_jobs(runs_dir: Path, overrides: list[str]) -> list[dict]:
                 for j in expand(cfg, overrides)]
     entries = []
     for manifest in sorted(runs_dir.glob("*/jobs.json")):
-        entries += json.loads(manifest.read_text())["jobs"]
+        try:
+            entries += [e for e in json.loads(manifest.read_text())["jobs"] if isinstance(e, dict) and "run_dir" in e]
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # damaged: the runs on disk still show
+            print(f"note: {manifest} is unreadable ({type(exc).__name__}); listing the runs found on disk (the "
+                  f"next launch rewrites it; or name the suite: python -m harness.status {runs_dir} suite=NAME)",
+                  file=sys.stderr)
     known = {e["run_dir"] for e in entries}
     for summary in sorted(runs_dir.glob("*/*/*/seed*/summary.json")):  # runs on disk, not in a manifest
         rel = str(summary.parent.relative_to(runs_dir))
@@ -126,7 +131,22 @@ def main(argv: list[str] | None = None) -> int:
     if not runs_dir.is_dir():
         print(f"error: no runs directory '{runs_dir}'", file=sys.stderr)
         return 2
-    entries = expected_jobs(runs_dir, overrides)
+    from harness.jobs import ConfigError
+    from tasks import DatasetError
+
+    try:
+        if overrides:
+            from harness.run import check_command_line
+
+            check_command_line(overrides)  # unknown names and options: one line, before Hydra's long ones
+        entries = expected_jobs(runs_dir, overrides)
+    except (ConfigError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # Hydra's own parse and composition errors
+        print(f"error: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+              file=sys.stderr)
+        return 2
     ledger, queue, queue_error = slurm_view(runs_dir, entries)
     counts: dict[str, int] = {}
     print(f"{'state':<11} {'algorithm':<10} {'task':<28} {'seed':>4}  {'job id':<12}  detail")

@@ -187,3 +187,29 @@ def test_relative_minari_datasets_path_is_resolved_once(tmp_path, monkeypatch):
     assert not list(root.glob(".tmp-*")) and not (tmp_path / "rel" / "data" / "rel").exists()
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
     assert minari_present("o2o/reltest/generated-v0")
+
+
+# -- harness.status ---------------------------------------------------------------------------
+@pytest.mark.parametrize("args, message", [
+    ([], None),  # the truncated manifest: a note, then the runs found on disk
+    (["algorithm=cqll"], "error: unknown algorithm 'cqll'; choose one of:"),
+    (["protocol.utd=0"], "error: protocol.utd must be > 0, got 0"),
+    (["protocol.utd=[1"], "error: "),  # Hydra's own parse error, in one line
+])
+def test_status_never_prints_a_traceback(args, message, tmp_path, capsys):
+    from harness.status import main as status_main
+    from harness.store import RunStore
+
+    runs = tmp_path / "runs"
+    RunStore(runs / "smoke" / "pointmaze-umaze-diverse" / "cql" / "seed0").write_summary(
+        {"status": "done", "job_id": "abc", "algorithm": "cql", "task": "pointmaze-umaze-diverse", "seed": 0,
+         "final_score": 50.0})
+    (runs / "smoke" / "jobs.json").write_text('{"suite": "smoke", "jobs": [{"run_dir": "smoke/pointm')
+    code = status_main([str(runs), *args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    if message is None:
+        assert code == 0 and "jobs.json is unreadable (JSONDecodeError)" in err
+        assert "done" in out and "1 done" in out
+    else:
+        assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith(message), err
