@@ -1,5 +1,7 @@
 """Build the whole report of a results store: tidy CSVs, tables (Markdown, LaTeX), figures
-(PNG, PDF) and index.html. `build_report` is what the CLI and the harness call."""
+(PNG, PDF) and index.html. `build_report` is what the CLI and the harness call. The report is
+built in a private folder beside its destination and swapped in whole (`reports.files.swap_in`):
+a reader, or a build killed half-way, sees the old report or the new one, never a mix."""
 from __future__ import annotations
 
 import datetime
@@ -10,7 +12,7 @@ import pandas as pd
 
 from reports import aggregate, metrics, plots, tables
 from reports.html import figure, write_index
-from reports.files import write_csv, write_file
+from reports.files import private_folder, swap_in, write_csv, write_file
 from reports.load import StoreError, load_store
 
 DEFAULT_REPS = 2000
@@ -25,16 +27,27 @@ def build_report(runs_dir, out_dir=None, dip_window: float = metrics.DEFAULT_DIP
     if reps < 100:
         raise ValueError(f"--reps {reps} is too few bootstrap replications for 95% CIs; use at least 100")
     runs_dir = Path(runs_dir)
-    out_dir = Path(out_dir) if out_dir else runs_dir / "report"
-    fig_dir = out_dir / "figures"
+    final_dir = Path(out_dir) if out_dir else runs_dir / "report"
     store = load_store(runs_dir)  # first: a missing or empty store creates nothing
     try:
-        fig_dir.mkdir(parents=True, exist_ok=True)
-        write_file(out_dir / ".write-check", b"")
-        (out_dir / ".write-check").unlink()
+        out_dir = private_folder(final_dir)
     except OSError as exc:
-        raise StoreError(f"cannot write the report into {out_dir} ({exc.strerror or exc}); "
+        raise StoreError(f"cannot write the report into {final_dir} ({exc.strerror or exc}); "
                          f"write it elsewhere with --out DIR") from None
+    try:
+        _build(store, runs_dir, out_dir, dip_window, reps, seed)
+        swap_in(out_dir, final_dir)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    return final_dir / "index.html"
+
+
+def _build(store, runs_dir: Path, out_dir: Path, dip_window: float, reps: int, seed: int) -> Path:
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir()
     if store.runs["suite"].nunique() > 1:  # the same task name may mean different things per suite
         for frame in (store.runs, store.evals, store.train):
             frame["task"] = frame["suite"] + "/" + frame["task"]

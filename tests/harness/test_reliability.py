@@ -213,3 +213,36 @@ def test_status_never_prints_a_traceback(args, message, tmp_path, capsys):
         assert "done" in out and "1 done" in out
     else:
         assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith(message), err
+
+
+# -- reports as a whole -----------------------------------------------------------------------
+def test_a_report_killed_half_way_leaves_the_old_report_whole(tmp_path):
+    """`kill -9` of `python -m reports` once its new runs.csv is written: the report folder is
+    still the old one, file for file; the next build replaces it whole and removes the leftover."""
+    import signal
+    import time
+
+    from tests.harness.test_bad_input import small_store
+
+    store = small_store(tmp_path / "store")
+    proc = python_m("reports", str(store), "--reps", "100")
+    assert proc.returncode == 0, proc.stderr
+    report = store / "report"
+    old = {p: p.read_bytes() for p in report.rglob("*") if p.is_file()}
+    run = next(store.glob("*/maze-a/cql/seed1"))  # the store changes: the new report would differ
+    (run / "summary.json").write_text((run / "summary.json").read_text().replace('"done"', '"failed"'))
+    child = subprocess.Popen([sys.executable, "-m", "reports", str(store), "--reps", "100"],
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list(store.glob(".report.tmp-*/runs.csv")) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert child.poll() is None, "the build ended before it could be killed"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert list(store.glob(".report.tmp-*/runs.csv"))  # it was killed mid-build...
+    assert {p: p.read_bytes() for p in report.rglob("*") if p.is_file()} == old  # ...and the old report is whole
+    proc = python_m("reports", str(store), "--reps", "100")
+    assert proc.returncode == 0, proc.stderr
+    assert (report / "runs.csv").read_bytes() != old[report / "runs.csv"]
+    assert (report / "index.html").exists() and not list(store.glob(".report*"))
