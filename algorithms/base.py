@@ -144,8 +144,23 @@ class Algorithm(ABC):
     def update_seeds(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The harness's entry point: `batch` with a leading seed dim, metrics (K,)."""
         if self.multi_seed:
-            return self.update(batch)
-        return {k: v.reshape(1) for k, v in self.update(batch.seed(0)).items()}
+            return self._checked(self.update(batch), (self.n_seeds,))
+        return {k: v.reshape(1) for k, v in self._checked(self.update(batch.seed(0)), ()).items()}
+
+    def _checked(self, metrics, shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        """`update`'s result if it keeps the contract (a dict of tensors of `shape`), else a
+        TypeError in one line naming the contract. Host-side checks only: no device sync."""
+        if isinstance(metrics, dict) and all(isinstance(v, torch.Tensor) and v.shape == shape for v in metrics.values()):
+            return metrics
+        if not isinstance(metrics, dict):
+            got = f"a {type(metrics).__name__}"
+        else:
+            key, v = next((k, v) for k, v in metrics.items() if not (isinstance(v, torch.Tensor) and v.shape == shape))
+            got = (f"'{key}' as a tensor of shape {tuple(v.shape)}" if isinstance(v, torch.Tensor)
+                   else f"'{key}' as a {type(v).__name__}")
+        want = f"shape ({self.n_seeds},), one per seed (multi_seed = True)" if shape else "a scalar (multi_seed = False)"
+        raise TypeError(f"algorithm '{self.name}': update() must return a dict of metric name -> detached torch "
+                        f"tensor, each {want}; got {got} (the contract: Algorithm.update in algorithms/base.py)")
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:

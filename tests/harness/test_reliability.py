@@ -246,3 +246,21 @@ def test_a_report_killed_half_way_leaves_the_old_report_whole(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (report / "runs.csv").read_bytes() != old[report / "runs.csv"]
     assert (report / "index.html").exists() and not list(store.glob(".report*"))
+
+
+# -- the plug-in contract ---------------------------------------------------------------------
+def test_an_update_returning_floats_fails_the_run_in_one_line_naming_the_contract(tmp_path, capsys, monkeypatch):
+    import algorithms
+    from algorithms.td3bc import TD3BC
+
+    class FloatMetrics(TD3BC):  # a plug-in that reads its metrics on the host
+        def update(self, batch):
+            return {k: float(v) for k, v in super().update(batch).items()}
+
+    monkeypatch.setitem(algorithms.base.REGISTRY, "td3bc", FloatMetrics)
+    monkeypatch.setattr(FloatMetrics, "name", "td3bc")
+    code, out, err = front_door([*TINY, "algorithm=td3bc", "seed=0", f"runs_dir={tmp_path / 'runs'}"], capsys)
+    assert code == 1 and "Traceback" not in err, err
+    (failed,) = [l for l in err.splitlines() if l.startswith("FAILED")]
+    assert "TypeError: algorithm 'td3bc': update() must return a dict of metric name -> detached torch tensor" in failed
+    assert "as a float" in failed and "Algorithm.update in algorithms/base.py" in failed
