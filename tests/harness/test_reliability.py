@@ -264,3 +264,23 @@ def test_an_update_returning_floats_fails_the_run_in_one_line_naming_the_contrac
     (failed,) = [l for l in err.splitlines() if l.startswith("FAILED")]
     assert "TypeError: algorithm 'td3bc': update() must return a dict of metric name -> detached torch tensor" in failed
     assert "as a float" in failed and "Algorithm.update in algorithms/base.py" in failed
+
+
+# -- an explicit setting of a tool's own variable wins ----------------------------------------
+def test_wandb_files_go_to_wandb_dir_when_it_is_set(tmp_path):
+    runs, wandb_dir = tmp_path / "runs", tmp_path / "wandb-files"
+    env = {"WANDB_MODE": "offline", "WANDB_DIR": str(wandb_dir), "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
+           "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"), "WANDB_DATA_DIR": str(tmp_path / "wandb-data")}
+    args = [*TINY, "algorithm=td3bc", "seed=0", f"runs_dir={runs}", "logger=[csv,wandb]"]
+    (tmp_path / "afile").write_text("x")
+    proc = python_m("harness.run", *args, env={**env, "WANDB_DIR": str(tmp_path / "afile")})
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        f"error: logger=wandb: WANDB_DIR={tmp_path}/afile: {tmp_path}/afile is a file, not a folder; "
+        f"set WANDB_DIR to a writable folder"), proc.stderr
+    proc = python_m("harness.run", *args, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (d,) = runs.glob("smoke/*/td3bc/seed0")
+    assert [p.name for p in (d / "wandb").iterdir()] == ["run_id"]  # only the id the harness keeps
+    run_id = (d / "wandb" / "run_id").read_text().strip()
+    (attempt,) = wandb_dir.glob(f"wandb/offline-run-*-{run_id}")
+    assert (attempt / f"run-{run_id}.wandb").stat().st_size > 0
