@@ -82,6 +82,18 @@ class Dataset:
         if self.action.shape[1:] != (act_dim,):
             raise DatasetError(f"{where}: actions have shape {self.action.shape[1:]}, the environment takes ({act_dim},)")
 
+    def content_hash(self) -> str:
+        """sha256 of the transitions as loaded (every array's dtype, shape and bytes): the data's
+        identity, whatever file layout or timestamps it was stored with."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for key in ("obs", "action", "reward", "next_obs", "terminal", "timeout"):
+            arr = np.ascontiguousarray(getattr(self, key))
+            h.update(f"{key}:{arr.dtype.str}:{arr.shape};".encode())
+            h.update(memoryview(arr).cast("B"))
+        return h.hexdigest()
+
     def conform_actions(self, where: str) -> None:
         """Apply the action rule (ACTION_CLIP, ACTION_FAR above) in place; DatasetError for data far
         outside the action space. Records in `notes` how many components lay outside [-1, 1]."""
@@ -111,6 +123,7 @@ class Source:
     present: Callable[[], bool]
     load: Callable[[], Dataset]
     problem: Callable[[], str | None] = lambda: None  # why the present data cannot be read, without loading it
+    about: Callable[[], dict] = lambda: {}  # who made the data: {"generator": ..., "version": ...}
 
 
 class Task(ABC):
@@ -153,7 +166,8 @@ class Task(ABC):
     def load_dataset(self) -> Dataset:
         """The offline data from the first source present, validated against the env's shapes
         and its action space (the action rule above: clipped inside [-1, 1], refused far outside);
-        raises DatasetError (one line: what is wrong, how to fix it)."""
+        raises DatasetError (one line: what is wrong, how to fix it). `notes["identity"]`: where
+        it came from, its content hash, and its generator and version where the source says."""
         self.prepare()
         source = self._first_present()
         if source is None:
@@ -161,6 +175,8 @@ class Task(ABC):
         data = source.load()
         data.validate(source.where, self.obs_dim, self.act_dim)
         data.conform_actions(source.where)
+        data.notes["identity"] = {"source": source.name, "where": source.where, "rows": len(data),
+                                  "sha256": data.content_hash(), "generator": source.name, **source.about()}
         return data
 
     def dataset_problem(self) -> str | None:

@@ -7,7 +7,7 @@ import tempfile
 from abc import abstractmethod
 
 from tasks.base import Dataset, DatasetError, Source, Task
-from tasks.sources import minari_path_problem, minari_present, minari_problem, minari_root
+from tasks.sources import minari_about, minari_path_problem, minari_present, minari_problem, minari_root
 
 
 def save_minari(dataset_id: str, buffers: list, **create_kwargs) -> None:
@@ -60,7 +60,7 @@ class GeneratedTask(Task):
 
     def sources(self) -> list[Source]:
         return [Source("generated", f"Minari dataset '{self.dataset_id}'", lambda: minari_present(self.dataset_id),
-                       self.read_generated, lambda: minari_problem(self.dataset_id))]
+                       self.read_generated, lambda: minari_problem(self.dataset_id), lambda: minari_about(self.dataset_id))]
 
     def save_problem(self) -> str | None:
         """Why this task's data could not be saved once generated (None: it can), asked before

@@ -297,6 +297,12 @@ def read_metadata(path: Path) -> dict:
         return json.loads(str(f["metadata"])) if "metadata" in f.files else {}
 
 
+def _about(path: Path) -> dict:
+    meta = read_metadata(path)
+    return ({"generator": meta.get("generator"), "version": f"ogbench {meta.get('ogbench_version')}"} if meta
+            else {"generator": "OGBench (official file)", "version": path.name})
+
+
 # -- the task ---------------------------------------------------------------------------------------
 class OGBenchTask(Task):
     act_dim = 5
@@ -342,7 +348,8 @@ class OGBenchTask(Task):
     def sources(self) -> list[Source]:
         """OGBench's official file (if this task reads official data), else the generated one."""
         paths = [d / f"{self.dataset_name}.npz" for d in official_dirs()] if self.official else []
-        return [Source(name, str(path), path.exists, lambda path=path: self.load_file(path))
+        return [Source(name, str(path), path.exists, lambda path=path: self.load_file(path),
+                       about=lambda path=path: _about(path))
                 for name, path in [*(("official", p) for p in paths), ("generated", self.generated_path())]]
 
     def dataset_path(self) -> Path | None:

@@ -55,6 +55,18 @@ def minari_present(dataset_id: str) -> bool:
     return (minari_root() / dataset_id / "data" / "metadata.json").exists()
 
 
+def minari_about(dataset_id: str) -> dict:
+    """Generator and version of a local Minari dataset, from its metadata.json."""
+    import json
+
+    try:
+        meta = json.loads((minari_root() / dataset_id / "data" / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {"path": str(minari_root() / dataset_id), "generator": f"{meta.get('algorithm_name')} ({meta.get('code_permalink')})",
+            "version": f"Minari dataset {dataset_id}, minari {meta.get('minari_version')}"}
+
+
 def minari_problem(dataset_id: str) -> str | None:
     """Why a present Minari dataset cannot be read (None: it opens), without loading it."""
     import json
