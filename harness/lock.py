@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from reports.files import pid_alive
+
 OWNER = ".owner"
 TAKEOVER = ".takeover"
 BEAT_S = float(os.environ.get("O2O_LOCK_BEAT_S", 10))  # heartbeat period
@@ -62,19 +64,9 @@ def server_now(folder: Path) -> float:
         probe.unlink(missing_ok=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
 def owner_dead(run_dir: Path, owner: Owner) -> str | None:
     """Why `owner` no longer runs (None: it may be alive)."""
-    if owner.host == socket.gethostname() and not _pid_alive(owner.pid):
+    if owner.host == socket.gethostname() and not pid_alive(owner.pid):
         return f"{owner} is gone"
     try:
         age = server_now(run_dir) - (Path(run_dir) / OWNER).stat().st_mtime

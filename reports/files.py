@@ -25,7 +25,7 @@ def private_folder(final: Path) -> Path:
     host = socket.gethostname()
     for old in final.parent.glob(f".{final.name}.tmp-{host}-*"):
         pid = old.name.rsplit("-", 1)[1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     folder = final.parent / f".{final.name}.tmp-{host}-{os.getpid()}"
     shutil.rmtree(folder, ignore_errors=True)
@@ -66,7 +66,8 @@ def _exchange(a: Path, b: Path) -> bool:
     return renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this host exists (one of another user's counts)."""
     try:
         os.kill(pid, 0)
         return True
