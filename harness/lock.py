@@ -25,8 +25,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from reports.files import pid_alive
-
 OWNER = ".owner"
 TAKEOVER = ".takeover"
 BEAT_S = float(os.environ.get("O2O_LOCK_BEAT_S", 10))  # heartbeat period
@@ -73,6 +71,17 @@ def owner_dead(run_dir: Path, owner: Owner) -> str | None:
     except FileNotFoundError:
         return None
     return f"{owner} sent no heartbeat for {age:.0f} s" if age > STALE_S else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this host exists (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
 
 
 class Busy(Exception):

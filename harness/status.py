@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.lock import pid_alive
 from harness.slurm import QueueUnavailable, queue_states, read_ledger
 from harness.store import read_summary
 
@@ -49,14 +50,6 @@ def expected_jobs(runs_dir: Path, overrides: list[str]) -> list[dict]:
             entries.append({"run_dir": rel, "job_id": s.get("job_id"), "algorithm": s.get("algorithm"),
                             "task": s.get("task"), "seed": s.get("seed")})
     return entries
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
 
 
 def slurm_view(runs_dir: Path, entries: list[dict]) -> tuple[dict[str, str], dict[str, str], str | None]:
@@ -117,7 +110,7 @@ def job_state(runs_dir: Path, entry: dict, ledger: dict[str, str] | None = None,
     if s.get("slurm_job_id"):
         return "interrupted", (f"SLURM job {s['slurm_job_id']} is no longer in the queue; {where}; "
                                f"rerun the same command to resume")
-    if s.get("host") == socket.gethostname() and s.get("pid") and not _alive(s["pid"]):
+    if s.get("host") == socket.gethostname() and s.get("pid") and not pid_alive(s["pid"]):
         return "interrupted", f"process {s['pid']} is gone; {where}; rerun the same command to resume"
     return "running", f"last write {age:.0f} s ago; {where}"
 
