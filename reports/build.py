@@ -75,6 +75,7 @@ def _build(store, runs_dir: Path, out_dir: Path, dip_window: float, reps: int, s
     else:
         sections.append(("Results", "<p class='warn'>No completed run yet: nothing to aggregate.</p>"))
 
+    sections.append(_data_section(per_run))
     algs = sorted(per_run["algorithm"].unique())
     meta = (f"Store <code>{html.escape(str(runs_dir.resolve()))}</code> · {len(per_run)} runs "
             f"({n_ok} included) · {per_run['task'].nunique()} tasks · methods: {', '.join(algs)} · "
@@ -165,6 +166,21 @@ def _calibration_section(per_run, train, out_dir, fig_dir, reps, seed):
     return ("Calibration", figure(f_cal[0], out_dir, "Q of the learned policy against the Monte-Carlo return of "
                                   "the data: at the end of pre-training per run (left), and during training (right)")
             + tables.to_html(table))
+
+
+def _data_section(per_run: pd.DataFrame) -> tuple[str, str]:
+    """Each task's offline data as the runs recorded it when they started: content hash, file,
+    generator and version; a task whose runs saw different data is flagged."""
+    cols = ["task", "dataset_sha256", "dataset_source", "dataset_generator"]
+    table = per_run[cols].assign(runs=1).groupby(cols, as_index=False)["runs"].sum()
+    table["dataset_sha256"] = table["dataset_sha256"].str[:16].replace("", "not recorded")
+    mixed = sorted(t for t, n in table.groupby("task").size().items() if n > 1)
+    warn = (f"<p class='warn'>Runs of {', '.join(html.escape(t) for t in mixed)} trained on different data "
+            f"(hashes below): their scores are not comparable.</p>") if mixed else ""
+    body = warn + table.rename(columns={"dataset_sha256": "sha256 (first 16)", "dataset_source": "file",
+                                        "dataset_generator": "generator, version"}).to_html(
+        index=False, escape=True, border=0)
+    return ("Data", "<p class='note'>The offline data of each task, hashed when each run started.</p>" + body)
 
 
 def _write_tables(out_dir: Path, name: str, ts) -> None:

@@ -64,7 +64,8 @@ def _read_run(run_dir: Path) -> tuple[dict, pd.DataFrame | None, pd.DataFrame | 
            "path": str(run_dir), "domain": "unknown", "status": "unknown", "error": "",
            "offline_steps": np.nan, "online_steps": np.nan, "eval_every": np.nan,
            "wall_time_s": np.nan, "updates_per_s": np.nan, "goal": None,
-           "episodes": 0, "episode_success": np.nan, "policy_value_end": np.nan, "mc_return_end": np.nan}
+           "episodes": 0, "episode_success": np.nan, "policy_value_end": np.nan, "mc_return_end": np.nan,
+           "dataset_sha256": "", "dataset_source": "", "dataset_generator": ""}
     config, unreadable = {}, []
     if (run_dir / "config.yaml").exists():
         try:
@@ -79,6 +80,10 @@ def _read_run(run_dir: Path) -> tuple[dict, pd.DataFrame | None, pd.DataFrame | 
         row["goal"] = task.get("goal")
         for key in ("offline_steps", "online_steps", "eval_every"):
             row[key] = protocol.get(key, np.nan)
+        data = config.get("dataset") if isinstance(config.get("dataset"), dict) else {}  # recorded at the run's start
+        row["dataset_sha256"] = str(data.get("sha256") or "")
+        row["dataset_source"] = str(data.get("path") or data.get("where") or "")
+        row["dataset_generator"] = " ".join(str(data[k]) for k in ("generator", "version") if data.get(k))
     summary = None
     if (run_dir / "summary.json").exists():
         try:
