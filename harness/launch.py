@@ -10,6 +10,7 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -45,6 +46,16 @@ def configure_torch(threads: int) -> None:
     torch.set_flush_denormal(True)
 
 
+def live_owner(d: Path):
+    """The live process (not this one) that owns run directory `d`, else None."""
+    from harness.lock import owner_dead, read_owner
+
+    owner = read_owner(d)
+    if owner is None or owner.pid == os.getpid() and owner.host == socket.gethostname():
+        return None
+    return None if owner_dead(d, owner) else owner
+
+
 def group_errors(group: list[Job], runs_dir: Path, error: str | None) -> list[tuple[str, str | None]]:
     """(job id, error or None) for each job of a group that ran: a seed that failed alone has
     its error in its summary.json; a group's failure is every unfinished seed's."""
@@ -52,6 +63,10 @@ def group_errors(group: list[Job], runs_dir: Path, error: str | None) -> list[tu
     for job in group:
         d = run_dir(runs_dir, job)
         if finished_summary(d, job.job_id) is not None:
+            out.append((job.job_id, None))
+        elif (owner := live_owner(d)) is not None:  # another launcher trains it: not this one's to report
+            print(f"{job.algorithm.name} {job.task.name} seed{job.seed}: skipped, {owner} (another launcher) "
+                  f"runs it", flush=True)
             out.append((job.job_id, None))
         else:  # read again only for a run that did not finish: its recorded error
             out.append((job.job_id, error or (read_summary(d) or {}).get("error") or "did not finish"))

@@ -6,6 +6,7 @@ directory belongs to another config (`check_run_dir`) and the suite's manifest (
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -24,9 +25,37 @@ EPISODE_COLUMNS = ["env_steps", "return", "normalized_score", "success", "length
 CHECKPOINT_DIR = "checkpoint"  # <run dir>/checkpoint/state.pt while a run is unfinished
 
 
+class DiskFull(OSError):
+    """No space left (or over quota) where a run writes: one line naming the file."""
+
+    def __init__(self, path: Path, code: int):
+        import shutil
+
+        try:
+            free = f"{shutil.disk_usage(Path(path).parent).free / 2**20:.1f} MB free"
+        except OSError:
+            free = "free space unknown"
+        super().__init__(code, f"{'no space left' if code == errno.ENOSPC else 'disk quota exceeded'} writing "
+                               f"{path} ({free}); free space, then rerun the same command: the run resumes "
+                               f"from its last checkpoint", str(path))
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Write aside, then rename. The file gets the mode the umask allows (0644 under umask 022),
-    as `open` would give it: mkstemp's 0600 would hide results from others on shared storage."""
+    as `open` would give it: mkstemp's 0600 would hide results from others on shared storage.
+    A full disk (or quota) raises DiskFull naming `path`."""
+    try:
+        _atomic_write(path, data)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) and not isinstance(exc, DiskFull):
+            raise DiskFull(path, exc.errno) from None
+        raise
+
+
+def _atomic_write(path: Path, data: str | bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:  # `.<name>.<random>` beside it, created with 0666 & ~umask by the kernel
@@ -43,7 +72,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -219,7 +248,25 @@ class RunStore:
         atomic_write(self.dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        """Atomically; on a full disk, a failed summary is written over the old one in place (it
+        needs no new blocks: it is shorter), so that a run stopped by the disk is never left
+        "running"."""
+        text = json.dumps(summary, indent=2) + "\n"
+        try:
+            atomic_write(self.dir / "summary.json", text)
+        except DiskFull:
+            if summary.get("status") != "failed":
+                raise
+            brief = {k: summary.get(k) for k in ("status", "job_id", "suite", "task", "algorithm", "seed")}
+            brief["error"] = str(summary.get("error") or "")[:300]
+            data = (json.dumps(brief) + "\n").encode()
+            with open(self.dir / "summary.json", "r+b") as f:  # no summary yet: the DiskFull stands
+                if len(data) > os.fstat(f.fileno()).st_size:
+                    raise
+                f.write(data)
+                f.truncate()
+                f.flush()
+                os.fsync(f.fileno())
 
     def flush(self) -> None:
         """Rewrite the curves (small files) atomically."""

@@ -284,3 +284,177 @@ def test_wandb_files_go_to_wandb_dir_when_it_is_set(tmp_path):
     run_id = (d / "wandb" / "run_id").read_text().strip()
     (attempt,) = wandb_dir.glob(f"wandb/offline-run-*-{run_id}")
     assert (attempt / f"run-{run_id}.wandb").stat().st_size > 0
+
+
+# -- "done" only when the protocol ran ---------------------------------------------------------
+def test_a_run_that_could_not_make_its_updates_is_failed_not_done(tmp_path, capsys):
+    """WSRL fine-tunes on online data only (replay mode 'online': ended trajectories): with a
+    50-step warm-up, no episode of the 300-step PointMaze ends in time for its updates."""
+    runs = tmp_path / "runs"
+    args = [*TINY, "algorithm=wsrl", "seed=0", f"runs_dir={runs}", "protocol.warmup_steps=50",
+            "protocol.online_steps=200", "protocol.eval_every=200", "algorithm.hparams.actor_hidden=[16,16]",
+            "algorithm.hparams.critic_hidden=[16,16]"]
+    code, out, err = front_door(args, capsys)
+    assert code == 1 and "0/1 done" in out, out + err
+    (failed,) = [l for l in err.splitlines() if l.startswith("FAILED")]
+    assert "ProtocolShortfall: the protocol did not run: no online update possible at env step 51" in failed
+    assert "raise protocol.warmup_steps" in failed
+    (summary,) = runs.glob("smoke/*/wsrl/seed0/summary.json")
+    s = json.loads(summary.read_text())
+    assert s["status"] == "failed" and s["protocol_asked"]["online_updates"] == 150 * 4
+    assert s["protocol_made"]["online_updates"] == 0 and s["protocol_made"]["offline_updates"] == 200
+
+
+def test_a_done_run_records_what_each_phase_made(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    code, out, err = front_door([*TINY, "algorithm=td3bc", "seed=0", f"runs_dir={runs}"], capsys)
+    assert code == 0, err
+    (summary,) = runs.glob("smoke/*/td3bc/seed0/summary.json")
+    s = json.loads(summary.read_text())
+    assert s["status"] == "done"
+    assert s["protocol_made"] == s["protocol_asked"] == {"offline_updates": 200, "online_env_steps": 50,
+                                                         "online_updates": 50}
+
+
+# -- two launchers on one store ----------------------------------------------------------------
+LAUNCH = [*TINY, "algorithm=td3bc", "launcher.workers=1", "suite.seeds_per_process=1"]
+
+
+def launcher(runs: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "harness.run", *LAUNCH, f"runs_dir={runs}", *args], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_launchers_on_one_store_train_every_job_once(tmp_path):
+    runs = tmp_path / "runs"
+    seeds = "suite.seeds=[0,1,2,3]"
+    a, b = launcher(runs, seeds), launcher(runs, seeds)
+    out_a, _ = a.communicate(timeout=900)
+    out_b, _ = b.communicate(timeout=900)
+    assert a.returncode == 0 and b.returncode == 0, out_a[-2000:] + out_b[-2000:]
+    summaries = {d.parent.name: json.loads(d.read_text()) for d in runs.glob("smoke/*/td3bc/seed*/summary.json")}
+    assert sorted(summaries) == ["seed0", "seed1", "seed2", "seed3"]
+    for name, s in summaries.items():
+        assert s["status"] == "done" and s["resumes"] == 0 and "took_over" not in s, (name, s)
+        assert s["pid"] in (a.pid, b.pid)
+        steps = [int(line.split(",")[1]) for line in
+                 (runs / "smoke" / s["task"] / "td3bc" / name / "train.csv").read_text().splitlines()[1:]]
+        assert steps == sorted(set(steps)), name  # one writer: no row twice
+    assert {s["pid"] for s in summaries.values()} == {a.pid, b.pid}  # the two shared the queue
+    assert not list(runs.glob("smoke/*/td3bc/seed*/.owner"))  # released
+
+
+def test_a_dead_launchers_run_is_taken_over_and_the_summary_says_so(tmp_path):
+    import signal
+    import time
+
+    runs = tmp_path / "runs"
+    slow = ["seed=0", "protocol.offline_steps=4000", "protocol.eval_every_offline=4000", "protocol.checkpoint_every=100"]
+    a = launcher(runs, *slow)
+    deadline = time.monotonic() + 300
+    while not list(runs.glob("smoke/*/td3bc/seed0/checkpoint/state.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    a.send_signal(signal.SIGKILL)
+    a.communicate()
+    (d,) = runs.glob("smoke/*/td3bc/seed0")
+    assert json.loads((d / ".owner").read_text())["pid"] == a.pid  # left behind by the dead owner
+    b = launcher(runs, *slow)
+    out, _ = b.communicate(timeout=900)
+    assert b.returncode == 0, out[-2000:]
+    s = json.loads((d / "summary.json").read_text())
+    assert s["status"] == "done" and s["resumes"] == 1 and s["pid"] == b.pid
+    assert s["took_over"].startswith(f"process {a.pid} on ") and s["took_over"].endswith(" is gone")
+
+
+# -- data that changed under a run -------------------------------------------------------------
+def test_a_dataset_changed_between_a_kill_and_a_resume_is_refused(tmp_path):
+    """antmaze-umaze from a D4RL file: a run killed after a checkpoint, the file edited, the resume
+    refused in one line naming the file; restored, it resumes. A new run of the task into the same
+    store with other data is refused too. The hash is in config.yaml and in the report."""
+    import signal
+    import time
+
+    import tasks
+    from tests.tasks.test_antmaze import rollouts, write_d4rl
+
+    data_dir = tmp_path / "data"
+    env = {"O2O_DATA_DIR": str(data_dir)}
+    task = tasks.get("antmaze-umaze")
+    eps = rollouts(task.make_env(0, source="d4rl"), [40, 30, 30])
+    path = data_dir / "d4rl" / task.d4rl_path.name
+    write_d4rl(path, eps)
+    original = path.read_bytes()
+    runs = tmp_path / "runs"
+    args = ["task=antmaze-umaze", "seed=0", "protocol.offline_steps=3000", "protocol.eval_every_offline=3000",
+            "protocol.checkpoint_every=100", "protocol.online_steps=0"]
+    a = launcher(runs, *args, env=env)
+    deadline = time.monotonic() + 300
+    while not list(runs.glob("smoke/*/td3bc/seed0/checkpoint/state.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    a.send_signal(signal.SIGKILL)
+    a.communicate()
+    (d,) = runs.glob("smoke/antmaze-umaze/td3bc/seed0")
+    import yaml
+
+    recorded = yaml.safe_load((d / "config.yaml").read_text())["dataset"]
+    assert recorded["path" if "path" in recorded else "where"] == str(path) and len(recorded["sha256"]) == 64
+    with h5py.File(path, "r+") as f:  # the edit: rewards shifted
+        f["rewards"][...] = f["rewards"][()] + 1.0
+    out, _ = launcher(runs, *args, env=env).communicate(timeout=600)
+    (failed,) = [l for l in out.splitlines() if l.startswith("FAILED")]
+    assert f"DataChanged: {path} changed since this run started (sha256 {recorded['sha256'][:16]}... then" in failed
+    assert json.loads((d / "summary.json").read_text())["status"] == "failed"
+    assert (d / "checkpoint" / "state.pt").exists()  # the run is kept to resume
+    b = launcher(runs, *args, "seed=1", env=env)  # a new run of the task into this store, on the edited data
+    out_b, _ = b.communicate(timeout=600)
+    assert b.returncode == 1 and f"{path} holds other data" in out_b and "than this store's runs of antmaze-umaze" in out_b
+    path.write_bytes(original)
+    p = launcher(runs, *args, env=env)
+    out, _ = p.communicate(timeout=900)
+    assert p.returncode == 0, out[-2000:]
+    s = json.loads((d / "summary.json").read_text())
+    assert s["status"] == "done" and s["resumes"] == 1
+    proc = python_m("reports", str(runs / "smoke"), "--reps", "100")
+    assert proc.returncode == 0, proc.stderr
+    runs_csv = (runs / "smoke" / "report" / "runs.csv").read_text()
+    assert recorded["sha256"] in runs_csv
+    assert recorded["sha256"][:16] in (runs / "smoke" / "report" / "index.html").read_text()
+
+
+# -- a disk that fills mid-run -----------------------------------------------------------------
+def test_a_full_disk_mid_run_fails_the_run_in_one_line_naming_the_file(tmp_path, capsys):
+    import threading
+    import time
+
+    from tests.harness.test_bad_input import mount_tmpfs
+
+    runs = tmp_path / "disk"
+    mount_tmpfs(runs, "size=80m")
+
+    def fill():  # once the run has started, fill what is left
+        deadline = time.monotonic() + 120
+        while not list(runs.glob("smoke/*/td3bc/seed0/summary.json")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with open(runs / "filler", "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 2**20)
+                    f.flush()
+            except OSError:
+                pass
+
+    filler = threading.Thread(target=fill)
+    filler.start()
+    try:
+        code, out, err = front_door([*TINY, "algorithm=td3bc", "seed=0", f"runs_dir={runs}", "protocol.offline_steps=3000",
+                                     "protocol.eval_every_offline=500", "protocol.checkpoint_every=500"], capsys)
+        filler.join()
+        assert code == 1 and "Traceback" not in err, err
+        (failed,) = [l for l in err.splitlines() if l.startswith("FAILED")]
+        (d,) = runs.glob("smoke/*/td3bc/seed0")
+        assert f"DiskFull: no space left writing {d}/" in failed and "rerun the same command" in failed, failed
+        s = json.loads((d / "summary.json").read_text())
+        assert s["status"] == "failed" and "no space left writing" in s["error"]
+    finally:
+        subprocess.run(["umount", "-l", str(runs)], capture_output=True)
