@@ -326,6 +326,18 @@ def launcher(runs: Path, *args: str, env: dict | None = None) -> subprocess.Pope
                             stderr=subprocess.STDOUT, text=True)
 
 
+def kill_after_checkpoint(proc: subprocess.Popen, runs: Path) -> None:
+    """kill -9 the launcher once its seed-0 run has a checkpoint."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + 300
+    while not list(runs.glob("smoke/*/td3bc/seed0/checkpoint/state.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+
+
 def test_two_launchers_on_one_store_train_every_job_once(tmp_path):
     runs = tmp_path / "runs"
     seeds = "suite.seeds=[0,1,2,3]"
@@ -346,17 +358,10 @@ def test_two_launchers_on_one_store_train_every_job_once(tmp_path):
 
 
 def test_a_dead_launchers_run_is_taken_over_and_the_summary_says_so(tmp_path):
-    import signal
-    import time
-
     runs = tmp_path / "runs"
     slow = ["seed=0", "protocol.offline_steps=4000", "protocol.eval_every_offline=4000", "protocol.checkpoint_every=100"]
     a = launcher(runs, *slow)
-    deadline = time.monotonic() + 300
-    while not list(runs.glob("smoke/*/td3bc/seed0/checkpoint/state.pt")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    a.send_signal(signal.SIGKILL)
-    a.communicate()
+    kill_after_checkpoint(a, runs)
     (d,) = runs.glob("smoke/*/td3bc/seed0")
     assert json.loads((d / ".owner").read_text())["pid"] == a.pid  # left behind by the dead owner
     b = launcher(runs, *slow)
@@ -372,9 +377,6 @@ def test_a_dataset_changed_between_a_kill_and_a_resume_is_refused(tmp_path):
     """antmaze-umaze from a D4RL file: a run killed after a checkpoint, the file edited, the resume
     refused in one line naming the file; restored, it resumes. A new run of the task into the same
     store with other data is refused too. The hash is in config.yaml and in the report."""
-    import signal
-    import time
-
     import tasks
     from tests.tasks.test_antmaze import rollouts, write_d4rl
 
@@ -389,11 +391,7 @@ def test_a_dataset_changed_between_a_kill_and_a_resume_is_refused(tmp_path):
     args = ["task=antmaze-umaze", "seed=0", "protocol.offline_steps=3000", "protocol.eval_every_offline=3000",
             "protocol.checkpoint_every=100", "protocol.online_steps=0"]
     a = launcher(runs, *args, env=env)
-    deadline = time.monotonic() + 300
-    while not list(runs.glob("smoke/*/td3bc/seed0/checkpoint/state.pt")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    a.send_signal(signal.SIGKILL)
-    a.communicate()
+    kill_after_checkpoint(a, runs)
     (d,) = runs.glob("smoke/antmaze-umaze/td3bc/seed0")
     import yaml
 
