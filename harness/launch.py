@@ -74,14 +74,22 @@ def group_errors(group: list[Job], runs_dir: Path, error: str | None) -> list[tu
 
 
 # -- local ---------------------------------------------------------------------------------
+_STOP = None  # in a worker: the launcher's stop event (Ctrl-C), see _init_worker
+
+
 def _run_group(args) -> list[tuple[str, str | None]]:
     group, runs_dir, progress = args
-    from harness.runner import run_jobs
+    from harness.runner import Interrupted, run_jobs
 
+    if _STOP is not None and _STOP.is_set():
+        return []  # stopping: not started
     configure_torch(group[0].threads)
     try:
-        run_jobs(group, [run_dir(runs_dir, j) for j in group], progress_bar=progress)
+        run_jobs(group, [run_dir(runs_dir, j) for j in group], progress_bar=progress,
+                 stop_requested=_STOP.is_set if _STOP is not None else lambda: False)
         error = None
+    except Interrupted:  # stopped at a safe point with a checkpoint: resumes next time
+        return []
     except Exception as exc:  # recorded in summary.json; the rest of the suite goes on
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
     return group_errors(group, runs_dir, error)
@@ -95,6 +103,15 @@ def finished_line(job: Job, runs_dir: Path, error: str | None) -> str:
     fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
     return (f"{name}: offline {fmt(s.get('offline_score'))} -> final {fmt(s.get('final_score'))} "
             f"({s.get('wall_time_s', 0):.0f} s)")
+
+
+def _init_worker(stop) -> None:
+    """Workers leave Ctrl-C (sent to the whole process group) to the launcher, which sets `stop`:
+    each worker then checkpoints at its next safe point and returns (one line on the terminal,
+    instead of a traceback from each, and nothing lost)."""
+    global _STOP
+    _STOP = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _exit_on_sigterm():
@@ -132,13 +149,24 @@ def launch_local(jobs: list[Job], runs_dir: Path, workers: int = 1,
             results = []
             previous = _exit_on_sigterm()
             try:
-                with mp.get_context("spawn").Pool(n) as pool:
-                    for group_results in pool.imap_unordered(_run_group, [(g, runs_dir, False) for g in groups]):
-                        for job_id, err in group_results:
-                            results.append((job_id, err))
-                            if progress:
-                                print(f"[{len(results)}/{len(todo)}] {finished_line(by_id[job_id], runs_dir, err)}",
-                                      flush=True)
+                ctx = mp.get_context("spawn")
+                stop = ctx.Event()
+                with ctx.Pool(n, initializer=_init_worker, initargs=(stop,)) as pool:
+                    finished = pool.imap_unordered(_run_group, [(g, runs_dir, False) for g in groups])
+                    try:
+                        for group_results in finished:
+                            for job_id, err in group_results:
+                                results.append((job_id, err))
+                                if progress:
+                                    print(f"[{len(results)}/{len(todo)}] {finished_line(by_id[job_id], runs_dir, err)}",
+                                          flush=True)
+                    except KeyboardInterrupt:  # the workers checkpoint and return; a second Ctrl-C kills them
+                        stop.set()
+                        for _ in finished:
+                            pass
+                        pool.close()
+                        pool.join()
+                        raise
                     pool.close()  # all done: let the workers exit on their own (the with-block's
                     pool.join()  # terminate() would kill them and leak a semaphore at shutdown)
             finally:
@@ -353,7 +381,16 @@ def launch(jobs: list[Job], runs_dir: Path, cfg) -> dict[str, str]:
     launcher = cfg.launcher
     retries = int(cfg.get("retries", 0))
     if launcher.name == "local":
-        return launch_local(jobs, runs_dir, workers=int(launcher.workers), progress=cfg.progress, retries=retries)
+        try:
+            return launch_local(jobs, runs_dir, workers=int(launcher.workers), progress=cfg.progress, retries=retries)
+        except KeyboardInterrupt:  # Ctrl-C: the workers ignore it and are stopped with the pool
+            pass
+        import gc
+
+        gc.collect()  # out of the except block: the pool's frames are free, its semaphores released before exit
+        print("\ninterrupted: rerun the same command to resume (finished runs are kept; the others continue "
+              "from their last checkpoints)", file=sys.stderr, flush=True)
+        raise SystemExit(130)
     if launcher.name == "slurm":
         return launch_slurm(jobs, runs_dir, launcher, retries=retries)
     raise ConfigError(f"unknown launcher '{launcher.name}'; choose one of: local, slurm")

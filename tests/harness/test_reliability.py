@@ -456,3 +456,28 @@ def test_a_full_disk_mid_run_fails_the_run_in_one_line_naming_the_file(tmp_path,
         assert s["status"] == "failed" and "no space left writing" in s["error"]
     finally:
         subprocess.run(["umount", "-l", str(runs)], capture_output=True)
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------------
+def test_ctrl_c_on_a_local_suite_prints_one_line_and_rerunning_resumes(tmp_path):
+    import signal
+    import time
+
+    runs = tmp_path / "runs"
+    args = [sys.executable, "-m", "harness.run", *TINY, "algorithm=td3bc", "suite.seeds=[0,1]", "suite.seeds_per_process=1",
+            "launcher.workers=2", "protocol.offline_steps=4000", "protocol.eval_every_offline=4000",
+            "protocol.checkpoint_every=100", f"runs_dir={runs}"]
+    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(runs.glob("smoke/*/td3bc/seed*/checkpoint/state.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C on the terminal sends: the whole process group
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out + err
+    assert err.strip() == ("interrupted: rerun the same command to resume (finished runs are kept; the others "
+                           "continue from their last checkpoints)"), err
+    proc = subprocess.run(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0 and "2/2 done" in proc.stdout, proc.stderr[-2000:]
+    assert any(json.loads(p.read_text())["resumes"] == 1 for p in runs.glob("smoke/*/td3bc/seed*/summary.json"))
