@@ -288,12 +288,13 @@ def build_config(cls: type[Algorithm], hparams: dict[str, Any]):
     return cls.Config(**kwargs)
 
 
-def make(name: str, obs_spec: ObsSpec, action_spec: ActionSpec, hparams: dict[str, Any],
+def make(name: str, obs_spec: ObsSpec, action_spec: ActionSpec, hparams: dict[str, Any] | Any,
          device: torch.device | str = "cpu", rng: SeedStreams | None = None) -> Algorithm:
     """The method `name`, for the seeds of `rng` (default: one seed on torch's global generators;
-    a method written for one seed is built without `rng`)."""
+    a method written for one seed is built without `rng`). `hparams`: its built Config (a job's),
+    or a plain dict to build it from."""
     cls = get(name)
-    config = build_config(cls, dict(hparams))
+    config = hparams if isinstance(hparams, cls.Config) else build_config(cls, dict(hparams))
     if rng is None:
         return cls(obs_spec, action_spec, config, torch.device(device))
     return cls(obs_spec, action_spec, config, torch.device(device), rng)

@@ -29,8 +29,8 @@ from harness.checkpoint import Checkpoint, Progress  # noqa: F401 (Progress: che
 from harness.divergence import Diverged, DivergenceWatch, divergence_advice  # noqa: F401 (Diverged: re-exported)
 from harness.evaluate import evaluate_seeds
 from harness.integrity import DataChanged, ProtocolShortfall, asked, data_problem, made, no_online_data, shortfall
+from harness.job import Job
 from harness.lock import Busy, RunLock
-from harness.jobs import Job
 from harness.replay import Replay
 from harness.seed_run import EVAL_SEED_OFFSET, EnvReplayMismatch, SeedRun  # noqa: F401 (re-exported)
 from harness.store import CHECKPOINT_DIR, RunDirConflict, check_run_dir, finished_summary, read_summary, remove_empty_checkpoint_dir, remove_orphans
@@ -90,13 +90,12 @@ class GroupRun:
         data = task.load_dataset()
         data.validate(f"task '{task.name}' dataset", task.obs_dim, task.act_dim)
         self.dataset = data.notes.get("identity")  # recorded in config.yaml, checked against earlier attempts
-        hparams = dict(self.jobs[0].algorithm.hparams)
-        name = self.jobs[0].algorithm.name
+        config, name = self.jobs[0].algorithm.config, self.jobs[0].algorithm.name
         # one random stream per seed; a method written for one seed draws from torch's global
         # generators, seeded above
         rng = algorithms.SeedStreams.from_seeds(seeds, self.device) if algorithms.get(name).multi_seed else None
         self.algo = algorithms.make(name, algorithms.ObsSpec((task.obs_dim,), task.image_shape, task.vector_dim),
-                                    algorithms.ActionSpec(task.act_dim), hparams, self.device, rng)
+                                    algorithms.ActionSpec(task.act_dim), config, self.device, rng)
         self.rng = self.algo.rng
         self.algo.observe_dataset(torch.as_tensor(data.obs, device=self.device))  # dataset dtype (uint8: images)
         gamma = getattr(self.algo.config, "gamma", 0.99)

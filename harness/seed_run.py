@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.jobs import Job
+from harness.job import Job
 from harness.store import RunStore
 from harness.trackers import Trackers
 
