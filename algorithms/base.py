@@ -285,7 +285,24 @@ def build_config(cls: type[Algorithm], hparams: dict[str, Any]):
         raise ValueError(f"unknown option(s) {unknown} for algorithm '{cls.name}'; "
                          f"valid options: {', '.join(sorted(known))}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in hparams.items()}
-    return cls.Config(**kwargs)
+    config = cls.Config(**kwargs)
+    check_rates(config)
+    return config
+
+
+def check_rates(config: Any) -> None:
+    """The bounds every method's rates share, by their conventional names: a learning rate
+    (`lr`, `*_lr`) at most 1 and a soft target update rate (`tau`, `*_tau`) in (0, 1]; beyond
+    them a run trains on garbage (or diverges) yet may still end "done"."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        where = f"{type(config).__qualname__}.{f.name}"
+        if (f.name == "lr" or f.name.endswith("_lr")) and value > 1:
+            raise ValueError(f"{where} must be <= 1 (a learning rate), got {value}")
+        if (f.name == "tau" or f.name.endswith("_tau")) and not 0 < value <= 1:
+            raise ValueError(f"{where} must be in (0, 1] (a soft target update rate), got {value}")
 
 
 def make(name: str, obs_spec: ObsSpec, action_spec: ActionSpec, hparams: dict[str, Any] | Any,

@@ -49,7 +49,7 @@ class RunOptions:
         except ConfigError:
             threads = 0
         if not 1 <= threads <= 4096:
-            raise ConfigError(f"threads must be a whole number >= 1 (torch threads per job), got {self.threads!r}")
+            raise ConfigError(f"threads must be a whole number from 1 to 4,096 (torch threads per job), got {self.threads!r}")
         from harness.trackers import logger_names
 
         object.__setattr__(self, "logger", tuple(logger_names(self.logger)))
@@ -59,6 +59,7 @@ class RunOptions:
         check_range("retries", self.retries, 0, 100)
         if not self.runs_dir.strip():
             raise ConfigError("runs_dir must be a folder path, got ''")
+        object.__setattr__(self, "runs_dir", str(Path(self.runs_dir).expanduser()))  # runs_dir='~/x': the home's x
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -108,6 +109,14 @@ class SlurmLauncher:
 LAUNCHERS = {"local": LocalLauncher, "slurm": SlurmLauncher}
 
 
+def refuse_repeats(where: str, values: list) -> None:
+    """A suite's list naming one method, task or seed twice would train it twice into one run
+    directory (and count it twice): refused."""
+    repeated = [v for i, v in enumerate(values) if v in values[:i]]
+    if repeated:
+        raise ConfigError(f"{where} lists {repeated[0]!r} more than once, got {list(values)}; list each once")
+
+
 @dataclass(frozen=True)
 class Suite:
     name: str
@@ -128,6 +137,8 @@ class Suite:
             if not isinstance(name, str):
                 raise ConfigError(f"suite.algorithms and suite.tasks must be lists of names, got {name!r}")
         object.__setattr__(self, "seeds", [coerce(s, int, "suite.seeds") for s in self.seeds])
+        for key in ("algorithms", "tasks", "seeds"):
+            refuse_repeats(f"suite.{key}", getattr(self, key))
         for seed in self.seeds:
             check_range("suite.seeds", seed, 0, MAX_SEED)
         if not isinstance(self.algorithm_seeds, dict):
@@ -140,6 +151,7 @@ class Suite:
                 raise ConfigError(f"{where} must be a non-empty list of seeds, got {seeds!r}")
             for seed in seeds:
                 check_range(where, coerce(seed, int, where), 0, MAX_SEED)
+            refuse_repeats(where, [coerce(seed, int, where) for seed in seeds])
         per_process = coerce(self.seeds_per_process, int, "suite.seeds_per_process")
         check_range("suite.seeds_per_process", per_process, 1, 4096)
         object.__setattr__(self, "seeds_per_process", per_process)
@@ -418,9 +430,23 @@ def method_protocol(layers: list[tuple[str, dict]]) -> None:
             raise ConfigError(f"algorithm '{layers[2][1].get('name')}': {exc}") from None
 
 
+def unused_protocol_fields(layers: list[tuple[str, dict]]) -> None:
+    """Refuse a command-line protocol value for a phase the method's own protocol turns off (RLPD:
+    `offline_steps: 0`, no pre-training): it would give the method a phase it does not have."""
+    own = merge_layers(layers[2:5]).get("protocol") or {}
+    given = (layers[-1][1].get("protocol") or {}) if layers[-1][0] == "command line" else {}
+    name = layers[2][1].get("name")
+    for field_name in ("offline_steps", "online_steps"):
+        if own.get(field_name) == 0 and given.get(field_name):
+            raise ConfigError(f"protocol.{field_name}={given[field_name]}: algorithm '{name}' has no such phase (its "
+                              f"yaml sets protocol.{field_name}: 0); drop it, or for the suite's other methods set "
+                              f"suite.protocol.{field_name}={given[field_name]} (a method's own protocol beats the suite's)")
+
+
 def resolve_job_values(layers: list[tuple[str, dict]]) -> tuple[ResolvedAlgorithm, Protocol]:
     """One job's method and protocol from its layers (`job_layers`), checked and built."""
     method_protocol(layers)
+    unused_protocol_fields(layers)
     merged = merge_layers(layers)
     protocol_values = merged.pop("protocol", {})
     method = validate_algorithm(merged)  # the method's errors first, then the protocol's

@@ -3,6 +3,7 @@ environment can be created and stepped, and every image encoder fits its task's 
 one line per problem and how to fix it."""
 from __future__ import annotations
 
+import os
 import warnings
 
 import tasks
@@ -77,6 +78,51 @@ def check_encoders(jobs) -> None:
         if hp.get("augment_pad", 0) >= min(image[1:]):
             raise ConfigError(f"{where}: algorithm.hparams.augment_pad must be below the images' {image[1]}x{image[2]} "
                               f"pixels, got {hp['augment_pad']}")
+
+
+def available_memory(device: str) -> tuple[int, str]:
+    """(bytes free, what) where a job's replay lives: the GPU's free memory, else this host's
+    available RAM (MemAvailable)."""
+    import torch
+
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        index = int(device.partition(":")[2] or 0)
+        return torch.cuda.mem_get_info(index)[0], f"free memory of GPU {index}"
+    try:
+        with open("/proc/meminfo") as f:
+            kb = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+        return kb * 1024, "available memory of this machine"
+    except (OSError, StopIteration, ValueError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "available memory of this machine"
+
+
+def replay_bytes(job) -> int:
+    """The online replay a job allocates when it starts (`harness.replay.Replay`: per env step
+    obs and next_obs, in the dataset's dtype, float32 action, reward, done and Monte-Carlo return),
+    for every seed trained in its process."""
+    task = tasks.get(job.task.name)
+    seeds = len(job.seed_group) if job.seed_group else 1
+    obs = task.obs_dim * (1 if task.image_shape is not None else 4)  # image rows are uint8
+    return seeds * job.protocol.online_steps * (2 * obs + 4 * task.act_dim + 3 * 4)
+
+
+def check_replay_memory(jobs, memory_gb: float | None = None) -> None:
+    """ConfigError (one line, naming protocol.online_steps) for a job whose online replay cannot fit
+    where it will live, before anything is allocated. `memory_gb`: a SLURM job's memory, instead
+    of this machine's."""
+    from harness.schema import ConfigError
+
+    for job in jobs:
+        need = replay_bytes(job)
+        if memory_gb is not None:
+            free, what = int(memory_gb * 2**30), f"launcher.mem_gb={memory_gb:g} of its SLURM job"
+        else:
+            free, what = available_memory(job.device)
+        if need > free:
+            seeds = len(job.seed_group) if job.seed_group else 1
+            raise ConfigError(f"protocol.online_steps={job.protocol.online_steps:,} needs an online replay of "
+                              f"~{need / 2**30:.1f} GiB for {job.task.name} ({seeds} seed(s) per process), more than the "
+                              f"{free / 2**30:.1f} GiB {what}; lower protocol.online_steps")
 
 
 def preflight(jobs) -> None:

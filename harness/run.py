@@ -140,8 +140,9 @@ def prepare(run) -> None:
         check_trackers(jobs[0].logger)  # one line for a missing tensorboard / wandb, not one per job
         if run.launcher.name == "slurm":
             check_slurm(run.launcher)
-        from harness.preflight import preflight
+        from harness.preflight import check_replay_memory, preflight
 
+        check_replay_memory(todo, getattr(run.launcher, "mem_gb", None) if run.launcher.name == "slurm" else None)
         preflight(todo)  # every dataset and environment before any job
         for task_name in dict.fromkeys(j.task.name for j in todo):
             import tasks

@@ -126,14 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     if not runs_dir.is_dir():
         print(f"error: no runs directory '{runs_dir}'", file=sys.stderr)
         return 2
-    from harness.jobs import ConfigError
+    from harness.schema import ConfigError
     from tasks import DatasetError
 
     try:
         if overrides:
-            from harness.run import check_command_line
+            from harness.config import CommandLine
 
-            check_command_line(overrides)  # unknown names and options: one line, before Hydra's long ones
+            CommandLine.parse(overrides).check()  # unknown names and options: one line, before Hydra's long ones
         entries = expected_jobs(runs_dir, overrides)
     except (ConfigError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)

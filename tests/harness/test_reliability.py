@@ -481,3 +481,33 @@ def test_ctrl_c_on_a_local_suite_prints_one_line_and_rerunning_resumes(tmp_path)
                           timeout=900)
     assert proc.returncode == 0 and "2/2 done" in proc.stdout, proc.stderr[-2000:]
     assert any(json.loads(p.read_text())["resumes"] == 1 for p in runs.glob("smoke/*/td3bc/seed*/summary.json"))
+
+
+# -- refused before any work: repeats, unused fields, bounds, memory, limits ------------------
+@pytest.mark.parametrize("args, message", [
+    (["suite.seeds=[0,0]"], "suite.seeds lists 0 more than once, got [0, 0]; list each once"),
+    (["suite.algorithms=[cql,cql]"], "suite.algorithms lists 'cql' more than once"),
+    (["suite.tasks=[pointmaze-umaze-diverse,pointmaze-umaze-diverse]"],
+     "suite.tasks lists 'pointmaze-umaze-diverse' more than once"),
+    (["suite.algorithm_seeds.cql=[1,1]"], "suite.algorithm_seeds.cql lists 1 more than once"),
+    (["algorithm=rlpd", "seed=0", "protocol.offline_steps=100"],
+     "protocol.offline_steps=100: algorithm 'rlpd' has no such phase (its yaml sets protocol.offline_steps: 0)"),
+    (["algorithm=cql", "algorithm.hparams.actor_lr=1e6"], "algorithm.hparams.actor_lr must be <= 1 (a learning rate), got 1000000.0"),
+    (["algorithm=iql", "algorithm.hparams.tau=2"], "algorithm.hparams.tau must be in (0, 1] (a soft target update rate), got 2.0"),
+    (["protocol.online_steps=1000000000"], "protocol.online_steps=1,000,000,000 needs an online replay of ~"),
+    (["threads=100000"], "threads must be a whole number from 1 to 4,096 (torch threads per job), got 100000"),
+    (["protocol.eval_episodes=2e9"], "protocol.eval_episodes must be <= 100,000, got 2,000,000,000"),
+])
+def test_refused_in_one_line_before_any_work(args, message, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    code, out, err = front_door([*TINY, *args, f"runs_dir={runs}"], capsys)
+    assert code == 2 and err.startswith("error: ") and message in err, err
+    assert len(err.strip().splitlines()) == 1 and not runs.exists()
+
+
+def test_runs_dir_with_a_tilde_is_the_home_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = front_door([*TINY, "algorithm=td3bc", "seed=0", "runs_dir='~/x'", "protocol.online_steps=0"], capsys)
+    assert code == 0, err
+    assert list((tmp_path / "home" / "x").glob("smoke/*/td3bc/seed0/summary.json")) and not (tmp_path / "~").exists()
