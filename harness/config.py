@@ -250,8 +250,54 @@ class CommandLine:
                                   f"or use {hint}")
 
 
+SEARCH_DIRS: list[Path] = []  # conf folders of the command line's hydra.searchpath (`check_searchpath`)
+
+
+def searchpath_dirs(value: str) -> list[Path]:
+    """The folders of a `hydra.searchpath=[file://DIR,pkg://a.conf]` value that exist here."""
+    from importlib.util import find_spec
+
+    out = []
+    for entry in (e.strip().strip("'\"") for e in value.strip("[] ").split(",") if e.strip()):
+        if entry.startswith("file://"):
+            out.append(Path(entry[len("file://"):]).expanduser().absolute())
+        elif entry.startswith("pkg://"):
+            try:
+                spec = find_spec(entry[len("pkg://"):])
+            except (ImportError, ValueError):
+                spec = None
+            out += [Path(loc) for loc in (spec.submodule_search_locations or [])] if spec else []
+        else:
+            out.append(Path(entry).expanduser().absolute())
+    return [d for d in out if d.is_dir()]
+
+
+def check_searchpath(overrides: tuple[Override, ...]) -> None:
+    """A yaml on the user's hydra.searchpath with a built-in's name would be ignored (Hydra reads
+    the built-in tree first), and one that is not valid YAML would fail later, or never be read:
+    both refused in one line. The others become choices of their group (`SEARCH_DIRS`)."""
+    SEARCH_DIRS.clear()
+    for o in overrides:
+        if not o.key.startswith("hydra.searchpath") or not o.value:
+            continue
+        for folder in searchpath_dirs(o.value):
+            for group in GROUPS:
+                for path in sorted((folder / group).glob("*.yaml")):
+                    if (CONF_DIR / group / path.name).exists():
+                        raise ConfigError(f"hydra.searchpath: {path} has the name of the built-in "
+                                          f"{CONF_DIR / group / path.name}, which Hydra reads first, so yours would be "
+                                          f"ignored; rename yours (e.g. {path.stem}_mine.yaml) and choose it by that name")
+                    try:
+                        OmegaConf.load(path)
+                    except Exception as exc:  # yaml's scanner and parser errors, OmegaConf's
+                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                        raise ConfigError(f"hydra.searchpath: {path} is not valid YAML ({first}); fix it") from None
+            SEARCH_DIRS.append(folder)
+
+
 def check_group_choices(overrides: tuple[Override, ...]) -> None:
     """One-line errors for unknown group choices, before Hydra prints its long ones."""
+    check_searchpath(overrides)
     searchpath = any(o.key.startswith("hydra.searchpath") for o in overrides)
     for o in overrides:
         if o.key not in GROUPS or not o.value or o.value == "null":
@@ -308,7 +354,7 @@ def package_yamls(group: str) -> dict[str, Path]:
 
 def group_names(group: str) -> list[str]:
     """A group's choices; yamls named `_<name>` are parents others inherit (e.g. task/_antmaze.yaml)."""
-    own = {p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_")}
+    own = {p.stem for d in (CONF_DIR, *SEARCH_DIRS) for p in (d / group).glob("*.yaml") if not p.stem.startswith("_")}
     return sorted(own | set(package_yamls(group)))
 
 
@@ -317,6 +363,8 @@ def load_group(group: str, name: str) -> DictConfig:
     inheriting cql.yaml, a task inheriting its domain's `_<domain>.yaml`) merges those configs of
     the same group first."""
     path = CONF_DIR / group / f"{name}.yaml"
+    if not path.exists():
+        path = next((p for d in SEARCH_DIRS if (p := d / group / f"{name}.yaml").exists()), path)
     if not path.exists():
         path = package_yamls(group).get(name, path)
     if not path.exists():

@@ -511,3 +511,27 @@ def test_runs_dir_with_a_tilde_is_the_home_folder(tmp_path, capsys, monkeypatch)
     code, out, err = front_door([*TINY, "algorithm=td3bc", "seed=0", "runs_dir='~/x'", "protocol.online_steps=0"], capsys)
     assert code == 0, err
     assert list((tmp_path / "home" / "x").glob("smoke/*/td3bc/seed0/summary.json")) and not (tmp_path / "~").exists()
+
+
+# -- a user's hydra.searchpath -----------------------------------------------------------------
+def test_yamls_on_a_users_searchpath_are_never_silently_shadowed(tmp_path, capsys):
+    conf = tmp_path / "myconf"
+    (conf / "algorithm").mkdir(parents=True)
+    search = f"hydra.searchpath=[file://{conf}]"
+    door = lambda *args: front_door([*TINY, "dry_run=true", f"runs_dir={tmp_path / 'runs'}", search, *args], capsys)  # noqa: E731
+    (conf / "algorithm" / "cql.yaml").write_text("name: cql\nhparams: {cql_alpha: 3.0}\n")  # a built-in's name
+    code, out, err = door()
+    assert code == 2 and err.strip() == (
+        f"error: hydra.searchpath: {conf}/algorithm/cql.yaml has the name of the built-in "
+        f"{ROOT}/harness/conf/algorithm/cql.yaml, which Hydra reads first, so yours would be ignored; rename yours "
+        f"(e.g. cql_mine.yaml) and choose it by that name"), err
+    (conf / "algorithm" / "cql.yaml").unlink()
+    (conf / "algorithm" / "cql_mine.yaml").write_text("name: cql\nhparams: {cql_alpha: [3.0\n")  # a syntax error
+    code, out, err = door()
+    assert code == 2 and err.startswith(f"error: hydra.searchpath: {conf}/algorithm/cql_mine.yaml is not valid YAML ("), err
+    (conf / "algorithm" / "cql_mine.yaml").write_text("defaults: [cql, _self_]\nname: cql\nhparams: {cql_alpha: 3.0}\n")
+    code, out, err = door("algorithm=cql_mine", "seed=0")  # renamed: a choice of its own, its values used
+    assert code == 0, err
+    code, out_builtin, err = door("algorithm=cql", "seed=0")
+    job_ids = [line.split()[-5] for line in (out, out_builtin) for line in line.splitlines() if line.startswith("cql ")]
+    assert len(job_ids) == 2 and job_ids[0] != job_ids[1]  # cql_alpha 3.0 is another config than the built-in's
