@@ -222,6 +222,7 @@ def remove_orphans(run_dir: Path) -> list[Path]:
     run_dir = Path(run_dir)
     names = ["config.yaml", "summary.json", "evals.csv", "train.csv", "episodes.csv"]
     found = [p for n in names for p in run_dir.glob(f".{n}.*")] + list(run_dir.glob(f"{CHECKPOINT_DIR}/.state.pt.*"))
+    found += list(run_dir.glob(".now-*"))  # harness.lock's clock probes
     for p in found:
         p.unlink(missing_ok=True)
     remove_empty_checkpoint_dir(run_dir)
