@@ -227,6 +227,21 @@ def bootstrap_ci(values: np.ndarray, stat, reps: int = 2000, seed: int = 0):
     return np.quantile(boot, alpha, axis=0), np.quantile(boot, 1 - alpha, axis=0)
 
 
+def stratified_mean_ci(groups, reps: int = 2000, seed: int = 0):
+    """Percentile bootstrap CI of the mean over tasks of per-task means, seeds resampled within
+    each task (rliable's stratified bootstrap, which also allows a different seed count per
+    task). `groups`: one (seeds, ...) array per task; a task with one seed enters as it is."""
+    rng = np.random.default_rng(seed)
+    total = 0.0
+    for values in groups:
+        values = np.asarray(values, float)
+        idx = rng.integers(0, len(values), (reps, len(values)))
+        total = total + values[idx].mean(axis=1)
+    boot = total / len(groups)
+    alpha = (1 - CONFIDENCE) / 2
+    return np.quantile(boot, alpha, axis=0), np.quantile(boot, 1 - alpha, axis=0)
+
+
 def per_task_curves(metrics: pd.DataFrame, curves: dict, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Per (task, algorithm), IQM over seeds at each grid fraction, all completed runs, with a
     percentile bootstrap over seeds (one task: a stratified bootstrap is a plain one)."""

@@ -14,14 +14,16 @@ from reports import aggregate, metrics, plots, tables
 from reports.html import figure, write_index
 from reports.files import private_folder, swap_in, write_csv, write_file
 from reports.load import StoreError, load_store
+from reports.reference import load_references
 
 DEFAULT_REPS = 2000
 NOT_INCLUDED_COLS = ["suite", "task", "algorithm", "seed", "status", "reason", "path"]
 
 
 def build_report(runs_dir, out_dir=None, dip_window: float = metrics.DEFAULT_DIP_WINDOW,
-                 reps: int = DEFAULT_REPS, seed: int = 0) -> Path:
-    """Write the report of `runs_dir` into `out_dir` (default RUNS_DIR/report); return index.html."""
+                 reps: int = DEFAULT_REPS, seed: int = 0, references=None) -> Path:
+    """Write the report of `runs_dir` into `out_dir` (default RUNS_DIR/report); return index.html.
+    `references`: folder of published-result CSVs (default reports/reference/; False: none)."""
     if not 0 < dip_window <= 1:
         raise ValueError(f"dip window {dip_window} must be a fraction in (0, 1]; e.g. --dip-window 0.25")
     if reps < 100:
@@ -29,6 +31,7 @@ def build_report(runs_dir, out_dir=None, dip_window: float = metrics.DEFAULT_DIP
     runs_dir = Path(runs_dir)
     final_dir = Path(out_dir) if out_dir else runs_dir / "report"
     store = load_store(runs_dir)  # first: a missing or empty store creates nothing
+    refs = load_references(references) if references is not False else None
     try:
         out_dir = private_folder(final_dir)
     except OSError as exc:
@@ -70,6 +73,8 @@ def _build(store, runs_dir: Path, out_dir: Path, dip_window: float, reps: int, s
         if mats.tasks:
             sections += _aggregate_sections(store, mats, curves, out_dir, fig_dir, reps, seed)
         sections += _per_task_sections(per_run, curves, out_dir, fig_dir, reps, seed)
+        if refs is not None:
+            sections += _reference_sections(per_run, curves, refs, out_dir, fig_dir, reps, seed)
         if per_run["policy_value_end"].notna().any():
             sections.append(_calibration_section(per_run, store.train, out_dir, fig_dir, reps, seed))
     else:
@@ -157,6 +162,42 @@ def _per_task_sections(per_run, curves, out_dir, fig_dir, reps, seed):
     body = (figure(f_tasks[0], out_dir, "Per-task IQM over seeds with 95% bootstrap bands; dashed line: end of "
                    "pre-training") + "".join(tables.to_html(t) for t in task_tables))
     return [("Per-task results", body)]
+
+
+def _reference_sections(per_run, curves, refs, out_dir, fig_dir, reps, seed):
+    """Published results next to ours (reports/references.py): the agreement table, the published
+    curves under ours, and the references that exist but are not comparable, with the reason."""
+    from reports import references
+
+    matches = references.match_store(per_run, refs)
+    write_csv(matches, out_dir / "references_match.csv")
+    if matches.empty:
+        return [("Published results", "<p>No published reference for any method x task of this store "
+                 "(reports/reference/).</p>")]
+    agreed = references.agreement(per_run, refs, matches, reps, seed)
+    body = ""
+    if len(agreed):
+        write_csv(agreed, out_dir / "references_agreement.csv")
+        table = tables.agreement_table(agreed)
+        _write_tables(out_dir, "references_tables", [table])
+        comp = references.comparison_curves(per_run, curves, refs, agreed, reps, seed)
+        write_csv(comp, out_dir / "references_curves.csv")
+        fig = plots.reference_plot(comp, fig_dir)
+        n_bad = int((agreed["verdict"] == "DISAGREE").sum())
+        if n_bad:
+            body += f"<p class='warn'>{n_bad} of {len(agreed)} comparison(s) disagree with the published result.</p>"
+        body += (tables.to_html(table) + figure(
+            fig[0], out_dir, "Published mean (dashed, light band) under ours (solid, band), per task and averaged "
+            "over the compared tasks; 95% bootstrap bands (stratified in the aggregate; none for a published "
+            "average of means-only sources); x = 0 is the end of pre-training"))
+    else:
+        body += "<p>No reference matches the protocol of this store's runs: nothing is compared.</p>"
+    other = matches[~matches["comparable"]]
+    if len(other):
+        body += ("<h3>Published references not compared (protocol differs)</h3>"
+                 + other[["task", "algorithm", "source", "method", "ref_task", "differs"]]
+                 .to_html(index=False, escape=True, border=0))
+    return [("Published results", body)]
 
 
 def _calibration_section(per_run, train, out_dir, fig_dir, reps, seed):

@@ -62,7 +62,8 @@ def _read_run(run_dir: Path) -> tuple[dict, pd.DataFrame | None, pd.DataFrame | 
     row = {"suite": run_dir.parents[2].name, "task": run_dir.parents[1].name,
            "algorithm": run_dir.parent.name, "seed": int(seed_txt) if seed_txt.isdigit() else -1,
            "path": str(run_dir), "domain": "unknown", "status": "unknown", "error": "",
-           "offline_steps": np.nan, "online_steps": np.nan, "eval_every": np.nan,
+           "offline_steps": np.nan, "online_steps": np.nan, "eval_every": np.nan, "eval_episodes": np.nan,
+           "chunk": np.nan,
            "wall_time_s": np.nan, "updates_per_s": np.nan, "goal": None,
            "episodes": 0, "episode_success": np.nan, "policy_value_end": np.nan, "mc_return_end": np.nan,
            "dataset_sha256": "", "dataset_source": "", "dataset_generator": ""}
@@ -78,8 +79,9 @@ def _read_run(run_dir: Path) -> tuple[dict, pd.DataFrame | None, pd.DataFrame | 
         protocol = config.get("protocol") or {}
         row["domain"] = task.get("domain", row["domain"])
         row["goal"] = task.get("goal")
-        for key in ("offline_steps", "online_steps", "eval_every"):
+        for key in ("offline_steps", "online_steps", "eval_every", "eval_episodes"):
             row[key] = protocol.get(key, np.nan)
+        row["chunk"] = _chunk(config)
         data = config.get("dataset") if isinstance(config.get("dataset"), dict) else {}  # recorded at the run's start
         row["dataset_sha256"] = str(data.get("sha256") or "")
         row["dataset_source"] = str(data.get("path") or data.get("where") or "")
@@ -111,6 +113,14 @@ def _read_run(run_dir: Path) -> tuple[dict, pd.DataFrame | None, pd.DataFrame | 
         return row, None, None
     row["included"], row["reason"] = _inclusion(summary, row, config, evals)
     return row, evals, calibration
+
+
+def _chunk(config: dict) -> int:
+    """Actions per policy query: the method's `chunk` hyperparameter (1, single actions, when
+    the method has none)."""
+    hparams = (config.get("algorithm") or {}).get("hparams") or {}
+    chunk = hparams.get("chunk", 1)
+    return int(chunk) if isinstance(chunk, (int, float)) and not isinstance(chunk, bool) else 1
 
 
 def _calibration(train: pd.DataFrame | None, row: dict) -> pd.DataFrame | None:

@@ -184,3 +184,43 @@ def per_task_plot(curves: pd.DataFrame, out_dir: Path) -> list[Path]:
                    bbox_to_anchor=(0.5, 1.0))
         fig.tight_layout()
         return _save(fig, out_dir, "curves_per_task")
+
+
+def reference_plot(curves: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Per compared task and in the aggregate: the published mean (dashed, light band) drawn
+    under ours (solid, band), both with 95% bootstrap bands; x = fine-tuning env steps (0: the
+    end of pre-training)."""
+    panels = list(dict.fromkeys(sorted(p for p in curves["panel"].unique() if not p.startswith("aggregate"))
+                                + sorted(p for p in curves["panel"].unique() if p.startswith("aggregate"))))
+    pairs = sorted(set(zip(curves["algorithm"], curves["reference"])))
+    col = {pair: PALETTE[i % len(PALETTE)] for i, pair in enumerate(pairs)}
+    ncol = min(4, len(panels))
+    nrow = int(np.ceil(len(panels) / ncol))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrow, ncol, figsize=(2.8 * ncol, 2.3 * nrow + 0.5), squeeze=False)
+        for ax, panel in zip(axes.flat, panels):
+            sub = curves[curves["panel"] == panel]
+            x_col = "env_steps" if sub["env_steps"].notna().all() else "frac"
+            for (alg, ref), g in sub.groupby(["algorithm", "reference"]):
+                c = col[(alg, ref)]
+                pub, ours = g[g["side"] == "published"], g[g["side"] == "ours"]
+                ax.fill_between(pub[x_col], pub["lo"], pub["hi"], color=c, alpha=0.10, lw=0, zorder=1)
+                ax.plot(pub[x_col], pub["mean"], color=c, ls="--", lw=1.3, alpha=0.9, zorder=2,
+                        label=f"{ref} (published)")
+                ax.fill_between(ours[x_col], ours["lo"], ours["hi"], color=c, alpha=0.25, lw=0, zorder=3)
+                ax.plot(ours[x_col], ours["mean"], color=c, zorder=4, label=f"{alg} (ours)")
+            ax.set_title(panel, fontsize=8)
+            ax.set_xlabel("fine-tuning env steps" if x_col == "env_steps" else "fraction of the fine-tuning budget")
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+        for ax in axes.flat[len(panels):]:
+            ax.axis("off")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("normalized score (mean)")
+        handles, labels = {}, {}
+        for ax in axes.flat[:len(panels)]:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(lab, h)
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(4, len(handles)),
+                   frameon=False, bbox_to_anchor=(0.5, 1.0))
+        fig.tight_layout()
+        return _save(fig, out_dir, "references")

@@ -194,6 +194,26 @@ def poi_table(poi: pd.DataFrame, what: str = "final score, P(row > column)") -> 
                  "Mann-Whitney probability per task averaged over tasks [95% stratified bootstrap CI]")
 
 
+def agreement_table(agreed: pd.DataFrame) -> Table:
+    """Per compared method x task and reference: our final score beside the published one."""
+    rows = []
+    for a in agreed.sort_values(["task", "algorithm", "source", "method"]).to_dict("records"):
+        flag = a["verdict"] == "DISAGREE"
+        rows.append([a["task"], a["algorithm"],
+                     f"{a['source']} {a['method']} ({a['repository']}@{str(a['commit'])[:7]})",
+                     Cell(pre=f"{_fmt(a['ours_j0'])} → ", main=_fmt(a["ours_final"]),
+                          post=f" [{_fmt(a['ours_lo'])}, {_fmt(a['ours_hi'])}] (n={a['ours_n']})"),
+                     Cell(pre=f"{_fmt(a['ref_j0'])} → ", main=_fmt(a["ref_final"]),
+                          post=f" [{_fmt(a['ref_lo'])}, {_fmt(a['ref_hi'])}] ({a['ref_n']})"
+                               + (f"; {a['ref_notes']}" if a.get("ref_notes") else "")),
+                     Cell(main=a["verdict"], bold=flag)])
+    return Table("Agreement with published results", ["task", "method", "reference", "ours: J0 → final",
+                                                      "published: J0 → final", "verdict"], rows,
+                 "final score (last online evaluation), mean over seeds [95% percentile bootstrap CI] "
+                 "(n = seeds; published CI as given where only means are published); DISAGREE: each mean "
+                 "outside the other's interval. Only references whose protocol matches are compared.")
+
+
 # ---- renderers ----
 def to_markdown(t: Table) -> str:
     def cell(c):

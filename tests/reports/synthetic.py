@@ -59,13 +59,13 @@ def write_run(
 
 
 def make_config(suite, task, domain, algorithm, seed, *, offline_steps, online_steps,
-                eval_every, offline_eval_every, eval_episodes=20) -> dict:
+                eval_every, offline_eval_every, eval_episodes=20, chunk=None) -> dict:
     """A resolved job config with the keys the reports read."""
     return {
         "suite": suite,
         "job_id": f"{algorithm}-{task}-{seed}",
         "seed": seed,
-        "algorithm": {"name": algorithm},
+        "algorithm": {"name": algorithm, **({"hparams": {"chunk": chunk}} if chunk else {})},
         "task": {"name": task, "domain": domain},
         "protocol": {"offline_steps": offline_steps, "online_steps": online_steps,
                      "eval_every": eval_every, "offline_eval_every": offline_eval_every,
@@ -117,8 +117,11 @@ def write_store(
     models: dict | None = None,
     rng_seed: int = 0,
     episodes: bool = True,
+    eval_episodes: int = 20,
+    chunks: dict | None = None,
 ) -> Path:
-    """Write a done-status store; `models[(method, task)]` overrides the default CurveModel."""
+    """Write a done-status store; `models[(method, task)]` overrides the default CurveModel;
+    `chunks[method]` is written as the method's `chunk` hyperparameter."""
     rng = np.random.default_rng(rng_seed)
     root = Path(root)
     for mi, method in enumerate(methods):
@@ -150,7 +153,8 @@ def write_store(
                                        "length": horizon})
                 cfg = make_config(suite, task, domain, method, seed, offline_steps=offline_steps,
                                   online_steps=online_steps, eval_every=online_every,
-                                  offline_eval_every=offline_every)
+                                  offline_eval_every=offline_every, eval_episodes=eval_episodes,
+                                  chunk=(chunks or {}).get(method))
                 summary = {"status": "done", "job_id": cfg["job_id"], "suite": suite, "task": task,
                            "domain": domain, "goal": True, "algorithm": method, "seed": seed,
                            "offline_score": j0, "final_score": float(online[-1]),
@@ -158,6 +162,15 @@ def write_store(
                 write_run(root / suite / task / method / f"seed{seed}", config=cfg, evals=ev,
                           episodes=ep, summary=summary)
     return root
+
+
+# The OGBench suite's state tasks with their protocol (harness/conf/task/*.yaml: 1M offline
+# updates evaluated every 100K, 1M online env steps evaluated every 20K, 50 episodes).
+OGBENCH_TASKS = [(name, "ogbench", 1_000_000, 500) for name in
+                 ("cube-single-play-singletask", "cube-double-play-singletask", "scene-play-singletask",
+                  "puzzle-3x3-play-singletask")]
+OGBENCH_PROTOCOL = {"online_every": 20_000, "offline_steps": 1_000_000, "offline_every": 100_000,
+                    "eval_episodes": 50}
 
 
 def write_final_scores_store(root: Path, finals: dict, offline: float = 50.0, suite: str = "s",
