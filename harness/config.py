@@ -494,7 +494,6 @@ def unused_protocol_fields(layers: list[tuple[str, dict]]) -> None:
 def resolve_job_values(layers: list[tuple[str, dict]]) -> tuple[ResolvedAlgorithm, Protocol]:
     """One job's method and protocol from its layers (`job_layers`), checked and built."""
     method_protocol(layers)
-    unused_protocol_fields(layers)
     merged = merge_layers(layers)
     protocol_values = merged.pop("protocol", {})
     method = validate_algorithm(merged)  # the method's errors first, then the protocol's
@@ -502,6 +501,7 @@ def resolve_job_values(layers: list[tuple[str, dict]]) -> tuple[ResolvedAlgorith
         protocol = Protocol(**check_values(Protocol, protocol_values, "protocol"))
     except TypeError as exc:
         raise ConfigError(f"bad protocol option: {exc}; valid: {', '.join(Protocol.__dataclass_fields__)}") from None
+    unused_protocol_fields(layers)  # after the method's and the protocol's own errors
     return follow(method, protocol), protocol
 
 

@@ -38,7 +38,7 @@ def build_report(runs_dir, out_dir=None, dip_window: float = metrics.DEFAULT_DIP
         raise StoreError(f"cannot write the report into {final_dir} ({exc.strerror or exc}); "
                          f"write it elsewhere with --out DIR") from None
     try:
-        _build(store, runs_dir, out_dir, dip_window, reps, seed)
+        _build(store, refs, runs_dir, out_dir, dip_window, reps, seed)
         swap_in(out_dir, final_dir)
     except BaseException:
         import shutil
@@ -48,7 +48,7 @@ def build_report(runs_dir, out_dir=None, dip_window: float = metrics.DEFAULT_DIP
     return final_dir / "index.html"
 
 
-def _build(store, runs_dir: Path, out_dir: Path, dip_window: float, reps: int, seed: int) -> Path:
+def _build(store, refs, runs_dir: Path, out_dir: Path, dip_window: float, reps: int, seed: int) -> Path:
     fig_dir = out_dir / "figures"
     fig_dir.mkdir()
     if store.runs["suite"].nunique() > 1:  # the same task name may mean different things per suite

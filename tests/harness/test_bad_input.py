@@ -131,8 +131,8 @@ CASES = [
     # divergence: only seen while training; the run is failed, never done
     (["algorithm=iql", "seed=0", "algorithm.reward.scale=1e30"], 1,
      "diverged: non-finite critic_loss first at update"),
-    (["algorithm=iql", "seed=0", "algorithm.hparams.actor_lr=1e30"], 1,
-     "diverged: non-finite actor_loss first at update"),
+    (["algorithm=iql", "seed=0", "algorithm.hparams.actor_lr=1e30"], 2,  # a learning rate above 1: refused up front
+     "algorithm.hparams.actor_lr must be <= 1 (a learning rate), got 1e+30"),
 ]
 
 
