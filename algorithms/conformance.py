@@ -4,8 +4,9 @@ restores the same actions and training; a fixed seed gives the same first update
 networks, where a method has them, get no gradients; declared needs are batch fields.
 
 Run it on any method, a plug-in's included, from any folder (no checkout needed):
-`python -m algorithms.conformance NAME [NAME ...]` (no name: every registered method); one line
-per check, exit code 1 if any fails. `tests/algorithms/test_conformance.py` runs it in CI.
+`python -m algorithms.conformance NAME [NAME ...]` (no name: every registered method), or a
+method's source file not installed yet, `python -m algorithms.conformance bc.py` (imported, so its
+`@register` runs; its methods are checked); one line per check, exit code 1 if any fails. `tests/algorithms/test_conformance.py` runs it in CI.
 """
 from __future__ import annotations
 
@@ -164,6 +165,23 @@ def main(argv: list[str] | None = None) -> int:
     if any(a.startswith("-") for a in argv):
         print(__doc__.strip(), file=sys.stderr)
         return 2
+    names = []
+    for arg in argv:
+        if arg.endswith(".py"):  # a source file: importing it registers its methods
+            import importlib.util
+
+            before = set(base.REGISTRY)
+            spec = importlib.util.spec_from_file_location(Path(arg).stem, arg)
+            if spec is None or not Path(arg).is_file():
+                print(f"error: no such file {arg}", file=sys.stderr)
+                return 2
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+            names += sorted(set(base.REGISTRY) - before)
+        else:
+            names.append(arg)
+    argv = names
     known = base.available()
     unknown = [n for n in argv if n not in known]
     if unknown:

@@ -110,3 +110,19 @@ def test_every_yaml_resolves_to_a_valid_config_in_every_domain(domain):
         algo = resolve_algorithm(load_group("algorithm", name), domain)
         assert algo["name"] == name and name in algorithms.available()
         validate_algorithm(algo)
+
+
+def test_the_suite_runs_on_a_plugin_source_file_from_its_folder(tmp_path):
+    """From the folder holding a method's source (not installed): the file is imported, its
+    `@register` runs, and its method is checked, not refused as unknown."""
+    import inspect
+    import os
+    import textwrap
+
+    source = "import torch\nimport algorithms\n\n\n@algorithms.register('bc_file')\n" + textwrap.dedent(
+        inspect.getsource(BC))
+    (tmp_path / "bc.py").write_text(source)
+    proc = subprocess.run([sys.executable, "-m", "algorithms.conformance", "bc.py"], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert " bc_file " in proc.stdout and proc.stdout.strip().splitlines()[-1].endswith("checks passed")
