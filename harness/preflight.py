@@ -11,10 +11,16 @@ from tasks.base import DatasetError
 
 
 def problems(task_names) -> list[str]:
+    from tasks.sources import minari_path_problem
+
     out = []
     for name in dict.fromkeys(task_names):
         task = tasks.get(name)
-        if not task.dataset_present() and not hasattr(task, "generate"):
+        minari = [s for s in task.sources() if "Minari" in s.where or s.name in ("minari", "generated")]
+        empty = (minari_path_problem() or "") if not os.environ.get("MINARI_DATASETS_PATH", "x").strip() else ""
+        if minari and empty and task.active_source() in (None, *(s.name for s in minari)):
+            out.append(f"{name}: {empty}")  # Minari itself would read an empty path as no folder at all
+        elif not task.dataset_present() and not hasattr(task, "generate"):
             out.append(f"{name}: dataset missing ({task.source}). To get it: {task.how_to_get()}")
         elif not task.dataset_present() and (problem := getattr(task, "save_problem", lambda: None)()):
             out.append(f"{name}: its dataset is generated on first use, but {problem}")
