@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from algorithms.common.networks import SeedStreams
+from algorithms.common.networks import SeedStreams, target_copy
 
 ENTRY_POINT_GROUP = "o2o_bench.algorithms"
 
@@ -62,6 +62,11 @@ class Batch:
     `done` is 1.0 only for true terminals (not time-outs). `mc_return` is the Monte-Carlo
     discounted return-to-go of the trajectory holding `obs`; it is filled for methods that list
     "mc_return" in `Algorithm.needs` (and on the batches the harness logs, for calibration).
+
+    Action chunks (a method with `chunk` h > 1): `action` holds a_t .. a_{t+h-1} flattened (h*A),
+    `reward` the discounted h-step sum up to the episode end, `next_obs` obs_{t+h}, `done` a true
+    terminal at or before the chunk's last valid step, and `valid` (.., h) is 1 for the chunk's
+    steps before an episode end inside it (QC's `valid`); None with h = 1.
     """
 
     obs: torch.Tensor
@@ -70,6 +75,7 @@ class Batch:
     next_obs: torch.Tensor
     done: torch.Tensor
     mc_return: torch.Tensor | None = None
+    valid: torch.Tensor | None = None
 
     @classmethod
     def stack(cls, batches: list["Batch"]) -> "Batch":
@@ -81,6 +87,12 @@ class Batch:
         """Seed k's rows."""
         return Batch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[k]
                         for f in dataclasses.fields(self)})
+
+
+def per_seed(x: torch.Tensor) -> torch.Tensor:
+    """A value per seed (K,) as it multiplies each seed's batch rows (K, B): (K, 1). The one
+    place the seed axis enters an equation (e.g. alpha log pi(a|s) reads per_seed(alpha) * log_pi)."""
+    return x.unsqueeze(-1)
 
 
 def minimize(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -132,6 +144,39 @@ class Algorithm(ABC):
             raise ValueError(f"algorithm '{self.name}': {', '.join(unset)} is null; set it when building the "
                              f"method outside a job")
 
+    # -- what every method's constructor shares: it then states only its networks' shapes ----
+    def build_encoder(self) -> int:
+        """`self.encoder` (identity for vector observations; DrQ's for images, trained by the
+        critic loss) and its frozen target `self.encoder_target`; returns the feature size."""
+        from algorithms.common.encoder import make_encoder
+
+        self.encoder = make_encoder(self.obs_spec, self.config, self.rng).to(self.device)
+        self.encoder_target = target_copy(self.encoder)
+        return self.encoder.out_dim
+
+    def network(self, net: torch.nn.Module) -> torch.nn.Module:
+        """`net` on the job's device."""
+        return net.to(self.device)
+
+    def with_target(self, net: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """`net` on the job's device and its frozen target copy (soft-updated by the method)."""
+        net = self.network(net)
+        return net, target_copy(net)
+
+    def learned_scalar(self, value: float) -> torch.Tensor:
+        """A learned scalar per seed (K,), e.g. a log-temperature, starting at `value`."""
+        return torch.full((self.n_seeds,), float(value), device=self.device, requires_grad=True)
+
+    @staticmethod
+    def adam(lr: float, *params: torch.nn.Module | torch.Tensor, fused: bool | None = None) -> torch.optim.Adam:
+        """One Adam over the parameters of `params` (modules, or learned scalars), in order."""
+        flat = [p for x in params for p in (x.parameters() if isinstance(x, torch.nn.Module) else [x])]
+        return torch.optim.Adam(flat, lr, fused=fused)
+
+    def critic_adam(self, lr: float, critic: torch.nn.Module) -> torch.optim.Adam:
+        """The critic's optimizer, which also trains the encoder (its loss is the encoder's)."""
+        return self.adam(lr, critic, self.encoder, fused=True)
+
     @abstractmethod
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One gradient step on `batch`; returns named metrics, detached, one per seed (K,)
@@ -141,6 +186,11 @@ class Algorithm(ABC):
     def policy(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         """Actions for observations (K, N, *obs) -> (K, N, A) (without the seed dim when
         `multi_seed` is False); tensor in, tensor out, no gradients."""
+
+    @property
+    def chunk(self) -> int:
+        """Actions per policy call, h (the Config field `chunk`; 1 without it)."""
+        return getattr(self.config, "chunk", 1)
 
     def update_seeds(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The harness's entry point: `batch` with a leading seed dim, metrics (K,)."""
@@ -365,4 +415,5 @@ def check_non_negative(config: Any, *names: str) -> None:
 
 
 __all__ = ["ActionSpec", "Algorithm", "Batch", "ObsSpec", "REGISTRY", "SeedStreams", "available", "build_config",
-           "check_non_negative", "check_positive", "check_unit_interval", "field", "get", "make", "minimize", "register"]
+           "check_non_negative", "check_positive", "check_unit_interval", "field", "get", "make", "minimize", "per_seed",
+           "register"]

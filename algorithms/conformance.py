@@ -26,7 +26,7 @@ from algorithms.base import ActionSpec, Batch, ObsSpec
 OBS, ACT, B = 5, 3, 32
 SMALL = {"actor_hidden": (16, 16), "critic_hidden": (16, 16), "value_hidden": (16, 16),
          "actor_every": 2}  # RLPD's and WSRL's actor step (a job sets it to protocol.utd)
-BUILT_IN = ("calql", "cql", "iql", "td3bc", "awac", "rlpd", "wsrl")  # every one has a Q-function
+BUILT_IN = ("calql", "cql", "iql", "td3bc", "awac", "rlpd", "wsrl", "fql", "qc", "qcfql")  # every one has a Q-function
 
 
 def small_hparams(name: str) -> dict:
@@ -39,19 +39,31 @@ def make(name: str, seed: int = 0) -> base.Algorithm:
     return base.make(name, ObsSpec((OBS,)), ActionSpec(ACT), small_hparams(name), "cpu")
 
 
-def batch(seed: int = 0, seeds: int = 1) -> Batch:
-    """One batch for each of `seeds` seeds: fields (seeds, B, ...)."""
+def chunk(name: str) -> int:
+    """The method's chunk length h with its defaults (1 for a method without chunks)."""
+    return getattr(base.get(name).Config(), "chunk", 1)
+
+
+def batch(seed: int = 0, seeds: int = 1, chunk: int = 1) -> Batch:
+    """One batch for each of `seeds` seeds: fields (seeds, B, ...); with chunk h > 1, batches of
+    h-step chunks (actions h * ACT, `valid` with an episode end inside some chunks)."""
     g = torch.Generator().manual_seed(seed)
     K = seeds
-    return Batch(obs=torch.randn(K, B, OBS, generator=g), action=torch.rand(K, B, ACT, generator=g) * 2 - 1,
+    valid = None
+    if chunk > 1:
+        ends = torch.randint(1, chunk + 3, (K, B, 1), generator=g)  # first step after an episode end (> h: none)
+        valid = (torch.arange(chunk) < ends).float()
+    return Batch(obs=torch.randn(K, B, OBS, generator=g), action=torch.rand(K, B, chunk * ACT, generator=g) * 2 - 1,
                  reward=torch.randn(K, B, generator=g), next_obs=torch.randn(K, B, OBS, generator=g),
-                 done=(torch.rand(K, B, generator=g) < 0.1).float(), mc_return=torch.randn(K, B, generator=g))
+                 done=(torch.rand(K, B, generator=g) < 0.1).float(), mc_return=torch.randn(K, B, generator=g),
+                 valid=valid)
 
 
 def check_update_gives_finite_metrics_one_per_seed(name: str) -> str | None:
     algo = make(name)
+    assert algo.chunk == chunk(name), "the method's chunk is its Config's"
     for i in range(3):
-        metrics = algo.update_seeds(batch(i))
+        metrics = algo.update_seeds(batch(i, chunk=algo.chunk))
     assert metrics, "update must report metrics"
     for key, value in metrics.items():
         assert torch.is_tensor(value) and value.shape == (1,), key
@@ -64,7 +76,7 @@ def check_policy_value_is_q_of_the_deterministic_action(name: str) -> str | None
     the same states give the same values, and a changed actor changes them."""
     algo = make(name)
     for _ in range(3):
-        algo.update_seeds(batch())
+        algo.update_seeds(batch(chunk=algo.chunk))
     obs = batch(1).obs
     value = algo.policy_value_seeds(obs)
     if name in BUILT_IN:
@@ -87,15 +99,17 @@ def check_act_shapes_and_bounds(name: str) -> str | None:
     algo = make(name)
     single = algo.act(np.zeros((1, OBS), np.float32), deterministic=True)  # one observation per seed
     many = algo.act(np.random.randn(1, 7, OBS).astype(np.float32), deterministic=False)
-    assert single.shape == (1, ACT) and many.shape == (1, 7, ACT), (single.shape, many.shape)
+    h = chunk(name)  # a chunked method acts with the flattened chunk
+    assert single.shape == (1, h * ACT) and many.shape == (1, 7, h * ACT), (single.shape, many.shape)
     assert np.all(np.abs(many) <= 1.0), "actions outside [-1, 1]"
     return None
 
 
 def check_save_load_restores_actions_and_training(name: str) -> str | None:
     a = make(name, seed=0)
+    h = chunk(name)
     for i in range(3):
-        a.update_seeds(batch(i))
+        a.update_seeds(batch(i, chunk=h))
     a.on_finetune_start()
     with tempfile.TemporaryDirectory() as tmp:
         torch.save(a.state_dict(), Path(tmp) / "s.pt")
@@ -106,9 +120,9 @@ def check_save_load_restores_actions_and_training(name: str) -> str | None:
     assert b.finetuning
     # training continues identically from the restored state (optimizers, temperatures too)
     torch.manual_seed(7)
-    ma = a.update_seeds(batch(5))
+    ma = a.update_seeds(batch(5, chunk=h))
     torch.manual_seed(7)
-    mb = b.update_seeds(batch(5))
+    mb = b.update_seeds(batch(5, chunk=h))
     for k in ma:
         assert math.isclose(float(ma[k]), float(mb[k]), rel_tol=1e-5, abs_tol=1e-6), k
     return None
@@ -119,7 +133,7 @@ def check_fixed_seed_gives_same_first_update(name: str) -> str | None:
     for _ in range(2):
         algo = make(name, seed=3)
         torch.manual_seed(11)
-        results.append({k: float(v) for k, v in algo.update_seeds(batch(0)).items()})
+        results.append({k: float(v) for k, v in algo.update_seeds(batch(0, chunk=algo.chunk)).items()})
     assert results[0] == results[1], results
     return None
 
@@ -128,7 +142,7 @@ def check_target_networks_get_no_gradients(name: str) -> str | None:
     """Modules under a key with 'target' (`algorithms.common.networks.target_copy`): frozen. A
     method without one (e.g. behaviour cloning) passes: there is nothing to check."""
     algo = make(name)
-    algo.update_seeds(batch(0))
+    algo.update_seeds(batch(0, chunk=algo.chunk))
     targets = {k: m for k, m in algo.modules().items() if "target" in k and isinstance(m, torch.nn.Module)}
     for key, target in targets.items():
         for p in target.parameters():

@@ -40,9 +40,9 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.base import Algorithm, Batch, check_non_negative, check_positive, check_unit_interval, register
-from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
-from algorithms.common.networks import EnsembleCritic, TanhGaussianActor, soft_update, target_copy
+from algorithms.base import Algorithm, Batch, check_non_negative, check_positive, check_unit_interval, per_seed, register
+from algorithms.common.encoder import EncoderConfig, encode_batch
+from algorithms.common.networks import EnsembleCritic, TanhGaussianActor, members_of, soft_update
 
 
 @dataclass
@@ -88,23 +88,20 @@ class CQL(Algorithm):
 
     def __init__(self, obs_spec, action_spec, config: CQLConfig, device, rng=None):
         super().__init__(obs_spec, action_spec, config, device, rng)
-        rng, K = self.rng, self.n_seeds  # one stream per seed: initial weights, sampled actions
-        self.encoder = make_encoder(obs_spec, config, rng).to(self.device)  # identity for vector observations
-        self.encoder_target = target_copy(self.encoder)
-        obs_dim, act_dim = self.encoder.out_dim, action_spec.dim
-        self.actor = TanhGaussianActor(obs_dim, act_dim, config.actor_hidden, rng,
-                                       log_std_affine=(1.0, -1.0) if config.log_std_affine else None,
-                                       layer_norm=config.actor_layer_norm).to(self.device)
-        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics, rng,
-                                     layer_norm=config.critic_layer_norm).to(self.device)
-        self.critic_target = target_copy(self.critic)
-        self.log_alpha = torch.zeros(K, device=self.device, requires_grad=True)  # one per seed
-        self.log_alpha_prime = torch.full((K,), config.cql_lagrange_init, device=self.device, requires_grad=True)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
-        self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
-                                           config.critic_lr, fused=True)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], config.alpha_lr)
-        self.alpha_prime_opt = torch.optim.Adam([self.log_alpha_prime], config.critic_lr)
+        rng = self.rng  # one stream per seed: initial weights, sampled actions
+        obs_dim, act_dim = self.build_encoder(), action_spec.dim
+        self.actor = self.network(TanhGaussianActor(obs_dim, act_dim, config.actor_hidden, rng,
+                                                    log_std_affine=(1.0, -1.0) if config.log_std_affine else None,
+                                                    layer_norm=config.actor_layer_norm))
+        self.critic, self.critic_target = self.with_target(
+            EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics, rng,
+                           layer_norm=config.critic_layer_norm))
+        self.log_alpha = self.learned_scalar(0.0)
+        self.log_alpha_prime = self.learned_scalar(config.cql_lagrange_init)
+        self.actor_opt = self.adam(config.actor_lr, self.actor, fused=True)
+        self.critic_opt = self.critic_adam(config.critic_lr, self.critic)
+        self.alpha_opt = self.adam(config.alpha_lr, self.log_alpha)
+        self.alpha_prime_opt = self.adam(config.critic_lr, self.log_alpha_prime)
         self.target_entropy = -float(act_dim) if config.target_entropy is None else config.target_entropy
 
     def policy(self, obs, deterministic):
@@ -132,7 +129,7 @@ class CQL(Algorithm):
         alpha_loss = self.temperature_loss(log_pi.detach())
         alpha = self.log_alpha.detach().exp()  # (K,)
         q_pi = self.critic(obs_actor, pi_action, frozen=True).min(0).values
-        actor_loss = (alpha.unsqueeze(-1) * log_pi - q_pi).mean(-1)
+        actor_loss = (per_seed(alpha) * log_pi - q_pi).mean(-1)
 
         # The push-down term's actions at s, N per state of each kind (rows ordered (B, N)):
         # uniform, the policy at s, the policy at s' (as the paper's importance-sampled logsumexp).
@@ -153,12 +150,14 @@ class CQL(Algorithm):
                 q_next = self.target_values(next_obs, first).unsqueeze(-1)
                 td_target = self.td_target(batch.reward, batch.done, q_next, pi_next_logp[..., :1], alpha)
 
-        q_data, q_uniform, q_pi_s, q_pi_next = self.critic_values(obs, action, obs_rep, uniform_a, pi_s_a, pi_next_a)
+        members = self.conservative_members(obs.device)  # of the conservative term (None: every critic)
+        q_data, q_uniform, q_pi_s, q_pi_next = self.critic_values(obs, action, obs_rep, uniform_a, pi_s_a, pi_next_a,
+                                                                  members)
         q_uniform, q_pi_s, q_pi_next = (x.unflatten(-1, (B, N)) for x in (q_uniform, q_pi_s, q_pi_next))
         td_loss = ((q_data - td_target) ** 2).mean(-1).sum(0)
 
         cql_gap, bound_rate = self.conservative_gap(q_data, q_uniform, q_pi_s, q_pi_next,
-                                                    pi_s_logp, pi_next_logp, batch)
+                                                    pi_s_logp, pi_next_logp, batch, members)
 
         if cfg.cql_lagrange:
             alpha_prime = self.log_alpha_prime.exp().clamp(0.0, 1e6)
@@ -202,9 +201,14 @@ class CQL(Algorithm):
         """Q_target(s', a') of the members the TD target's min is over (here every one): (n, K, rows)."""
         return self.critic_target(next_obs, next_action)
 
-    def critic_values(self, obs, action, obs_rep, uniform_a, pi_s_a, pi_next_a):
+    def conservative_members(self, device) -> torch.Tensor | None:
+        """The critics whose gap the conservative term sums, per seed (K, m); None: every critic."""
+        return None
+
+    def critic_values(self, obs, action, obs_rep, uniform_a, pi_s_a, pi_next_a, members=None):
         """Q at the data actions and at the three kinds of sampled actions, all at s, in one pass of
-        every critic: q_data (n, K, B) and q_uniform, q_pi_s, q_pi_next (n, K, B * N)."""
+        every critic: q_data (n, K, B) and q_uniform, q_pi_s, q_pi_next (n, K, B * N) (every
+        critic's here: `members` is None)."""
         B = obs.shape[1]
         q = self.critic(torch.cat([obs, obs_rep, obs_rep, obs_rep], 1),
                         torch.cat([action, uniform_a, pi_s_a, pi_next_a], 1))
@@ -213,7 +217,7 @@ class CQL(Algorithm):
     def temperature_loss(self, log_pi: torch.Tensor) -> torch.Tensor:
         """SAC's automatic entropy tuning: -E[log alpha (log pi(a|s) + target entropy)], per seed:
         log_pi (K, B) -> (K,)."""
-        return -(self.log_alpha.unsqueeze(-1) * (log_pi + self.target_entropy)).mean(-1)
+        return -(per_seed(self.log_alpha) * (log_pi + self.target_entropy)).mean(-1)
 
     def td_target(self, reward, done, q_next, next_logp, alpha) -> torch.Tensor:
         """r + gamma (1 - d) max_j min_i Q_target_i(s', a'_j) (- alpha log pi(a'_j*|s') if
@@ -221,16 +225,19 @@ class CQL(Algorithm):
         (N = 1 without the max backup); next_logp: (K, B, N); alpha: (K,)."""
         target_q, idx = q_next.min(0).values.max(-1)
         if self.config.backup_entropy:
-            target_q = target_q - alpha.unsqueeze(-1) * next_logp.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+            target_q = target_q - per_seed(alpha) * next_logp.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
         return reward + self.config.gamma * (1.0 - done) * target_q
 
-    def conservative_gap(self, q_data, q_uniform, q_pi_s, q_pi_next, pi_s_logp, pi_next_logp, batch):
+    def conservative_gap(self, q_data, q_uniform, q_pi_s, q_pi_next, pi_s_logp, pi_next_logp, batch, members=None):
         """CQL's push-down minus push-up term per critic and seed: logsumexp over sampled actions
-        of Q(s, .) (importance-weighted) minus Q of the data action. Shapes: q_data (n, K, B);
-        q_uniform, q_pi_s, q_pi_next (n, K, B, N) = Q(s, .) at uniform actions, at the policy's
-        actions at s and at s'; logps (K, B, N). Returns ((n, K) gaps, the fraction of
-        policy-action Q-values lifted by the bound per seed (K,), or None)."""
+        of Q(s, .) (importance-weighted) minus Q of the data action. Shapes: q_data (n, K, B), of
+        every critic (those in `members` are used); q_uniform, q_pi_s, q_pi_next (m, K, B, N) =
+        Q(s, .) of the members at uniform actions, at the policy's actions at s and at s'; logps
+        (K, B, N). Returns ((m, K) gaps, the fraction of policy-action Q-values lifted by the
+        bound per seed (K,), or None)."""
         cfg, A = self.config, self.action_spec.dim
+        if members is not None:
+            q_data = members_of(q_data, members)
         q_pi_s, lifted_s = self.bound_policy_q(q_pi_s, batch)
         q_pi_next, lifted_next = self.bound_policy_q(q_pi_next, batch)
         if cfg.cql_importance_sample:

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import torch
 
 from algorithms.base import Algorithm, Batch, check_positive, check_unit_interval, register
-from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
-from algorithms.common.networks import EnsembleCritic, GaussianActor, ValueNet, soft_update, target_copy
+from algorithms.common.encoder import EncoderConfig, encode_batch
+from algorithms.common.networks import EnsembleCritic, GaussianActor, ValueNet, soft_update
 from algorithms.common.normalization import make_obs_normalizer
 
 
@@ -67,18 +67,15 @@ class IQL(Algorithm):
     def __init__(self, obs_spec, action_spec, config: IQLConfig, device, rng=None):
         super().__init__(obs_spec, action_spec, config, device, rng)
         rng = self.rng  # one stream per seed: initial weights here, nothing random in the update
-        self.encoder = make_encoder(obs_spec, config, rng).to(self.device)  # identity for vector observations
-        self.encoder_target = target_copy(self.encoder)
-        obs_dim, act_dim = self.encoder.out_dim, action_spec.dim
-        self.actor = GaussianActor(obs_dim, act_dim, config.actor_hidden, rng).to(self.device)
-        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics, rng).to(self.device)
-        self.critic_target = target_copy(self.critic)
-        self.obs_norm = make_obs_normalizer(config.normalize_obs, obs_dim).to(self.device)  # the same data for every seed
-        self.value = ValueNet(obs_dim, config.value_hidden, rng).to(self.device)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
-        self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
-                                           config.critic_lr, fused=True)
-        self.value_opt = torch.optim.Adam(self.value.parameters(), config.value_lr, fused=True)
+        obs_dim, act_dim = self.build_encoder(), action_spec.dim
+        self.actor = self.network(GaussianActor(obs_dim, act_dim, config.actor_hidden, rng))
+        self.critic, self.critic_target = self.with_target(
+            EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics, rng))
+        self.obs_norm = self.network(make_obs_normalizer(config.normalize_obs, obs_dim))  # the same data for every seed
+        self.value = self.network(ValueNet(obs_dim, config.value_hidden, rng))
+        self.actor_opt = self.adam(config.actor_lr, self.actor, fused=True)
+        self.critic_opt = self.critic_adam(config.critic_lr, self.critic)
+        self.value_opt = self.adam(config.value_lr, self.value, fused=True)
 
     def observe_dataset(self, obs: torch.Tensor) -> None:
         if self.config.normalize_obs:

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from algorithms.base import Algorithm, Batch, check_follower, check_positive, check_unit_interval, minimize, register
-from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
-from algorithms.common.networks import (INITS, EnsembleCritic, TanhGaussianActor, sample_members, soft_update,
-                                        target_copy)
+from algorithms.base import Algorithm, Batch, check_follower, check_positive, check_unit_interval, per_seed, register
+from algorithms.common import sac
+from algorithms.common.encoder import EncoderConfig, encode_batch
+from algorithms.common.networks import INITS, EnsembleCritic, TanhGaussianActor, sample_members
 
 
 @dataclass
@@ -79,19 +79,15 @@ class RLPD(Algorithm):
     def __init__(self, obs_spec, action_spec, config: RLPDConfig, device, rng=None):
         super().__init__(obs_spec, action_spec, config, device, rng)
         rng, K = self.rng, self.n_seeds  # one stream per seed: initial weights, sampled actions and members
-        self.encoder = make_encoder(obs_spec, config, rng).to(self.device)  # identity for vector observations
-        self.encoder_target = target_copy(self.encoder)
-        obs_dim, act_dim = self.encoder.out_dim, action_spec.dim
-        self.actor = TanhGaussianActor(obs_dim, act_dim, config.actor_hidden, rng, init=config.init).to(self.device)
-        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics, rng,
-                                     layer_norm=config.critic_layer_norm, init=config.init).to(self.device)
-        self.critic_target = target_copy(self.critic)
-        self.log_alpha = torch.full((K,), math.log(config.init_temperature), device=self.device,
-                                    requires_grad=True)  # one per seed
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
-        self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
-                                           config.critic_lr, fused=True)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], config.temp_lr)
+        obs_dim, act_dim = self.build_encoder(), action_spec.dim
+        self.actor = self.network(TanhGaussianActor(obs_dim, act_dim, config.actor_hidden, rng, init=config.init))
+        self.critic, self.critic_target = self.with_target(
+            EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics, rng,
+                           layer_norm=config.critic_layer_norm, init=config.init))
+        self.log_alpha = self.learned_scalar(math.log(config.init_temperature))
+        self.actor_opt = self.adam(config.actor_lr, self.actor, fused=True)
+        self.critic_opt = self.critic_adam(config.critic_lr, self.critic)
+        self.alpha_opt = self.adam(config.temp_lr, self.log_alpha)
         self.target_entropy = -act_dim / 2 if config.target_entropy is None else config.target_entropy
         self.updates = torch.zeros((), dtype=torch.long)  # on the host: read every call
         self.last_actor = {k: torch.zeros(K, device=self.device)
@@ -119,47 +115,35 @@ class RLPD(Algorithm):
         cfg = self.config
         target_q = q_next.min(0).values
         if cfg.backup_entropy:
-            target_q = target_q - alpha.unsqueeze(-1) * next_logp
+            target_q = target_q - per_seed(alpha) * next_logp
         return reward + cfg.gamma * (1.0 - done) * target_q
 
     def actor_objective(self, q_pi: torch.Tensor, log_pi: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        """E[alpha log pi(a|s) - mean_i Q_i(s, a)]; q_pi: (E, K, B) at a ~ pi(s)."""
-        return (alpha.unsqueeze(-1) * log_pi - q_pi.mean(0)).mean(-1)
+        """E[alpha log pi(a|s) - mean_i Q_i(s, a)]; q_pi: (E, K, B) at a ~ pi(s) (`sac.actor_step`)."""
+        return sac.actor_objective(q_pi.mean(0), log_pi, alpha)
 
     def temperature_loss(self, entropy: torch.Tensor) -> torch.Tensor:
         """alpha (H - H_target) with alpha = exp(log_alpha), H detached."""
-        return self.log_alpha.exp() * (entropy - self.target_entropy)
+        return sac.temperature_loss(self.log_alpha, entropy, self.target_entropy)
 
     # -- one call ----------------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         cfg = self.config
         obs, next_obs = encode_batch(self.encoder, self.encoder_target, batch, self.rng)  # features (DrQ)
-        obs_actor = obs.detach()  # the actor does not train the encoder
         alpha = self.log_alpha.detach().exp()
         self.updates += 1
 
-        # 1. Critic.
+        # 1. Critic (SAC's step, `algorithms.common.sac`).
         with torch.no_grad():
             next_action, next_logp = self.actor(next_obs, self.rng)
             td_target = self.td_target(batch.reward, batch.done, self.target_values(next_obs, next_action),
                                        next_logp, alpha)
-        q = self.critic(obs, batch.action)
-        critic_loss = (q - td_target).square().mean((0, 2))
-        minimize(self.critic_opt, critic_loss)
-        soft_update(self.critic_target, self.critic, cfg.tau)
-        soft_update(self.encoder_target, self.encoder, cfg.tau)
+        critic_loss, q = sac.critic_step(self, obs, batch.action, td_target)
 
-        # 2. Actor, then temperature, once every actor_every critic steps (after the updated critic).
+        # 2. Actor, then temperature, once every actor_every critic steps (after the updated critic),
+        # the actor reading the ensemble's mean; the actor does not train the encoder.
         if int(self.updates) % cfg.actor_every == 0:
-            pi_action, log_pi = self.actor(obs_actor, self.rng)
-            q_pi = self.critic(obs_actor, pi_action, frozen=True)
-            actor_loss = self.actor_objective(q_pi, log_pi, alpha)
-            minimize(self.actor_opt, actor_loss)
-            entropy = -log_pi.detach().mean(-1)
-            alpha_loss = self.temperature_loss(entropy)
-            minimize(self.alpha_opt, alpha_loss)
-            self.last_actor = {"actor_loss": actor_loss.detach(), "entropy": entropy, "alpha": alpha,
-                               "alpha_loss": alpha_loss.detach(), "q_pi": q_pi.detach().mean((0, 2))}
+            self.last_actor = sac.actor_step(self, obs.detach(), alpha, "mean")
 
-        return {"critic_loss": critic_loss.detach(), "q_data": q.detach().mean((0, 2)),
+        return {"critic_loss": critic_loss, "q_data": q.mean((0, 2)),
                 "td_target": td_target.mean(-1), **self.last_actor}

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import torch
 
 from algorithms.base import Algorithm, Batch, check_non_negative, check_positive, check_unit_interval, minimize, register
-from algorithms.common.encoder import EncoderConfig, encode_batch, make_encoder
-from algorithms.common.networks import DeterministicActor, EnsembleCritic, soft_update, target_copy
+from algorithms.common.encoder import EncoderConfig, encode_batch
+from algorithms.common.networks import DeterministicActor, EnsembleCritic, soft_update
 from algorithms.common.normalization import make_obs_normalizer
 
 
@@ -69,19 +69,15 @@ class TD3BC(Algorithm):
     def __init__(self, obs_spec, action_spec, config: TD3BCConfig, device, rng=None):
         super().__init__(obs_spec, action_spec, config, device, rng)
         rng = self.rng  # one stream per seed: initial weights, smoothing and exploration noise
-        self.encoder = make_encoder(obs_spec, config, rng).to(self.device)  # identity for vector observations
-        self.encoder_target = target_copy(self.encoder)
-        obs_dim, act_dim = self.encoder.out_dim, action_spec.dim
-        self.actor = DeterministicActor(obs_dim, act_dim, config.actor_hidden, rng).to(self.device)
-        self.actor_target = target_copy(self.actor)
-        self.critic = EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics, rng).to(self.device)
-        self.critic_target = target_copy(self.critic)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), config.actor_lr, fused=True)
-        self.critic_opt = torch.optim.Adam([*self.critic.parameters(), *self.encoder.parameters()],
-                                           config.critic_lr, fused=True)
+        obs_dim, act_dim = self.build_encoder(), action_spec.dim
+        self.actor, self.actor_target = self.with_target(DeterministicActor(obs_dim, act_dim, config.actor_hidden, rng))
+        self.critic, self.critic_target = self.with_target(
+            EnsembleCritic(obs_dim, act_dim, config.critic_hidden, config.n_critics, rng))
+        self.actor_opt = self.adam(config.actor_lr, self.actor, fused=True)
+        self.critic_opt = self.critic_adam(config.critic_lr, self.critic)
         # Statistics of the encoder's output (for vector tasks the observations themselves; the
         # same data for every seed) and step counters: saved with the modules.
-        self.obs_norm = make_obs_normalizer(config.normalize_obs, obs_dim).to(self.device)
+        self.obs_norm = self.network(make_obs_normalizer(config.normalize_obs, obs_dim))
         self.updates = torch.zeros((), dtype=torch.long)  # on the host: read every step
         self.online_updates = torch.zeros((), dtype=torch.long)
         self.last_actor: dict[str, torch.Tensor] = {k: torch.zeros(self.n_seeds, device=self.device)

@@ -50,9 +50,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from algorithms.base import Batch, check_follower, minimize, register
+from algorithms.base import Batch, check_follower, register
+from algorithms.common import sac
 from algorithms.common.encoder import encode_batch
-from algorithms.common.networks import members_of, sample_members, soft_update
+from algorithms.common.networks import sample_members
 from algorithms.cql import CalQL, CalQLConfig
 
 
@@ -81,7 +82,6 @@ class WSRL(CalQL):
     def __init__(self, obs_spec, action_spec, config: WSRLConfig, device, rng=None):
         super().__init__(obs_spec, action_spec, config, device, rng)
         self.block: list[Batch] = []  # this env step's fine-tuning batches, for the actor step
-        self.gap_members: torch.Tensor | None = None  # this update's members of the conservative term
         self.last_actor = {k: torch.zeros(self.n_seeds, device=self.device)
                            for k in ("actor_loss", "entropy", "alpha", "alpha_loss", "q_pi")}
 
@@ -96,23 +96,19 @@ class WSRL(CalQL):
         (Cal-QL's target is then the max over next actions of the min over them)."""
         return self.critic_target(next_obs, next_action, members=self.drawn_members(next_obs.device))
 
-    def critic_values(self, obs, action, obs_rep, uniform_a, pi_s_a, pi_next_a):
+    def conservative_members(self, device) -> torch.Tensor | None:
+        """The conservative term's members: another random subset (WSRL's `_get_cql_q_diff`)."""
+        return self.drawn_members(device)
+
+    def critic_values(self, obs, action, obs_rep, uniform_a, pi_s_a, pi_next_a, members=None):
         """Q at the data actions from every member (the TD loss); at the sampled actions only from
-        the conservative term's members, drawn here (another random subset, WSRL's
-        `_get_cql_q_diff`): the gap of the other members is never used, so it is not computed."""
-        self.gap_members = self.drawn_members(obs.device)
-        if self.gap_members is None:  # every member: Cal-QL's one pass
+        the conservative term's `members`: the gap of the other members is never used, so it is
+        not computed."""
+        if members is None:  # every member: Cal-QL's one pass
             return super().critic_values(obs, action, obs_rep, uniform_a, pi_s_a, pi_next_a)
         q_data = self.critic(obs, action)
-        sampled = self.critic(obs_rep.repeat(1, 3, 1), torch.cat([uniform_a, pi_s_a, pi_next_a], 1),
-                              members=self.gap_members)
+        sampled = self.critic(obs_rep.repeat(1, 3, 1), torch.cat([uniform_a, pi_s_a, pi_next_a], 1), members=members)
         return q_data, *sampled.chunk(3, -1)
-
-    def conservative_gap(self, q_data, q_rand, q_cur, q_next, cur_logp, next_logp, batch):
-        """Cal-QL's conservative gap of the members `critic_values` drew (all without critic_subsample)."""
-        if self.gap_members is not None:
-            q_data = members_of(q_data, self.gap_members)
-        return super().conservative_gap(q_data, q_rand, q_cur, q_next, cur_logp, next_logp, batch)
 
     # -- fine-tuning: SAC -------------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -128,11 +124,7 @@ class WSRL(CalQL):
             next_a, next_logp = self.actor.sample(next_obs, N, self.rng)
             q_next = self.target_values(next_obs.repeat_interleave(N, 1), next_a).unflatten(-1, (B, N))
             td_target = self.td_target(batch.reward, batch.done, q_next, next_logp.unflatten(-1, (B, N)), alpha)
-        q = self.critic(obs, batch.action)
-        critic_loss = (q - td_target).square().mean((0, 2))
-        minimize(self.critic_opt, critic_loss)
-        soft_update(self.critic_target, self.critic, cfg.tau)
-        soft_update(self.encoder_target, self.encoder, cfg.tau)
+        critic_loss, q = sac.critic_step(self, obs, batch.action, td_target)  # SAC's, `algorithms.common.sac`
 
         # 2. Actor and temperature on this env step's batches, once every actor_every calls.
         self.block.append(batch)
@@ -142,7 +134,7 @@ class WSRL(CalQL):
             self.block = []
             self.actor_step(block, alpha)
 
-        return {"critic_loss": critic_loss.detach(), "q_data": q.detach().mean((0, 2)),
+        return {"critic_loss": critic_loss, "q_data": q.mean((0, 2)),
                 "td_target": td_target.mean(-1), **self.last_actor}
 
     def actor_step(self, block: Batch, alpha: torch.Tensor) -> None:
@@ -153,19 +145,12 @@ class WSRL(CalQL):
             # the temperature's entropy at s', from the policy before this actor step
             _, next_logp = self.actor.sample(next_obs, cfg.cql_n_actions if cfg.online_max_target_backup else 1,
                                              self.rng)
-        pi_action, log_pi = self.actor(obs, self.rng)
-        q_pi = self.critic(obs, pi_action, frozen=True).min(0).values
-        actor_loss = (alpha.unsqueeze(-1) * log_pi - q_pi).mean(-1)
-        minimize(self.actor_opt, actor_loss)
-        entropy = -next_logp.mean(-1)
-        alpha_loss = self.online_temperature_loss(entropy)
-        minimize(self.alpha_opt, alpha_loss)
-        self.last_actor = {"actor_loss": actor_loss.detach(), "entropy": entropy, "alpha": alpha,
-                           "alpha_loss": alpha_loss.detach(), "q_pi": q_pi.detach().mean(-1)}
+        # SAC's actor step, the actor reading the ensemble's min, the temperature's entropy at s'
+        self.last_actor = sac.actor_step(self, obs, alpha, "min", entropy=-next_logp.mean(-1))
 
     def online_temperature_loss(self, entropy: torch.Tensor) -> torch.Tensor:
         """alpha (H - H_target), H detached (WSRL's Lagrange penalty on the temperature)."""
-        return self.log_alpha.exp() * (entropy - self.target_entropy)
+        return sac.temperature_loss(self.log_alpha, entropy, self.target_entropy)
 
     # -- checkpoints: a block cut by a checkpoint continues after a resume -------------------
     def state_dict(self):

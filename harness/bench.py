@@ -9,6 +9,8 @@ fp32 matmul) that the K seeds reach together.
 Shape sets:
   mini      the PointMaze mini tasks (obs 4, act 2) with each yaml's pointmaze networks and batch
   paper     AntMaze sizes (obs 29, act 8) with each yaml's antmaze networks and batch
+  ogbench   OGBench manipulation sizes (cube-double: obs 37, act 5) with each yaml's ogbench networks
+            and batch: FQL's official sizes (4x512 networks, batch 256; QC / QC-FQL on chunks of 5)
   corl      CORL's AntMaze networks (CQL / Cal-QL: Q 5x256 twin, actor 3x256; IQL, TD3+BC 2x256;
             AWAC 3x256), batch 256 (the shapes `../shared/peers/compare.sh` times the public
             implementations at, side by side with ours)
@@ -38,7 +40,7 @@ from algorithms import ActionSpec, Batch, ObsSpec, SeedStreams
 from harness.config import CONF_DIR, load_group, resolve_algorithm, standalone_hparams
 from harness.launch import configure_torch
 
-METHODS = ("cql", "calql", "iql", "td3bc", "awac", "rlpd", "wsrl")
+METHODS = ("cql", "calql", "iql", "td3bc", "awac", "rlpd", "wsrl", "fql", "qc", "qcfql")
 FLOP_UPDATES = 20  # FLOPs averaged over this many updates: a multiple of every actor period (2, 4, 20)
 CORL = {"cql": {"actor_hidden": (256,) * 3, "critic_hidden": (256,) * 5},
         "calql": {"actor_hidden": (256,) * 3, "critic_hidden": (256,) * 5},
@@ -49,23 +51,25 @@ CORL = {"cql": {"actor_hidden": (256,) * 3, "critic_hidden": (256,) * 5},
 
 def shapes(name: str, which: str) -> tuple[int, int, int, dict]:
     """(obs_dim, act_dim, batch, hparams) of one shape set."""
-    domain = {"paper": "antmaze", "mini": "pointmaze", "corl": "antmaze"}[which]
+    domain = {"paper": "antmaze", "mini": "pointmaze", "corl": "antmaze", "ogbench": "ogbench"}[which]
     cfg = resolve_algorithm(load_group("algorithm", name), domain)
     hp = {k: tuple(v) if isinstance(v, list) else v for k, v in standalone_hparams(cfg).items()}
     if which == "corl":
         hp.update(CORL[name])
         if name in ("cql", "calql"):
             hp["cql_n_actions"] = 10
-    obs, act = (4, 2) if which == "mini" else (29, 8)
+    obs, act = {"mini": (4, 2), "ogbench": (37, 5)}.get(which, (29, 8))
     return obs, act, 256 if which == "corl" else cfg["replay"]["batch_size"], hp
 
 
-def make_batch(obs: int, act: int, B: int, device, seeds: int = 1) -> Batch:
-    """A fixed random batch for each of `seeds` seeds: fields (seeds, B, ...)."""
+def make_batch(obs: int, act: int, B: int, device, seeds: int = 1, chunk: int = 1) -> Batch:
+    """A fixed random batch for each of `seeds` seeds: fields (seeds, B, ...); chunks of `chunk`
+    actions (every step valid) for a method with chunk > 1."""
     g = torch.Generator().manual_seed(0)
     t = lambda *s: torch.randn(seeds, *s, generator=g).to(device)  # noqa: E731
-    return Batch(obs=t(B, obs), action=(torch.rand(seeds, B, act, generator=g) * 2 - 1).to(device), reward=t(B),
-                 next_obs=t(B, obs), done=torch.zeros(seeds, B, device=device), mc_return=t(B))
+    return Batch(obs=t(B, obs), action=(torch.rand(seeds, B, chunk * act, generator=g) * 2 - 1).to(device),
+                 reward=t(B), next_obs=t(B, obs), done=torch.zeros(seeds, B, device=device), mc_return=t(B),
+                 valid=torch.ones(seeds, B, chunk, device=device) if chunk > 1 else None)
 
 
 def sync(device) -> None:
@@ -197,12 +201,12 @@ def method_rates(args, dev: torch.device, ks: list[int], peak: float) -> dict[tu
                 algo = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev, SeedStreams.from_seeds(range(K), dev))
                 if args.finetune:
                     algo.on_finetune_start()
-                batch = make_batch(obs, act, B, dev, K)
+                batch = make_batch(obs, act, B, dev, K, algo.chunk)
                 if flops is None:  # one seed's update; K seeds cost K times that
                     one = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev, SeedStreams.from_seeds([0], dev))
                     if args.finetune:
                         one.on_finetune_start()
-                    flops = update_flops(one, make_batch(obs, act, B, dev))
+                    flops = update_flops(one, make_batch(obs, act, B, dev, 1, one.chunk))
                 rate = updates_per_s(algo, batch, args.seconds)
                 base = rate if base is None and K == 1 else base
                 if K == 1:
@@ -220,7 +224,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--sets", default="mini,paper,corl,checkpoint")
+    ap.add_argument("--sets", default="mini,paper,ogbench,corl,checkpoint")
     ap.add_argument("--seeds", default="1,4,10", help="K values: seeds trained together")
     ap.add_argument("--devices", default="cpu,cuda")
     ap.add_argument("--job-updates", type=int, default=0, help="also time a short AntMaze-size job (0: skip)")

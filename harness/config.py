@@ -10,6 +10,7 @@ the suite's `protocol:` < the method's yaml < its `domains.<domain>` block < the
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -388,22 +389,33 @@ def set_values(d) -> dict[str, Any]:
     return {k: v for k, v in plain(d).items() if v is not None}
 
 
-def job_layers(task_cfg, suite: Suite, algo_cfg, domain: str, command_line: dict[str, Any]) -> list[tuple[str, dict]]:
+def job_layers(task_cfg, suite: Suite, algo_cfg, domain: str, command_line: dict[str, Any],
+               task: str | None = None) -> list[tuple[str, dict]]:
     """The sources of one job's values, lowest precedence first; each may set the method's
     `name`, `replay`, `reward`, `hparams` and the `protocol`. The method's own protocol (RLPD: no
-    pre-training, UTD 20) beats the task's and the suite's; the suite's overrides of every method
-    beat the method's yaml; the command line beats everything."""
+    pre-training, UTD 20) beats the task's and the suite's; its `tasks.<pattern>` blocks whose
+    pattern (fnmatch) matches the task's name (per-task values such as FQL's alpha) beat its
+    domain block, in the yaml's order; the suite's overrides of every method beat the method's
+    yaml; the command line beats everything."""
     algo = plain(algo_cfg)
     algo.pop("defaults", None)
     domains = algo.pop("domains", None) or {}
+    per_task = algo.pop("tasks", None) or {}
     known = {t.domain for t in tasks.TASKS.values()}
     if set(domains) - known:
         raise ConfigError(f"algorithm '{algo.get('name')}': domains.{sorted(set(domains) - known)[0]} is not a "
                           f"task domain; known: {', '.join(sorted(known))}")
+    for pattern in per_task:
+        if not fnmatch.filter(tasks.TASKS, pattern):
+            raise ConfigError(f"algorithm '{algo.get('name')}': tasks.{pattern} matches no task name; "
+                              f"see `python -m tasks list`")
+    matching = [(f"algorithm.tasks.{pattern}", plain(block)) for pattern, block in per_task.items()
+                if task is not None and fnmatch.fnmatchcase(task, pattern)]
     return [("task", {"protocol": set_values(plain(task_cfg).get("protocol"))}),
             ("suite", {"protocol": set_values(suite.protocol)}),
             ("algorithm", algo),
             (f"algorithm.domains.{domain}", plain(domains.get(domain))),
+            *matching,
             ("suite.algorithm_overrides", plain(suite.algorithm_overrides)),
             ("command line", command_line)]
 
@@ -505,11 +517,12 @@ def resolve_job_values(layers: list[tuple[str, dict]]) -> tuple[ResolvedAlgorith
     return follow(method, protocol), protocol
 
 
-def resolve_algorithm(algo_cfg, domain: str, *overrides: dict[str, Any]) -> dict[str, Any]:
+def resolve_algorithm(algo_cfg, domain: str, *overrides: dict[str, Any], task: str | None = None) -> dict[str, Any]:
     """A method's values outside a job (tests, the bench), as plain data: its yaml < its
-    `domains.<domain>` block < each of `overrides`; every field filled in, those that follow the
-    protocol left null; the method's own `protocol:` kept apart."""
-    layers = job_layers({}, Suite("-", ["-"], ["-"], [0]), algo_cfg, domain, {})[2:4]
+    `domains.<domain>` block < its `tasks.<pattern>` blocks matching `task` < each of `overrides`;
+    every field filled in, those that follow the protocol left null; the method's own `protocol:`
+    kept apart."""
+    layers = job_layers({}, Suite("-", ["-"], ["-"], [0]), algo_cfg, domain, {}, task)[2:-2]
     layers += [("override", dict(o)) for o in overrides if o]
     method_protocol([("task", {}), ("suite", {})] + layers)
     merged = merge_layers(layers)
@@ -560,7 +573,8 @@ def read_config(cfg: DictConfig, cli: CommandLine | None = None) -> RunConfig:
         except KeyError as exc:
             raise ConfigError(exc.args[0]) from None
         for algo_cfg in algo_cfgs:
-            method, protocol = resolve_job_values(job_layers(task_cfg, suite, algo_cfg, task.domain, command_line))
+            method, protocol = resolve_job_values(job_layers(task_cfg, suite, algo_cfg, task.domain, command_line,
+                                                             task.name))
             seeds = [options.seed] if options.seed is not None else suite.seeds_of(method.name)
             per_process = suite.seeds_per_process
             seed_groups = [seeds[i:i + per_process] for i in range(0, len(seeds), per_process)]

@@ -116,17 +116,26 @@ def xavier_init(module: nn.Module) -> None:
 INITS = ("orthogonal", "xavier_uniform")  # weight init schemes of `mlp` and `EnsembleCritic`
 
 
+ACTIVATIONS = ("relu", "gelu")  # gelu: tanh-approximated, as flax's nn.gelu (FQL's and QC's networks)
+
+
+def activate(x: torch.Tensor, activation: str) -> torch.Tensor:
+    """The hidden layers' nonlinearity (`ACTIVATIONS`)."""
+    return torch.relu(x) if activation == "relu" else F.gelu(x, approximate="tanh")
+
+
 def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, layer_norm: bool = False,
-        init: str = "orthogonal") -> nn.Sequential:
+        init: str = "orthogonal", activation: str = "relu", norm_after_activation: bool = False) -> nn.Sequential:
     """One seed's MLP: Linear -> [LayerNorm] -> ReLU per hidden layer, then a linear output layer.
-    `init`: "orthogonal" (gain sqrt 2, output layer 1e-2) or "xavier_uniform" (every layer)."""
+    `init`: "orthogonal" (gain sqrt 2, output layer 1e-2) or "xavier_uniform" (every layer).
+    `activation` "gelu" and `norm_after_activation` (Linear -> GELU -> LayerNorm): FQL's flax MLP."""
     layers: list[nn.Module] = []
     d = in_dim
     for h in hidden:
         layers.append(nn.Linear(d, h))
-        if layer_norm:
-            layers.append(nn.LayerNorm(h, eps=LAYER_NORM_EPS))
-        layers.append(nn.ReLU())
+        act = nn.ReLU() if activation == "relu" else nn.GELU(approximate="tanh")
+        norm = [nn.LayerNorm(h, eps=LAYER_NORM_EPS)] if layer_norm else []
+        layers.extend([act, *norm] if norm_after_activation else [*norm, act])
         d = h
     layers.append(nn.Linear(d, out_dim))
     net = nn.Sequential(*layers)
@@ -175,8 +184,10 @@ class SeedMLP(nn.Module):
     """K independent `mlp`s, one per seed, each initialized from its seed's stream."""
 
     def __init__(self, in_dim: int, hidden: tuple[int, ...], out_dim: int, rng: SeedStreams | None = None,
-                 layer_norm: bool = False, init: str = "orthogonal"):
+                 layer_norm: bool = False, init: str = "orthogonal", activation: str = "relu",
+                 norm_after_activation: bool = False):
         super().__init__()
+        self.activation, self.norm_after_activation = activation, norm_after_activation
         nets = (rng or SeedStreams()).build(lambda: mlp(in_dim, hidden, out_dim, layer_norm, init))
         self.layers = nn.ModuleList(SeedLinear([net[i] for net in nets])
                                     for i, m in enumerate(nets[0]) if isinstance(m, nn.Linear))
@@ -186,9 +197,11 @@ class SeedMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, layer in enumerate(self.layers[:-1]):
             x = layer(x)
-            if self.norms is not None:
+            if self.norms is not None and not self.norm_after_activation:
                 x = self.norms[i](x)
-            x = torch.relu(x)
+            x = activate(x, self.activation)
+            if self.norms is not None and self.norm_after_activation:
+                x = self.norms[i](x)
         return self.layers[-1](x)
 
 
@@ -250,12 +263,14 @@ class EnsembleLayerNorm(MemberParams):
 class EnsembleCritic(nn.Module):
     """n Q-networks Q_i(s, a) per seed, all evaluated in batched matmuls: (K, B, .) -> (n, K, B).
     `layer_norm`: LayerNorm between each hidden layer's linear map and its ReLU (RLPD's and
-    WSRL's critics)."""
+    WSRL's critics), or after the nonlinearity with `norm_after_activation` (FQL's: GELU then LayerNorm)."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], n: int = 2,
-                 rng: SeedStreams | None = None, layer_norm: bool = False, init: str = "orthogonal"):
+                 rng: SeedStreams | None = None, layer_norm: bool = False, init: str = "orthogonal",
+                 activation: str = "relu", norm_after_activation: bool = False):
         super().__init__()
         self.n = n
+        self.activation, self.norm_after_activation = activation, norm_after_activation
         dims = (obs_dim + act_dim, *hidden, 1)
         per_seed = (rng or SeedStreams()).build(lambda: ensemble_weights(n, dims, init))
         layers = [EnsembleLinear([seed[i] for seed in per_seed]) for i in range(len(dims) - 1)]
@@ -279,12 +294,26 @@ class EnsembleCritic(nn.Module):
         for i, layer in enumerate(self.hidden):
             w, b = layer.flat(members, frozen)
             x = torch.bmm(x, w).add_(b)
+            if self.activation != "relu" or self.norm_after_activation:
+                x = self.norm_after(x, i, members, frozen)
+                continue
             if self.norms is not None:
                 g, c = self.norms[i].flat(members, frozen)
                 x = torch.addcmul(c, F.layer_norm(x, x.shape[-1:], eps=LAYER_NORM_EPS), g)
             x = x.relu_()
         w, b = self.out.flat(members, frozen)
         return torch.baddbmm(b, x, w).view(K, m, B).transpose(0, 1)
+
+    def norm_after(self, x: torch.Tensor, i: int, members, frozen: bool) -> torch.Tensor:
+        """Hidden layer i's nonlinearity, then its LayerNorm if any (`norm_after_activation`;
+        LayerNorm first otherwise)."""
+        norm = self.norms[i].flat(members, frozen) if self.norms is not None else None
+        if norm is not None and not self.norm_after_activation:
+            x = torch.addcmul(norm[1], F.layer_norm(x, x.shape[-1:], eps=LAYER_NORM_EPS), norm[0])
+        x = activate(x, self.activation)
+        if norm is not None and self.norm_after_activation:
+            x = torch.addcmul(norm[1], F.layer_norm(x, x.shape[-1:], eps=LAYER_NORM_EPS), norm[0])
+        return x
 
 
 def sample_members(n: int, size: int, replace: bool, rng: SeedStreams, device) -> torch.Tensor | None:

@@ -101,11 +101,11 @@ def test_duplicate_registration_raises():
         algorithms.register("cql")(Other)
 
 
-@pytest.mark.parametrize("domain", ["antmaze", "adroit", "kitchen", "pointmaze", "other"])
+@pytest.mark.parametrize("domain", ["antmaze", "adroit", "kitchen", "pointmaze", "ogbench", "ogbench_mini", "other"])
 def test_every_yaml_resolves_to_a_valid_config_in_every_domain(domain):
     from harness.config import group_names, load_group, resolve_algorithm, validate_algorithm
 
-    assert set(group_names("algorithm")) >= {"awac", "calql", "cql", "iql", "td3bc"}
+    assert set(group_names("algorithm")) >= {"awac", "calql", "cql", "iql", "td3bc", "fql", "qc", "qcfql"}
     for name in group_names("algorithm"):
         algo = resolve_algorithm(load_group("algorithm", name), domain)
         assert algo["name"] == name and name in algorithms.available()

@@ -92,7 +92,9 @@ def test_conservative_term_is_calqls_gap_on_members_drawn_with_replacement():
     torch.manual_seed(4)
     idx = torch.randint(0, 3, (2,))
     torch.manual_seed(4)
-    q_data, *q_sampled = (q.detach() for q in wsrl.critic_values(obs, action, obs_rep, *sampled))
+    members = wsrl.conservative_members(obs.device)  # drawn once per update, passed to both hooks
+    assert torch.equal(members[0], idx)
+    q_data, *q_sampled = (q.detach() for q in wsrl.critic_values(obs, action, obs_rep, *sampled, members))
     with torch.no_grad():
         torch.testing.assert_close(q_data, wsrl.critic(obs, action))
         for q, a in zip(q_sampled, sampled):
@@ -101,7 +103,7 @@ def test_conservative_term_is_calqls_gap_on_members_drawn_with_replacement():
     q_rand, q_cur, q_next = (q.unflatten(-1, (B, N)) for q in q_sampled)
     logp_cur, logp_next = torch.randn(1, B, N, generator=g), torch.randn(1, B, N, generator=g)
     b = batch(B=B)
-    gap, rate_w = wsrl.conservative_gap(q_data, q_rand, q_cur, q_next, logp_cur, logp_next, b)
+    gap, rate_w = wsrl.conservative_gap(q_data, q_rand, q_cur, q_next, logp_cur, logp_next, b, members)
     expected, rate = calql.conservative_gap(q_data[idx], q_rand, q_cur, q_next, logp_cur, logp_next, b)
     assert gap[:, 0].tolist() == approx(expected[:, 0].tolist()) and torch.equal(rate_w, rate)
 
