@@ -11,7 +11,7 @@ from algorithms.base import (ActionSpec, Algorithm, Batch, ObsSpec, REGISTRY, Se
                              minimize, register)
 
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-    if _module not in ("base", "common"):
+    if _module not in ("base", "common", "conformance"):  # conformance: the suite, no method
         importlib.import_module(f"algorithms.{_module}")  # awac, cql (+ calql), iql, td3bc, ...
 
 __all__ = ["ActionSpec", "Algorithm", "Batch", "ObsSpec", "REGISTRY", "SeedStreams", "available", "get", "make",

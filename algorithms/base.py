@@ -205,8 +205,23 @@ class Algorithm(ABC):
     def update_seeds(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The harness's entry point: `batch` with a leading seed dim, metrics (K,)."""
         if self.multi_seed:
-            return self.update(batch)
-        return {k: v.reshape(1) for k, v in self.update(batch.seed(0)).items()}
+            return self._checked(self.update(batch), (self.n_seeds,))
+        return {k: v.reshape(1) for k, v in self._checked(self.update(batch.seed(0)), ()).items()}
+
+    def _checked(self, metrics, shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        """`update`'s result if it keeps the contract (a dict of tensors of `shape`), else a
+        TypeError in one line naming the contract. Host-side checks only: no device sync."""
+        if isinstance(metrics, dict) and all(isinstance(v, torch.Tensor) and v.shape == shape for v in metrics.values()):
+            return metrics
+        if not isinstance(metrics, dict):
+            got = f"a {type(metrics).__name__}"
+        else:
+            key, v = next((k, v) for k, v in metrics.items() if not (isinstance(v, torch.Tensor) and v.shape == shape))
+            got = (f"'{key}' as a tensor of shape {tuple(v.shape)}" if isinstance(v, torch.Tensor)
+                   else f"'{key}' as a {type(v).__name__}")
+        want = f"shape ({self.n_seeds},), one per seed (multi_seed = True)" if shape else "a scalar (multi_seed = False)"
+        raise TypeError(f"algorithm '{self.name}': update() must return a dict of metric name -> detached torch "
+                        f"tensor, each {want}; got {got} (the contract: Algorithm.update in algorithms/base.py)")
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
@@ -330,7 +345,24 @@ def build_config(cls: type[Algorithm], hparams: dict[str, Any]):
         raise ValueError(f"unknown option(s) {unknown} for algorithm '{cls.name}'; "
                          f"valid options: {', '.join(sorted(known))}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in hparams.items()}
-    return cls.Config(**kwargs)
+    config = cls.Config(**kwargs)
+    check_rates(config)
+    return config
+
+
+def check_rates(config: Any) -> None:
+    """The bounds every method's rates share, by their conventional names: a learning rate
+    (`lr`, `*_lr`) at most 1 and a soft target update rate (`tau`, `*_tau`) in (0, 1]; beyond
+    them a run trains on garbage (or diverges) yet may still end "done"."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        where = f"{type(config).__qualname__}.{f.name}"
+        if (f.name == "lr" or f.name.endswith("_lr")) and value > 1:
+            raise ValueError(f"{where} must be <= 1 (a learning rate), got {value}")
+        if (f.name == "tau" or f.name.endswith("_tau")) and not 0 < value <= 1:
+            raise ValueError(f"{where} must be in (0, 1] (a soft target update rate), got {value}")
 
 
 def make(name: str, obs_spec: ObsSpec, action_spec: ActionSpec, hparams: dict[str, Any] | Any,

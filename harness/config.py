@@ -52,7 +52,7 @@ class RunOptions:
         except ConfigError:
             threads = 0
         if not 1 <= threads <= 4096:
-            raise ConfigError(f"threads must be a whole number >= 1 (torch threads per job), got {self.threads!r}")
+            raise ConfigError(f"threads must be a whole number from 1 to 4,096 (torch threads per job), got {self.threads!r}")
         from harness.trackers import logger_names
 
         object.__setattr__(self, "logger", tuple(logger_names(self.logger)))
@@ -62,6 +62,7 @@ class RunOptions:
         check_range("retries", self.retries, 0, 100)
         if not self.runs_dir.strip():
             raise ConfigError("runs_dir must be a folder path, got ''")
+        object.__setattr__(self, "runs_dir", str(Path(self.runs_dir).expanduser()))  # runs_dir='~/x': the home's x
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.compile not in COMPILE_MODES:
@@ -113,6 +114,14 @@ class SlurmLauncher:
 LAUNCHERS = {"local": LocalLauncher, "slurm": SlurmLauncher}
 
 
+def refuse_repeats(where: str, values: list) -> None:
+    """A suite's list naming one method, task or seed twice would train it twice into one run
+    directory (and count it twice): refused."""
+    repeated = [v for i, v in enumerate(values) if v in values[:i]]
+    if repeated:
+        raise ConfigError(f"{where} lists {repeated[0]!r} more than once, got {list(values)}; list each once")
+
+
 @dataclass(frozen=True)
 class Suite:
     name: str
@@ -135,6 +144,8 @@ class Suite:
             if not isinstance(name, str):
                 raise ConfigError(f"suite.algorithms and suite.tasks must be lists of names, got {name!r}")
         object.__setattr__(self, "seeds", [coerce(s, int, "suite.seeds") for s in self.seeds])
+        for key in ("algorithms", "tasks", "seeds"):
+            refuse_repeats(f"suite.{key}", getattr(self, key))
         for seed in self.seeds:
             check_range("suite.seeds", seed, 0, MAX_SEED)
         if not isinstance(self.algorithm_seeds, dict):
@@ -147,6 +158,7 @@ class Suite:
                 raise ConfigError(f"{where} must be a non-empty list of seeds, got {seeds!r}")
             for seed in seeds:
                 check_range(where, coerce(seed, int, where), 0, MAX_SEED)
+            refuse_repeats(where, [coerce(seed, int, where) for seed in seeds])
         if self.seeds_per_process != "auto":
             per_process = coerce(self.seeds_per_process, int, "suite.seeds_per_process")
             check_range("suite.seeds_per_process", per_process, 1, 4096)
@@ -246,8 +258,54 @@ class CommandLine:
                                   f"or use {hint}")
 
 
+SEARCH_DIRS: list[Path] = []  # conf folders of the command line's hydra.searchpath (`check_searchpath`)
+
+
+def searchpath_dirs(value: str) -> list[Path]:
+    """The folders of a `hydra.searchpath=[file://DIR,pkg://a.conf]` value that exist here."""
+    from importlib.util import find_spec
+
+    out = []
+    for entry in (e.strip().strip("'\"") for e in value.strip("[] ").split(",") if e.strip()):
+        if entry.startswith("file://"):
+            out.append(Path(entry[len("file://"):]).expanduser().absolute())
+        elif entry.startswith("pkg://"):
+            try:
+                spec = find_spec(entry[len("pkg://"):])
+            except (ImportError, ValueError):
+                spec = None
+            out += [Path(loc) for loc in (spec.submodule_search_locations or [])] if spec else []
+        else:
+            out.append(Path(entry).expanduser().absolute())
+    return [d for d in out if d.is_dir()]
+
+
+def check_searchpath(overrides: tuple[Override, ...]) -> None:
+    """A yaml on the user's hydra.searchpath with a built-in's name would be ignored (Hydra reads
+    the built-in tree first), and one that is not valid YAML would fail later, or never be read:
+    both refused in one line. The others become choices of their group (`SEARCH_DIRS`)."""
+    SEARCH_DIRS.clear()
+    for o in overrides:
+        if not o.key.startswith("hydra.searchpath") or not o.value:
+            continue
+        for folder in searchpath_dirs(o.value):
+            for group in GROUPS:
+                for path in sorted((folder / group).glob("*.yaml")):
+                    if (CONF_DIR / group / path.name).exists():
+                        raise ConfigError(f"hydra.searchpath: {path} has the name of the built-in "
+                                          f"{CONF_DIR / group / path.name}, which Hydra reads first, so yours would be "
+                                          f"ignored; rename yours (e.g. {path.stem}_mine.yaml) and choose it by that name")
+                    try:
+                        OmegaConf.load(path)
+                    except Exception as exc:  # yaml's scanner and parser errors, OmegaConf's
+                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                        raise ConfigError(f"hydra.searchpath: {path} is not valid YAML ({first}); fix it") from None
+            SEARCH_DIRS.append(folder)
+
+
 def check_group_choices(overrides: tuple[Override, ...]) -> None:
     """One-line errors for unknown group choices, before Hydra prints its long ones."""
+    check_searchpath(overrides)
     searchpath = any(o.key.startswith("hydra.searchpath") for o in overrides)
     for o in overrides:
         if o.key not in GROUPS or not o.value or o.value == "null":
@@ -304,7 +362,7 @@ def package_yamls(group: str) -> dict[str, Path]:
 
 def group_names(group: str) -> list[str]:
     """A group's choices; yamls named `_<name>` are parents others inherit (e.g. task/_antmaze.yaml)."""
-    own = {p.stem for p in (CONF_DIR / group).glob("*.yaml") if not p.stem.startswith("_")}
+    own = {p.stem for d in (CONF_DIR, *SEARCH_DIRS) for p in (d / group).glob("*.yaml") if not p.stem.startswith("_")}
     return sorted(own | set(package_yamls(group)))
 
 
@@ -313,6 +371,8 @@ def load_group(group: str, name: str) -> DictConfig:
     inheriting cql.yaml, a task inheriting its domain's `_<domain>.yaml`) merges those configs of
     the same group first."""
     path = CONF_DIR / group / f"{name}.yaml"
+    if not path.exists():
+        path = next((p for d in SEARCH_DIRS if (p := d / group / f"{name}.yaml").exists()), path)
     if not path.exists():
         path = package_yamls(group).get(name, path)
     if not path.exists():
@@ -437,6 +497,19 @@ def method_protocol(layers: list[tuple[str, dict]]) -> None:
             raise ConfigError(f"algorithm '{layers[2][1].get('name')}': {exc}") from None
 
 
+def unused_protocol_fields(layers: list[tuple[str, dict]]) -> None:
+    """Refuse a command-line protocol value for a phase the method's own protocol turns off (RLPD:
+    `offline_steps: 0`, no pre-training): it would give the method a phase it does not have."""
+    own = merge_layers(layers[2:5]).get("protocol") or {}
+    given = (layers[-1][1].get("protocol") or {}) if layers[-1][0] == "command line" else {}
+    name = layers[2][1].get("name")
+    for field_name in ("offline_steps", "online_steps"):
+        if own.get(field_name) == 0 and given.get(field_name):
+            raise ConfigError(f"protocol.{field_name}={given[field_name]}: algorithm '{name}' has no such phase (its "
+                              f"yaml sets protocol.{field_name}: 0); drop it, or for the suite's other methods set "
+                              f"suite.protocol.{field_name}={given[field_name]} (a method's own protocol beats the suite's)")
+
+
 def resolve_job_values(layers: list[tuple[str, dict]]) -> tuple[ResolvedAlgorithm, Protocol]:
     """One job's method and protocol from its layers (`job_layers`), checked and built."""
     method_protocol(layers)
@@ -447,6 +520,7 @@ def resolve_job_values(layers: list[tuple[str, dict]]) -> tuple[ResolvedAlgorith
         protocol = Protocol(**check_values(Protocol, protocol_values, "protocol"))
     except TypeError as exc:
         raise ConfigError(f"bad protocol option: {exc}; valid: {', '.join(Protocol.__dataclass_fields__)}") from None
+    unused_protocol_fields(layers)  # after the method's and the protocol's own errors
     return follow(method, protocol), protocol
 
 

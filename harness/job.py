@@ -35,10 +35,9 @@ class Protocol:
         typed(self, "protocol")
         for name in ("offline_steps", "online_steps", "checkpoint_every", "warmup_steps"):
             check_range(f"protocol.{name}", getattr(self, name), 0, MAX_STEPS)
+        highest = {"utd": 1_000, "eval_episodes": 100_000}  # the others: MAX_STEPS
         for name in ("utd", "eval_every_offline", "eval_every", "eval_episodes", "log_every"):
-            check_range(f"protocol.{name}", getattr(self, name), 0, MAX_STEPS, low_open=True)
-        check_range("protocol.utd", self.utd, high=1_000)
-        check_range("protocol.eval_episodes", self.eval_episodes, high=100_000)
+            check_range(f"protocol.{name}", getattr(self, name), 0, highest.get(name, MAX_STEPS), low_open=True)
         if self.warmup_policy not in ("policy", "uniform"):
             raise ConfigError(f"protocol.warmup_policy must be 'policy' or 'uniform', got '{self.warmup_policy}'")
         if self.online_steps and self.warmup_steps >= self.online_steps:

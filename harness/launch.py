@@ -10,6 +10,7 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -48,6 +49,16 @@ def configure_torch(threads: int) -> None:
     torch.set_flush_denormal(True)
 
 
+def live_owner(d: Path):
+    """The live process (not this one) that owns run directory `d`, else None."""
+    from harness.lock import owner_dead, read_owner
+
+    owner = read_owner(d)
+    if owner is None or owner.pid == os.getpid() and owner.host == socket.gethostname():
+        return None
+    return None if owner_dead(d, owner) else owner
+
+
 def group_errors(group: list[Job], runs_dir: Path, error: str | None) -> list[tuple[str, str | None]]:
     """(job id, error or None) for each job of a group that ran: a seed that failed alone has
     its error in its summary.json; a group's failure is every unfinished seed's."""
@@ -56,20 +67,32 @@ def group_errors(group: list[Job], runs_dir: Path, error: str | None) -> list[tu
         d = run_dir(runs_dir, job)
         if finished_summary(d, job.job_id) is not None:
             out.append((job.job_id, None))
+        elif (owner := live_owner(d)) is not None:  # another launcher trains it: not this one's to report
+            print(f"{job.algorithm.name} {job.task.name} seed{job.seed}: skipped, {owner} (another launcher) "
+                  f"runs it", flush=True)
+            out.append((job.job_id, None))
         else:  # read again only for a run that did not finish: its recorded error
             out.append((job.job_id, error or (read_summary(d) or {}).get("error") or "did not finish"))
     return out
 
 
 # -- local ---------------------------------------------------------------------------------
+_STOP = None  # in a worker: the launcher's stop event (Ctrl-C), see _init_worker
+
+
 def _run_group(args) -> list[tuple[str, str | None]]:
     group, runs_dir, progress = args
-    from harness.runner import run_jobs
+    from harness.runner import Interrupted, run_jobs
 
+    if _STOP is not None and _STOP.is_set():
+        return []  # stopping: not started
     configure_torch(group[0].threads)
     try:
-        run_jobs(group, [run_dir(runs_dir, j) for j in group], progress_bar=progress)
+        run_jobs(group, [run_dir(runs_dir, j) for j in group], progress_bar=progress,
+                 stop_requested=_STOP.is_set if _STOP is not None else lambda: False)
         error = None
+    except Interrupted:  # stopped at a safe point with a checkpoint: resumes next time
+        return []
     except Exception as exc:  # recorded in summary.json; the rest of the suite goes on
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
     return group_errors(group, runs_dir, error)
@@ -83,6 +106,15 @@ def finished_line(job: Job, runs_dir: Path, error: str | None) -> str:
     fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
     return (f"{name}: offline {fmt(s.get('offline_score'))} -> final {fmt(s.get('final_score'))} "
             f"({s.get('wall_time_s', 0):.0f} s)")
+
+
+def _init_worker(stop) -> None:
+    """Workers leave Ctrl-C (sent to the whole process group) to the launcher, which sets `stop`:
+    each worker then checkpoints at its next safe point and returns (one line on the terminal,
+    instead of a traceback from each, and nothing lost)."""
+    global _STOP
+    _STOP = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _exit_on_sigterm():
@@ -120,13 +152,24 @@ def launch_local(jobs: list[Job], runs_dir: Path, workers: int = 1,
             results = []
             previous = _exit_on_sigterm()
             try:
-                with mp.get_context("spawn").Pool(n) as pool:
-                    for group_results in pool.imap_unordered(_run_group, [(g, runs_dir, False) for g in groups]):
-                        for job_id, err in group_results:
-                            results.append((job_id, err))
-                            if progress:
-                                print(f"[{len(results)}/{len(todo)}] {finished_line(by_id[job_id], runs_dir, err)}",
-                                      flush=True)
+                ctx = mp.get_context("spawn")
+                stop = ctx.Event()
+                with ctx.Pool(n, initializer=_init_worker, initargs=(stop,)) as pool:
+                    finished = pool.imap_unordered(_run_group, [(g, runs_dir, False) for g in groups])
+                    try:
+                        for group_results in finished:
+                            for job_id, err in group_results:
+                                results.append((job_id, err))
+                                if progress:
+                                    print(f"[{len(results)}/{len(todo)}] {finished_line(by_id[job_id], runs_dir, err)}",
+                                          flush=True)
+                    except KeyboardInterrupt:  # the workers checkpoint and return; a second Ctrl-C kills them
+                        stop.set()
+                        for _ in finished:
+                            pass
+                        pool.close()
+                        pool.join()
+                        raise
                     pool.close()  # all done: let the workers exit on their own (the with-block's
                     pool.join()  # terminate() would kill them and leak a semaphore at shutdown)
             finally:
@@ -340,7 +383,13 @@ def launch(jobs: list[Job], runs_dir: Path, run) -> dict[str, str]:
     """The launcher `run` (a `harness.config.RunConfig`) names; returns {job_id: error}."""
     launcher, retries = run.launcher, run.options.retries
     if launcher.name == "local":
-        return launch_local(jobs, runs_dir, workers=launcher.workers, progress=run.options.progress, retries=retries)
+        try:
+            return launch_local(jobs, runs_dir, workers=launcher.workers, progress=run.options.progress, retries=retries)
+        except KeyboardInterrupt:  # Ctrl-C: the workers ignore it, checkpoint and return
+            pass
+        print("\ninterrupted: rerun the same command to resume (finished runs are kept; the others continue "
+              "from their last checkpoints)", file=sys.stderr, flush=True)
+        raise SystemExit(130)
     if launcher.name == "slurm":
         return launch_slurm(jobs, runs_dir, launcher, retries=retries)
     raise ConfigError(f"unknown launcher '{launcher.name}'; choose one of: local, slurm")

@@ -3,6 +3,7 @@ environment can be created and stepped, and every image encoder fits its task's 
 one line per problem and how to fix it."""
 from __future__ import annotations
 
+import os
 import warnings
 
 import tasks
@@ -10,11 +11,19 @@ from tasks.base import DatasetError
 
 
 def problems(task_names) -> list[str]:
+    from tasks.sources import minari_path_problem
+
     out = []
     for name in dict.fromkeys(task_names):
         task = tasks.get(name)
-        if not task.dataset_present() and not hasattr(task, "generate"):
+        minari = [s for s in task.sources() if "Minari" in s.where or s.name in ("minari", "generated")]
+        empty = (minari_path_problem() or "") if not os.environ.get("MINARI_DATASETS_PATH", "x").strip() else ""
+        if minari and empty and task.active_source() in (None, *(s.name for s in minari)):
+            out.append(f"{name}: {empty}")  # Minari itself would read an empty path as no folder at all
+        elif not task.dataset_present() and not hasattr(task, "generate"):
             out.append(f"{name}: dataset missing ({task.source}). To get it: {task.how_to_get()}")
+        elif not task.dataset_present() and (problem := getattr(task, "save_problem", lambda: None)()):
+            out.append(f"{name}: its dataset is generated on first use, but {problem}")
         elif task.dataset_present() and (problem := task.dataset_problem()):
             out.append(f"{name}: dataset corrupt: {problem}")
         try:
@@ -26,7 +35,26 @@ def problems(task_names) -> list[str]:
                 env.close()
         except Exception as exc:  # a broken install (mujoco version, missing assets)
             out.append(f"{name}: environment does not run ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+            continue
+        if problem := space_problem(task, env):
+            out.append(f"{name}: {problem}")
     return out
+
+
+def space_problem(task, env) -> str | None:
+    """Why the env's spaces do not match what the task declares (and its data is checked
+    against when it loads: `Task.load_dataset`), e.g. a changed env version; None when they do."""
+    import numpy as np
+
+    act = env.action_space
+    if getattr(act, "shape", None) != (task.act_dim,) or not (np.all(act.low == -1) and np.all(act.high == 1)):
+        return (f"the environment's action space is {act}, the task declares Box(-1, 1, ({task.act_dim},)); "
+                f"the installed env does not match the task (check gymnasium-robotics' version)")
+    obs = getattr(env.observation_space, "shape", None)
+    if task.image_shape is None and obs != (task.obs_dim,):
+        return (f"the environment's observations have shape {obs}, the task declares ({task.obs_dim},); "
+                f"the installed env does not match the task (check gymnasium-robotics' version)")
+    return None
 
 
 def conv_sizes(image: tuple[int, int, int], layers: int) -> tuple[int, int]:
@@ -56,6 +84,51 @@ def check_encoders(jobs) -> None:
         if hp.get("augment_pad", 0) >= min(image[1:]):
             raise ConfigError(f"{where}: algorithm.hparams.augment_pad must be below the images' {image[1]}x{image[2]} "
                               f"pixels, got {hp['augment_pad']}")
+
+
+def available_memory(device: str) -> tuple[int, str]:
+    """(bytes free, what) where a job's replay lives: the GPU's free memory, else this host's
+    available RAM (MemAvailable)."""
+    import torch
+
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        index = int(device.partition(":")[2] or 0)
+        return torch.cuda.mem_get_info(index)[0], f"free memory of GPU {index}"
+    try:
+        with open("/proc/meminfo") as f:
+            kb = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+        return kb * 1024, "available memory of this machine"
+    except (OSError, StopIteration, ValueError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "available memory of this machine"
+
+
+def replay_bytes(job) -> int:
+    """The online replay a job allocates when it starts (`harness.replay.Replay`: per env step
+    obs and next_obs, in the dataset's dtype, float32 action, reward, done and Monte-Carlo return),
+    for every seed trained in its process."""
+    task = tasks.get(job.task.name)
+    seeds = len(job.seed_group) if job.seed_group else 1
+    obs = task.obs_dim * (1 if task.image_shape is not None else 4)  # image rows are uint8
+    return seeds * job.protocol.online_steps * (2 * obs + 4 * task.act_dim + 3 * 4)
+
+
+def check_replay_memory(jobs, memory_gb: float | None = None) -> None:
+    """ConfigError (one line, naming protocol.online_steps) for a job whose online replay cannot fit
+    where it will live, before anything is allocated. `memory_gb`: a SLURM job's memory, instead
+    of this machine's."""
+    from harness.schema import ConfigError
+
+    for job in jobs:
+        need = replay_bytes(job)
+        if memory_gb is not None:
+            free, what = int(memory_gb * 2**30), f"launcher.mem_gb={memory_gb:g} of its SLURM job"
+        else:
+            free, what = available_memory(job.device)
+        if need > free:
+            seeds = len(job.seed_group) if job.seed_group else 1
+            raise ConfigError(f"protocol.online_steps={job.protocol.online_steps:,} needs an online replay of "
+                              f"~{need / 2**30:.1f} GiB for {job.task.name} ({seeds} seed(s) per process), more than the "
+                              f"{free / 2**30:.1f} GiB {what}; lower protocol.online_steps")
 
 
 def preflight(jobs) -> None:

@@ -140,8 +140,9 @@ def prepare(run) -> None:
         check_trackers(jobs[0].logger)  # one line for a missing tensorboard / wandb, not one per job
         if run.launcher.name == "slurm":
             check_slurm(run.launcher)
-        from harness.preflight import preflight
+        from harness.preflight import check_replay_memory, preflight
 
+        check_replay_memory(todo, getattr(run.launcher, "mem_gb", None) if run.launcher.name == "slurm" else None)
         preflight(todo)  # every dataset and environment before any job
         for task_name in dict.fromkeys(j.task.name for j in todo):
             import tasks
@@ -156,7 +157,7 @@ def finish(run) -> None:
     """After the jobs: the report (unless report=false or the store is read-only), where the
     results are, and the W&B offline runs to upload."""
     from harness.store import run_dir, unwritable
-    from harness.trackers import wandb_offline_runs
+    from harness.trackers import wandb_dir, wandb_offline_runs
 
     runs_dir = Path(run.options.runs_dir)
     suite_dir = runs_dir / run.jobs[0].suite
@@ -168,7 +169,9 @@ def finish(run) -> None:
         build_report(suite_dir)
     print(f"results: {suite_dir.resolve()}")
     if wandb_offline_runs(run_dir(runs_dir, j) for j in run.jobs):
-        print(f"W&B offline runs, to upload: wandb sync {suite_dir}/*/*/seed*/wandb/offline-run-*")
+        where = (f"{wandb_dir(suite_dir)}/wandb" if os.environ.get("WANDB_DIR", "").strip()  # the user's WANDB_DIR
+                 else f"{suite_dir}/*/*/seed*/wandb")
+        print(f"W&B offline runs, to upload: wandb sync {where}/offline-run-*")
 
 
 def build_report(suite_dir: Path) -> None:

@@ -29,7 +29,9 @@ from harness.checkpoint import Checkpoint, Progress  # noqa: F401 (Progress: che
 from harness.compile import accelerate
 from harness.divergence import Diverged, DivergenceWatch, divergence_advice  # noqa: F401 (Diverged: re-exported)
 from harness.evaluate import evaluate_seeds
+from harness.integrity import DataChanged, ProtocolShortfall, asked, data_problem, made, no_online_data, shortfall
 from harness.job import Job
+from harness.lock import Busy, RunLock
 from harness.openloop import OpenLoop
 from harness.replay import Replay
 from harness.seed_run import EVAL_SEED_OFFSET, EnvReplayMismatch, SeedRun  # noqa: F401 (re-exported)
@@ -75,6 +77,8 @@ class GroupRun:
         self.divergence = DivergenceWatch(self.K, self.device,
                                           lambda names: divergence_advice(job.algorithm.hparams, self.reward, names))
         self.phase = "offline"
+        self.took_over: dict[int, str] = {}  # seed k -> whose dead run this attempt continues (run_jobs sets it)
+        self.dataset: dict | None = None
 
     @property
     def active(self) -> list[bool]:
@@ -87,6 +91,7 @@ class GroupRun:
         task = self.task
         data = task.load_dataset()
         data.validate(f"task '{task.name}' dataset", task.obs_dim, task.act_dim)
+        self.dataset = data.notes.get("identity")  # recorded in config.yaml, checked against earlier attempts
         config, name = self.jobs[0].algorithm.config, self.jobs[0].algorithm.name
         # one random stream per seed; a method written for one seed draws from torch's global
         # generators, seeded above
@@ -133,9 +138,12 @@ class GroupRun:
         for d in {*(s.dir for s in self.seeds), self.checkpoint.path.parent.parent}:
             remove_orphans(d)  # of an earlier attempt killed during a write
         previous = [read_summary(s.dir) for s in self.seeds]
-        for seed in self.seeds:
-            seed.store.write_config(seed.job.to_dict())
         self.build()
+        for seed in self.seeds:
+            if self.dataset and (problem := data_problem(seed.dir, self.dataset)):
+                raise DataChanged(problem)
+        for seed in self.seeds:
+            seed.store.write_config({**seed.job.to_dict(), **({"dataset": self.dataset} if self.dataset else {})})
         resumed = self.try_resume()
         files = [self.checkpoint.path, *(s.dir / n for s in self.seeds for n in SEED_FILES)]
         self.state.wall_time = max(self.state.wall_time, *(time_until_last_write(prev, files) for prev in previous))
@@ -158,8 +166,11 @@ class GroupRun:
     def finish(self) -> list[dict[str, Any]]:
         """Each seed's final summary; the checkpoint, no longer needed, removed."""
         summaries = []
+        short = shortfall(asked(self.protocol), self.made())
         for k, seed in enumerate(self.seeds):
             seed.store.flush()
+            if short and self.active[k]:
+                self.state.failed[k] = f"{ProtocolShortfall.__name__}: {short}"
             summary = self.write_summary(k, "done" if self.active[k] else "failed")
             seed.trackers.finish(summary, error=not self.active[k])
             summaries.append(summary)
@@ -199,6 +210,11 @@ class GroupRun:
         self.seeds[k].trackers.finish(self.write_summary(k, "failed", error=self.state.failed[k]), error=True)
 
     # -- time and summaries ----------------------------------------------------------------
+    def made(self) -> dict[str, int]:
+        """The updates and env steps each phase made so far (the summary records them)."""
+        s = self.state
+        return made(self.protocol, s.step, s.env_steps, s.offline_done)
+
     def wall_time(self) -> float:
         """Seconds of work on this group, earlier attempts included."""
         return self.state.wall_time + time.monotonic() - self.t0
@@ -289,6 +305,8 @@ class Runner(GroupRun):
             ended = [k for k in np.flatnonzero(self.active) if self.env_step(k, obs, actions[k], last)]
             # Updates start after the warm-up, and in replay mode "online" once there is online data.
             updating = s.env_steps > p.warmup_steps and self.replay.can_sample(self.replay_cfg.mode, self.active)
+            if s.env_steps > p.warmup_steps and not updating:  # the job's updates can no longer all be made
+                raise ProtocolShortfall(no_online_data(p, s.env_steps, self.replay_cfg.mode))
             for _ in range(p.utd if updating else 0):
                 self.train_step("online")
             for k in ended:  # at the step after this env step's updates
@@ -421,13 +439,18 @@ def seed_summary(runner: Runner, k: int, status: str, error: str | None,
         "resumed_at": s.resumed_at,  # [updates, env steps]
         "checkpoints": runner.checkpoint.count,  # taken in this attempt
         "checkpoint_s": round(runner.checkpoint.seconds, 3),  # spent saving them, this attempt
+        "protocol_asked": asked(runner.protocol),  # updates and env steps per phase: done only when equal
+        "protocol_made": runner.made(),
     }
-    if status == "running":  # lets `harness.status` tell a live run from an abandoned one
-        import os
-        import socket
+    if runner.took_over.get(k):  # this attempt continues a run whose owner died
+        summary["took_over"] = runner.took_over[k]
+    import os
+    import socket
 
-        summary.update(host=socket.gethostname(), pid=os.getpid(), slurm_job_id=slurm_job_id(),
-                       attempt_started_at=runner.started_at, attempt_wall_before_s=round(runner.attempt_wall_before, 2))
+    summary.update(host=socket.gethostname(), pid=os.getpid())  # the process that wrote it
+    if status == "running":  # lets `harness.status` tell a live run from an abandoned one
+        summary.update(slurm_job_id=slurm_job_id(), attempt_started_at=runner.started_at,
+                       attempt_wall_before_s=round(runner.attempt_wall_before, 2))
         if runner.K > 1:
             summary["checkpoint"] = str(runner.checkpoint.path)
     elif status == "failed" and slurm_job_id():
@@ -459,14 +482,30 @@ def run_jobs(jobs: list[Job], run_dirs: list[Path], progress_bar: bool = True,
     their run directories; one seed keeps it in its run directory. Failures are recorded in
     each run's summary.json with their error; a failure of the whole group is re-raised."""
     summaries: list = [None] * len(jobs)
-    todo = []
-    for i, (job, d) in enumerate(zip(jobs, run_dirs)):
-        previous = finished_summary(d, job.job_id)
-        if previous is not None:
-            remove_orphans(d)
-            summaries[i] = previous
-        else:
-            todo.append(i)
+    todo, locks = [], {}
+    try:
+        for i, (job, d) in enumerate(zip(jobs, run_dirs)):
+            if finished_summary(d, job.job_id) is None:
+                try:  # a live run owns its folder: one launcher trains it, the others skip it
+                    locks[i] = RunLock(d).acquire()
+                except Busy:
+                    continue  # summaries[i] stays None: live in another process
+            previous = finished_summary(d, job.job_id)  # (again: it may have finished meanwhile)
+            if previous is not None:
+                if i in locks:
+                    locks.pop(i).release()
+                remove_orphans(d)
+                summaries[i] = previous
+            else:
+                todo.append(i)
+        return _run_owned(jobs, run_dirs, todo, summaries, locks, progress_bar, stop_requested)
+    finally:
+        for lock in locks.values():
+            lock.release()
+
+
+def _run_owned(jobs, run_dirs, todo, summaries, locks, progress_bar, stop_requested) -> list[dict[str, Any]]:
+    """run_jobs' group of the runs this process owns (`todo`, with their `locks`)."""
     if not todo:
         return summaries
     dirs = [Path(run_dirs[i]) for i in todo]
@@ -474,6 +513,7 @@ def run_jobs(jobs: list[Job], run_dirs: list[Path], progress_bar: bool = True,
     if len(todo) > 1:
         checkpoint_dir = dirs[0].parent / ("seeds" + "-".join(str(jobs[i].seed) for i in todo)) / "checkpoint"
     runner = Runner([jobs[i] for i in todo], dirs, progress_bar, stop_requested, checkpoint_dir)
+    runner.took_over = {k: locks[i].took_over for k, i in enumerate(todo) if locks[i].took_over}
     try:
         for i, summary in zip(todo, runner.run()):
             summaries[i] = summary

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.lock import pid_alive
 from harness.slurm import QueueUnavailable, queue_states, read_ledger
 from harness.store import read_summary
 
@@ -37,7 +38,12 @@ def expected_jobs(runs_dir: Path, overrides: list[str]) -> list[dict]:
                 for j in expand(cfg, cli)]
     entries = []
     for manifest in sorted(runs_dir.glob("*/jobs.json")):
-        entries += json.loads(manifest.read_text())["jobs"]
+        try:
+            entries += [e for e in json.loads(manifest.read_text())["jobs"] if isinstance(e, dict) and "run_dir" in e]
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # damaged: the runs on disk still show
+            print(f"note: {manifest} is unreadable ({type(exc).__name__}); listing the runs found on disk (the "
+                  f"next launch rewrites it; or name the suite: python -m harness.status {runs_dir} suite=NAME)",
+                  file=sys.stderr)
     known = {e["run_dir"] for e in entries}
     for summary in sorted(runs_dir.glob("*/*/*/seed*/summary.json")):  # runs on disk, not in a manifest
         rel = str(summary.parent.relative_to(runs_dir))
@@ -46,14 +52,6 @@ def expected_jobs(runs_dir: Path, overrides: list[str]) -> list[dict]:
             entries.append({"run_dir": rel, "job_id": s.get("job_id"), "algorithm": s.get("algorithm"),
                             "task": s.get("task"), "seed": s.get("seed")})
     return entries
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
 
 
 def slurm_view(runs_dir: Path, entries: list[dict]) -> tuple[dict[str, str], dict[str, str], str | None]:
@@ -114,7 +112,7 @@ def job_state(runs_dir: Path, entry: dict, ledger: dict[str, str] | None = None,
     if s.get("slurm_job_id"):
         return "interrupted", (f"SLURM job {s['slurm_job_id']} is no longer in the queue; {where}; "
                                f"rerun the same command to resume")
-    if s.get("host") == socket.gethostname() and s.get("pid") and not _alive(s["pid"]):
+    if s.get("host") == socket.gethostname() and s.get("pid") and not pid_alive(s["pid"]):
         return "interrupted", f"process {s['pid']} is gone; {where}; rerun the same command to resume"
     return "running", f"last write {age:.0f} s ago; {where}"
 
@@ -128,7 +126,22 @@ def main(argv: list[str] | None = None) -> int:
     if not runs_dir.is_dir():
         print(f"error: no runs directory '{runs_dir}'", file=sys.stderr)
         return 2
-    entries = expected_jobs(runs_dir, overrides)
+    from harness.schema import ConfigError
+    from tasks import DatasetError
+
+    try:
+        if overrides:
+            from harness.config import CommandLine
+
+            CommandLine.parse(overrides).check()  # unknown names and options: one line, before Hydra's long ones
+        entries = expected_jobs(runs_dir, overrides)
+    except (ConfigError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # Hydra's own parse and composition errors
+        print(f"error: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+              file=sys.stderr)
+        return 2
     ledger, queue, queue_error = slurm_view(runs_dir, entries)
     counts: dict[str, int] = {}
     print(f"{'state':<11} {'algorithm':<10} {'task':<28} {'seed':>4}  {'job id':<12}  detail")

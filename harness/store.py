@@ -6,6 +6,7 @@ directory belongs to another config (`check_run_dir`) and the suite's manifest (
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -24,9 +25,37 @@ EPISODE_COLUMNS = ["env_steps", "return", "normalized_score", "success", "length
 CHECKPOINT_DIR = "checkpoint"  # <run dir>/checkpoint/state.pt while a run is unfinished
 
 
+class DiskFull(OSError):
+    """No space left (or over quota) where a run writes: one line naming the file."""
+
+    def __init__(self, path: Path, code: int):
+        import shutil
+
+        try:
+            free = f"{shutil.disk_usage(Path(path).parent).free / 2**20:.1f} MB free"
+        except OSError:
+            free = "free space unknown"
+        super().__init__(code, f"{'no space left' if code == errno.ENOSPC else 'disk quota exceeded'} writing "
+                               f"{path} ({free}); free space, then rerun the same command: the run resumes "
+                               f"from its last checkpoint", str(path))
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Write aside, then rename. The file gets the mode the umask allows (0644 under umask 022),
-    as `open` would give it: mkstemp's 0600 would hide results from others on shared storage."""
+    as `open` would give it: mkstemp's 0600 would hide results from others on shared storage.
+    A full disk (or quota) raises DiskFull naming `path`."""
+    try:
+        _atomic_write(path, data)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) and not isinstance(exc, DiskFull):
+            raise DiskFull(path, exc.errno) from None
+        raise
+
+
+def _atomic_write(path: Path, data: str | bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:  # `.<name>.<random>` beside it, created with 0666 & ~umask by the kernel
@@ -43,7 +72,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -93,7 +122,11 @@ class RunDirConflict(RuntimeError):
 
 
 def check_run_dir(run_dir: Path, job: Job) -> None:
-    """Refuse a run directory written for another resolved config (e.g. a changed yaml)."""
+    """Refuse a run directory written for another resolved config (e.g. a changed yaml), and a
+    finished run whose summary.json is damaged (it would look unfinished and be trained again,
+    overwriting its curves)."""
+    if problem := damaged_finished_run(run_dir):
+        raise RunDirConflict(problem)
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         return
@@ -105,6 +138,61 @@ def check_run_dir(run_dir: Path, job: Job) -> None:
         raise RunDirConflict(
             f"{run_dir} holds job {found}, but this config resolves to job {job.job_id} "
             f"(the config changed since that run); use another runs_dir=... or delete {run_dir}")
+
+
+def damaged_finished_run(run_dir: Path) -> str | None:
+    """One line when `run_dir` holds a finished run (its curves, no checkpoint: a finished run
+    deletes it) whose summary.json cannot be read; None otherwise. Every write here is atomic, so
+    such a file was damaged from outside (a copy cut short, a full disk during a sync)."""
+    d = Path(run_dir)
+    path = d / "summary.json"
+    if not path.exists() or read_summary(d) is not None:
+        return None
+    if not (d / "evals.csv").exists() or (d / CHECKPOINT_DIR).exists():
+        return None  # unfinished: a resume rewrites the summary
+    try:
+        json.loads(path.read_text())
+        why = "not a JSON object"
+    except (OSError, ValueError) as exc:
+        why = f"{type(exc).__name__}"
+    return (f"{path} is unreadable ({why}) but the run finished (evals.csv, no checkpoint), so it is not trained "
+            f"again; rebuild the summary from its files with `python -m harness.store rebuild {d}`, "
+            f"or move the run away (mv {d} {d}.damaged) to train it anew")
+
+
+def rebuild_summary(run_dir: Path) -> dict[str, Any]:
+    """A finished run's summary.json rebuilt from its config.yaml and evals.csv (the scores and
+    the early minimum as the runner computes them; timings are lost and left null). Refuses a
+    curve that stops before the protocol's end: such a run did not finish."""
+    import pandas as pd
+
+    from scoring import early_min_score
+
+    d = Path(run_dir)
+    config = yaml.safe_load((d / "config.yaml").read_text()) or {}
+    evals = pd.read_csv(d / "evals.csv")
+    protocol = config.get("protocol") or {}
+    offline = evals[evals["phase"] == "offline"]
+    online = evals[evals["phase"] == "online"]
+    last_online = int(online["env_steps"].max()) if len(online) else 0
+    last_offline = int(offline["step"].max()) if len(offline) else 0
+    if last_online < protocol.get("online_steps", 0) or (not len(online) and last_offline < protocol.get("offline_steps", 0)):
+        raise ValueError(f"{d}/evals.csv ends at {last_offline} offline updates and {last_online} online env steps, "
+                         f"before the protocol's end; the run did not finish, move it away to train it again")
+    task, algorithm = config.get("task") or {}, config.get("algorithm") or {}
+    early = early_min_score(online["env_steps"].tolist(), online["normalized_score"].tolist(),
+                            protocol.get("online_steps", 0))
+    scores = [*offline["normalized_score"].tolist(), *online["normalized_score"].tolist()]
+    summary = {"status": "done", "job_id": config.get("job_id"), "suite": config.get("suite"),
+               "task": task.get("name") if isinstance(task, dict) else task,
+               "algorithm": algorithm.get("name") if isinstance(algorithm, dict) else algorithm,
+               "seed": config.get("seed"),
+               "offline_score": float(offline["normalized_score"].iloc[-1]) if len(offline) else None,
+               "final_score": float(scores[-1]) if scores else None,
+               "early_min_score": None if early != early else float(early),
+               "wall_time_s": None, "updates_per_s": None, "rebuilt": True}
+    RunStore(d).write_summary(summary)
+    return summary
 
 
 def write_manifest(jobs: list[Job], runs_dir: Path) -> Path:
@@ -134,6 +222,7 @@ def remove_orphans(run_dir: Path) -> list[Path]:
     run_dir = Path(run_dir)
     names = ["config.yaml", "summary.json", "evals.csv", "train.csv", "episodes.csv"]
     found = [p for n in names for p in run_dir.glob(f".{n}.*")] + list(run_dir.glob(f"{CHECKPOINT_DIR}/.state.pt.*"))
+    found += list(run_dir.glob(".now-*"))  # harness.lock's clock probes
     for p in found:
         p.unlink(missing_ok=True)
     remove_empty_checkpoint_dir(run_dir)
@@ -160,7 +249,25 @@ class RunStore:
         atomic_write(self.dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write(self.dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        """Atomically; on a full disk, a failed summary is written over the old one in place (it
+        needs no new blocks: it is shorter), so that a run stopped by the disk is never left
+        "running"."""
+        text = json.dumps(summary, indent=2) + "\n"
+        try:
+            atomic_write(self.dir / "summary.json", text)
+        except DiskFull:
+            if summary.get("status") != "failed":
+                raise
+            brief = {k: summary.get(k) for k in ("status", "job_id", "suite", "task", "algorithm", "seed")}
+            brief["error"] = str(summary.get("error") or "")[:300]
+            data = (json.dumps(brief) + "\n").encode()
+            with open(self.dir / "summary.json", "r+b") as f:  # no summary yet: the DiskFull stands
+                if len(data) > os.fstat(f.fileno()).st_size:
+                    raise
+                f.write(data)
+                f.truncate()
+                f.flush()
+                os.fsync(f.fileno())
 
     def flush(self) -> None:
         """Rewrite the curves (small files) atomically."""
@@ -206,3 +313,25 @@ def unwritable(folder: Path) -> str | None:
 
 
 MIN_FREE_BYTES = 64 * 2**20  # less than this cannot hold a study's checkpoints and curves
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m harness.store rebuild RUN_DIR`: rebuild a finished run's damaged summary.json."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or argv[0] != "rebuild":
+        print("usage: python -m harness.store rebuild RUN_DIR", file=sys.stderr)
+        return 2
+    d = Path(argv[1])
+    try:
+        summary = rebuild_summary(d)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: cannot rebuild {d}/summary.json: {exc}", file=sys.stderr)
+        return 2
+    print(f"{d}/summary.json rebuilt: final score {summary['final_score']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

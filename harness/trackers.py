@@ -61,6 +61,11 @@ def check_trackers(names) -> None:
         except ImportError as exc:
             raise ConfigError(f"logger={name} needs the {name} package ({exc}); install it with "
                               f"pip install -e \".[{name}]\" or drop {name} from logger") from None
+    if "wandb" in names and os.environ.get("WANDB_DIR", "").strip():
+        from tasks.sources import folder_problem
+
+        if problem := folder_problem(wandb_dir(Path(".")), f"WANDB_DIR={os.environ['WANDB_DIR']}"):
+            raise ConfigError(f"logger=wandb: {problem}")
     if "wandb" in names and not wandb_offline():
         import wandb
 
@@ -83,8 +88,16 @@ def scalars(kind: str, row: dict[str, Any]) -> dict[str, float]:
             if k not in ("phase", "step") and isinstance(v, numbers.Real)}
 
 
+def wandb_dir(run_dir: Path) -> Path:
+    """Where W&B writes a run's files: $WANDB_DIR when the user set it (a tool's own variable,
+    set explicitly, wins), else the run directory. The run's W&B id stays in the run directory."""
+    value = os.environ.get("WANDB_DIR", "").strip()
+    return Path(value).expanduser().absolute() if value else Path(run_dir)
+
+
 def wandb_offline_runs(run_dirs) -> list[Path]:
-    return sorted(p for d in run_dirs for p in Path(d).glob("wandb/offline-run-*") if p.is_dir())
+    dirs = dict.fromkeys(wandb_dir(d) for d in run_dirs)
+    return sorted(p for d in dirs for p in Path(d).glob("wandb/offline-run-*") if p.is_dir())
 
 
 class TensorBoard:
@@ -126,7 +139,8 @@ class WandB:
 
             self.id = f"{job.job_id}-{secrets.token_hex(4)}"
             atomic_write(id_file, self.id + "\n")
-        earlier = list(run_dir.glob(f"wandb/*-{self.id}/run-{self.id}.wandb"))
+        files = wandb_dir(run_dir)
+        earlier = list(files.glob(f"wandb/*-{self.id}/run-{self.id}.wandb"))
         # wandb names an attempt's directory by its start second: a second attempt within it would reuse the first's
         while any(f.parent.name.endswith(f"run-{datetime.now():%Y%m%d_%H%M%S}-{self.id}") for f in earlier):
             time.sleep(0.1)
@@ -135,7 +149,7 @@ class WandB:
             group=f"{job.task.name}/{job.algorithm.name}", name=f"seed{job.seed}",
             tags=[job.algorithm.name, job.task.name], config=job.to_dict(), id=self.id,
             resume=None if wandb_offline() else "allow",  # offline: a file per attempt, none to resume
-            dir=str(run_dir), settings=wandb.Settings(console="off", quiet=True))  # progress bars not captured
+            dir=str(files), settings=wandb.Settings(console="off", quiet=True))  # progress bars not captured
         # online: the server's last step; offline (or lost on the way): the earlier attempts' files
         self.held = max([self.run.starting_step - 1, *map(last_history_step, earlier)])
 

@@ -1,5 +1,7 @@
 """Build the whole report of a results store: tidy CSVs, tables (Markdown, LaTeX), figures
-(PNG, PDF) and index.html. `build_report` is what the CLI and the harness call."""
+(PNG, PDF) and index.html. `build_report` is what the CLI and the harness call. The report is
+built in a private folder beside its destination and swapped in whole (`reports.files.swap_in`):
+a reader, or a build killed half-way, sees the old report or the new one, never a mix."""
 from __future__ import annotations
 
 import datetime
@@ -10,7 +12,7 @@ import pandas as pd
 
 from reports import aggregate, metrics, plots, tables
 from reports.html import figure, write_index
-from reports.files import write_csv, write_file
+from reports.files import private_folder, swap_in, write_csv, write_file
 from reports.load import StoreError, load_store
 from reports.reference import load_references
 
@@ -27,17 +29,28 @@ def build_report(runs_dir, out_dir=None, dip_window: float = metrics.DEFAULT_DIP
     if reps < 100:
         raise ValueError(f"--reps {reps} is too few bootstrap replications for 95% CIs; use at least 100")
     runs_dir = Path(runs_dir)
-    out_dir = Path(out_dir) if out_dir else runs_dir / "report"
-    fig_dir = out_dir / "figures"
+    final_dir = Path(out_dir) if out_dir else runs_dir / "report"
     store = load_store(runs_dir)  # first: a missing or empty store creates nothing
     refs = load_references(references) if references is not False else None
     try:
-        fig_dir.mkdir(parents=True, exist_ok=True)
-        write_file(out_dir / ".write-check", b"")
-        (out_dir / ".write-check").unlink()
+        out_dir = private_folder(final_dir)
     except OSError as exc:
-        raise StoreError(f"cannot write the report into {out_dir} ({exc.strerror or exc}); "
+        raise StoreError(f"cannot write the report into {final_dir} ({exc.strerror or exc}); "
                          f"write it elsewhere with --out DIR") from None
+    try:
+        _build(store, refs, runs_dir, out_dir, dip_window, reps, seed)
+        swap_in(out_dir, final_dir)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    return final_dir / "index.html"
+
+
+def _build(store, refs, runs_dir: Path, out_dir: Path, dip_window: float, reps: int, seed: int) -> Path:
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir()
     if store.runs["suite"].nunique() > 1:  # the same task name may mean different things per suite
         for frame in (store.runs, store.evals, store.train):
             frame["task"] = frame["suite"] + "/" + frame["task"]
@@ -67,6 +80,7 @@ def build_report(runs_dir, out_dir=None, dip_window: float = metrics.DEFAULT_DIP
     else:
         sections.append(("Results", "<p class='warn'>No completed run yet: nothing to aggregate.</p>"))
 
+    sections.append(_data_section(per_run))
     algs = sorted(per_run["algorithm"].unique())
     meta = (f"Store <code>{html.escape(str(runs_dir.resolve()))}</code> · {len(per_run)} runs "
             f"({n_ok} included) · {per_run['task'].nunique()} tasks · methods: {', '.join(algs)} · "
@@ -193,6 +207,21 @@ def _calibration_section(per_run, train, out_dir, fig_dir, reps, seed):
     return ("Calibration", figure(f_cal[0], out_dir, "Q of the learned policy against the Monte-Carlo return of "
                                   "the data: at the end of pre-training per run (left), and during training (right)")
             + tables.to_html(table))
+
+
+def _data_section(per_run: pd.DataFrame) -> tuple[str, str]:
+    """Each task's offline data as the runs recorded it when they started: content hash, file,
+    generator and version; a task whose runs saw different data is flagged."""
+    cols = ["task", "dataset_sha256", "dataset_source", "dataset_generator"]
+    table = per_run[cols].assign(runs=1).groupby(cols, as_index=False)["runs"].sum()
+    table["dataset_sha256"] = table["dataset_sha256"].str[:16].replace("", "not recorded")
+    mixed = sorted(t for t, n in table.groupby("task").size().items() if n > 1)
+    warn = (f"<p class='warn'>Runs of {', '.join(html.escape(t) for t in mixed)} trained on different data "
+            f"(hashes below): their scores are not comparable.</p>") if mixed else ""
+    body = warn + table.rename(columns={"dataset_sha256": "sha256 (first 16)", "dataset_source": "file",
+                                        "dataset_generator": "generator, version"}).to_html(
+        index=False, escape=True, border=0)
+    return ("Data", "<p class='note'>The offline data of each task, hashed when each run started.</p>" + body)
 
 
 def _write_tables(out_dir: Path, name: str, ts) -> None:

@@ -65,7 +65,8 @@ def _read_run(run_dir: Path) -> tuple[dict, pd.DataFrame | None, pd.DataFrame | 
            "offline_steps": np.nan, "online_steps": np.nan, "eval_every": np.nan, "eval_episodes": np.nan,
            "chunk": np.nan,
            "wall_time_s": np.nan, "updates_per_s": np.nan, "goal": None,
-           "episodes": 0, "episode_success": np.nan, "policy_value_end": np.nan, "mc_return_end": np.nan}
+           "episodes": 0, "episode_success": np.nan, "policy_value_end": np.nan, "mc_return_end": np.nan,
+           "dataset_sha256": "", "dataset_source": "", "dataset_generator": ""}
     config, unreadable = {}, []
     if (run_dir / "config.yaml").exists():
         try:
@@ -81,6 +82,10 @@ def _read_run(run_dir: Path) -> tuple[dict, pd.DataFrame | None, pd.DataFrame | 
         for key in ("offline_steps", "online_steps", "eval_every", "eval_episodes"):
             row[key] = protocol.get(key, np.nan)
         row["chunk"] = _chunk(config)
+        data = config.get("dataset") if isinstance(config.get("dataset"), dict) else {}  # recorded at the run's start
+        row["dataset_sha256"] = str(data.get("sha256") or "")
+        row["dataset_source"] = str(data.get("path") or data.get("where") or "")
+        row["dataset_generator"] = " ".join(str(data[k]) for k in ("generator", "version") if data.get(k))
     summary = None
     if (run_dir / "summary.json").exists():
         try:

@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
             if not hasattr(t, "generate"):
                 print(f"error: task '{t.name}' is not generated (source: {t.source}); {t.how_to_get()}", file=sys.stderr)
                 return 2
+            if problem := getattr(t, "save_problem", lambda: None)():
+                print(f"error: {problem}", file=sys.stderr)
+                return 2
             t.generate()
             print(f"{t.name}: dataset generated")
         return 0

@@ -16,7 +16,8 @@ Data, first present wins (`sources`):
 2. Fallback: Minari `D4RL/<env>/human-v2` and `D4RL/<env>/cloned-v2` (those present), recorded
    in the same v1 envs with dense rewards, relabeled to binary from infos["success"].
 Both go through Cal-QL's rule (tasks.sources.binary_trajectories): keep each trajectory up to
-its last success, drop those with none, terminal = (reward == 0), actions clipped to +-0.99999.
+its last success, drop those with none, terminal = (reward == 0); actions clipped to +-0.99999
+(the rule of every source, `tasks.base.ACTION_CLIP`).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from tasks.base import Dataset, DatasetError, Source, Task, register_task, robotics_gym
 from tasks.sources import (binary_trajectories, data_dir, download_minari, goal_achieved, load_npy_paths,
-                           minari_present, minari_root)
+                           minari_about, minari_present, minari_root)
 
 SPECS = {"pen": ("AdroitHandPen-v1", 45, 24, 100), "door": ("AdroitHandDoor-v1", 39, 28, 200),
          "relocate": ("AdroitHandRelocate-v1", 39, 30, 200)}
@@ -76,8 +77,10 @@ class AdroitBinaryTask(Task):
     def sources(self) -> list[Source]:
         present = lambda: [i for i in self.minari_ids if minari_present(i)]  # noqa: E731
         return [Source("awac", str(self.awac_paths[0].parent), self.awac_paths[0].exists, self._load_awac,
-                       self._awac_problem),
-                Source("minari", ", ".join(present()), lambda: bool(present()), self._load_minari)]
+                       self._awac_problem, lambda: {"generator": "AWAC hand demos", "version": self.awac_paths[0].name}),
+                Source("minari", ", ".join(present()), lambda: bool(present()), self._load_minari,
+                       about=lambda: {"generator": "D4RL (Minari)", "version": ", ".join(
+                           minari_about(i).get("version", i) for i in present())})]
 
     def how_to_get(self) -> str:
         return (f"put the AWAC hand demos {self.awac_paths[0].name} (+ {self.awac_paths[1].name}) in "

@@ -26,7 +26,7 @@ import numpy as np
 
 from tasks.base import DatasetError, Source, Task, register_task, robotics_gym
 from tasks.sources import (d4rl_problem, data_dir, download_minari, load_d4rl_hdf5, load_minari, minari_present,
-                           minari_problem)
+                           minari_about, minari_problem)
 
 GOAL_RADIUS = 0.5  # D4RL's antmaze success distance
 HORIZON = 1000
@@ -105,9 +105,10 @@ class AntMazeTask(Task):
 
     def sources(self) -> list[Source]:
         return [Source("d4rl", str(self.d4rl_path), self.d4rl_path.exists, lambda: load_d4rl_hdf5(self.d4rl_path),
-                       lambda: d4rl_problem(self.d4rl_path)),
+                       lambda: d4rl_problem(self.d4rl_path), lambda: {"generator": "D4RL", "version": self.d4rl_path.name}),
                 Source("minari", f"Minari dataset '{self.minari_id}'", lambda: minari_present(self.minari_id),
-                       lambda: load_minari(self.minari_id, obs_fn=minari_obs), lambda: minari_problem(self.minari_id))]
+                       lambda: load_minari(self.minari_id, obs_fn=minari_obs), lambda: minari_problem(self.minari_id),
+                       lambda: minari_about(self.minari_id))]
 
     def how_to_get(self) -> str:
         return (f"`python -m tasks download {self.name}` (Minari {self.minari_id}), or put D4RL's "

@@ -8,8 +8,9 @@ harness needs (the raw reward of a failed step for the sparse-failure rule). Its
 """
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import gymnasium as gym
@@ -32,6 +33,16 @@ class DatasetError(RuntimeError):
     """A dataset is missing, corrupt or does not match its environment."""
 
 
+# The one rule for dataset actions, the same for every source (D4RL files, Minari, AWAC demos,
+# OGBench, generated data), applied when a task loads its data: actions are clipped to
+# +-ACTION_CLIP, inside the env's [-1, 1], as the Cal-QL, IQL and FQL loaders do (a tanh policy's
+# log-density is infinite at +-1); components beyond +-1 are counted and reported on stderr.
+# A component beyond +-ACTION_FAR is not a rounding or a controller's overshoot but data of
+# another scale or another env: the dataset is refused.
+ACTION_CLIP = 1 - 1e-5
+ACTION_FAR = 2.0
+
+
 @dataclass
 class Dataset:
     """Flat transitions. `terminal`: true MDP terminal; `timeout`: trajectory cut (time limit
@@ -43,6 +54,7 @@ class Dataset:
     next_obs: np.ndarray
     terminal: np.ndarray
     timeout: np.ndarray
+    notes: dict = field(default_factory=dict)  # what loading did to the data, e.g. {"actions_clipped": n}
 
     def __len__(self) -> int:
         return len(self.reward)
@@ -70,6 +82,37 @@ class Dataset:
         if self.action.shape[1:] != (act_dim,):
             raise DatasetError(f"{where}: actions have shape {self.action.shape[1:]}, the environment takes ({act_dim},)")
 
+    def content_hash(self) -> str:
+        """sha256 of the transitions as loaded (every array's dtype, shape and bytes): the data's
+        identity, whatever file layout or timestamps it was stored with."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for key in ("obs", "action", "reward", "next_obs", "terminal", "timeout"):
+            arr = np.ascontiguousarray(getattr(self, key))
+            h.update(f"{key}:{arr.dtype.str}:{arr.shape};".encode())
+            h.update(memoryview(arr).cast("B"))
+        return h.hexdigest()
+
+    def conform_actions(self, where: str) -> None:
+        """Apply the action rule (ACTION_CLIP, ACTION_FAR above) in place; DatasetError for data far
+        outside the action space. Records in `notes` how many components lay outside [-1, 1]."""
+        a = self.action
+        worst = float(np.abs(a).max()) if a.size else 0.0
+        if worst > ACTION_FAR:
+            at = np.unravel_index(int(np.abs(a).argmax()), a.shape)
+            share = float((np.abs(a) > 1).mean())
+            raise DatasetError(f"{where}: action {a[at]:.4g} (row {at[0]}, component {at[1]}) lies far outside the "
+                               f"env's action space [-1, 1] ({100 * share:.1f}% of components beyond +-1; at most "
+                               f"+-{ACTION_FAR:g} is clipped); the data is of another scale or another env: "
+                               f"rescale it into [-1, 1] or use the matching task")
+        outside = int((np.abs(a) > 1).sum())
+        self.notes["actions_clipped"] = outside
+        if outside:
+            print(f"note: {where}: {outside:,} of {a.size:,} action components lie outside [-1, 1] (at most "
+                  f"{worst:.4g}); clipped to +-{ACTION_CLIP} as every source's are", file=sys.stderr, flush=True)
+        self.action = np.clip(a, -ACTION_CLIP, ACTION_CLIP).astype(a.dtype, copy=False)
+
 
 @dataclass(frozen=True)
 class Source:
@@ -80,6 +123,7 @@ class Source:
     present: Callable[[], bool]
     load: Callable[[], Dataset]
     problem: Callable[[], str | None] = lambda: None  # why the present data cannot be read, without loading it
+    about: Callable[[], dict] = lambda: {}  # who made the data: {"generator": ..., "version": ...}
 
 
 class Task(ABC):
@@ -120,14 +164,19 @@ class Task(ABC):
         return self._first_present() is not None
 
     def load_dataset(self) -> Dataset:
-        """The offline data from the first source present, validated against the env's shapes;
-        raises DatasetError (one line: what is wrong, how to fix it)."""
+        """The offline data from the first source present, validated against the env's shapes
+        and its action space (the action rule above: clipped inside [-1, 1], refused far outside);
+        raises DatasetError (one line: what is wrong, how to fix it). `notes["identity"]`: where
+        it came from, its content hash, and its generator and version where the source says."""
         self.prepare()
         source = self._first_present()
         if source is None:
             raise DatasetError(f"task '{self.name}': no dataset found; to get it: {self.how_to_get()}")
         data = source.load()
         data.validate(source.where, self.obs_dim, self.act_dim)
+        data.conform_actions(source.where)
+        data.notes["identity"] = {"source": source.name, "where": source.where, "rows": len(data),
+                                  "sha256": data.content_hash(), "generator": source.name, **source.about()}
         return data
 
     def dataset_problem(self) -> str | None:

@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from tasks.base import Dataset, DatasetError, Source, Task, register_task, robotics_gym
-from tasks.sources import download_minari, load_minari, minari_present, minari_problem
+from tasks.sources import download_minari, load_minari, minari_about, minari_present, minari_problem
 
 BONUS_THRESH = 0.3
 HORIZON = 1000
@@ -77,7 +77,7 @@ class KitchenTask(Task):
 
     def sources(self) -> list[Source]:
         return [Source("minari", f"Minari dataset '{self.minari_id}'", lambda: minari_present(self.minari_id), self._load_minari,
-                       lambda: minari_problem(self.minari_id))]
+                       lambda: minari_problem(self.minari_id), lambda: minari_about(self.minari_id))]
 
     def how_to_get(self) -> str:
         return f"`python -m tasks download {self.name}` (Minari {self.minari_id})"

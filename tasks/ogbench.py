@@ -20,7 +20,7 @@ existed before the option, which keep 'pre'), `-sparse` (QC's reward, scene and 
   pose, gripper, then per object its position/orientation, button states, ...); visual: the
   64x64 RGB image as a uint8 row (channel-first, no proprioception; `algorithms.base.ObsSpec`).
 - Actions: OGBench's own, in [-1, 1]^5 (effector x, y, z, yaw, gripper). Dataset actions are
-  clipped to +-(1 - 1e-5), as FQL's loader does.
+  clipped to +-(1 - 1e-5), as FQL's loader does (the rule of every source, `tasks.base.ACTION_CLIP`).
 - Score: 100 x success (OGBench's metric: success at the episode's last step, which is also
   "ever succeeded" since episodes end at success).
 - Data, first present wins: the official files `<dataset>.npz` (e.g. `cube-single-play-v0.npz`)
@@ -54,9 +54,8 @@ import gymnasium as gym
 import numpy as np
 
 from tasks.base import Dataset, DatasetError, Source, Task, register_task
-from tasks.sources import data_dir
+from tasks.sources import data_dir, data_dir_problem
 
-ACTION_CLIP = 1e-5  # FQL's action_clip_eps: tanh policies need |a| < 1
 MINI_EPISODES = 10  # training episodes of the *-mini datasets (10k transitions; +1 validation episode)
 # OGBench's action space is built from float64 bounds: gymnasium warns on every access
 warnings.filterwarnings("ignore", message=r".*Box (low|high)'s precision lowered")
@@ -328,6 +327,12 @@ def read_metadata(path: Path) -> dict:
         return json.loads(str(f["metadata"])) if "metadata" in f.files else {}
 
 
+def _about(path: Path) -> dict:
+    meta = read_metadata(path)
+    return ({"generator": meta.get("generator"), "version": f"ogbench {meta.get('ogbench_version')}"} if meta
+            else {"generator": "OGBench (official file)", "version": path.name})
+
+
 # -- chunked, resumable writing (long datasets and the 100M shards) -------------------------------
 def chunk_seed(seed: int, shard: int, chunk: int) -> int:
     """The seed of one chunk of episodes, fixed by (dataset seed, shard, chunk): a chunk redone
@@ -457,19 +462,26 @@ class OGBenchTask(Task):
         """OGBench's official file (if this task reads official data), else the generated one."""
         paths = [self.official_path(d) for d in official_dirs()] if self.official else []
         generated = self.generated_path()
-        return [*(Source("official", str(p), lambda p=p: self.official_present(p), lambda p=p: self.load_path(p))
-                  for p in paths),
-                Source("generated", str(generated), generated.exists, lambda: self.load_path(generated))]
+        return [*(Source("official", str(p), lambda p=p: self.official_present(p), lambda p=p: self.load_path(p),
+                         about=lambda p=p: _about(p)) for p in paths),
+                Source("generated", str(generated), generated.exists, lambda: self.load_path(generated),
+                       about=lambda: _about(generated))]
 
     def dataset_path(self) -> Path | None:
         """The file the task reads: an official one if present, else the generated one if present."""
         source = self._first_present()
         return Path(source.where) if source else None
 
+    def save_problem(self) -> str | None:
+        """Why the regenerated file could not be saved (None: it can), asked before generating."""
+        return data_dir_problem(self.generated_path().parent)
+
     def prepare(self) -> None:
         if not self.dataset_present():
             if self.shards:  # hours per shard: never started implicitly
                 raise DatasetError(f"task '{self.name}': no dataset found; to get it: {self.how_to_get()}")
+            if problem := self.save_problem():
+                raise DatasetError(f"task '{self.name}' needs its dataset generated, but {problem}")
             self.generate()
 
     def how_to_get(self) -> str:
@@ -577,7 +589,7 @@ class OGBenchTask(Task):
         if self.pixels:
             obs, next_obs = pixel_rows(obs), pixel_rows(next_obs)
         reward = sparse_reward(ds["rewards"]) if self.sparse else ds["rewards"]
-        return Dataset(obs=obs, action=np.clip(ds["actions"], -1 + ACTION_CLIP, 1 - ACTION_CLIP).astype(np.float32),
+        return Dataset(obs=obs, action=np.asarray(ds["actions"], np.float32),
                        reward=reward.astype(np.float32), next_obs=next_obs, terminal=terminal,
                        timeout=ds["terminals"].astype(bool) & ~terminal)
 

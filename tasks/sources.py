@@ -11,11 +11,60 @@ from tasks.base import Dataset, DatasetError
 
 
 def minari_root() -> Path:
-    return Path(os.environ.get("MINARI_DATASETS_PATH", Path.home() / ".minari" / "datasets"))
+    """MINARI_DATASETS_PATH (`~` expanded, made absolute: a relative one is resolved once, against
+    the working directory), default ~/.minari/datasets as Minari's own."""
+    value = os.environ.get("MINARI_DATASETS_PATH")
+    return Path(value).expanduser().absolute() if value else Path.home().absolute() / ".minari" / "datasets"
+
+
+def minari_path_problem() -> str | None:
+    """Why datasets cannot be saved under MINARI_DATASETS_PATH (None: they can), found before any
+    generation: set but empty, a file, or not writable (e.g. a read-only HOME for the default)."""
+    value = os.environ.get("MINARI_DATASETS_PATH")
+    if value is not None and not value.strip():
+        return ("MINARI_DATASETS_PATH is set but empty; unset it (default ~/.minari/datasets) or set it to a "
+                "writable folder")
+    root = minari_root()
+    return folder_problem(root, f"MINARI_DATASETS_PATH={value}" if value else
+                          f"MINARI_DATASETS_PATH (unset: default {root})")
+
+
+def folder_problem(folder: Path, name: str) -> str | None:
+    """Why files cannot be created in `folder` (made on demand), named by the variable `name`
+    that chose it; None when they can."""
+    variable = name.split("=")[0].split(" ")[0]
+    base = Path(folder)
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        return f"{name}: {base} is a file, not a folder; set {variable} to a writable folder"
+    if not os.access(base, os.W_OK | os.X_OK):  # also false on a read-only file system
+        return f"{name}: {base} is not writable; set {variable} to a writable folder"
+    return None
+
+
+def data_dir_problem(folder: Path) -> str | None:
+    """`folder_problem` for a folder under O2O_DATA_DIR (set but empty: refused)."""
+    value = os.environ.get("O2O_DATA_DIR")
+    if value is not None and not value.strip():
+        return "O2O_DATA_DIR is set but empty; unset it (default ~/.o2o/data) or set it to a writable folder"
+    return folder_problem(folder, f"O2O_DATA_DIR={value}" if value else f"O2O_DATA_DIR (unset: default {data_dir()})")
 
 
 def minari_present(dataset_id: str) -> bool:
     return (minari_root() / dataset_id / "data" / "metadata.json").exists()
+
+
+def minari_about(dataset_id: str) -> dict:
+    """Generator and version of a local Minari dataset, from its metadata.json."""
+    import json
+
+    try:
+        meta = json.loads((minari_root() / dataset_id / "data" / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {"path": str(minari_root() / dataset_id), "generator": f"{meta.get('algorithm_name')} ({meta.get('code_permalink')})",
+            "version": f"Minari dataset {dataset_id}, minari {meta.get('minari_version')}"}
 
 
 def minari_problem(dataset_id: str) -> str | None:
@@ -26,11 +75,13 @@ def minari_problem(dataset_id: str) -> str | None:
 
     data = minari_root() / dataset_id / "data"
     try:
-        json.loads((data / "metadata.json").read_text())
+        meta = json.loads((data / "metadata.json").read_text())
         with h5py.File(data / "main_data.hdf5", "r") as f:
             f.keys()
     except Exception as exc:
         return f"{data} is corrupt ({type(exc).__name__}: {_first_line(exc)}); delete it and generate or download it again"
+    if isinstance(meta, dict) and meta.get("total_steps") == 0:
+        return f"{data} holds 0 steps; delete it and generate or download it again"
     return None
 
 
@@ -41,9 +92,12 @@ def d4rl_problem(path: Path) -> str | None:
     try:
         with h5py.File(path, "r") as f:
             missing = [k for k in D4RL_KEYS if k not in f]
+            rows = None if missing else len(f["rewards"])
     except Exception as exc:
         return f"{path} is corrupt ({type(exc).__name__}: {_first_line(exc)}); download it again"
-    return f"{path} has no {', '.join(repr(k) for k in missing)} key(s); not a D4RL v2 dataset file" if missing else None
+    if missing:
+        return f"{path} has no {', '.join(repr(k) for k in missing)} key(s); not a D4RL v2 dataset file"
+    return f"{path} has 0 rows; the file is empty or was cut short, download it again" if rows == 0 else None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -95,11 +149,10 @@ def data_dir() -> Path:
     """Root for D4RL HDF5 files and AWAC hand demos: $O2O_DATA_DIR, default ~/.o2o/data.
     Layout: <root>/d4rl/<d4rl-name>.hdf5 (e.g. antmaze-large-diverse-v2.hdf5) and
     <root>/awac/<env>2_sparse.npy, <root>/awac/<env>_bc_sparse4.npy (env: pen, door, relocate)."""
-    return Path(os.environ.get("O2O_DATA_DIR", Path.home() / ".o2o" / "data")).expanduser()
+    return Path(os.environ.get("O2O_DATA_DIR") or Path.home() / ".o2o" / "data").expanduser().absolute()
 
 
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
-ACTION_CLIP = 1 - 1e-5  # Cal-QL's and IQL's D4RL loaders clip actions to +-(1 - 1e-5)
 
 
 def load_d4rl_hdf5(path: Path, obs_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> Dataset:
@@ -109,9 +162,9 @@ def load_d4rl_hdf5(path: Path, obs_fn: Callable[[np.ndarray], np.ndarray] | None
     dropped, as d4rl.qlearning_dataset does (and the file's last row unless terminal); its
     predecessor then ends the trajectory. A file without `timeouts` is refused: every D4RL v2
     file has them, and without them trajectories would run into each other (d4rl's fallback
-    guesses them from the env's time limit). Actions are clipped into the action space, to
-    +-(1 - 1e-5), as the Cal-QL and IQL loaders do (a tanh policy's log-density is infinite at +-1;
-    d4rl.qlearning_dataset itself does not clip)."""
+    guesses them from the env's time limit). Actions are kept as stored: `Task.load_dataset`
+    applies the one action rule of every source (`tasks.base.ACTION_CLIP`). A file of 0 rows
+    is refused."""
     import h5py
 
     path = Path(path)
@@ -135,10 +188,11 @@ def load_d4rl_hdf5(path: Path, obs_fn: Callable[[np.ndarray], np.ndarray] | None
         raise DatasetError(f"{path}: could not be read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
                            f"the file is corrupt or truncated, download it again") from exc
     n = len(reward)
+    if n == 0:
+        raise DatasetError(f"{path}: has 0 rows; the file is empty or was cut short, download it again")
     for key, arr in (("observations", obs), ("actions", action), ("terminals", terminal), ("timeouts", timeout)):
         if len(arr) != n:
             raise DatasetError(f"{path}: '{key}' has {len(arr)} rows but 'rewards' has {n}; the file is truncated or corrupt")
-    action = np.clip(action, -ACTION_CLIP, ACTION_CLIP)  # NaN stays NaN: Dataset.validate refuses it
     if obs_fn is not None:
         obs = obs_fn(obs)
         next_obs = obs_fn(next_obs) if next_obs is not None else None
@@ -194,7 +248,8 @@ def goal_achieved(p: dict) -> np.ndarray:
 def binary_trajectories(trajs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> Dataset:
     """Cal-QL's Adroit-binary rule on (obs, action, next_obs, success) trajectories: reward =
     success - 1; each trajectory is kept only up to its last success, trajectories that never
-    succeed are dropped; terminal = (reward == 0); actions clipped to +-0.99999."""
+    succeed are dropped; terminal = (reward == 0). Actions as stored (`Task.load_dataset` clips
+    them to +-0.99999, the same rule as every source's)."""
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "action", "reward", "next_obs", "terminal", "timeout")}
     for obs, action, next_obs, success in trajs:
         hits = np.flatnonzero(success)
@@ -203,7 +258,7 @@ def binary_trajectories(trajs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np
         T = hits[-1] + 1
         reward = success[:T].astype(np.float32) - 1.0
         timeout = np.zeros(T, bool)  # every kept trajectory ends in a success: a terminal
-        for k, v in zip(parts, (obs[:T], np.clip(action[:T], -0.99999, 0.99999), reward, next_obs[:T], reward == 0, timeout)):
+        for k, v in zip(parts, (obs[:T], action[:T], reward, next_obs[:T], reward == 0, timeout)):
             parts[k].append(np.asarray(v))
     if not parts["obs"]:
         raise DatasetError("no trajectory in the data ever succeeds; the binary Adroit rule keeps none")

@@ -1,136 +1,83 @@
-"""Every registered method honours the interface: finite declared metrics, save/load restores
-the same actions, a fixed seed gives the same first update, target networks get no gradients."""
-import math
+"""Every registered method honours the interface: the conformance suite (`algorithms.conformance`,
+which plug-in authors run as `python -m algorithms.conformance NAME`) on every registered method,
+one test per check; then the registry's errors and every yaml's config."""
+import subprocess
+import sys
+from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 import algorithms
-from algorithms import ActionSpec, Batch, ObsSpec
-from tests.algorithms.helpers import for_method
+from algorithms import ActionSpec, ObsSpec, conformance
+from algorithms.conformance import ACT, OBS
 
-OBS, ACT, B = 5, 3, 32
-SMALL = {"actor_hidden": (16, 16), "critic_hidden": (16, 16), "value_hidden": (16, 16),
-         "actor_every": 2}  # RLPD's and WSRL's actor step (a job sets it to protocol.utd)
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def small_hparams(name):
-    return for_method(name, SMALL)
+@pytest.mark.parametrize("check", conformance.CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+@pytest.mark.parametrize("name", algorithms.available())
+def test_conformance(name, check):
+    check(name)
 
 
-def make(name, seed=0):
-    torch.manual_seed(seed)
-    return algorithms.make(name, ObsSpec((OBS,)), ActionSpec(ACT), small_hparams(name), "cpu")
+class BC(algorithms.Algorithm):
+    """Behaviour cloning as docs/adding-a-method.md outlines it: no critic, no target network."""
+
+    Config = algorithms.get("td3bc").Config
+
+    def __init__(self, obs_spec, action_spec, config, device, rng=None):
+        super().__init__(obs_spec, action_spec, config, device, rng)
+        self.actor = torch.nn.Sequential(torch.nn.Linear(obs_spec.shape[0], 16), torch.nn.ReLU(),
+                                         torch.nn.Linear(16, action_spec.dim), torch.nn.Tanh())
+        self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=1e-3)
+
+    def update(self, batch):
+        loss = ((self.actor(batch.obs) - batch.action) ** 2).mean()
+        algorithms.minimize(self.optimizer, loss)
+        return {"bc_loss": loss.detach()}
+
+    def policy(self, obs, deterministic):
+        with torch.no_grad():
+            return self.actor(obs)
 
 
-def chunk(name):
-    """The method's chunk length h with its defaults (1 for a method without chunks)."""
-    return getattr(algorithms.get(name).Config(), "chunk", 1)
+@pytest.fixture
+def bc(monkeypatch):
+    monkeypatch.setitem(algorithms.REGISTRY, "bc-test", BC)
+    monkeypatch.setattr(BC, "name", "bc-test")
+    return "bc-test"
 
 
-def batch(seed=0, seeds=1, chunk=1):
-    """One batch for each of `seeds` seeds: fields (seeds, B, ...); with chunk h > 1, batches of
-    h-step chunks (actions h * ACT, `valid` with an episode end inside some chunks)."""
-    g = torch.Generator().manual_seed(seed)
-    K = seeds
-    valid = None
-    if chunk > 1:
-        ends = torch.randint(1, chunk + 3, (K, B, 1), generator=g)  # first step after an episode end (> h: none)
-        valid = (torch.arange(chunk) < ends).float()
-    return Batch(obs=torch.randn(K, B, OBS, generator=g), action=torch.rand(K, B, chunk * ACT, generator=g) * 2 - 1,
-                 reward=torch.randn(K, B, generator=g), next_obs=torch.randn(K, B, OBS, generator=g),
-                 done=(torch.rand(K, B, generator=g) < 0.1).float(), mc_return=torch.randn(K, B, generator=g),
-                 valid=valid)
+def test_a_valid_method_without_target_network_or_q_passes(bc):
+    results = conformance.run([bc])
+    assert [r for r in results if r[2] == "FAIL"] == []
+    states = {label: state for _, label, state, _ in results}
+    assert states["target_networks_get_no_gradients"] == "n/a" and states["policy_value_is_q_of_the_deterministic_action"] == "n/a"
 
 
-@pytest.fixture(params=algorithms.available())
-def name(request):
-    return request.param
+@pytest.mark.parametrize("returns, got", [("float", "'bc_loss' as a float"), ("None", "a NoneType")])
+def test_an_update_breaking_the_contract_fails_in_one_line_naming_it(bc, monkeypatch, returns, got):
+    monkeypatch.setattr(BC, "update", lambda self, batch: {"bc_loss": 0.5} if returns == "float" else None)
+    results = conformance.run([bc])
+    (detail,) = {r[3] for r in results if r[1] == "update_gives_finite_metrics_one_per_seed"}
+    assert detail.startswith(f"TypeError: algorithm 'bc-test': update() must return a dict of metric name -> detached "
+                             f"torch tensor, each a scalar (multi_seed = False); got {got}"), detail
+    assert "Algorithm.update in algorithms/base.py" in detail and "\n" not in detail
 
 
-def test_update_gives_finite_metrics_one_per_seed(name):
-    algo = make(name)
-    assert algo.chunk == chunk(name)
-    for i in range(3):
-        metrics = algo.update_seeds(batch(i, chunk=algo.chunk))
-    assert metrics, "update must report metrics"
-    for key, value in metrics.items():
-        assert torch.is_tensor(value) and value.shape == (1,), key
-        assert math.isfinite(float(value)), key
+def test_the_suite_runs_from_outside_the_checkout(tmp_path):
+    """From another folder (a plug-in author's), with the repository reached only as an installed
+    package would be: no `tests/algorithms` on the path to shadow `algorithms`."""
+    import os
 
-
-def test_policy_value_is_q_of_the_deterministic_action(name):
-    """None (no Q-function) or a finite (K, B) tensor without gradients that follows the policy:
-    the same states give the same values, and a changed actor changes them."""
-    algo = make(name)
-    for _ in range(3):
-        algo.update_seeds(batch(chunk=algo.chunk))
-    obs = batch(1).obs
-    value = algo.policy_value_seeds(obs)
-    if name in ("calql", "cql", "iql", "td3bc", "awac", "rlpd", "wsrl", "fql", "qc", "qcfql"):  # every method here has one
-        assert value is not None
-    if value is None:
-        return
-    assert value.shape == (1, B) and torch.isfinite(value).all() and not value.requires_grad
-    assert torch.equal(value, algo.policy_value_seeds(obs))
-    with torch.no_grad():
-        for p in algo.actor.parameters():
-            p.add_(0.5 * torch.randn_like(p))
-    assert not torch.allclose(value, algo.policy_value_seeds(obs))
-
-
-def test_act_shapes_and_bounds(name):
-    algo = make(name)
-    single = algo.act(np.zeros((1, OBS), np.float32), deterministic=True)  # one observation per seed
-    many = algo.act(np.random.randn(1, 7, OBS).astype(np.float32), deterministic=False)
-    h = chunk(name)  # a chunked method acts with the flattened chunk
-    assert single.shape == (1, h * ACT) and many.shape == (1, 7, h * ACT)
-    assert np.all(np.abs(many) <= 1.0)
-
-
-def test_save_load_restores_actions_and_training(name, tmp_path):
-    a = make(name, seed=0)
-    h = chunk(name)
-    for i in range(3):
-        a.update_seeds(batch(i, chunk=h))
-    a.on_finetune_start()
-    torch.save(a.state_dict(), tmp_path / "s.pt")
-    b = make(name, seed=123)  # different init
-    b.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=False))
-    obs = np.random.randn(1, 9, OBS).astype(np.float32)
-    np.testing.assert_array_equal(a.act(obs, True), b.act(obs, True))
-    assert b.finetuning
-    # training continues identically from the restored state (optimizers, temperatures too)
-    torch.manual_seed(7)
-    ma = a.update_seeds(batch(5, chunk=h))
-    torch.manual_seed(7)
-    mb = b.update_seeds(batch(5, chunk=h))
-    for k in ma:
-        assert float(ma[k]) == pytest.approx(float(mb[k]), rel=1e-5, abs=1e-6), k
-
-
-def test_fixed_seed_gives_same_first_update(name):
-    results = []
-    for _ in range(2):
-        algo = make(name, seed=3)
-        torch.manual_seed(11)
-        results.append({k: float(v) for k, v in algo.update_seeds(batch(0, chunk=algo.chunk)).items()})
-    assert results[0] == results[1]
-
-
-def test_target_networks_get_no_gradients(name):
-    algo = make(name)
-    algo.update_seeds(batch(0, chunk=algo.chunk))
-    targets = [m for k, m in algo.modules().items() if "target" in k and isinstance(m, torch.nn.Module)]
-    assert targets, f"{name}: no target network among modules() (keys with 'target'), so nothing was checked"
-    for target in targets:
-        for p in target.parameters():
-            assert not p.requires_grad and p.grad is None
-
-
-def test_declared_needs_are_known_batch_fields(name):
-    assert set(algorithms.get(name).needs) <= set(Batch.__dataclass_fields__)
+    proc = subprocess.run([sys.executable, "-m", "algorithms.conformance", "td3bc"], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == f"{len(conformance.CHECKS)}/{len(conformance.CHECKS)} checks passed"
+    proc = subprocess.run([sys.executable, "-m", "algorithms.conformance", "nope"], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: unknown algorithm 'nope'; choose one of: awac")
 
 
 def test_unknown_name_and_option_errors_list_valid_choices():
@@ -163,3 +110,19 @@ def test_every_yaml_resolves_to_a_valid_config_in_every_domain(domain):
         algo = resolve_algorithm(load_group("algorithm", name), domain)
         assert algo["name"] == name and name in algorithms.available()
         validate_algorithm(algo)
+
+
+def test_the_suite_runs_on_a_plugin_source_file_from_its_folder(tmp_path):
+    """From the folder holding a method's source (not installed): the file is imported, its
+    `@register` runs, and its method is checked, not refused as unknown."""
+    import inspect
+    import os
+    import textwrap
+
+    source = "import torch\nimport algorithms\n\n\n@algorithms.register('bc_file')\n" + textwrap.dedent(
+        inspect.getsource(BC))
+    (tmp_path / "bc.py").write_text(source)
+    proc = subprocess.run([sys.executable, "-m", "algorithms.conformance", "bc.py"], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert " bc_file " in proc.stdout and proc.stdout.strip().splitlines()[-1].endswith("checks passed")

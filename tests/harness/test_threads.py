@@ -77,7 +77,7 @@ def test_bad_thread_count_is_a_one_line_error_before_any_work(tmp_path, value):
     proc = subprocess.run([sys.executable, "-m", "harness.run", *TINY, "seed=0", f"threads={value}",
                            f"runs_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "threads must be a whole number >= 1" in proc.stderr and "Traceback" not in proc.stderr
+    assert "threads must be a whole number from 1 to 4,096" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "default").exists()
 
 

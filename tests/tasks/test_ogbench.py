@@ -137,6 +137,9 @@ def test_rewards_equal_ogbenchs_own_single_task_loading(tiny, tmp_path):
         np.testing.assert_array_equal(data.terminal, train["masks"] == 0)
         np.testing.assert_array_equal(data.obs, train["observations"])
         np.testing.assert_array_equal(data.next_obs, train["next_observations"])
+        # as stored; Task.load_dataset then clips to +-(1 - 1e-5), the rule of every source (FQL's)
+        np.testing.assert_array_equal(data.action, train["actions"].astype(np.float32))
+        data.conform_actions("tiny")
         np.testing.assert_array_equal(data.action, np.clip(train["actions"], -1 + 1e-5, 1 - 1e-5))
         np.testing.assert_array_equal(data.timeout, train["terminals"].astype(bool) & (train["masks"] == 1))
 
