@@ -124,11 +124,15 @@ def main_with_config(cfg, overrides: list[str] = ()) -> int:
     from harness.jobs import ConfigError, expand
     from harness.launch import check_run_dirs, check_slurm, is_done, launch
     from harness.store import unwritable, write_manifest
+    from harness.study import check_study, describe, study_design, write_study
 
     jobs = expand(cfg, overrides)
     runs_dir = Path(cfg.runs_dir)
+    study = study_design(cfg, overrides, jobs)  # None: the suite registers no hypotheses
     if cfg.dry_run:
         print(job_table(jobs, runs_dir, cfg.cost))
+        if study:
+            print(describe(study, runs_dir))
         return 0
     if cfg.launcher.name == "local":  # a SLURM login node need not have the GPUs its jobs get
         check_device(cfg.device)
@@ -137,6 +141,7 @@ def main_with_config(cfg, overrides: list[str] = ()) -> int:
     if todo and read_only:
         raise ConfigError(read_only)
     check_run_dirs(jobs, runs_dir)  # before any work: a changed config never overwrites old runs
+    check_study(study, jobs, runs_dir)  # nor adds runs of a changed design to a registered study
     if todo:  # a finished study needs neither data, trackers nor a cluster
         from harness.trackers import check_trackers
 
@@ -152,6 +157,7 @@ def main_with_config(cfg, overrides: list[str] = ()) -> int:
             tasks.get(task_name).prepare()
     print(f"o2o-bench: {len(jobs)} jobs -> {runs_dir.resolve()}", flush=True)
     if not read_only:
+        write_study(study, runs_dir)  # before the first run
         write_manifest(jobs, runs_dir)
     errors = launch(jobs, runs_dir, cfg)
     if cfg.launcher.name == "slurm" and not cfg.launcher.wait:
