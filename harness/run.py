@@ -140,8 +140,8 @@ def main_with_config(cfg, overrides: list[str] = ()) -> int:
     read_only = unwritable(runs_dir)  # None when runs_dir can be written
     if todo and read_only:
         raise ConfigError(read_only)
-    check_run_dirs(jobs, runs_dir)  # before any work: a changed config never overwrites old runs
-    check_study(study, jobs, runs_dir)  # nor adds runs of a changed design to a registered study
+    check_study(study, jobs, runs_dir)  # before any work: no runs of a changed design in a registered study,
+    check_run_dirs(jobs, runs_dir)  # and a changed config never overwrites old runs
     if todo:  # a finished study needs neither data, trackers nor a cluster
         from harness.trackers import check_trackers
 

@@ -239,7 +239,7 @@ def plan(per_run: pd.DataFrame, design: dict, ns: list[int], target: float, sims
     kw = {"sims": sims, "reps": reps, "seed": seed}
     header = f"{'hypothesis':<22} {'pilot seeds':<18}" + "".join(f"{'n=' + str(n):>7}" for n in ns) + \
         f"   smallest n for P >= {target:g}"
-    lines = [f"study '{design['name']}' (design {design.get('hash')}): P(a study of n seeds per method and task "
+    lines = [f"study '{design['name']}' (design {design.get('hash') or 'not recorded'}): P(a study of n seeds per method and task "
              f"shows the hypothesis)", header, "-" * len(header)]
     for h in hypotheses_of(design):
         pilot = pilot_values(per_run, h, design["tasks"], max_seeds)

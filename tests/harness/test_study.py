@@ -1,0 +1,85 @@
+"""A suite's registered study through the front door: the design's hash in the dry run, the
+design recorded in the store before the first run, and runs of a changed design refused."""
+import json
+import re
+
+import pytest
+
+from harness.jobs import ConfigError
+from scoring.study import parse_study
+from tests.harness.test_run import TINY, harness
+
+HYPOTHESIS = "{name:cql_dips,metric:dip,statistic:mean,methods:[cql],direction:greater,value:0,level:0.95}"
+STUDY = f"+suite.study={{hypotheses:[{HYPOTHESIS}]}}"
+
+
+def design_of(proc) -> str:
+    found = re.search(r"study 'smoke': design ([0-9a-f]{12})", proc.stdout)
+    assert found, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return found.group(1)
+
+
+def test_the_dry_run_shows_the_hypotheses_and_a_hash_of_the_design(tmp_path):
+    base = ["suite=smoke", f"runs_dir={tmp_path}", "dry_run=true", *TINY]
+    proc = harness(*base, STUDY)
+    assert proc.returncode == 0, proc.stderr
+    assert "cql_dips: the 95% CI of cql's mean dip lies above 0" in proc.stdout
+    assert "not yet registered" in proc.stdout
+    first = design_of(proc)
+    assert design_of(harness(*base, STUDY, "device=cpu", "launcher.workers=1")) == first  # where it runs: same design
+    changed = [design_of(harness(*base, STUDY, change)) for change in
+               ("suite.seeds=[0,1]", "protocol.checkpoint_every=100")]
+    changed.append(design_of(harness(*base, STUDY.replace("value:0", "value:5"))))
+    assert len({first, *changed}) == 4
+    assert "study" not in harness("suite=smoke", f"runs_dir={tmp_path}", "dry_run=true").stdout  # none registered
+
+
+def test_the_design_is_recorded_before_the_first_run_and_a_changed_design_is_refused(tmp_path):
+    base = ["suite=smoke", f"runs_dir={tmp_path}", *TINY, "report=false", "progress=false"]
+    expected = design_of(harness(*base, STUDY, "dry_run=true"))
+    proc = harness(*base, STUDY, "algorithm=cql", "seed=0")  # one run of the study
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    recorded = json.loads((tmp_path / "smoke" / "study.json").read_text())
+    assert recorded["hash"] == expected and recorded["registered"] == {"finished_runs_before": 0}
+    assert recorded["seeds"] == {"calql": [0], "cql": [0]} and recorded["hypotheses"][0]["name"] == "cql_dips"
+    assert "registered in" in harness(*base, STUDY, "dry_run=true").stdout
+    before = (tmp_path / "smoke" / "study.json").read_text()
+    other = STUDY.replace("value:0", "value:5")
+    for change, why in (("suite.seeds=[0,1]", "changed: seeds"), ("protocol.checkpoint_every=100", "changed: protocol"),
+                        (other, "changed: hypotheses")):
+        proc = harness(*base, *([STUDY] if change != other else []), change)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, (change, proc.stderr)
+        assert f"registers study 'smoke' as design {expected}" in proc.stderr and why in proc.stderr
+    proc = harness(*base, "seed=7", "algorithm=cql", STUDY)  # a seed the design does not hold
+    assert proc.returncode == 2 and "is not a run of the registered study 'smoke'" in proc.stderr
+    proc = harness(*base)  # the same name without the study
+    assert proc.returncode == 2 and "no study: block" in proc.stderr
+    assert (tmp_path / "smoke" / "study.json").read_text() == before
+    assert not (tmp_path / "smoke" / "pointmaze-umaze-diverse" / "cql" / "seed1").exists()
+
+
+@pytest.mark.parametrize("block, words", [
+    ({"hypotheses": [{"name": "a", "metric": "dips", "statistic": "mean", "methods": ["cql"],
+                      "direction": "greater", "value": 0}]}, "metric 'dips' is unknown"),
+    ({"hypotheses": [{"name": "a", "metric": "dip", "statistic": "p_less", "methods": ["cql"],
+                      "direction": "greater", "value": 0.5}]}, "must name 2 different method(s)"),
+    ({"hypotheses": [{"name": "a", "metric": "dip", "statistic": "mean", "methods": ["sac"],
+                      "direction": "greater", "value": 0}]}, "method 'sac' is not in suite.algorithms"),
+    ({"hypotheses": [{"name": "a", "metric": "dip", "statistic": "mean", "methods": ["cql"],
+                      "direction": "up", "value": 0}]}, "direction 'up' is unknown"),
+    ({"hypotheses": [{"name": "a", "metric": "dip", "statistic": "mean", "methods": ["cql"],
+                      "direction": "greater", "value": 0, "level": 95}]}, "level must be a fraction"),
+    ({"hypotheses": []}, "non-empty list"),
+    ({"hypotheses": [{"name": "a"}], "seeds": 3}, "suite.study.seeds is not an option"),
+])
+def test_a_bad_study_block_is_one_line_naming_the_fix(block, words):
+    with pytest.raises(ValueError) as info:
+        parse_study(block, ["calql", "cql"])
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_bad_study_block_is_refused_by_the_front_door_with_exit_code_2(tmp_path):
+    proc = harness("suite=smoke", f"runs_dir={tmp_path}", STUDY.replace("metric:dip", "metric:dips"))
+    assert proc.returncode == 2 and "suite.study.hypotheses.cql_dips.metric 'dips' is unknown" in proc.stderr
+    assert not tmp_path.joinpath("smoke").exists()
+    assert issubclass(ConfigError, ValueError)
