@@ -30,7 +30,8 @@ def study_design(cfg: DictConfig, overrides: list[str], jobs) -> dict | None:
                             list(suite.algorithms))
     except StudyError as exc:
         raise ConfigError(str(exc)) from None
-    if cfg.get("algorithm") or cfg.get("task") or cfg.get("seed") is not None:
+    narrowed = bool(cfg.get("algorithm") or cfg.get("task") or cfg.get("seed") is not None)
+    if narrowed:
         from harness.jobs import expand
 
         full = cfg.copy()
@@ -49,7 +50,15 @@ def study_design(cfg: DictConfig, overrides: list[str], jobs) -> dict | None:
         design["config"][key] = {k: v for k, v in j.to_dict().items() if k not in (*PER_SEED, "protocol")}
     design["hash"] = design_hash(design)
     design["_jobs"] = {(j.algorithm.name, j.task.name, j.seed) for j in jobs}  # not written
+    design["_narrowed"] = narrowed
     return design
+
+
+def outside(design: dict | None, jobs) -> bool:
+    """A command narrowed to runs that the design does not hold (another task or seed): they are
+    not part of the study, which they leave as it is."""
+    return bool(design and design["_narrowed"]
+                and not any((j.algorithm.name, j.task.name, j.seed) in design["_jobs"] for j in jobs))
 
 
 def study_path(runs_dir: Path, suite: str) -> Path:
@@ -79,25 +88,19 @@ def check_study(design: dict | None, jobs, runs_dir: Path) -> None:
     under this suite's name (once the store holds a run directory of it)."""
     suite = jobs[0].suite
     old = registered(runs_dir, suite)
-    if old is None and design is None:
+    if (old is None and design is None) or outside(design, jobs):
         return
     ours = design["hash"] if design else None
     if old is not None and old.get("hash") != ours and _run_dirs(runs_dir, suite):
         what = f"design {ours} (changed: {_changed(old, design)})" if design else "no study: block"
         raise ConfigError(f"{study_path(runs_dir, suite)} registers study '{suite}' as design {old.get('hash')}, but "
                           f"this config has {what}; run it under another name (suite.name=...) or into another runs_dir=...")
-    if design:
-        outside = [j for j in jobs if (j.algorithm.name, j.task.name, j.seed) not in design["_jobs"]]
-        if outside:
-            j = outside[0]
-            raise ConfigError(f"{j.algorithm.name} {j.task.name} seed {j.seed} is not a run of the registered study "
-                              f"'{suite}' (design {ours}); run it outside the study: suite.name=... '~suite.study'")
 
 
-def write_study(design: dict | None, runs_dir: Path) -> None:
+def write_study(design: dict | None, jobs, runs_dir: Path) -> None:
     """Record the design before the first run (kept as it is once written: check_study refused a
     changed one). A store that already held finished runs of this suite says how many."""
-    if design is None:
+    if design is None or outside(design, jobs):
         return
     path = study_path(runs_dir, design["name"])
     old = registered(runs_dir, design["name"])
@@ -109,8 +112,11 @@ def write_study(design: dict | None, runs_dir: Path) -> None:
     atomic_write(path, json.dumps(record, indent=1) + "\n")
 
 
-def describe(design: dict, runs_dir: Path) -> str:
+def describe(design: dict, jobs, runs_dir: Path) -> str:
     """The dry run's lines: the study's hash, whether the store holds it, and its hypotheses."""
+    if outside(design, jobs):
+        return (f"study '{design['name']}' (design {design['hash']}): these runs are not among its registered "
+                f"runs; they are outside the study and its verdicts")
     old = registered(runs_dir, design["name"])
     if old is None:
         where = f"not yet registered in {study_path(runs_dir, design['name'])}"
