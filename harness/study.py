@@ -99,14 +99,15 @@ def check_study(design: dict | None, jobs, runs_dir: Path) -> None:
 
 def write_study(design: dict | None, jobs, runs_dir: Path) -> None:
     """Record the design before the first run (kept as it is once written: check_study refused a
-    changed one). A store that already held finished runs of this suite says how many."""
+    changed one). A store that already held finished runs of the design says how many."""
     if design is None or outside(design, jobs):
         return
     path = study_path(runs_dir, design["name"])
     old = registered(runs_dir, design["name"])
     if old is not None and old.get("hash") == design["hash"]:
         return
-    done = sum(finished_summary(d) is not None for d in _run_dirs(runs_dir, design["name"]))
+    done = sum(finished_summary(d) is not None for d in _run_dirs(runs_dir, design["name"])
+               if (d.parent.name, d.parents[1].name, int(d.name[4:]) if d.name[4:].isdigit() else -1) in design["_jobs"])
     record = {k: v for k, v in design.items() if not k.startswith("_")}
     record["registered"] = {"finished_runs_before": done}
     atomic_write(path, json.dumps(record, indent=1) + "\n")

@@ -37,10 +37,13 @@ def test_the_dry_run_shows_the_hypotheses_and_a_hash_of_the_design(tmp_path):
 def test_the_design_is_recorded_before_the_first_run_and_a_changed_design_is_refused(tmp_path):
     base = ["suite=smoke", f"runs_dir={tmp_path}", *TINY, "report=false", "progress=false"]
     expected = design_of(harness(*base, STUDY, "dry_run=true"))
-    proc = harness(*base, STUDY, "algorithm=cql", "seed=0")  # one run of the study
+    proc = harness(*base, "algorithm=cql", "seed=0")  # one run, before the study is registered
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not (tmp_path / "smoke" / "study.json").exists()
+    proc = harness(*base, STUDY, "algorithm=cql", "seed=0")  # the same run, now registered: not redone
     assert proc.returncode == 0, proc.stderr[-2000:]
     recorded = json.loads((tmp_path / "smoke" / "study.json").read_text())
-    assert recorded["hash"] == expected and recorded["registered"] == {"finished_runs_before": 0}
+    assert recorded["hash"] == expected and recorded["registered"] == {"finished_runs_before": 1}
     assert recorded["seeds"] == {"calql": [0], "cql": [0]} and recorded["hypotheses"][0]["name"] == "cql_dips"
     assert "registered in" in harness(*base, STUDY, "dry_run=true").stdout
     before = (tmp_path / "smoke" / "study.json").read_text()
@@ -110,3 +113,4 @@ def test_a_reduced_default_study_runs_through_the_front_door_and_says_what_it_fo
     assert "the full unlearning-dip study: docs/dip-study.md" in out
     recorded = json.loads((tmp_path / "default" / "study.json").read_text())
     assert recorded["seeds"] == {"calql": [100, 101], "cql": [100, 101]} and recorded["dip_window"] == 0.75
+    assert recorded["registered"] == {"finished_runs_before": 0}  # recorded before the first run
