@@ -111,6 +111,7 @@ class Algorithm(ABC):
     needs: ClassVar[frozenset[str]] = frozenset()
     name: ClassVar[str] = ""
     multi_seed: ClassVar[bool] = False
+    unseeded: ClassVar[frozenset[str]] = frozenset()  # tensors in `modules()` without the seed dim (step counters)
 
     def __init__(self, obs_spec: ObsSpec, action_spec: ActionSpec, config: Any, device: torch.device,
                  rng: SeedStreams | None = None):
@@ -187,6 +188,25 @@ class Algorithm(ABC):
         return {k: v for k, v in vars(self).items()
                 if isinstance(v, (torch.nn.Module, torch.optim.Optimizer, torch.Tensor))}
 
+    def learned_tensors(self) -> dict[str, tuple[list[torch.Tensor], bool]]:
+        """Every learned tensor by its name in `modules()` (a network's parameters, a learned
+        scalar), with whether each has the seed dim first, (K, ...): a multi-seed method's networks
+        and scalars are built so (`algorithms.common.networks`); the tensors it names in `unseeded`
+        (e.g. a step counter) are every seed's. The harness reads them to fail a diverged seed."""
+        out = {}
+        for name, m in self.modules().items():
+            if isinstance(m, torch.nn.Module):
+                out[name] = (list(m.parameters()), True)
+            elif isinstance(m, torch.Tensor):
+                out[name] = ([m], name not in self.unseeded)
+        if self.n_seeds > 1:
+            wrong = [n for n, (ts, seeded) in out.items() if seeded and any(t.dim() == 0 or len(t) != self.n_seeds
+                                                                            for t in ts)]
+            if wrong:
+                raise ValueError(f"algorithm '{self.name}': {', '.join(wrong)} lack the seed dim ({self.n_seeds}) "
+                                 f"first; build them per seed, or list a shared tensor in `unseeded`")
+        return out
+
     def state_dict(self) -> dict[str, Any]:
         state = {"finetuning": self.finetuning}
         for key, obj in self.modules().items():
@@ -253,12 +273,13 @@ def build_config(cls: type[Algorithm], hparams: dict[str, Any]):
     return cls.Config(**kwargs)
 
 
-def make(name: str, obs_spec: ObsSpec, action_spec: ActionSpec, hparams: dict[str, Any],
+def make(name: str, obs_spec: ObsSpec, action_spec: ActionSpec, hparams: dict[str, Any] | Any,
          device: torch.device | str = "cpu", rng: SeedStreams | None = None) -> Algorithm:
     """The method `name`, for the seeds of `rng` (default: one seed on torch's global generators;
-    a method written for one seed is built without `rng`)."""
+    a method written for one seed is built without `rng`). `hparams`: its built Config (a job's),
+    or a plain dict to build it from."""
     cls = get(name)
-    config = build_config(cls, dict(hparams))
+    config = hparams if isinstance(hparams, cls.Config) else build_config(cls, dict(hparams))
     if rng is None:
         return cls(obs_spec, action_spec, config, torch.device(device))
     return cls(obs_spec, action_spec, config, torch.device(device), rng)

@@ -74,6 +74,7 @@ class RLPDConfig(EncoderConfig):
 class RLPD(Algorithm):
     Config = RLPDConfig
     multi_seed = True
+    unseeded = frozenset({"updates"})  # step counters, every seed's
 
     def __init__(self, obs_spec, action_spec, config: RLPDConfig, device, rng=None):
         super().__init__(obs_spec, action_spec, config, device, rng)

@@ -64,6 +64,7 @@ class TD3BCConfig(EncoderConfig):
 class TD3BC(Algorithm):
     Config = TD3BCConfig
     multi_seed = True
+    unseeded = frozenset({"updates", "online_updates"})  # step counters, every seed's
 
     def __init__(self, obs_spec, action_spec, config: TD3BCConfig, device, rng=None):
         super().__init__(obs_spec, action_spec, config, device, rng)

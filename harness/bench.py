@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import algorithms
 from algorithms import ActionSpec, Batch, ObsSpec, SeedStreams
-from harness.jobs import CONF_DIR, load_group, resolve_algorithm, standalone_hparams
+from harness.config import CONF_DIR, load_group, resolve_algorithm, standalone_hparams
 from harness.launch import configure_torch
 
 METHODS = ("cql", "calql", "iql", "td3bc", "awac", "rlpd", "wsrl")
@@ -181,6 +181,40 @@ def checkpoint_costs(device, rates: dict[str, float], n_offline: int = 1_000_000
             print(f"{n:>12,} {len(buf.getvalue()) / 2**20:9.1f} {seconds:8.2f}  {shares}", flush=True)
 
 
+def method_rates(args, dev: torch.device, ks: list[int], peak: float) -> dict[tuple[str, str], float]:
+    """One table row per (method, shape set, K): updates/s and FLOP use; returns the K = 1 rates."""
+    measured = {}
+    for which in args.sets.split(","):
+        if which == "checkpoint":
+            continue
+        for m in args.methods.split(","):
+            if which == "corl" and m not in CORL:  # methods CORL has no implementation of
+                continue
+            obs, act, B, hp = shapes(m, which)
+            nets = f"{len(hp['critic_hidden'])}x{hp['critic_hidden'][0]} | {len(hp['actor_hidden'])}x{hp['actor_hidden'][0]}"
+            base, flops = None, None
+            for K in ks:
+                algo = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev, SeedStreams.from_seeds(range(K), dev))
+                if args.finetune:
+                    algo.on_finetune_start()
+                batch = make_batch(obs, act, B, dev, K)
+                if flops is None:  # one seed's update; K seeds cost K times that
+                    one = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev, SeedStreams.from_seeds([0], dev))
+                    if args.finetune:
+                        one.on_finetune_start()
+                    flops = update_flops(one, make_batch(obs, act, B, dev))
+                rate = updates_per_s(algo, batch, args.seconds)
+                base = rate if base is None and K == 1 else base
+                if K == 1:
+                    measured[(m, which)] = rate
+                ratio = f"{K * rate / base:6.2f}" if base else "     -"
+                print(f"{m:<7} {which:<6} {f'{obs}/{act}/{B}':<10} {nets:<18} {K:>3} {rate:10.1f} "
+                      f"{K * rate:11.1f} {ratio} {flops / 1e6:15.1f} {100 * K * rate * flops / peak:6.1f}%",
+                      flush=True)
+                del algo
+    return measured
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -202,36 +236,7 @@ def main() -> None:
         print(f"\n{name}: matmul peak {peak / 1e9:.0f} GFLOP/s (fp32, 2048^3)")
         print(f"{'method':<7} {'shapes':<6} {'obs/act/B':<10} {'networks (Q | pi)':<18} {'K':>3} {'updates/s':>10} "
               f"{'seed-upd/s':>11} {'x K=1':>6} {'MFLOP/seed-upd':>15} {'% peak':>7}")
-        measured = {}
-        for which in args.sets.split(","):
-            if which == "checkpoint":
-                continue
-            for m in args.methods.split(","):
-                if which == "corl" and m not in CORL:  # methods CORL has no implementation of
-                    continue
-                obs, act, B, hp = shapes(m, which)
-                nets = f"{len(hp['critic_hidden'])}x{hp['critic_hidden'][0]} | {len(hp['actor_hidden'])}x{hp['actor_hidden'][0]}"
-                base, flops = None, None
-                for K in ks:
-                    algo = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev,
-                                           SeedStreams.from_seeds(range(K), dev))
-                    if args.finetune:
-                        algo.on_finetune_start()
-                    batch = make_batch(obs, act, B, dev, K)
-                    if flops is None:  # one seed's update; K seeds cost K times that
-                        one = algorithms.make(m, ObsSpec((obs,)), ActionSpec(act), hp, dev, SeedStreams.from_seeds([0], dev))
-                        if args.finetune:
-                            one.on_finetune_start()
-                        flops = update_flops(one, make_batch(obs, act, B, dev))
-                    rate = updates_per_s(algo, batch, args.seconds)
-                    base = rate if base is None and K == 1 else base
-                    if K == 1:
-                        measured[(m, which)] = rate
-                    ratio = f"{K * rate / base:6.2f}" if base else "     -"
-                    print(f"{m:<7} {which:<6} {f'{obs}/{act}/{B}':<10} {nets:<18} {K:>3} {rate:10.1f} "
-                          f"{K * rate:11.1f} {ratio} {flops / 1e6:15.1f} {100 * K * rate * flops / peak:6.1f}%",
-                          flush=True)
-                    del algo
+        measured = method_rates(args, dev, ks, peak)
         if "checkpoint" in args.sets.split(","):
             from omegaconf import OmegaConf
 

@@ -1,5 +1,5 @@
 """Launchers: run a list of jobs, skipping the finished ones, one process per group of jobs
-(`harness.jobs.group_jobs`: the seeds trained together; a job alone otherwise). `local` runs
+(`harness.job.group_jobs`: the seeds trained together; a job alone otherwise). `local` runs
 them in this process (workers=1) or in worker processes that split the cores between them;
 `slurm` submits them as one job array through submitit, each array task checkpointing and
 requeueing itself when SLURM signals pre-emption or the time limit."""
@@ -18,7 +18,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from harness.jobs import ConfigError, Job, group_jobs, run_dir
+from harness.schema import ConfigError
+from harness.job import Job, group_jobs
+
+from harness.store import run_dir
 from harness.slurm import QueueUnavailable, queue_states, read_ledger
 from harness.store import RunDirConflict, atomic_write, check_run_dir, finished_summary, read_summary
 
@@ -185,7 +188,7 @@ def check_slurm(launcher) -> None:
     if shutil.which("sbatch") is None:
         raise ConfigError("launcher=slurm needs SLURM's sbatch on PATH and none was found; "
                           "run on a cluster login node or use launcher=local")
-    partition = launcher.get("partition")
+    partition = launcher.partition
     if partition:
         out = subprocess.run(["sinfo", "-h", "-p", str(partition), "-o", "%P"], capture_output=True, text=True)
         if out.returncode != 0 or not out.stdout.strip():
@@ -204,19 +207,19 @@ def slurm_executor(launcher, folder: Path, n_jobs: int):
                   slurm_array_parallelism=int(launcher.array_parallelism or n_jobs),
                   slurm_signal_delay_s=int(launcher.signal_delay_s),
                   slurm_additional_parameters=dict(launcher.additional_parameters or {}))
-    if launcher.get("gpus_per_node"):
+    if launcher.gpus_per_node:
         params["gpus_per_node"] = int(launcher.gpus_per_node)
-    if launcher.get("mem_gb"):
+    if launcher.mem_gb:
         params["mem_gb"] = float(launcher.mem_gb)
     for key in ("partition", "account", "qos"):
-        if launcher.get(key):
-            params[f"slurm_{key}"] = str(launcher[key])
+        if getattr(launcher, key):
+            params[f"slurm_{key}"] = str(getattr(launcher, key))
     # the job imports this checkout's harness, wherever the job starts
     root = Path(__file__).resolve().parents[1]
     from harness.trackers import slurm_env_exports
 
     params["slurm_setup"] = [f'export PYTHONPATH="{root}${{PYTHONPATH:+:$PYTHONPATH}}"', *slurm_env_exports(),
-                             *(launcher.get("setup") or [])]
+                             *launcher.setup]
     ex.update_parameters(**params)
     return ex
 
@@ -333,12 +336,11 @@ def launch_slurm(jobs: list[Job], runs_dir: Path, launcher, retries: int = 0) ->
     return errors
 
 
-def launch(jobs: list[Job], runs_dir: Path, cfg) -> dict[str, str]:
-    """The launcher the config names (cfg.launcher.name)."""
-    launcher = cfg.launcher
-    retries = int(cfg.get("retries", 0))
+def launch(jobs: list[Job], runs_dir: Path, run) -> dict[str, str]:
+    """The launcher `run` (a `harness.config.RunConfig`) names; returns {job_id: error}."""
+    launcher, retries = run.launcher, run.options.retries
     if launcher.name == "local":
-        return launch_local(jobs, runs_dir, workers=int(launcher.workers), progress=cfg.progress, retries=retries)
+        return launch_local(jobs, runs_dir, workers=launcher.workers, progress=run.options.progress, retries=retries)
     if launcher.name == "slurm":
         return launch_slurm(jobs, runs_dir, launcher, retries=retries)
     raise ConfigError(f"unknown launcher '{launcher.name}'; choose one of: local, slurm")

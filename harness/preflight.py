@@ -40,7 +40,7 @@ def conv_sizes(image: tuple[int, int, int], layers: int) -> tuple[int, int]:
 def check_encoders(jobs) -> None:
     """ConfigError (one line) for a job whose conv encoder leaves no pixels of its task's images,
     or whose random shift is as large as the images."""
-    from harness.jobs import ConfigError
+    from harness.schema import ConfigError
 
     for job in jobs:
         image = tasks.get(job.task.name).image_shape

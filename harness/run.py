@@ -9,36 +9,13 @@ import os
 import sys
 from pathlib import Path
 
-GROUPS = ("algorithm", "task", "suite", "launcher")
-
-
-def check_group_choices(argv: list[str]) -> None:
-    """One-line errors for unknown group choices, before Hydra prints its long ones."""
-    from harness.jobs import CONF_DIR, ConfigError, group_names, package_yamls
-
-    searchpath = any(arg.lstrip("+~").startswith("hydra.searchpath") for arg in argv)
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        key = key.lstrip("+~")
-        if key in GROUPS and value and value != "null":
-            names = group_names(key)
-            for choice in value.split(","):  # multirun sweeps: algorithm=calql,cql
-                if choice not in names:
-                    raise ConfigError(f"unknown {key} '{choice}'; choose one of: {', '.join(names)}")
-                plugin = package_yamls(key).get(choice)
-                if plugin and (CONF_DIR / key / f"{choice}.yaml") != plugin and not searchpath:
-                    package = plugin.parents[2].name  # <package>/conf/<group>/<name>.yaml
-                    raise ConfigError(f"{key} '{choice}' comes from the installed package '{package}'; add "
-                                      f"'hydra.searchpath=[pkg://{package}.conf]' so Hydra finds its yaml")
-
 
 def run_dips(jobs, runs_dir: Path, window: float | None) -> dict[str, float | None]:
     """Each finished run's unlearning dip (offline score - early min, at least 0), by job id: the
     summary's early minimum, or with a study's dip `window` the same rule on evals.csv."""
     import csv
 
-    from harness.jobs import run_dir
-    from harness.store import read_summary
+    from harness.store import read_summary, run_dir
     from scoring import early_min_score
 
     dips = {}
@@ -77,8 +54,7 @@ def closing_table(jobs, runs_dir: Path, errors: dict[str, str], study: dict | No
     summaries' default one."""
     import numpy as np
 
-    from harness.jobs import run_dir
-    from harness.store import read_summary
+    from harness.store import read_summary, run_dir
     from scoring import DEFAULT_DIP_WINDOW
 
     window = study["dip_window"] if study else None
@@ -140,7 +116,7 @@ def job_cost(job, runs_dir: Path, cost) -> tuple[int, int, float, str]:
     if measured:
         rate = sum(measured) / len(measured)
         return updates, env_steps, updates / rate / 3600, f"measured ({len(measured)} runs in runs_dir, {rate:.0f}/s)"
-    rate = (cost.get("gpu_updates_per_s") or {}).get(algo, cost.default_updates_per_s)
+    rate = (cost.gpu_updates_per_s or {}).get(algo, cost.default_updates_per_s)
     hours = (updates / rate + env_steps / cost.env_steps_per_s) / 3600
     return updates, env_steps, hours, f"config cost table ({rate}/s)"
 
@@ -167,7 +143,7 @@ def check_device(device: str) -> None:
         return
     import torch
 
-    from harness.jobs import ConfigError
+    from harness.schema import ConfigError
 
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     index = int(device.partition(":")[2] or 0)
@@ -177,23 +153,47 @@ def check_device(device: str) -> None:
         raise ConfigError(f"device={device} but torch finds {found}; use device=cpu or device=auto")
 
 
-def main_with_config(cfg, overrides: list[str] = ()) -> int:
-    """Everything after Hydra: `overrides` are the command line's (they win over every yaml)."""
-    from harness.jobs import ConfigError, expand
-    from harness.launch import check_run_dirs, check_slurm, is_done, launch
-    from harness.store import unwritable, write_manifest
-    from harness.study import check_study, describe, study_design, write_study
+def main_with_config(cfg, cli=None) -> int:
+    """Everything after Hydra: the composed config read once into typed objects (`cli`: the
+    front door's parsed command line, whose values win over every yaml), then run."""
+    from harness.config import read_config
 
-    jobs = expand(cfg, overrides)
-    runs_dir = Path(cfg.runs_dir)
-    study = study_design(cfg, overrides, jobs)  # None: the suite registers no hypotheses
-    if cfg.dry_run:
-        print(job_table(jobs, runs_dir, cfg.cost))
+    from harness.study import describe, study_design
+
+    run = read_config(cfg, cli)
+    study = study_design(cfg, run.jobs)  # None: the suite registers no hypotheses
+    if run.options.dry_run:
+        print(job_table(run.jobs, Path(run.options.runs_dir), run.cost))
         if study:
-            print(describe(study, jobs, runs_dir))
+            print(describe(study, run.jobs, Path(run.options.runs_dir)))
         return 0
-    if cfg.launcher.name == "local":  # a SLURM login node need not have the GPUs its jobs get
-        check_device(cfg.device)
+    prepare(run, study)
+    runs_dir = Path(run.options.runs_dir)
+    from harness.launch import launch
+
+    errors = launch(run.jobs, runs_dir, run)
+    if run.launcher.name == "slurm" and not run.launcher.wait:
+        print(f"follow with: python -m harness.status {runs_dir}")
+        return 0
+    print(closing_table(run.jobs, runs_dir, errors, study))
+    for job_id, err in errors.items():
+        print(f"FAILED {job_id}: {err.splitlines()[0]}", file=sys.stderr)
+    finish(run)
+    return 1 if errors else 0
+
+
+def prepare(run, study: dict | None = None) -> None:
+    """Before any work: the device, the store (writable, no changed configs in old run
+    directories, no runs of a changed design in a registered study), trackers, the cluster,
+    every dataset and environment; then the study's design (before the first run) and the manifest."""
+    from harness.launch import check_run_dirs, check_slurm, is_done
+    from harness.schema import ConfigError
+    from harness.store import unwritable, write_manifest
+    from harness.study import check_study, write_study
+
+    jobs, runs_dir = run.jobs, Path(run.options.runs_dir)
+    if run.launcher.name == "local":  # a SLURM login node need not have the GPUs its jobs get
+        check_device(run.options.device)
     todo = [j for j in jobs if not is_done(j, runs_dir)]
     read_only = unwritable(runs_dir)  # None when runs_dir can be written
     if todo and read_only:
@@ -204,8 +204,8 @@ def main_with_config(cfg, overrides: list[str] = ()) -> int:
         from harness.trackers import check_trackers
 
         check_trackers(jobs[0].logger)  # one line for a missing tensorboard / wandb, not one per job
-        if cfg.launcher.name == "slurm":
-            check_slurm(cfg.launcher)
+        if run.launcher.name == "slurm":
+            check_slurm(run.launcher)
         from harness.preflight import preflight
 
         preflight(todo)  # every dataset and environment before any job
@@ -217,81 +217,40 @@ def main_with_config(cfg, overrides: list[str] = ()) -> int:
     if not read_only:
         write_study(study, jobs, runs_dir)  # before the first run
         write_manifest(jobs, runs_dir)
-    errors = launch(jobs, runs_dir, cfg)
-    if cfg.launcher.name == "slurm" and not cfg.launcher.wait:
-        print(f"follow with: python -m harness.status {runs_dir}")
-        return 0
-    print(closing_table(jobs, runs_dir, errors, study))
-    for job_id, err in errors.items():
-        print(f"FAILED {job_id}: {err.splitlines()[0]}", file=sys.stderr)
-    suite_dir = runs_dir / jobs[0].suite
-    if cfg.report and read_only:
-        print(f"report not rebuilt: {read_only}; write it elsewhere with "
-              f"python -m reports {suite_dir} --out DIR")
-    elif cfg.report:
-        try:
-            from reports import build_report
-        except ImportError:
-            build_report = None
-        if build_report is not None:
-            try:
-                index = build_report(suite_dir)
-                verdicts = index.parent / "verdicts.txt"  # the registered hypotheses' verdicts, if any
-                print(verdicts.read_text() if verdicts.exists() else "", end="")
-                print(f"report: {index}")
-            except OSError as exc:  # e.g. a full disk: the results are whole, only the report is missing
-                print(f"report not written ({exc.strerror or exc}: {exc.filename}); free space and run "
-                      f"python -m reports {suite_dir}, or write it elsewhere with --out DIR", file=sys.stderr)
-    print(f"results: {suite_dir.resolve()}; the full unlearning-dip study: docs/dip-study.md (suite=dip)")
-    from harness.jobs import run_dir
+
+
+def finish(run) -> None:
+    """After the jobs: the report (unless report=false or the store is read-only), where the
+    results are, and the W&B offline runs to upload."""
+    from harness.store import run_dir, unwritable
     from harness.trackers import wandb_offline_runs
 
-    if wandb_offline_runs(run_dir(runs_dir, j) for j in jobs):
+    runs_dir = Path(run.options.runs_dir)
+    suite_dir = runs_dir / run.jobs[0].suite
+    read_only = unwritable(runs_dir)
+    if run.options.report and read_only:
+        print(f"report not rebuilt: {read_only}; write it elsewhere with "
+              f"python -m reports {suite_dir} --out DIR")
+    elif run.options.report:
+        build_report(suite_dir)
+    print(f"results: {suite_dir.resolve()}; the full unlearning-dip study: docs/dip-study.md (suite=dip)")
+    if wandb_offline_runs(run_dir(runs_dir, j) for j in run.jobs):
         print(f"W&B offline runs, to upload: wandb sync {suite_dir}/*/*/seed*/wandb/offline-run-*")
-    return 1 if errors else 0
 
 
-def check_option_names(argv: list[str]) -> None:
-    """Misspelled options (`protcol.utd=2`, `launcher.workerz=2`) as one line naming the valid ones."""
-    from omegaconf import OmegaConf
-
-    from harness.jobs import ConfigError
-
-    conf = Path(__file__).parent / "conf"
-    base = OmegaConf.load(conf / "config.yaml")
-    default = next(d["launcher"] for d in base.defaults if not isinstance(d, str) and "launcher" in d)
-    launcher = next((a.partition("=")[2] for a in argv if a.startswith("launcher=")), default)
-    sections = {"protocol": set(base.protocol)}
-    if (conf / "launcher" / f"{launcher}.yaml").exists():
-        sections["launcher"] = set(OmegaConf.load(conf / "launcher" / f"{launcher}.yaml"))
-    known = (set(base) - {"defaults"}) | set(GROUPS) | {"hydra"}
-    for arg in argv:
-        if "=" not in arg or arg.startswith(("+", "~", "-")):
-            continue  # additions (+key) are checked against the schema after composition
-        key = arg.partition("=")[0]
-        top, _, rest = key.partition(".")
-        if top not in known:
-            raise ConfigError(f"unknown option '{key}'; valid: {', '.join(sorted(known - {'hydra'}))}")
-        if rest and top in sections and rest.partition(".")[0] not in sections[top]:
-            raise ConfigError(f"unknown option '{key}'; valid: {', '.join(f'{top}.{k}' for k in sorted(sections[top]))}")
-
-
-def check_command_line(argv: list[str]) -> None:
-    """One-line errors Hydra would give as long ones: unknown group choices, and options of an
-    algorithm or task when none is chosen."""
-    from harness.jobs import ConfigError
-
-    check_group_choices(argv)
-    check_option_names(argv)
-    chosen = {a.partition("=")[0].lstrip("+") for a in argv if "=" in a}
-    for arg in argv:
-        key = arg.partition("=")[0].lstrip("+~")
-        group = key.partition(".")[0]
-        if "." in key and group in ("algorithm", "task") and group not in chosen:
-            hint = (f"suite.algorithm_overrides.{key.partition('.')[2]}=... for every method of the suite"
-                    if group == "algorithm" else f"protocol.{key.rpartition('.')[2]}=... for every task")
-            raise ConfigError(f"{key} needs {group}=NAME on the command line (the {group} it changes); "
-                              f"or use {hint}")
+def build_report(suite_dir: Path) -> None:
+    try:
+        from reports import build_report as build
+    except ImportError:
+        return
+    try:
+        index = build(suite_dir)
+        verdicts = index.parent / "verdicts.txt"  # the registered hypotheses' verdicts, if any
+        print(verdicts.read_text() if verdicts.exists() else "", end="")
+        print(f"report: {index}")
+    except OSError as exc:  # e.g. a full disk: the results are whole, only the report is missing
+        print(f"report not written ({exc.strerror or exc}: {exc.filename}); free space and run "
+              f"python -m reports {suite_dir}, or write it elsewhere with --out DIR", file=sys.stderr)
 
 
 def main() -> None:
@@ -299,27 +258,27 @@ def main() -> None:
     # offscreen rendering for image tasks; mujoco reads this once, when it is first imported, and
     # the preflight and the workers (which inherit it) import it for every task of the suite
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from harness.jobs import ConfigError
+    from harness.schema import ConfigError
     from tasks import DatasetError
 
+    from harness.config import CommandLine
+
+    cli = CommandLine.parse(sys.argv[1:])  # the only parse of the command line
     try:
-        check_command_line(sys.argv[1:])
+        cli.check()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    from harness.jobs import hydra_overrides
-
-    sys.argv[1:] = hydra_overrides(sys.argv[1:])
+    sys.argv[1:] = cli.hydra_args()
 
     import hydra
-    from hydra.core.hydra_config import HydraConfig
 
     status = {"code": 0}
 
     @hydra.main(config_path="conf", config_name="config", version_base="1.3")
     def _app(cfg) -> None:
         try:
-            code = main_with_config(cfg, list(HydraConfig.get().overrides.task))
+            code = main_with_config(cfg, cli)
         except (ConfigError, DatasetError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             code = 2

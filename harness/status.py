@@ -25,14 +25,16 @@ def expected_jobs(runs_dir: Path, overrides: list[str]) -> list[dict]:
     if overrides:
         from hydra import compose, initialize_config_dir
 
-        from harness.jobs import CONF_DIR, expand, hydra_overrides, run_dir
+        from harness.config import CONF_DIR, CommandLine, expand
+        from harness.store import run_dir
 
-        overrides = hydra_overrides([*overrides, f"runs_dir={runs_dir}"])
+        cli = CommandLine.parse([*overrides, f"runs_dir={runs_dir}"])
+        overrides = cli.hydra_args()
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             cfg = compose("config", overrides=overrides)
         return [{"run_dir": str(run_dir(runs_dir, j).relative_to(runs_dir)), "job_id": j.job_id,
                  "algorithm": j.algorithm.name, "task": j.task.name, "seed": j.seed}
-                for j in expand(cfg, overrides)]
+                for j in expand(cfg, cli)]
     entries = []
     for manifest in sorted(runs_dir.glob("*/jobs.json")):
         entries += json.loads(manifest.read_text())["jobs"]

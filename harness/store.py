@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:
-    from harness.jobs import Job
+    from harness.job import Job
 
 EVAL_COLUMNS = ["phase", "step", "env_steps", "return", "normalized_score", "success"]
 EPISODE_COLUMNS = ["env_steps", "return", "normalized_score", "success", "length"]

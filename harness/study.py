@@ -18,7 +18,7 @@ from scoring.study import STUDY_FILE, StudyError, design_hash, parse_study
 PER_SEED = ("suite", "seed", "job_id", "device", "logger", "seed_group")  # not part of a (method, task)'s design
 
 
-def study_design(cfg: DictConfig, overrides: list[str], jobs) -> dict | None:
+def study_design(cfg: DictConfig, jobs) -> dict | None:
     """The design of the suite's `study:` block (None without one). A command narrowed to some
     method, task or seed is one part of the suite's design: the design is the whole suite's."""
     suite = cfg.suite
@@ -31,13 +31,13 @@ def study_design(cfg: DictConfig, overrides: list[str], jobs) -> dict | None:
     except StudyError as exc:
         raise ConfigError(str(exc)) from None
     narrowed = bool(cfg.get("algorithm") or cfg.get("task") or cfg.get("seed") is not None)
-    if narrowed:
-        from harness.jobs import expand
+    if narrowed:  # the whole suite, with the front door's protocol.* (the chosen method's own values do not apply)
+        from harness.config import expand
 
         full = cfg.copy()
         with open_dict(full):
             full.algorithm, full.task, full.seed = None, None, None
-        jobs = expand(full, [o for o in overrides if not o.lstrip("+~").startswith(("algorithm", "task", "seed"))])
+        jobs = expand(full)
     design = {"name": suite.name, "hypotheses": [h.to_dict() for h in study["hypotheses"]],
               "dip_window": study["dip_window"], "tasks": list(dict.fromkeys(j.task.name for j in jobs)),
               "methods": list(dict.fromkeys(j.algorithm.name for j in jobs)), "seeds": {}, "protocol": {}, "config": {}}

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.jobs import Job
+    from harness.job import Job
 
 NAMES = ("csv", "tensorboard", "wandb")
 KINDS = ("train", "eval", "episode")  # the order of rows logged at one step
@@ -34,7 +34,7 @@ SLURM_SKIPPED_ENV = ("WANDB_API_KEY",)  # never written into job scripts: nodes 
 
 def logger_names(value) -> list[str]:
     """`logger=...` as given on the command line (a name or a list) -> the trackers, csv first."""
-    from harness.jobs import ConfigError
+    from harness.schema import ConfigError
 
     names = [value] if isinstance(value, str) else list(value or [])
     for name in names:
@@ -51,7 +51,7 @@ def wandb_offline() -> bool:
 def check_trackers(names) -> None:
     """At the front door, before any job: one line for a tracker whose package is missing, or
     for W&B online without credentials (instead of the same failure in every job)."""
-    from harness.jobs import ConfigError
+    from harness.schema import ConfigError
 
     for name in names:
         if name == "csv":

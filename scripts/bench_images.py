@@ -11,7 +11,7 @@ import torch  # noqa: E402
 
 import algorithms  # noqa: E402
 import tasks  # noqa: E402
-from harness.jobs import load_group, resolve_algorithm, standalone_hparams  # noqa: E402
+from harness.config import load_group, resolve_algorithm, standalone_hparams  # noqa: E402
 from harness.replay import Replay  # noqa: E402
 
 SMALL = {"actor_hidden": [64, 64], "critic_hidden": [64, 64], "encoder_channels": [16, 16], "encoder_feature_dim": 32}

@@ -142,7 +142,7 @@ def test_duplicate_registration_raises():
 
 @pytest.mark.parametrize("domain", ["antmaze", "adroit", "kitchen", "pointmaze", "other"])
 def test_every_yaml_resolves_to_a_valid_config_in_every_domain(domain):
-    from harness.jobs import group_names, load_group, resolve_algorithm, validate_algorithm
+    from harness.config import group_names, load_group, resolve_algorithm, validate_algorithm
 
     assert set(group_names("algorithm")) >= {"awac", "calql", "cql", "iql", "td3bc"}
     for name in group_names("algorithm"):

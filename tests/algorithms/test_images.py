@@ -12,7 +12,7 @@ import algorithms
 from algorithms import ActionSpec, ObsSpec, SeedStreams
 from algorithms.common.encoder import PixelEncoder, make_encoder, random_shift, split_obs
 from harness.evaluate import evaluate
-from harness.jobs import Job, RewardTransform
+from harness.job import Job, RewardTransform
 from harness.replay import Replay
 from harness.runner import run_job
 from tasks import TASKS, register_task

@@ -20,7 +20,8 @@ from omegaconf import OmegaConf
 import algorithms
 import tasks
 from harness.evaluate import evaluate
-from harness.jobs import CONF_DIR, Job, ReplayConfig, RewardTransform, expand, hydra_overrides, load_group, resolve_algorithm
+from harness.config import CONF_DIR, CommandLine, expand, load_group, resolve_algorithm
+from harness.job import Job, ReplayConfig, RewardTransform
 from harness.replay import Replay, mc_returns
 from harness.runner import Runner
 
@@ -99,9 +100,10 @@ def test_pretrained_policy_beats_a_random_policy(name, baseline):
 
 def front_door_jobs(*overrides: str) -> list[Job]:
     """The jobs `python -m harness.run OVERRIDES` would run."""
-    overrides = hydra_overrides(list(overrides))
+    cli = CommandLine.parse(list(overrides))
+    overrides = cli.hydra_args()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return expand(compose("config", overrides=overrides), overrides)
+        return expand(compose("config", overrides=overrides), cli)
 
 
 @contextmanager

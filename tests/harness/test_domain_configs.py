@@ -7,7 +7,7 @@ import torch
 
 import algorithms
 import tasks
-from harness.jobs import CONF_DIR, expand, load_group
+from harness.config import CONF_DIR, expand, load_group
 
 VISUAL = "visual-pick-place"
 

@@ -9,7 +9,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import algorithms
-from harness.jobs import CONF_DIR, ConfigError, expand, group_jobs, hydra_overrides, run_dir
+from harness.config import CONF_DIR, CommandLine, ConfigError, expand
+from harness.job import group_jobs
+from harness.store import run_dir
 from harness.runner import run_jobs
 
 TINY = ["algorithm=iql", "task=pointmaze-umaze-diverse", "algorithm.replay.batch_size=64",
@@ -20,9 +22,10 @@ TINY = ["algorithm=iql", "task=pointmaze-umaze-diverse", "algorithm.replay.batch
 
 def jobs_of(*overrides):
     """The jobs `python -m harness.run OVERRIDES` would run (the front door's own steps)."""
-    overrides = hydra_overrides(list(overrides))
+    cli = CommandLine.parse(list(overrides))
+    overrides = cli.hydra_args()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return expand(compose("config", overrides=overrides), overrides)
+        return expand(compose("config", overrides=overrides), cli)
 
 
 def test_seeds_are_grouped_in_order_and_the_job_id_says_how_a_seed_was_trained():

@@ -9,19 +9,21 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from harness.jobs import CONF_DIR, Job, expand, hydra_overrides, job_id, run_dir
+from harness.config import CONF_DIR, CommandLine, expand
+from harness.job import Job, job_id
 from harness.launch import is_done
 from harness.runner import run_job
-from harness.store import RunDirConflict, RunStore, atomic_write, check_run_dir
+from harness.store import RunDirConflict, RunStore, atomic_write, check_run_dir, run_dir
 
 DATA = Path(__file__).parent / "data"
 WRITTEN = sorted(DATA.glob("config_*.yaml"))  # config.yaml files of runs written when a job was a dict
 
 
 def jobs_of(*overrides):
-    overrides = hydra_overrides(list(overrides))
+    cli = CommandLine.parse(list(overrides))
+    overrides = cli.hydra_args()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return expand(compose("config", overrides=overrides), overrides)
+        return expand(compose("config", overrides=overrides), cli)
 
 
 @pytest.mark.parametrize("path", WRITTEN, ids=lambda p: p.stem)

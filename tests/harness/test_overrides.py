@@ -17,8 +17,8 @@ from omegaconf import OmegaConf
 
 import algorithms
 import tasks
-from harness.jobs import (CONF_DIR, ReplayConfig, RewardTransform, expand, group_names, hydra_overrides,
-                          load_group, resolve_algorithm)
+from harness.config import CONF_DIR, CommandLine, expand, group_names, load_group, resolve_algorithm
+from harness.job import ReplayConfig, RewardTransform
 
 ROOT = Path(__file__).resolve().parents[2]
 DOMAINS = sorted({t.domain for t in tasks.TASKS.values()})
@@ -26,10 +26,11 @@ DOMAINS = sorted({t.domain for t in tasks.TASKS.values()})
 
 def jobs(*overrides):
     """The jobs `python -m harness.run OVERRIDES` would run (the front door's own steps)."""
-    overrides = hydra_overrides(list(overrides))
+    cli = CommandLine.parse(list(overrides))
+    overrides = cli.hydra_args()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
-    return expand(cfg, overrides)
+    return expand(cfg, cli)
 
 
 def front_door(argv, capsys):
@@ -59,7 +60,7 @@ def test_readme_override_example_takes_effect(tmp_path, capsys):
     for job in plain:
         assert job.algorithm.hparams["cql_alpha"] == 5.0 and job.task.domain == "pointmaze"
         job = dataclasses.replace(
-            job, algorithm=dataclasses.replace(job.algorithm, hparams={**job.algorithm.hparams, "cql_alpha": 1.0}),
+            job, algorithm=dataclasses.replace(job.algorithm, config=dataclasses.replace(job.algorithm.config, cql_alpha=1.0)),
             protocol=dataclasses.replace(job.protocol, online_steps=20000))
         expected.add(job.job_id)
     assert printed == expected and len(printed) == len(plain) >= 8  # the default suite: tasks x seeds

@@ -108,7 +108,7 @@ def test_online_steps_enter_with_their_returns_when_the_trajectory_ends():
 def test_a_dataset_becomes_the_offline_part_with_transformed_rewards_and_their_returns():
     """Rewards through the job's transform, the task's fail reward transformed alike: a failed
     trajectory's returns are the transformed failure forever, online ones follow the same rule."""
-    from harness.jobs import RewardTransform
+    from harness.job import RewardTransform
     from tasks.base import Dataset
 
     reward = np.array([0.0, 0.0, 0.0, 0.0, 1.0], np.float32)  # a failure (steps 0-2), then a success

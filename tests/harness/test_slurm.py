@@ -47,12 +47,13 @@ def front_door(runs, *args, timeout=300):
 def compose(*overrides):
     from hydra import compose as hydra_compose, initialize_config_dir
 
-    from harness.jobs import CONF_DIR, expand, hydra_overrides
+    from harness.config import CONF_DIR, CommandLine, read_config
 
-    overrides = hydra_overrides(list(overrides))  # as the front door: the command line wins
+    cli = CommandLine.parse(list(overrides))  # as the front door: the command line wins
+    overrides = cli.hydra_args()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = hydra_compose("config", overrides=overrides)
-    return cfg, expand(cfg, overrides)
+        run = read_config(hydra_compose("config", overrides=overrides), cli)
+    return run, run.jobs
 
 
 def wait_for(predicate, timeout, what):

@@ -4,7 +4,7 @@ import json
 
 import harness.launch as launch
 from harness import status
-from harness.jobs import Job
+from harness.job import Job
 from harness.store import atomic_write, write_manifest
 
 

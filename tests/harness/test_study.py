@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from harness.jobs import ConfigError
+from harness.schema import ConfigError
 from scoring.study import parse_study
 from tests.harness.test_run import TINY, harness
 

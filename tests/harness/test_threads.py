@@ -25,11 +25,12 @@ TINY = ["algorithm=cql", "task=pointmaze-umaze-diverse", "algorithm.replay.batch
 def compose_jobs(*overrides):
     from hydra import compose, initialize_config_dir
 
-    from harness.jobs import CONF_DIR, expand, hydra_overrides
+    from harness.config import CONF_DIR, CommandLine, expand
 
-    overrides = hydra_overrides(list(overrides))  # as the front door: the command line wins
+    cli = CommandLine.parse(list(overrides))  # as the front door: the command line wins
+    overrides = cli.hydra_args()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return expand(compose("config", overrides=overrides), overrides)
+        return expand(compose("config", overrides=overrides), cli)
 
 
 def flat_state(state, prefix=""):
@@ -46,7 +47,7 @@ def flat_state(state, prefix=""):
 def test_initial_weights_do_not_depend_on_the_thread_count(name):
     """At the paper's AntMaze sizes (MKL's QR inside orthogonal init rounds differently with 1
     and 2 threads when left threaded)."""
-    from harness.jobs import load_group, resolve_algorithm
+    from harness.config import load_group, resolve_algorithm
 
     hparams = dict(resolve_algorithm(load_group("algorithm", name), "antmaze").get("hparams", {}))
     threads = torch.get_num_threads()

@@ -215,7 +215,7 @@ def test_a_resume_behind_what_the_trackers_hold_repeats_no_step(tmp_path, monkey
     """The first attempt's trackers got to step 100, its checkpoint only to 60: W&B goes on after
     100 (it keeps what it has), TensorBoard after 60 (its reader drops the first attempt's 80 and
     100 for the new ones); nothing twice, nothing missing."""
-    from harness.jobs import Job
+    from harness.job import Job
     from harness.trackers import Trackers
 
     for k, v in env(tmp_path).items():

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from harness.jobs import CONF_DIR, ConfigError, Job, Protocol, expand, job_id, load_group, resolve_algorithm
+from harness.config import CONF_DIR, ConfigError, expand, load_group, resolve_algorithm
+from harness.job import Job, Protocol, job_id
 from harness.runner import Interrupted, Runner, run_job, run_jobs
 
 TASK = "pointmaze-umaze-diverse"  # episodes of up to 300 steps

@@ -87,7 +87,7 @@ def test_light_import():
 def test_expected_runs_come_from_the_suites_jobs_json(tmp_path):
     """Per-method seed lists (suite.algorithm_seeds) are not holes; a job the manifest lists but
     that never ran is. Without a manifest, the grid of what is present stands in for it."""
-    from harness.jobs import Job
+    from harness.job import Job
     from harness.store import write_manifest
     from reports.load import load_store
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import tasks
-from harness.jobs import Job, load_group, resolve_algorithm
+from harness.job import Job
+from harness.config import load_group, resolve_algorithm
 from harness.runner import run_job
 from tasks import TASKS, register_task
 from tasks.base import DatasetError
