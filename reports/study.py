@@ -125,7 +125,8 @@ def method_values(per_run: pd.DataFrame, design: dict, h: Hypothesis, method: st
             if r.empty:
                 not_done.append(f"seed {seed} on {task} (missing)")
             elif not bool(r["included"].iloc[0]):
-                reason = str(r["reason"].iloc[0]) or str(r["status"].iloc[0])
+                status = str(r["status"].iloc[0])
+                reason = "missing" if status == "missing" else str(r["reason"].iloc[0]) or status
                 not_done.append(f"seed {seed} on {task} ({reason})")
             elif pd.isna(r[h.metric].iloc[0]):
                 not_done.append(f"seed {seed} on {task} ({h.metric} undefined)")
