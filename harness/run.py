@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 
-def run_dips(jobs, runs_dir: Path, window: float | None) -> dict[str, float | None]:
-    """Each finished run's unlearning dip (offline score - early min, at least 0), by job id: the
-    summary's early minimum, or with a study's dip `window` the same rule on evals.csv."""
+def run_dips(jobs, runs_dir: Path, window: float | None) -> dict[str, tuple[float | None, float | None]]:
+    """Each finished run's early minimum and unlearning dip (offline score - early min, at least 0),
+    by job id: the summary's early minimum, or with a study's dip `window` the same rule on evals.csv."""
     import csv
 
     from harness.store import read_summary, run_dir
@@ -31,7 +31,8 @@ def run_dips(jobs, runs_dir: Path, window: float | None) -> dict[str, float | No
             except (OSError, KeyError, ValueError):
                 low = None
         off = s.get("offline_score")
-        dips[job.job_id] = None if off is None or low is None or low != low else max(0.0, off - low)
+        low = None if low is None or low != low else low
+        dips[job.job_id] = (low, None if off is None or low is None else max(0.0, off - low))
     return dips
 
 
@@ -62,7 +63,8 @@ def closing_table(jobs, runs_dir: Path, errors: dict[str, str], study: dict | No
     groups: dict[tuple[str, str], list[dict]] = {}
     for job in jobs:
         s = read_summary(run_dir(runs_dir, job)) or {"status": "missing"}
-        groups.setdefault((job.algorithm.name, job.task.name), []).append({**s, "dip": dips[job.job_id]})
+        low, dip = dips[job.job_id]
+        groups.setdefault((job.algorithm.name, job.task.name), []).append({**s, "early_min_score": low, "dip": dip})
 
     def stat(values):
         v = [x for x in values if x is not None]
@@ -82,8 +84,8 @@ def closing_table(jobs, runs_dir: Path, errors: dict[str, str], study: dict | No
                      f"{stat(r['final_score'] for r in done):<13} {stat(r.get('early_min_score') for r in done):>13} "
                      f"{stat(r['dip'] for r in done):>13} {interval(r['dip'] for r in done):>20}  "
                      f"{len(done)}/{len(runs)} done")
-        if mean_ci(r["dip"] for r in done):
-            found.append(f"{algo}'s mean dip {interval(r['dip'] for r in done).strip()}" +
+        if (m := mean_ci(r["dip"] for r in done)) is not None:
+            found.append(f"{algo}'s mean dip {m[0]:.1f} [{m[1]:.1f}, {m[2]:.1f}]" +
                          (f" on {task}" if len({t for _, t in groups}) > 1 else ""))
     p = jobs[0].protocol
     same = all(j.protocol == p for j in jobs)
