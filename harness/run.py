@@ -9,35 +9,95 @@ import os
 import sys
 from pathlib import Path
 
-def closing_table(jobs, runs_dir: Path, errors: dict[str, str]) -> str:
+
+def run_dips(jobs, runs_dir: Path, window: float | None) -> dict[str, tuple[float | None, float | None]]:
+    """Each finished run's early minimum and unlearning dip (offline score - early min, at least 0),
+    by job id: the summary's early minimum, or with a study's dip `window` the same rule on evals.csv."""
+    import csv
+
+    from harness.store import read_summary, run_dir
+    from scoring import early_min_score
+
+    dips = {}
+    for job in jobs:
+        s = read_summary(run_dir(runs_dir, job)) or {}
+        low = s.get("early_min_score")
+        if window is not None and s.get("status") == "done":
+            try:
+                with open(run_dir(runs_dir, job) / "evals.csv") as f:
+                    rows = [r for r in csv.DictReader(f) if r["phase"] == "online"]
+                low = early_min_score([float(r["env_steps"]) for r in rows],
+                                      [float(r["normalized_score"]) for r in rows], job.protocol.online_steps, window)
+            except (OSError, KeyError, ValueError):
+                low = None
+        off = s.get("offline_score")
+        low = None if low is None or low != low else low
+        dips[job.job_id] = (low, None if off is None or low is None else max(0.0, off - low))
+    return dips
+
+
+def mean_ci(values, reps: int = 2000) -> tuple[float, float, float] | None:
+    """Mean and 95% percentile-bootstrap interval over seeds (None without values)."""
+    import numpy as np
+
+    v = np.asarray([x for x in values if x is not None], float)
+    if not v.size:
+        return None
+    boot = v[np.random.default_rng(0).integers(0, v.size, (reps, v.size))].mean(axis=1)
+    return float(v.mean()), float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))
+
+
+def closing_table(jobs, runs_dir: Path, errors: dict[str, str], study: dict | None = None) -> str:
     """Per (algorithm, task): offline -> final score, the lowest early fine-tuning score and the
-    unlearning dip (offline score - early min, at least 0), mean +- std over seeds."""
+    unlearning dip (offline score - early min, at least 0), mean +- std over seeds, the dip's
+    mean with its 95% bootstrap interval; then one paragraph saying what was compared, what the
+    dip is and what this run found. A study's dip window (`study.dip_window`) replaces the
+    summaries' default one."""
     import numpy as np
 
     from harness.store import read_summary, run_dir
+    from scoring import DEFAULT_DIP_WINDOW
 
+    window = study["dip_window"] if study else None
+    dips = run_dips(jobs, runs_dir, window)
     groups: dict[tuple[str, str], list[dict]] = {}
     for job in jobs:
         s = read_summary(run_dir(runs_dir, job)) or {"status": "missing"}
-        groups.setdefault((job.algorithm.name, job.task.name), []).append(s)
+        low, dip = dips[job.job_id]
+        groups.setdefault((job.algorithm.name, job.task.name), []).append({**s, "early_min_score": low, "dip": dip})
 
     def stat(values):
         v = [x for x in values if x is not None]
         return f"{np.mean(v):6.1f} ± {np.std(v):4.1f}" if v else "   n/a      "
 
-    def dip(r):
-        if r.get("offline_score") is None or r.get("early_min_score") is None:
-            return None
-        return max(0.0, r["offline_score"] - r["early_min_score"])
+    def interval(values):
+        m = mean_ci(values)
+        return f"{m[0]:5.1f} [{m[1]:4.1f}, {m[2]:4.1f}]" if m else "n/a"
 
     header = (f"{'algorithm':<10} {'task':<28} {'offline':>13} -> {'final':<13} {'early min':>13} "
-              f"{'dip':>13}  runs")
+              f"{'dip':>13} {'dip [95% CI]':>20}  runs")
     lines = [header, "-" * len(header)]
+    found = []
     for (algo, task), runs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):  # methods side by side
         done = [r for r in runs if r.get("status") == "done"]
         lines.append(f"{algo:<10} {task:<28} {stat(r['offline_score'] for r in done):>13} -> "
                      f"{stat(r['final_score'] for r in done):<13} {stat(r.get('early_min_score') for r in done):>13} "
-                     f"{stat(dip(r) for r in done):>13}  {len(done)}/{len(runs)} done")
+                     f"{stat(r['dip'] for r in done):>13} {interval(r['dip'] for r in done):>20}  "
+                     f"{len(done)}/{len(runs)} done")
+        if (m := mean_ci(r["dip"] for r in done)) is not None:
+            found.append(f"{algo}'s mean dip {m[0]:.1f} [{m[1]:.1f}, {m[2]:.1f}]" +
+                         (f" on {task}" if len({t for _, t in groups}) > 1 else ""))
+    p = jobs[0].protocol
+    same = all(j.protocol == p for j in jobs)
+    tasks = sorted({j.task.name for j in jobs})
+    methods = list(dict.fromkeys(j.algorithm.name for j in jobs))
+    budget = (f" ({p.offline_steps:,} updates, then {p.online_steps:,} env steps)" if same else "")
+    horizon = f"the first {(window or DEFAULT_DIP_WINDOW) * p.online_steps:,.0f} env steps" if same else \
+        f"the first {window or DEFAULT_DIP_WINDOW:.0%} of the online budget"
+    lines += ["", f"Compared: {' and '.join(methods)}, pre-trained offline and then fine-tuned online{budget} on "
+              f"{', '.join(tasks)}. The dip is how far a method's score (0-100) falls below its offline score "
+              f"in {horizon} of fine-tuning. This run: "
+              + ("; ".join(found) if found else "no finished run") + " (95% bootstrap CIs over seeds)."]
     return "\n".join(lines)
 
 
@@ -100,11 +160,16 @@ def main_with_config(cfg, cli=None) -> int:
     front door's parsed command line, whose values win over every yaml), then run."""
     from harness.config import read_config
 
+    from harness.study import describe, study_design
+
     run = read_config(cfg, cli)
+    study = study_design(cfg, run.jobs)  # None: the suite registers no hypotheses
     if run.options.dry_run:
         print(job_table(run.jobs, Path(run.options.runs_dir), run.cost))
+        if study:
+            print(describe(study, run.jobs, Path(run.options.runs_dir)))
         return 0
-    prepare(run)
+    prepare(run, study)
     runs_dir = Path(run.options.runs_dir)
     from harness.launch import launch
 
@@ -112,19 +177,21 @@ def main_with_config(cfg, cli=None) -> int:
     if run.launcher.name == "slurm" and not run.launcher.wait:
         print(f"follow with: python -m harness.status {runs_dir}")
         return 0
-    print(closing_table(run.jobs, runs_dir, errors))
+    print(closing_table(run.jobs, runs_dir, errors, study))
     for job_id, err in errors.items():
         print(f"FAILED {job_id}: {err.splitlines()[0]}", file=sys.stderr)
     finish(run)
     return 1 if errors else 0
 
 
-def prepare(run) -> None:
+def prepare(run, study: dict | None = None) -> None:
     """Before any work: the device, the store (writable, no changed configs in old run
-    directories), trackers, the cluster, every dataset and environment; then the manifest."""
+    directories, no runs of a changed design in a registered study), trackers, the cluster,
+    every dataset and environment; then the study's design (before the first run) and the manifest."""
     from harness.launch import check_run_dirs, check_slurm, is_done
     from harness.schema import ConfigError
     from harness.store import unwritable, write_manifest
+    from harness.study import check_study, write_study
 
     jobs, runs_dir = run.jobs, Path(run.options.runs_dir)
     if run.launcher.name == "local":  # a SLURM login node need not have the GPUs its jobs get
@@ -133,7 +200,8 @@ def prepare(run) -> None:
     read_only = unwritable(runs_dir)  # None when runs_dir can be written
     if todo and read_only:
         raise ConfigError(read_only)
-    check_run_dirs(jobs, runs_dir)  # before any work: a changed config never overwrites old runs
+    check_study(study, jobs, runs_dir)  # before any work: no runs of a changed design in a registered study,
+    check_run_dirs(jobs, runs_dir)  # and a changed config never overwrites old runs
     if todo:  # a finished study needs neither data, trackers nor a cluster
         from harness.trackers import check_trackers
 
@@ -150,6 +218,7 @@ def prepare(run) -> None:
             tasks.get(task_name).prepare()
     print(f"o2o-bench: {len(jobs)} jobs -> {runs_dir.resolve()}", flush=True)
     if not read_only:
+        write_study(study, jobs, runs_dir)  # before the first run
         write_manifest(jobs, runs_dir)
 
 
@@ -167,7 +236,7 @@ def finish(run) -> None:
               f"python -m reports {suite_dir} --out DIR")
     elif run.options.report:
         build_report(suite_dir)
-    print(f"results: {suite_dir.resolve()}")
+    print(f"results: {suite_dir.resolve()}; the full unlearning-dip study: docs/dip-study.md (suite=dip)")
     if wandb_offline_runs(run_dir(runs_dir, j) for j in run.jobs):
         where = (f"{wandb_dir(suite_dir)}/wandb" if os.environ.get("WANDB_DIR", "").strip()  # the user's WANDB_DIR
                  else f"{suite_dir}/*/*/seed*/wandb")
@@ -180,7 +249,10 @@ def build_report(suite_dir: Path) -> None:
     except ImportError:
         return
     try:
-        print(f"report: {build(suite_dir)}")
+        index = build(suite_dir)
+        verdicts = index.parent / "verdicts.txt"  # the registered hypotheses' verdicts, if any
+        print(verdicts.read_text() if verdicts.exists() else "", end="")
+        print(f"report: {index}")
     except OSError as exc:  # e.g. a full disk: the results are whole, only the report is missing
         print(f"report not written ({exc.strerror or exc}: {exc.filename}); free space and run "
               f"python -m reports {suite_dir}, or write it elsewhere with --out DIR", file=sys.stderr)

@@ -60,7 +60,7 @@ def _build(store, refs, runs_dir: Path, out_dir: Path, dip_window: float, reps: 
     not_included = per_run.loc[~per_run["included"].astype(bool), NOT_INCLUDED_COLS]
     write_csv(not_included, out_dir / "not_included.csv")
 
-    sections = []
+    sections = _study_sections(store, per_run, runs_dir, out_dir, dip_window, reps, seed)
     n_ok = int(per_run["included"].sum())
     left_out = pd.DataFrame(columns=["suite", "task", "algorithm", "seed", "reason"])
     if n_ok:
@@ -89,6 +89,37 @@ def _build(store, refs, runs_dir: Path, out_dir: Path, dip_window: float, reps: 
     notes = f"{metrics.__doc__}\n{aggregate.__doc__}"
     return write_index(out_dir, title="o2o-bench fine-tuning report", meta=meta, sections=sections,
                        not_included=not_included.drop(columns=["path"]), left_out=left_out, notes=notes)
+
+
+def _study_sections(store, per_run, runs_dir, out_dir, dip_window, reps, seed):
+    """The registered hypotheses' verdicts (none for a store without a study): a section, and
+    verdicts.csv / verdicts.txt (the lines `python -m reports` prints)."""
+    from reports import study
+
+    designs = study.store_studies(runs_dir, per_run["suite"].unique())
+    if not designs:
+        (out_dir / study.VERDICTS_TXT).unlink(missing_ok=True)
+        return []
+    frames, lines = [], []
+    for design in designs.values():
+        window = design.get("dip_window", dip_window)
+        runs = per_run if window == dip_window else metrics.all_run_metrics(store, window)
+        table = study.verdicts(runs, design, reps, seed)
+        frames.append(table)
+        lines += study.verdict_lines(table, design)
+    table = pd.concat(frames, ignore_index=True)
+    write_csv(table, out_dir / "verdicts.csv")
+    write_file(out_dir / study.VERDICTS_TXT, "\n".join(lines) + "\n")
+    shown = table.assign(interval=[f"[{lo:.2f}, {hi:.2f}] ({lv:.0%})" for lo, hi, lv in
+                                   zip(table["lo"], table["hi"], table["level"])],
+                         estimate=table["estimate"].round(2))
+    body = ("<p class='note'>Hypotheses registered in the store before its runs (study.json); "
+            "holds / fails needs every registered run done, else: not enough runs, with the runs "
+            "not done named. Percentile stratified bootstrap intervals; definitions in reports/study.py.</p>"
+            f"<pre>{html.escape(chr(10).join(lines))}</pre>"
+            + shown[["suite", "hypothesis", "claim", "estimate", "interval", "verdict", "runs", "not_done"]]
+            .to_html(index=False, escape=True, border=0, na_rep=""))
+    return [("Registered hypotheses", body)]
 
 
 def _aggregate_sections(store, mats, curves, out_dir, fig_dir, reps, seed):
