@@ -126,6 +126,7 @@ class Algorithm(ABC):
     needs: ClassVar[frozenset[str]] = frozenset()
     name: ClassVar[str] = ""
     multi_seed: ClassVar[bool] = False
+    takes_images: ClassVar[bool] = True  # False: vector observations only (refused on image tasks)
     unseeded: ClassVar[frozenset[str]] = frozenset()  # tensors in `modules()` without the seed dim (step counters)
 
     def __init__(self, obs_spec: ObsSpec, action_spec: ActionSpec, config: Any, device: torch.device,
@@ -137,6 +138,8 @@ class Algorithm(ABC):
         self.finetuning = False
         self.rng = rng if rng is not None else SeedStreams()
         self.n_seeds = len(self.rng)
+        if obs_spec.image is not None and not self.takes_images:
+            raise ValueError(f"algorithm '{self.name}' takes vector observations only; choose a state-based task")
         if self.n_seeds > 1 and not self.multi_seed:
             raise ValueError(f"algorithm '{self.name}' trains one seed per process (multi_seed = False); "
                              f"set seeds_per_process=1")

@@ -78,7 +78,7 @@ def test_encoder_splits_rows_and_augments_on_uint8(task, replay):
         ObsSpec((10,), (3, 4, 4), 1)
 
 
-@pytest.mark.parametrize("name", algorithms.available())
+@pytest.mark.parametrize("name", [n for n in algorithms.available() if algorithms.get(n).takes_images])
 def test_every_method_updates_and_evaluates_on_images(name, task, replay):
     cls = algorithms.get(name)
     hparams = for_method(name, TINY)
@@ -119,3 +119,10 @@ def test_td3bc_normalizes_vector_observations_only(task, replay):
         algo.observe_dataset(replay.storage["obs"][:4])
     off = algorithms.make("td3bc", spec(task), ActionSpec(task.act_dim), {**hparams, "normalize_obs": False}, "cpu")
     off.observe_dataset(replay.storage["obs"][:4])  # a no-op
+
+
+@pytest.mark.parametrize("name", [n for n in algorithms.available() if not algorithms.get(n).takes_images])
+def test_a_vector_only_method_refuses_images_in_one_line(name):
+    image = ObsSpec((3 * 8 * 8,), (3, 8, 8))
+    with pytest.raises(ValueError, match=f"^algorithm '{name}' takes vector observations only; choose a state-based task$"):
+        algorithms.make(name, image, ActionSpec(2), for_method(name, {}), "cpu")

@@ -54,7 +54,6 @@ class ChunkedConfig:
     lr: float = 1e-3
 
 
-@algorithms.register("test-chunked")
 class Chunked(Algorithm):
     """A small chunked method: a per-seed MLP gives h actions (h*A), with Gaussian noise from the
     seed's stream in evaluation too (as QC's best-of-N samples there); its update regresses the
@@ -82,6 +81,14 @@ class Chunked(Algorithm):
         loss = (err * batch.valid).sum((1, 2)) / batch.valid.sum((1, 2))
         minimize(self.optimizer, loss)
         return {"bc_loss": loss.detach(), "chunk_reward": batch.reward.mean(1)}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def chunked_registered():
+    """Registered only while this module's tests run, so other modules' per-method tests never see it."""
+    algorithms.register("test-chunked")(Chunked)
+    yield
+    algorithms.REGISTRY.pop("test-chunked", None)
 
 
 def chunked(seeds, chunk=7):
