@@ -18,7 +18,7 @@ from torch._functorch.aot_autograd import make_boxed_func
 import algorithms
 from algorithms import ActionSpec, ObsSpec, SeedStreams
 from harness.compile import accelerate, host_dependence, resolve
-from tests.algorithms.test_conformance import ACT, OBS, batch, small_hparams
+from algorithms.conformance import ACT, OBS, batch, small_hparams
 
 # aot_eager's kernels are eager torch's, but decomposed ops and the traced joint graph may
 # reorder float sums: metrics and parameters agree to fp32 rounding over a few Adam steps
