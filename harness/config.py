@@ -423,8 +423,27 @@ def job_layers(task_cfg, suite: Suite, algo_cfg, domain: str, command_line: dict
             ("algorithm", algo),
             (f"algorithm.domains.{domain}", plain(domains.get(domain))),
             *matching,
-            ("suite.algorithm_overrides", plain(suite.algorithm_overrides)),
+            ("suite.algorithm_overrides", suite_overrides_for(suite, algo.get("name"))),
             ("command line", command_line)]
+
+
+def suite_overrides_for(suite: Suite, name: str | None) -> dict:
+    """The suite's overrides of every method, their hparams narrowed to those method `name` has: a
+    suite may set e.g. tau for its methods that have one and run a method without it beside them.
+    A hparam that none of the suite's methods has is refused."""
+    overrides = plain(suite.algorithm_overrides)
+    hparams = overrides.get("hparams") or {}
+    if not hparams or name not in algorithms.REGISTRY:
+        return overrides
+    fields = {n: set(algorithms.get(n).Config.__dataclass_fields__) for n in suite.algorithms
+              if n in algorithms.REGISTRY}
+    unused = sorted(k for k in hparams if not any(k in f for f in fields.values()))
+    if unused:
+        raise ConfigError(f"suite.algorithm_overrides.hparams.{unused[0]}: none of the suite's methods "
+                          f"({', '.join(suite.algorithms)}) has it")
+    own = algorithms.get(name).Config.__dataclass_fields__
+    overrides["hparams"] = {k: v for k, v in hparams.items() if k in own}
+    return overrides
 
 
 def merge_layers(layers: list[tuple[str, dict]]) -> dict[str, Any]:

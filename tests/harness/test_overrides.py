@@ -87,14 +87,14 @@ def test_command_line_wins_over_the_domain_block(task):
 
 def test_precedence_layers():
     # dataclass default (tau 0.005) < suite override (dip: 0.05) < command line (0.01)
-    assert jobs("algorithm=cql", "seed=0")[0].algorithm.hparams["tau"] == 0.005
+    assert jobs("suite=smoke", "algorithm=cql", "seed=0")[0].algorithm.hparams["tau"] == 0.005
     dip = jobs("suite=dip", "algorithm=cql", "seed=0")[0].algorithm
     assert dip.hparams["tau"] == 0.05
     # yaml (append) < suite (dip: mix) < command line (append)
-    assert jobs("algorithm=cql", "seed=0")[0].algorithm.replay.mode == "append"
+    assert jobs("suite=smoke", "algorithm=cql", "seed=0")[0].algorithm.replay.mode == "append"
     assert dip.replay.mode == "mix"
     # domain block (pointmaze reward shift -5) < suite (dip: -1) < command line (-2)
-    assert jobs("algorithm=cql", "seed=0")[0].algorithm.reward == RewardTransform(scale=10.0, shift=-5.0)
+    assert jobs("suite=smoke", "algorithm=cql", "seed=0")[0].algorithm.reward == RewardTransform(scale=10.0, shift=-5.0)
     assert dip.reward == RewardTransform(scale=1.0, shift=-1.0)
     cli = jobs("suite=dip", "algorithm=cql", "seed=0", "algorithm.hparams.tau=0.01", "algorithm.replay.mode=append",
                "algorithm.reward.shift=-2")[0].algorithm

@@ -92,13 +92,13 @@ def test_a_bad_study_block_is_refused_by_the_front_door_with_exit_code_2(tmp_pat
 
 @pytest.mark.slow
 def test_a_reduced_default_study_runs_through_the_front_door_and_says_what_it_found(tmp_path):
-    """`python -m harness.run` as the README runs it, with 2 seeds and a tiny protocol: the closing
+    """`python -m harness.run suite=dip-short` (the candidate default study), with 2 seeds and a tiny protocol: the closing
     table gives each method's dip with its interval and the sentence saying what was compared;
     the registered hypotheses' verdicts follow, then where the report and the full study are."""
     tiny = ["protocol.offline_steps=100", "protocol.online_steps=400", "protocol.eval_every_offline=100",
             "protocol.eval_every=100", "protocol.eval_episodes=2", "protocol.log_every=50",
             "protocol.checkpoint_every=0"]
-    proc = harness(f"runs_dir={tmp_path}", "suite.seeds=[100,101]", *tiny, "progress=false")
+    proc = harness("suite=dip-short", f"runs_dir={tmp_path}", "suite.seeds=[100,101]", *tiny, "progress=false")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     for algo in ("calql", "cql"):
@@ -107,10 +107,10 @@ def test_a_reduced_default_study_runs_through_the_front_door_and_says_what_it_fo
     assert ("Compared: calql and cql, pre-trained offline and then fine-tuned online (100 updates, then 400 env "
             "steps) on pointmaze-medium-short-anystart-diverse. The dip is how far a method's score (0-100) falls "
             "below its offline score in the first 300 env steps of fine-tuning. This run: calql's mean dip") in out
-    assert re.search(r"study 'default' \(design [0-9a-f]{12}\):\n  (HOLDS|FAILS) +cql_dips: ", out), out
+    assert re.search(r"study 'dip-short' \(design [0-9a-f]{12}\):\n  (HOLDS|FAILS) +cql_dips: ", out), out
     assert "runs cql 2/2" in out
-    assert f"report: {tmp_path / 'default' / 'report' / 'index.html'}" in out
+    assert f"report: {tmp_path / 'dip-short' / 'report' / 'index.html'}" in out
     assert "the full unlearning-dip study: docs/dip-study.md" in out
-    recorded = json.loads((tmp_path / "default" / "study.json").read_text())
+    recorded = json.loads((tmp_path / "dip-short" / "study.json").read_text())
     assert recorded["seeds"] == {"calql": [100, 101], "cql": [100, 101]} and recorded["dip_window"] == 0.75
     assert recorded["registered"] == {"finished_runs_before": 0}  # recorded before the first run
