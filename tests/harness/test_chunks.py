@@ -32,8 +32,10 @@ H1_ARGS = ["algorithm=cql", "task=pointmaze-umaze-dense", "algorithm.replay.batc
 def test_h1_runs_bit_identically_to_the_runner_before_chunks(tmp_path):
     """CQL (h = 1), two seeds in one process, offline then online with a dense reward (so every
     evaluation and episode return depends on every action): evals, episodes and train metrics
-    equal, to the last bit, those of the code before chunking (commit 9d1e881, saved in
-    data/h1-reference; regenerate there with `python -m harness.run <H1_ARGS> runs_dir=X` and
+    equal, to the last bit, the saved ones (data/h1-reference). They were first made by the code
+    before chunking (commit 9d1e881) and this test held against them; they were remade once when
+    every source's actions became clipped to +-(1 - 1e-5) (tasks.base: the generated data's +-1
+    actions moved by 1e-5). Regenerate there with `python -m harness.run <H1_ARGS> runs_dir=X` and
     copy each seed's CSVs, train.csv without its timing column). The reference was made on CPU
     with torch 2.13.0; another CPU's kernels may round differently."""
     proc = subprocess.run([sys.executable, "-m", "harness.run", *H1_ARGS, f"runs_dir={tmp_path}"], cwd=ROOT,
