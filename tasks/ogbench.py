@@ -322,7 +322,10 @@ def write_npz(path: Path, arrays: dict, metadata: dict | None = None) -> None:
 
 
 def read_metadata(path: Path) -> dict:
-    """The `metadata` entry of a generated file ({} for official files)."""
+    """The `metadata` entry of a generated file (a sharded dataset's manifest.json holds it at its
+    top level; {} for official files)."""
+    if path.suffix == ".json":
+        return json.loads(path.read_text())
     with np.load(path) as f:
         return json.loads(str(f["metadata"])) if "metadata" in f.files else {}
 

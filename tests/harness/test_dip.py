@@ -40,5 +40,5 @@ def test_reduced_dip_study_shows_cql_underestimating_against_calql(tmp_path):
     assert metrics["policy_value_end"].notna().all()
     assert (tmp_path / "dip" / "report" / "figures" / "calibration.png").exists()
     header = next(l for l in proc.stdout.splitlines() if l.startswith("algorithm"))
-    assert header.split()[-2:] == ["dip", "runs"]
+    assert header.split()[-4:] == ["dip", "[95%", "CI]", "runs"]
     assert json.loads((runs / "cql" / "seed0" / "summary.json").read_text())["status"] == "done"
