@@ -162,13 +162,15 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(task, "shards", 0):
             raise ConfigError(f"task '{name}' is not sharded; make its data with `python -m tasks generate {name}`")
         shards = parse_shards(shards_text, task.shards) if shards_text is not None else list(range(task.shards))
+        written = all(task.shard_path(s).exists() for s in range(task.shards))
         errors = launch_shards(task, shards, launcher)
         if errors:
             print(f"{len(errors)} shard(s) failed ({', '.join(map(str, sorted(errors)))}); rerun the same command to "
                   f"resume them from their last chunk", file=sys.stderr)
             return 1
         if all(task.shard_path(s).exists() for s in range(task.shards)):
-            print(f"{name}: dataset complete: {task.assemble()}")
+            manifest = task.generated_path()  # a complete dataset's manifest is not rewritten
+            print(f"{name}: dataset complete: {manifest if written and manifest.exists() else task.assemble()}")
         else:
             left = [s for s in range(task.shards) if not task.shard_path(s).exists()]
             print(f"{name}: {task.shards - len(left)} of {task.shards} shards written; {len(left)} left")
