@@ -2,9 +2,11 @@
 dataset (OGBench's 100M variants, `tasks/ogbench.py`) made shard by shard through the launchers:
 `local` in worker processes, `slurm` as one job array (submitit; an interrupted or timed-out
 shard requeues and resumes at its first missing chunk). Shards already written are never
-submitted or redone; once every shard is there the dataset's manifest is written by one rename."""
+submitted or redone, nor those still queued from an earlier submission (waited for instead);
+once every shard is there the dataset's manifest is written by one rename."""
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import sys
@@ -85,27 +87,61 @@ def launch_shards(task, shards: list[int], launcher, progress: bool = True) -> d
                 print(f"shard {shard}: " + (f"FAILED {error.splitlines()[0]}" if error else "done"), flush=True)
         return {s: e for s, e in results if e}
     if launcher.name == "slurm":
-        from harness.launch import check_slurm, slurm_executor
+        return launch_slurm(task, jobs, launcher)
+    raise ConfigError(f"unknown launcher '{launcher.name}'; choose one of: local, slurm")
 
-        check_slurm(launcher)
-        folder = task.generated_path().parent / ".submitit"
+
+def launch_slurm(task, jobs: list[ShardJob], launcher) -> dict[int, str]:
+    """The shards not still queued or running from an earlier submission (the ledger
+    `.submitit/submitted.json`: shard -> SLURM id, as `harness.launch.launch_slurm` keeps for runs)
+    as one job array; with launcher.wait, waits for them and the queued ones. Returns {shard: error}."""
+    import submitit
+
+    from harness.launch import check_slurm, slurm_executor
+    from harness.slurm import QueueUnavailable, queue_states, read_ledger
+    from harness.store import atomic_write
+
+    check_slurm(launcher)
+    folder = task.generated_path().parent / ".submitit"
+    ledger = read_ledger(folder.parent)
+    todo = [j.shard for j in jobs]
+    try:
+        queued = queue_states([ledger[str(s)] for s in todo if str(s) in ledger])
+    except QueueUnavailable as exc:
+        raise ConfigError(f"{exc}; cannot tell which shards are still queued, so nothing was submitted; "
+                          f"try again when squeue answers") from None
+    waiting = {s: submitit.SlurmJob(folder / "%j", ledger[str(s)]) for s in todo if ledger.get(str(s)) in queued}
+    if waiting:
+        print(f"{len(waiting)} shard(s) still queued or running on SLURM "
+              f"({', '.join(ledger[str(s)] for s in waiting)}): not resubmitted", flush=True)
+    jobs = [j for j in jobs if j.shard not in waiting]
+    if jobs:
         ex = slurm_executor(launcher, folder, len(jobs))
         with ex.batch():
             handles = [ex.submit(j) for j in jobs]
+        waiting.update({j.shard: h for j, h in zip(jobs, handles)})
+        ledger.update({str(j.shard): h.job_id for j, h in zip(jobs, handles)})
+        atomic_write(folder / "submitted.json", json.dumps(ledger, indent=1) + "\n")
         print(f"submitted {len(handles)} shard(s) as SLURM array {handles[0].job_id.split('_')[0]}; logs: {folder}",
               flush=True)
-        if not launcher.wait:
-            return {}
-        errors = {}
-        for job, handle in zip(jobs, handles):
+    if not launcher.wait:
+        return {}
+    errors = {}
+    try:
+        for shard, handle in sorted(waiting.items()):
             try:
                 handle.result()
-                print(f"shard {job.shard}: done", flush=True)
+                print(f"shard {shard}: done", flush=True)
             except Exception as exc:  # failed, cancelled or out of requeues: rerun the same command
-                errors[job.shard] = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-                print(f"shard {job.shard}: FAILED {errors[job.shard]}", flush=True)
-        return errors
-    raise ConfigError(f"unknown launcher '{launcher.name}'; choose one of: local, slurm")
+                errors[shard] = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                print(f"shard {shard}: FAILED {errors[shard]}", flush=True)
+    except KeyboardInterrupt:
+        arrays = " ".join(dict.fromkeys(h.job_id.split("_")[0] for h in waiting.values()))
+        print(f"\ninterrupted: the shards are left on the SLURM queue as they are; rerun the same command to wait "
+              f"for them again (nothing is resubmitted or redone), `scancel {arrays}` to cancel them",
+              file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
+    return errors
 
 
 def compose(args: list[str]):
@@ -162,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(task, "shards", 0):
             raise ConfigError(f"task '{name}' is not sharded; make its data with `python -m tasks generate {name}`")
         shards = parse_shards(shards_text, task.shards) if shards_text is not None else list(range(task.shards))
+        if problem := task.save_problem():
+            raise ConfigError(f"task '{name}': its shards cannot be written: {problem}")
         written = all(task.shard_path(s).exists() for s in range(task.shards))
         errors = launch_shards(task, shards, launcher)
         if errors:

@@ -144,3 +144,13 @@ def test_front_door_errors(capsys):
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
     assert parse_shards("0-4,7", 100) == [0, 1, 2, 3, 4, 7]
+
+
+def test_unwritable_data_folder_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("O2O_DATA_DIR", str(tmp_path / "file"))
+    for launcher in ("local", "slurm"):  # before any shard is started or submitted
+        assert main(["cube-triple-play-100m-singletask", "shards=0", f"launcher={launcher}"]) == 2
+        err = capsys.readouterr().err
+        assert "is a file, not a folder; set O2O_DATA_DIR to a writable folder" in err, err
+        assert len(err.strip().splitlines()) == 1
