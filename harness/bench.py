@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import torch
@@ -53,9 +54,12 @@ CORL = {"cql": {"actor_hidden": (256,) * 3, "critic_hidden": (256,) * 5},
         "awac": {"actor_hidden": (256,) * 3, "critic_hidden": (256,) * 3}}
 
 
+SET_DOMAINS = {"paper": "antmaze", "mini": "pointmaze", "corl": "antmaze", "ogbench": "ogbench"}  # --sets: shapes of
+
+
 def shapes(name: str, which: str) -> tuple[int, int, int, dict]:
     """(obs_dim, act_dim, batch, hparams) of one shape set."""
-    domain = {"paper": "antmaze", "mini": "pointmaze", "corl": "antmaze", "ogbench": "ogbench"}[which]
+    domain = SET_DOMAINS[which]
     cfg = resolve_algorithm(load_group("algorithm", name), domain)
     hp = {k: tuple(v) if isinstance(v, list) else v for k, v in standalone_hparams(cfg).items()}
     if which == "corl":
@@ -239,6 +243,11 @@ def method_rates(args, dev: torch.device, ks: list[int], peak: float, modes: lis
     return measured
 
 
+def refuse(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)  # the front door's code for bad input
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -253,6 +262,13 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=float("inf"),
                     help="seconds after which compiled rows are skipped (compiling costs seconds per row)")
     args = ap.parse_args()
+    sets = set(args.sets.split(","))
+    if sets - {*SET_DOMAINS, "checkpoint"}:
+        refuse(f"unknown --sets {sorted(sets - {*SET_DOMAINS, 'checkpoint'})}; choose from "
+               f"{', '.join([*SET_DOMAINS, 'checkpoint'])}")
+    unknown = sorted(set(args.methods.split(",")) - set(METHODS))
+    if unknown:
+        refuse(f"unknown --methods {unknown}; choose from {', '.join(METHODS)}")
     started = time.monotonic()
     configure_torch(args.threads)  # as the launchers do
     devices = [d for d in args.devices.split(",") if d == "cpu" or torch.cuda.is_available()]
@@ -262,7 +278,7 @@ def main() -> None:
         modes = [mode for mode in args.modes.split(",") if mode != "graphs" or dev.type == "cuda"]
         unknown = sorted(set(modes) - set(MODE_OF))
         if unknown:
-            raise SystemExit(f"unknown --modes {unknown}; choose from {', '.join(MODE_OF)}")
+            refuse(f"unknown --modes {unknown}; choose from {', '.join(MODE_OF)}")
         peak = matmul_peak(dev)
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
         print(f"\n{name}: matmul peak {peak / 1e9:.0f} GFLOP/s (fp32, 2048^3)")
