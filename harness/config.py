@@ -423,15 +423,18 @@ def job_layers(task_cfg, suite: Suite, algo_cfg, domain: str, command_line: dict
             ("algorithm", algo),
             (f"algorithm.domains.{domain}", plain(domains.get(domain))),
             *matching,
-            ("suite.algorithm_overrides", suite_overrides_for(suite, algo.get("name"))),
+            ("suite.algorithm_overrides", suite_overrides_for(suite, algo.get("name"), task)),
             ("command line", command_line)]
 
 
-def suite_overrides_for(suite: Suite, name: str | None) -> dict:
+def suite_overrides_for(suite: Suite, name: str | None, task: str | None = None) -> dict:
     """The suite's overrides of every method, their hparams narrowed to those method `name` has: a
     suite may set e.g. tau for its methods that have one and run a method without it beside them.
-    A hparam that none of the suite's methods has is refused."""
+    A hparam that none of the suite's methods has is refused. They are the design of the suite's
+    own tasks: a task the command line picks outside them runs with each method's own settings."""
     overrides = plain(suite.algorithm_overrides)
+    if task is not None and task not in suite.tasks:
+        return {}
     hparams = overrides.get("hparams") or {}
     if not hparams or name not in algorithms.REGISTRY:
         return overrides

@@ -173,3 +173,14 @@ def test_resolved_config_is_complete_and_typed():
     assert jobs("algorithm=td3bc", "seed=0", "protocol.online_steps=1e3")[0].job_id == \
         jobs("algorithm=td3bc", "seed=0", "protocol.online_steps=1000")[0].job_id
     assert set(group_names("algorithm")) >= {"awac", "calql", "cql", "iql", "td3bc"}
+
+
+def test_a_suites_algorithm_overrides_stay_on_its_own_tasks():
+    """suite=dip's overrides (r - 1, 50/50 batches, tau 0.05) are its study's design: narrowed to
+    a task outside the suite, a method runs with its own settings."""
+    own = jobs("suite=dip", "algorithm=cql", "seed=0")[0].algorithm
+    outside = jobs("suite=dip", "algorithm=cql", "task=pointmaze-umaze-diverse", "seed=0")[0].algorithm
+    plain = jobs("suite=smoke", "algorithm=cql", "task=pointmaze-umaze-diverse", "seed=0")[0].algorithm
+    assert own.hparams["tau"] == 0.05 and own.reward.shift == -1.0
+    assert outside.hparams["tau"] == plain.hparams["tau"] != 0.05
+    assert (outside.reward, outside.replay) == (plain.reward, plain.replay)
