@@ -14,6 +14,10 @@ def _list() -> None:
     for name in sorted(tasks.TASKS):
         t = tasks.TASKS[name]
         print(f"{name:<40} {t.domain:<14} {t.dataset_state():<7} {t.source}")
+    if tasks.ALIASES:
+        print("\naliases (a job asked for by one is the named task's job):")
+        for alias in sorted(tasks.ALIASES):
+            print(f"{alias:<40} -> {tasks.ALIASES[alias]}")
 
 
 def _info(t) -> None:
