@@ -393,10 +393,9 @@ def write_shard(env_name: str, recipe: Recipe, shard: int, path: Path, chunk_epi
 # -- the task ---------------------------------------------------------------------------------------
 class OGBenchTask(Task):
     """One OGBench single-task task. Options, each part of the name (so of the job id):
-    `success_timing` ('post', the default, or 'pre': suffix `-pre`; the play-data names of the
-    envs with `timing_in_name` carry `-post` too), `sparse` (QC's reward, suffix `-sparse`),
-    `shards` (a dataset of `shards` files of `recipe.episodes` episodes, OGBench's `-100m`
-    datasets)."""
+    `success_timing` ('post', or 'pre': suffix `-pre`; play-data names of `timing_in_name` envs
+    carry `-post` too), `sparse` (QC's reward, suffix `-sparse`), `shards` (a dataset of `shards`
+    files of `recipe.episodes` episodes, OGBench's `-100m` datasets)."""
 
     act_dim = 5
     ref_min_score, ref_max_score = 0.0, 1.0
