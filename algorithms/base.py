@@ -411,6 +411,13 @@ def protocol_followers(config_cls: type) -> dict[str, str]:
     return {f.name: f.metadata["protocol"] for f in dataclasses.fields(config_cls) if "protocol" in f.metadata}
 
 
+def id_neutral_defaults(config_cls: type) -> dict[str, Any]:
+    """Config fields added after results existed (metadata {"id_neutral": True}): {field: default}.
+    At its default such a field is left out of the job id (`harness.job.job_id`), so the jobs that
+    ran before it existed keep their ids; any other value is part of the id."""
+    return {f.name: f.default for f in dataclasses.fields(config_cls) if f.metadata.get("id_neutral")}
+
+
 def follow_protocol(cls: type[Algorithm], hparams: dict[str, Any], protocol: Any) -> dict[str, Any]:
     """`hparams` with each field that follows the protocol (metadata {"protocol": "<field>"}) and is
     left null set to the protocol's value: one home for a value the method and the harness share

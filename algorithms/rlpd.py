@@ -8,14 +8,24 @@ update-to-data ratio. No pre-training: the yaml sets `protocol.offline_steps: 0`
 Checked against the official code (ikostrikov/rlpd: `rlpd/agents/sac/sac_learner.py`,
 `configs/rlpd_config.py`, `train_finetuning.py`). Per call, on one batch (E = n_critics):
   1. critic: a' ~ pi(s'), Z = `n_target_min` members of the E target critics drawn without
-             replacement,  y = r + gamma (1 - d) [min_{i in Z} Q_target_i(s', a') - alpha log pi(a'|s') if
-             backup_entropy];  L_Q = mean_i E[(Q_i(s, a) - y)^2];  targets <- soft update (tau)
+             replacement,  y = r + gamma (1 - d) [agg_{i in Z} Q_target_i(s', a') - alpha log pi(a'|s') if
+             backup_entropy], agg = `q_agg` (min);  L_Q = mean_i E[(Q_i(s, a) - y)^2];
+             targets <- soft update (tau)
   2. every `actor_every` calls (the official learner: once after its UTD critic steps, on the last
      minibatch; so `actor_every` defaults to protocol.utd), with a ~ pi(s):
              L_pi = E[alpha log pi(a|s) - mean_i Q_i(s, a)]        (mean over all E critics)
              L_alpha = alpha (H - H_target),  H = -E[log pi(a|s)] of that actor step
              (the official parameterization: alpha = exp(log_alpha), the loss on alpha itself)
 Weights are Xavier-uniform, biases zero, as the official flax networks (`init`).
+
+The target's aggregate `q_agg`: "min" (default) is the official `update_critic` (the min over a
+random subset of num_min_qs = 2 of num_qs = 10 target critics, REDQ's rule). "mean" is the RLPD
+baseline of QC (ColinQiyangLi/qc `agents/acrlpd.py`, `critic_loss`, q_agg='mean', run by its README
+as `main_online.py --horizon_length=1`): the mean of all num_qs = 10 target critics, i.e. q_agg
+"mean" with n_target_min = n_critics; acrlpd also backs up no entropy (backup_entropy false) and its
+actor reads the mean of the 10 critics, as here. Where QC differs beyond these values: its actor
+and critic take one joint gradient step from the same critic (here the actor reads the critic just
+updated, as the official learner).
 
 Deviations from the official code:
 - Online transitions enter replay when their episode ends (the harness's replay, which gives
@@ -44,7 +54,10 @@ class RLPDConfig(EncoderConfig):
     actor_hidden: tuple[int, ...] = (256, 256)  # policy MLP widths
     critic_hidden: tuple[int, ...] = (256, 256)  # each Q-network's MLP widths
     n_critics: int = 10  # ensemble size E
-    n_target_min: int = 2  # members drawn (without replacement) for the target's min (REDQ's M)
+    n_target_min: int = 2  # members drawn (without replacement) for the target's aggregate (REDQ's M)
+    # the target's aggregate over the drawn members: "min" (ikostrikov/rlpd sac_learner.py) | "mean"
+    # (ColinQiyangLi/qc agents/acrlpd.py q_agg, over all 10 members: n_target_min = n_critics)
+    q_agg: str = field(default="min", metadata={"id_neutral": True})
     critic_layer_norm: bool = True  # LayerNorm in the critics' hidden layers
     init: str = "xavier_uniform"  # weight init (flax's default in the official code) | "orthogonal" (the other methods')
     gamma: float = 0.99  # discount
@@ -64,6 +77,8 @@ class RLPDConfig(EncoderConfig):
                        "init_temperature")
         check_follower(self, "actor_every")
         check_unit_interval(self, "gamma")
+        if self.q_agg not in ("min", "mean"):
+            raise ValueError(f"RLPDConfig.q_agg must be 'min' or 'mean', got '{self.q_agg}'")
         if self.init not in INITS:
             raise ValueError(f"RLPDConfig.init must be one of {', '.join(INITS)}, got '{self.init}'")
         if self.n_target_min > self.n_critics:
@@ -105,15 +120,16 @@ class RLPD(Algorithm):
     # -- the loss terms, each a function of tensors (one value per seed: (K,)) --------------
     def target_values(self, next_obs, next_action) -> torch.Tensor:
         """Q_target(s', a') of n_target_min members drawn without replacement, the only ones the
-        target's min reads: (n_target_min, K, B)."""
+        target's aggregate reads: (n_target_min, K, B)."""
         members = sample_members(self.config.n_critics, self.config.n_target_min, False, self.rng, next_obs.device)
         return self.critic_target(next_obs, next_action, members=members)
 
     def td_target(self, reward, done, q_next, next_logp, alpha) -> torch.Tensor:
-        """r + gamma (1 - d) (min_{i in Z} Q_target_i(s', a') [- alpha log pi(a'|s')]); q_next:
-        (|Z|, K, B) of the drawn members Z (`target_values`), next_logp: (K, B), alpha: (K,)."""
+        """r + gamma (1 - d) (agg_{i in Z} Q_target_i(s', a') [- alpha log pi(a'|s')]), agg = q_agg
+        (min or mean); q_next: (|Z|, K, B) of the drawn members Z (`target_values`), next_logp:
+        (K, B), alpha: (K,)."""
         cfg = self.config
-        target_q = q_next.min(0).values
+        target_q = q_next.min(0).values if cfg.q_agg == "min" else q_next.mean(0)
         if cfg.backup_entropy:
             target_q = target_q - per_seed(alpha) * next_logp
         return reward + cfg.gamma * (1.0 - done) * target_q

@@ -112,7 +112,8 @@ class TaskRef:
 
 
 # Protocol fields added after results existed: at these values they leave a job's id (and so its
-# finished run directory) as it was.
+# finished run directory) as it was. A method's hparams added later do the same at their default
+# (Config field metadata {"id_neutral": True}, `algorithms.base.id_neutral_defaults`).
 ID_NEUTRAL_PROTOCOL = {"warmup_steps": 0, "warmup_policy": "policy"}
 
 
@@ -123,6 +124,11 @@ def job_id(job: dict[str, Any]) -> str:
     if "protocol" in payload:
         payload["protocol"] = {k: v for k, v in payload["protocol"].items()
                                if k not in ID_NEUTRAL_PROTOCOL or v != ID_NEUTRAL_PROTOCOL[k]}
+    algo = payload.get("algorithm")
+    if isinstance(algo, dict) and algo.get("name") in algorithms.REGISTRY and algo.get("hparams"):
+        neutral = algorithms.base.id_neutral_defaults(algorithms.get(algo["name"]).Config)
+        payload["algorithm"] = {**algo, "hparams": {k: v for k, v in algo["hparams"].items()
+                                                    if k not in neutral or v != yaml_value(neutral[k])}}
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -66,6 +66,8 @@ def list_references(runs_dir, reference_dir=None) -> int:
         return 0
     for m in matches.to_dict("records"):
         where = f"{m['repository']}@{str(m['commit'])[:7]} {m['file']}"
+        if m["comparable"] and m["success_timing"] != "n/a":  # OGBench's timing, the same on both sides
+            where += f"; success_timing {m['success_timing']}"
         verdict = "comparable" if m["comparable"] else f"not comparable: {m['differs']}"
         print(f"{m['suite']}/{m['task']} {m['algorithm']} <- {m['source']} {m['method']} on {m['ref_task']} "
               f"({where}): {verdict}")

@@ -73,7 +73,8 @@ def agreement(per_run: pd.DataFrame, refs: pd.DataFrame, matches: pd.DataFrame, 
         pub = published_final(reference_rows(refs, m), reps, seed)
         verdict = "no published final" if np.isnan(pub["ref_final"]) else \
             "DISAGREE" if disagree(mean, lo, hi, pub["ref_final"], pub["ref_lo"], pub["ref_hi"]) else "agree"
-        rows.append({"suite": m["suite"], "task": m["task"], "algorithm": m["algorithm"], "source": m["source"],
+        rows.append({"suite": m["suite"], "task": m["task"], "success_timing": m["success_timing"],
+                     "algorithm": m["algorithm"], "source": m["source"],
                      "method": m["method"], "ref_task": m["ref_task"], "repository": m["repository"],
                      "commit": m["commit"], "file": m["file"], "ours_j0": float(ours["offline_score"].mean()),
                      "ours_final": mean, "ours_lo": lo, "ours_hi": hi, "ours_n": len(ours), **pub,

@@ -199,7 +199,8 @@ def agreement_table(agreed: pd.DataFrame) -> Table:
     rows = []
     for a in agreed.sort_values(["task", "algorithm", "source", "method"]).to_dict("records"):
         flag = a["verdict"] == "DISAGREE"
-        rows.append([a["task"], a["algorithm"],
+        timing = a.get("success_timing", "n/a")  # OGBench's, both sides (the match rule): shown with the task
+        rows.append([a["task"] if timing == "n/a" else f"{a['task']} ({timing})", a["algorithm"],
                      f"{a['source']} {a['method']} ({a['repository']}@{str(a['commit'])[:7]})",
                      Cell(pre=f"{_fmt(a['ours_j0'])} → ", main=_fmt(a["ours_final"]),
                           post=f" [{_fmt(a['ours_lo'])}, {_fmt(a['ours_hi'])}] (n={a['ours_n']})"),
@@ -211,7 +212,8 @@ def agreement_table(agreed: pd.DataFrame) -> Table:
                                                       "published: J0 → final", "verdict"], rows,
                  "final score (last online evaluation), mean over seeds [95% percentile bootstrap CI] "
                  "(n = seeds; published CI as given where only means are published); DISAGREE: each mean "
-                 "outside the other's interval. Only references whose protocol matches are compared.")
+                 "outside the other's interval. Only references whose protocol matches are compared; "
+                 "OGBench tasks show their success timing (pre / post), the same on both sides.")
 
 
 # ---- renderers ----

@@ -14,6 +14,8 @@ def _list() -> None:
     for name in sorted(tasks.TASKS):
         t = tasks.TASKS[name]
         print(f"{name:<40} {t.domain:<14} {t.dataset_state():<7} {t.source}")
+    for alias in sorted(tasks.ALIASES):  # a job asked for by an alias is the named task's job
+        print(f"{alias:<40} alias of {tasks.ALIASES[alias]}")
 
 
 def _info(t) -> None:

@@ -212,16 +212,29 @@ class Task(ABC):
 
 
 TASKS: dict[str, Task] = {}
+# a name kept working after its meaning moved to another registered task: {alias: task name}; a
+# job asked for by an alias is that task's job (its id and run directory)
+ALIASES: dict[str, str] = {}
 
 
 def register_task(task: Task) -> Task:
-    if task.name in TASKS:
+    if task.name in TASKS or task.name in ALIASES:
         raise ValueError(f"task '{task.name}' is registered twice")
     TASKS[task.name] = task
     return task
 
 
+def register_alias(alias: str, name: str) -> None:
+    if alias in TASKS or alias in ALIASES:
+        raise ValueError(f"task '{alias}' is registered twice")
+    if name not in TASKS:
+        raise ValueError(f"alias '{alias}' names no registered task ('{name}')")
+    ALIASES[alias] = name
+
+
 def get(name: str) -> Task:
+    """The task of a name or an alias."""
+    name = ALIASES.get(name, name)
     if name not in TASKS:
         raise KeyError(f"unknown task '{name}'; choose one of: {', '.join(sorted(TASKS))}")
     return TASKS[name]

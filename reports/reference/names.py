@@ -4,8 +4,9 @@ Tasks meet on one canonical name per task: OGBench's single-task dataset name
 (`cube-double-play-singletask-task2-v0`), D4RL's name (`antmaze-large-diverse-v2`), or Cal-QL's
 (`door-binary-v0`, `kitchen-partial-v0`). `our_task` also gives the dataset a task of ours trains on
 (config.yaml names the task, not the file; for AntMaze the D4RL file is the task's first choice, the
-Minari copy its fallback) and, for OGBench, the success timing and reward variant its name selects
-(tests/reports/test_references.py checks them against tasks.ogbench's registered tasks), `reference_task` the canonical name of a source's task.
+Minari copy its fallback) and, for OGBench, the success timing and reward variant of the runs a
+store directory of that name holds (tests/reports/test_references.py checks them against
+tasks.ogbench's registered tasks and aliases), `reference_task` the canonical name of a source's task.
 A source method with no counterpart in our registry maps to None and is never compared.
 """
 from __future__ import annotations
@@ -22,11 +23,13 @@ OGBENCH_DEFAULT_TASK = {"cube-single": 2, "cube-double": 2, "cube-triple": 2, "c
 # - data `play` or `play-100m` (OGBench's 100M-transition dataset, `<env>-play-100m-v0`);
 # - success_timing (OGBench's: reward, success and termination of s, 'pre', ogbench >= 1.2, or of
 #   s', 'post', ogbench <= 1.1): the suffix if there is one; otherwise 'post', except for the
-#   plain play-data names of the envs in OGBENCH_PRE_NAMES (names that existed before the option
-#   and keep 'pre'); `-sparse` and `-100m` names default to 'post';
+#   plain play-data names of the envs in OGBENCH_PRE_NAMES. Those names meant 'pre' until every
+#   name defaulted to 'post'; they are now aliases (tasks.base.ALIASES) of their `-post` names, so
+#   jobs asked for by them are stored under the `-post` name, and a store directory under a plain
+#   name holds a run made when it meant 'pre';
 # - reward: `-sparse` is QC's sparse reward (-1 until every sub-goal holds, then 0), else 'dense'
 #   (OGBench's: minus the number of unsatisfied sub-goals).
-OGBENCH_PRE_NAMES = ("cube-single", "cube-double", "scene", "puzzle-3x3", "visual-cube-single")
+OGBENCH_PRE_NAMES = ("cube-single", "cube-double", "scene", "puzzle-3x3", "visual-cube-single")  # tasks.ogbench timing_in_name
 _OGBENCH = re.compile(r"(?P<env>(?:visual-)?(?:cube-(?:single|double|triple|quadruple)|scene|puzzle-\dx\d))"
                       r"-(?P<data>play|noisy)(?P<big>-100m)?-singletask(?:-task(?P<id>\d))?(?P<mini>-mini)?"
                       r"(?P<sparse>-sparse)?(?:-(?P<timing>pre|post))?")

@@ -1,6 +1,6 @@
 """RLPD equations on fixed tensors, against the paper's / official learner's: the TD target's min over
 a random subset of the target ensemble (drawn without replacement) with the optional entropy
-backup, the critic loss averaged over members and batch, the actor objective with the mean over
+backup, or QC's mean over every target member (q_agg 'mean'), the critic loss averaged over members and batch, the actor objective with the mean over
 all members, the temperature loss alpha (H - H_target) with H_target = -|A| / 2, and the actor /
 temperature stepping once every `actor_every` critic steps. One seed (leading seed dim 1)."""
 import copy
@@ -38,6 +38,59 @@ def test_td_target_is_min_over_the_drawn_target_members(backup_entropy):
     soft = Q_NEXT[[3, 1]].min(0).values - (alpha * logp if backup_entropy else 0.0)
     assert out.tolist() == approx((reward + 0.9 * (1 - done) * soft).tolist())
     assert out[1].item() == approx(1.0)  # terminal: no bootstrap
+
+
+def test_td_target_mean_aggregate_is_qcs_mean_over_every_target_member():
+    """q_agg 'mean' with n_target_min = n_critics: ColinQiyangLi/qc agents/acrlpd.py critic_loss
+    (next_qs.mean(axis=0) over all num_qs members, no entropy backup: y = r + gamma mask mean_i Q_i)."""
+    rlpd = make(n_target_min=5, q_agg="mean", backup_entropy=False, gamma=0.9)
+    reward, done, logp = torch.tensor([1.0, 1.0]), torch.tensor([0.0, 1.0]), torch.tensor([-2.0, 3.0])
+    out = rlpd.td_target(reward[None], done[None], Q_NEXT_K, logp[None], torch.tensor([0.5]))[0]
+    # the columns' means: (5 + 2 + 3 + 7 + 4) / 5 = 4.2 and (1 + 4 + 0.5 + 6 + 3) / 5 = 2.9
+    assert out.tolist() == approx([1.0 + 0.9 * 4.2, 1.0])
+    # over drawn members the mean reads only them (members 3 and 1: (7 + 2) / 2 = 4.5), with the backup
+    drawn = make(n_target_min=2, q_agg="mean", gamma=0.9).td_target(
+        reward[None], done[None], Q_NEXT_K[[3, 1]], logp[None], torch.tensor([0.5]))[0]
+    assert drawn.tolist() == approx([1.0 + 0.9 * (4.5 + 0.5 * 2.0), 1.0])
+    with pytest.raises(ValueError, match="q_agg must be 'min' or 'mean', got 'max'"):
+        make(q_agg="max")
+
+
+def test_qcs_setting_trains_the_critic_on_the_mean_of_every_target_member():
+    rlpd = make(n_target_min=5, q_agg="mean", backup_entropy=False, actor_every=100, gamma=0.9)
+    b = batch()
+    critic0, target0, actor0 = (copy.deepcopy(m) for m in (rlpd.critic, rlpd.critic_target, rlpd.actor))
+    torch.manual_seed(5)
+    metrics = rlpd.update(b)
+    torch.manual_seed(5)  # the same a' ~ pi(s'); every member is read (no draw)
+    with torch.no_grad():
+        next_a, _ = actor0(b.next_obs, rlpd.rng)
+        y = b.reward + 0.9 * (1 - b.done) * target0(b.next_obs, next_a).mean(0)
+        expected = ((critic0(b.obs, b.action) - y) ** 2).mean()
+    assert metrics["critic_loss"].item() == approx(expected.item())
+    assert metrics["td_target"].item() == approx(y.mean().item())
+
+
+def test_the_aggregate_option_leaves_default_rlpd_job_ids_as_they_were():
+    """q_agg was added after RLPD results existed: at its default ('min') a job's id is the one it
+    had before the field (config.yaml without it); 'mean' is another job."""
+    from dataclasses import asdict
+
+    from harness.job import Job, Protocol, job_id
+
+    def job(**hp):
+        config = algorithms.base.build_config(algorithms.get("rlpd"), {"actor_every": 1, **hp})
+        hparams = {f: list(v) if isinstance(v, tuple) else v for f, v in asdict(config).items()}
+        return Job.from_dict({"suite": "t", "seed": 0, "algorithm": {"name": "rlpd", "hparams": hparams},
+                              "task": {"name": "pointmaze-umaze-diverse", "domain": "pointmaze"},
+                              "protocol": asdict(Protocol(offline_steps=0, online_steps=100)), "device": "cpu"})
+
+    default = job().to_dict()
+    assert default["algorithm"]["hparams"]["q_agg"] == "min"  # config.yaml holds it
+    before = {**default, "algorithm": {**default["algorithm"], "hparams": {
+        k: v for k, v in default["algorithm"]["hparams"].items() if k != "q_agg"}}}
+    assert job_id(before) == job().job_id == job(q_agg="min").job_id
+    assert job(q_agg="mean").job_id != job().job_id
 
 
 def test_target_values_are_those_of_members_drawn_without_replacement():

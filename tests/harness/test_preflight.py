@@ -42,6 +42,9 @@ def test_tasks_cli(tmp_path):
     assert proc.returncode == 0
     lines = {l.split()[0]: l.split() for l in proc.stdout.splitlines()[1:]}
     assert lines["kitchen-mixed"][1:3] == ["kitchen", "no"] and "pen-binary" in lines
+    assert lines["cube-double-play-singletask"][1:] == ["alias", "of", "cube-double-play-singletask-post"]
+    proc = run("-m", "tasks", "info", "cube-double-play-singletask", tmp_path=tmp_path)  # an alias: its task
+    assert proc.returncode == 0 and "task:      cube-double-play-singletask-post" in proc.stdout
     proc = run("-m", "tasks", "info", "door-binary", tmp_path=tmp_path)
     assert proc.returncode == 0 and "door2_sparse.npy" in proc.stdout and "39 / 28" in proc.stdout
     proc = run("-m", "tasks", "generate", "kitchen-partial", tmp_path=tmp_path)

@@ -167,21 +167,24 @@ def test_shipped_references_cover_the_ogbench_suite():
     refs = load_references()
     assert set(refs["source"]) >= {"qc", "qam", "corl"}
     assert refs["commit"].str.fullmatch(r"[0-9a-f]{40}").all()
+    import tasks
+
     suite = yaml.safe_load((REPO / "harness/conf/suite/ogbench.yaml").read_text())
     runs = []
-    for task in suite["tasks"]:
-        p = task_protocol(task)
-        runs.append({"suite": "ogbench", "task": task, "algorithm": "iql", "status": "done", "chunk": 1,
+    for name in suite["tasks"]:
+        p = task_protocol(name)
+        stored = tasks.get(name).name  # the run directory's name: a plain name's job is its -post task's
+        assert stored == f"{name}-post"
+        runs.append({"suite": "ogbench", "task": stored, "algorithm": "iql", "status": "done", "chunk": 1,
                      **{k: p[k] for k in ("offline_steps", "online_steps", "eval_episodes")}})
     m = match_store(pd.DataFrame(runs), refs)
-    # the suite's names keep OGBench 1.2's 'pre' timing and the dense reward; QC ran 'post' and
-    # sparse on scene / puzzle-3x3: its IQL numbers are found, and not compared
-    qc = m[m["source"] == "qc"]
-    assert not m["comparable"].any() and set(qc["ref_task"]) == {
-        "cube-double-play-task2", "scene-play-task2", "puzzle-3x3-play-task4"}
-    assert qc["differs"].str.contains("success_timing (ours pre, reference post)", regex=False).all()
-    scene = qc.loc[qc["task"] == "scene-play-singletask", "differs"].iloc[0]
-    assert "reward (ours dense, reference sparse)" in scene
+    # the suite's runs have QC's 'post' timing: its IQL number on cube-double is compared; on scene /
+    # puzzle-3x3 QC ran its sparse reward, so those differ in the reward alone
+    qc = m[m["source"] == "qc"].set_index("task")
+    assert set(qc["ref_task"]) == {"cube-double-play-task2", "scene-play-task2", "puzzle-3x3-play-task4"}
+    assert set(m.loc[m["comparable"], "task"]) == {"cube-double-play-singletask-post"}
+    assert qc.loc["scene-play-singletask-post", "differs"] == "reward (ours dense, reference sparse)"
+    assert qc.loc["puzzle-3x3-play-singletask-post", "differs"] == "reward (ours dense, reference sparse)"
 
 
 def test_shipped_references_match_the_ogbench_qc_suite():
@@ -207,9 +210,14 @@ def test_shipped_references_match_the_ogbench_qc_suite():
 
 
 def test_names():
+    # a store directory under a plain name of cube-double holds a run made when the name meant 'pre'
     assert our_task("cube-double-play-singletask") == ("cube-double-play-singletask-task2-v0", "cube-double-play-v0",
                                                        "pre", "dense")
     assert our_task("cube-double-play-singletask-task2-post")[2:] == ("post", "dense")
+    assert our_task("cube-double-play-singletask-task2-pre")[2:] == ("pre", "dense")
+    assert our_task("scene-play-singletask-mini-post")[1:3] == ("scene-play-v0 (mini: generated, 10 episodes)", "post")
+    assert our_task("visual-cube-single-play-singletask-task1-post")[:3] == (
+        "visual-cube-single-play-singletask-task1-v0", "visual-cube-single-play-v0", "post")
     assert our_task("scene-play-singletask-task2-sparse")[1:] == ("scene-play-v0", "post", "sparse")
     assert our_task("cube-triple-play-singletask-pre")[:3] == ("cube-triple-play-singletask-task2-v0",
                                                                "cube-triple-play-v0", "pre")
@@ -226,16 +234,23 @@ def test_names():
 
 
 def test_names_agree_with_the_registered_ogbench_tasks():
-    """Every OGBench task config: the name's reading (reports never import tasks/) is the task's own."""
-    from tasks.base import TASKS
+    """Every OGBench task config: the name's reading (reports never import tasks/) is the task's own;
+    an alias's reading is 'pre' (directories under it hold runs made when it meant 'pre'), the
+    task it names reads 'post'."""
+    from tasks.base import ALIASES, TASKS
     from tasks.ogbench import ENVS, OGBenchTask
 
-    seen = 0
+    seen = aliases = 0
     for path in sorted((REPO / "harness/conf/task").glob("*.yaml")):
         if path.name.startswith("_"):  # a domain's parent yaml, not a task
             continue
         name = path.stem
         if name.split("-play")[0] not in ENVS:
+            continue
+        if name in ALIASES:
+            aliases += 1
+            assert our_task(name).success_timing == "pre" and TASKS[ALIASES[name]].success_timing == "post", name
+            assert our_task(name)[:2] == our_task(ALIASES[name])[:2], name  # the same task and dataset
             continue
         task = TASKS[name]
         assert isinstance(task, OGBenchTask), name
@@ -245,7 +260,7 @@ def test_names_agree_with_the_registered_ogbench_tasks():
         assert mine.task == f"{task.env_name}-{data}-singletask-task{task.task_id}-v0", name
         assert mine.dataset.split(" ")[0] == task.dataset_name, name
         assert (mine.success_timing, mine.reward) == (task.success_timing, "sparse" if task.sparse else "dense"), name
-    assert seen > 100  # 5 envs x 6 tasks x their variants, minis
+    assert seen == 134 and aliases == 34  # every registered OGBench task and alias has its yaml
 
 
 # -- the match rule -------------------------------------------------------------------------------
@@ -356,6 +371,7 @@ def test_bad_reference_file_is_refused_in_one_line(tmp_path):
 
 
 # -- OGBench: success timing and reward variant, from our task names ----------------------------------
+# the plain names: directories of runs made when those names meant 'pre' (they are now aliases of -post)
 OGB_STORE = ["cube-double-play-singletask-task2", "cube-double-play-singletask-task2-post",
              "scene-play-singletask-task2", "scene-play-singletask-task2-sparse"]
 
@@ -387,6 +403,10 @@ def test_ogbench_timing_and_reward_decide_the_match(tmp_path):
                                          "scene-play-singletask-task2": False,
                                          "scene-play-singletask-task2-sparse": True}
     assert m.loc["cube-double-play-singletask-task2", "differs"] == "success_timing (ours pre, reference post)"
+    index = reports.build_report(store, tmp_path / "out", reps=100, references=tmp_path / "refs")
+    table = (index.parent / "references_tables.md").read_text()  # the compared tasks show their timing
+    assert "| cube-double-play-singletask-task2-post (post) | iql |" in table
+    assert "| scene-play-singletask-task2-sparse (post) | iql |" in table and "task2 (pre)" not in table
     assert m.loc["scene-play-singletask-task2", "differs"] == \
         "success_timing (ours pre, reference post); reward (ours dense, reference sparse)"
 
@@ -401,7 +421,7 @@ def test_cli_names_the_differing_ogbench_field(tmp_path):
     lines = {line.split(" <- ")[0]: line for line in r.stdout.splitlines() if " <- " in line}
     assert lines["s/cube-double-play-singletask-task2 iql"].endswith(
         "not comparable: success_timing (ours pre, reference post)")
-    assert lines["s/cube-double-play-singletask-task2-post iql"].endswith(": comparable")
+    assert lines["s/cube-double-play-singletask-task2-post iql"].endswith("; success_timing post): comparable")
     assert "reward (ours dense, reference sparse)" in lines["s/scene-play-singletask-task2 iql"]
     assert lines["s/scene-play-singletask-task2-sparse iql"].endswith(": comparable")
     assert r.stdout.splitlines()[-1] == "2 comparable, 2 not comparable"

@@ -95,11 +95,14 @@ def _set_state(env, qpos, qvel):
 
 @pytest.mark.parametrize("task_id", [None, 1, 5])
 def test_generated_rewards_and_terminals_equal_the_env(tiny, task_id):
-    """Each transition's state is put into the single-task env, the dataset's action is taken:
-    the env's reward and termination equal the dataset's (OGBench scores the pre-action state)."""
+    """Each transition's state is put into the single-task env with 'pre' timing (OGBench 1.2
+    scores the state before the action), the dataset's action is taken: the env's reward and
+    termination equal the dataset's."""
     from ogbench.utils import load_dataset
 
-    t = tiny if task_id is None else with_recipe(tasks.get(f"cube-single-play-singletask-task{task_id}"), "x", episodes=2)
+    suffix = "" if task_id is None else f"-task{task_id}"
+    t = with_recipe(tasks.get(f"cube-single-play-singletask{suffix}-pre"), "x", episodes=2)
+    assert t.success_timing == "pre"
     data = t.load_file(tiny.dataset_path())
     info_rows = load_dataset(str(tiny.dataset_path()), add_info=True)  # qpos/qvel aligned with the transitions
     assert len(data) == 2000 and len(info_rows["qpos"]) == 2000
@@ -345,8 +348,8 @@ def test_success_timing_option_on_the_real_env():
     arrays, rewards, terminations = oracle_episode("cube-single-singletask-task1-v0", seed=3)
     actions = arrays["actions"][:-1]
     assert terminations[-1]
-    post, pre = tasks.get("cube-single-play-singletask-task1-post"), tasks.get("cube-single-play-singletask-task1")
-    assert (post.success_timing, pre.success_timing) == ("post", "pre")  # this name existed with 'pre'
+    post, pre = tasks.get("cube-single-play-singletask-task1-post"), tasks.get("cube-single-play-singletask-task1-pre")
+    assert (post.success_timing, pre.success_timing) == ("post", "pre")
     runs = {}
     for t in (post, pre):
         env = t.make_env(0)
@@ -366,8 +369,12 @@ def test_success_timing_option_on_the_real_env():
     assert len(runs["pre"]) == T + 1 and runs["post"][-1].tolist() == [0.0, 1.0, 1.0]
     np.testing.assert_array_equal(runs["post"][:, 0], runs["pre"][1:, 0])  # r(s') = the next step's r(s)
     assert not runs["pre"][:T, 1].any() and runs["pre"][T, 1] == 1.0
-    assert tasks.get("cube-double-play-singletask-task2").success_timing == "pre"
-    assert tasks.get("cube-double-play-singletask-task2-post").success_timing == "post"
+    # every name defaults to 'post'; the plain names that meant 'pre' at first are aliases of -post
+    for plain in ("cube-double-play-singletask-task2", "visual-cube-single-play-singletask", "scene-play-singletask-mini"):
+        assert tasks.get(plain) is tasks.get(f"{plain}-post") and tasks.ALIASES[plain] == f"{plain}-post"
+        assert tasks.get(f"{plain}-post").success_timing == "post" and tasks.get(f"{plain}-pre").success_timing == "pre"
+    assert tasks.get("cube-triple-play-singletask-task2").name == "cube-triple-play-singletask-task2"  # no alias
+    assert "cube-triple-play-singletask-task2-post" not in tasks.TASKS  # one name per behaviour
     with pytest.raises(ValueError, match="success_timing"):
         OGBenchTask("cube-single", 1, success_timing="later")
 
@@ -404,18 +411,22 @@ def test_sparse_variant_is_qcs_reward(ogb_dir, env_name, k):
 def test_every_ogbench_name_has_its_yaml_and_qcs_suite_composes():
     """`task=NAME` works for every OGBench name (its yaml names it); suite=ogbench-qc's 25 tasks are
     QC's (sparse scene / puzzle-3x3, cube-double, cube-triple, cube-quadruple on 100M), all with
-    'post' timing, and RLPD on them resolves to QC's main_online.py settings."""
+    'post' timing, and RLPD on them resolves to QC's main_online.py / agents/acrlpd.py settings."""
     import yaml
     from hydra import compose, initialize_config_dir
 
     from harness.config import CONF_DIR, expand, load_group
 
     names = [n for n, t in tasks.TASKS.items()  # the module's own (not the tests' copies)
-             if isinstance(t, OGBenchTask) and (t.official or n.endswith("-mini"))]
-    assert len(names) == 124
+             if isinstance(t, OGBenchTask) and (t.official or t.domain == "ogbench_mini")]
+    # 4 envs x 6 tasks x 2 timings + 2 x 6 sparse; visual 6 x 2; 3 new envs x 6 x (post, pre, 100m); 4 x 2 minis
+    assert len(names) == 48 + 12 + 12 + 54 + 8
     for name in names:
         cfg = load_group("task", name)  # with its domain's parent
         assert cfg["name"] == name and cfg["protocol"]["offline_steps"] > 0
+    assert len(tasks.ALIASES) == 5 * 6 + 4  # the plain names of the envs with timing_in_name, and the minis
+    for alias, name in tasks.ALIASES.items():  # `task=ALIAS` composes the named task's yaml
+        assert load_group("task", alias) == load_group("task", name) and name == f"{alias}-post", alias
     suite = yaml.safe_load((CONF_DIR / "suite" / "ogbench-qc.yaml").read_text())
     qc_tasks = [tasks.get(n) for n in suite["tasks"]]
     assert len(qc_tasks) == 25 and all(t.success_timing == "post" for t in qc_tasks)
@@ -429,3 +440,6 @@ def test_every_ogbench_name_has_its_yaml_and_qcs_suite_composes():
     assert (job.protocol.offline_steps, job.protocol.online_steps, job.protocol.utd, job.protocol.warmup_steps,
             job.protocol.eval_every, job.protocol.eval_episodes) == (0, 1_000_000, 1, 5000, 100_000, 50)
     assert job.algorithm.hparams["critic_hidden"] == [512] * 4 and job.algorithm.hparams["n_critics"] == 10
+    # agents/acrlpd.py: the target is the mean of all 10 target critics, with no entropy term
+    assert (job.algorithm.hparams["q_agg"], job.algorithm.hparams["n_target_min"],
+            job.algorithm.hparams["backup_entropy"]) == ("mean", 10, False)
