@@ -116,23 +116,22 @@ def replay_bytes(job) -> int:
 
 
 def offline_bytes(job) -> tuple[int, str]:
-    """(bytes, what) of the offline data a job's process holds, where its task knows its size (else
-    0): the dataset, or of a sharded one the one shard held (`protocol.shard_every` > 0, as
-    `harness.shards`) or every shard (0); in the replay, and once more while a file is read."""
+    """(bytes, what) of a sharded dataset's offline rows in a job's replay: the one shard held
+    (`protocol.shard_every` > 0, `harness.shards`), or every shard (0). (0, "") for a dataset
+    loaded whole, as the estimate has always left it out, and where the task does not know its size."""
     task = tasks.get(job.task.name)
-    rows = task.data_rows()
+    rows = task.data_rows() if task.shards else None
     if not rows:
         return 0, ""
-    files = task.shards if task.shards and not job.protocol.shard_every else 1
-    what = ("the dataset" if not task.shards else f"one of its {task.shards} shards" if files == 1
-            else f"all {task.shards} shards, protocol.shard_every=0")
-    return 2 * files * rows * row_bytes(task), f"{what}, in the replay and while read"
+    files = 1 if job.protocol.shard_every else task.shards
+    what = f"one of its {task.shards} shards" if files == 1 else f"all {task.shards} shards, protocol.shard_every=0"
+    return files * rows * row_bytes(task), what
 
 
 def check_replay_memory(jobs, memory_gb: float | None = None) -> None:
     """ConfigError (one line, naming protocol.online_steps and, for a sharded dataset loaded whole,
-    protocol.shard_every) for a job whose replay, online and offline, cannot fit where it will
-    live, before anything is allocated. `memory_gb`: a SLURM job's memory, instead of this machine's."""
+    protocol.shard_every) for a job whose online replay (and shard, `offline_bytes`) cannot fit
+    where it will live, before anything is allocated. `memory_gb`: a SLURM job's memory, instead of this machine's."""
     from harness.schema import ConfigError
 
     for job in jobs:

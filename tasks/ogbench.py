@@ -323,9 +323,11 @@ def write_npz(path: Path, arrays: dict, metadata: dict | None = None) -> None:
 
 def read_metadata(path: Path) -> dict:
     """The `metadata` entry of a generated file (a sharded dataset's manifest.json holds it at its
-    top level; {} for official files)."""
+    top level; {} for official files and folders)."""
     if path.suffix == ".json":
         return json.loads(path.read_text())
+    if path.is_dir():  # an official sharded dataset: a folder of OGBench's files
+        return {}
     with np.load(path) as f:
         return json.loads(str(f["metadata"])) if "metadata" in f.files else {}
 
