@@ -59,23 +59,28 @@ class Checkpoint:
         self.path, self.job_ids = Path(path), list(job_ids)
         self.seconds, self.count = 0.0, 0  # this attempt's checkpoints
 
-    def save(self, progress: Progress, algorithm, replay, streams, wall_time: float, open_loop=None) -> None:
+    def save(self, progress: Progress, algorithm, replay, streams, wall_time: float, open_loop=None,
+             shards=None) -> None:
         """Everything the group needs to continue: networks, optimizers and learned scalars (via
         the algorithm's state_dict), the online buffers (with each seed's unfinished episode),
-        all RNG states, counters and curves, and each seed's action chunk in progress (a
-        checkpoint may fall mid-chunk: the rest of the chunk is run after a resume)."""
+        all RNG states, counters and curves, each seed's action chunk in progress (a
+        checkpoint may fall mid-chunk: the rest of the chunk is run after a resume), and of a
+        sharded dataset the shard the replay holds (`harness.shards`)."""
         t = time.monotonic()
         payload = {"job_ids": self.job_ids, "progress": progress, "algorithm": algorithm.state_dict(),
                    "replay": replay.online_state(), **rng_state(streams), "wall_time": wall_time}
         if open_loop is not None:
             payload["open_loop"] = open_loop.state_dict()
+        if shards is not None:
+            payload["shards"] = shards.state_dict()
         buf = io.BytesIO()
         torch.save(payload, buf)
         atomic_write(self.path, buf.getvalue())
         self.seconds += time.monotonic() - t
         self.count += 1
 
-    def restore(self, algorithm, replay, streams, device: torch.device, open_loop=None) -> Progress | None:
+    def restore(self, algorithm, replay, streams, device: torch.device, open_loop=None,
+                shards=None) -> Progress | None:
         """The saved progress, with the method, buffers and generators put back as they were
         (counted as one more resume); None when there is no checkpoint."""
         if not self.path.exists():
@@ -90,6 +95,8 @@ class Checkpoint:
         progress.wall_time = payload["wall_time"]
         algorithm.load_state_dict(payload["algorithm"])
         replay.load_online_state(payload["replay"])
+        if shards is not None and "shards" in payload:
+            shards.load_state_dict(payload["shards"], replay)
         restore_rng(payload, streams)
         if open_loop is not None and "open_loop" in payload:  # older checkpoints: h = 1, nothing in progress
             open_loop.load_state_dict(payload["open_loop"])

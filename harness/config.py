@@ -597,6 +597,7 @@ def read_config(cfg: DictConfig, cli: CommandLine | None = None) -> RunConfig:
     task_cfgs = [cfg.task] if cfg.get("task") else [load_group("task", n) for n in suite.tasks]
     groups = []
     on_gpu = runs_on_cuda(options.device)
+    sharded = any(tasks.TASKS[t.name].shards for t in task_cfgs if t.name in tasks.TASKS)
     for task_cfg in task_cfgs:
         try:
             task = tasks.get(task_cfg.name)
@@ -605,6 +606,7 @@ def read_config(cfg: DictConfig, cli: CommandLine | None = None) -> RunConfig:
         for algo_cfg in algo_cfgs:
             method, protocol = resolve_job_values(job_layers(task_cfg, suite, algo_cfg, task.domain, command_line,
                                                              task.name))
+            protocol = shard_protocol(task, protocol, sharded)
             seeds = [options.seed] if options.seed is not None else suite.seeds_of(method.name)
             per_process = suite.seeds_per_process if suite.seeds_per_process != "auto" else \
                 seeds_per_process(method.name, task, protocol, len(seeds), on_gpu)
@@ -618,6 +620,16 @@ def read_config(cfg: DictConfig, cli: CommandLine | None = None) -> RunConfig:
                         options.compile)
                     for seed in seed_group)))
     return RunConfig(options, suite, launcher, cost, tuple(groups))
+
+
+def shard_protocol(task, protocol: Protocol, sharded: bool) -> Protocol:
+    """`protocol.shard_every` acts on sharded datasets only: set where no task of the run has one it
+    is refused; on a task without one it keeps its default, so that it leaves that job's id alone."""
+    default = Protocol.shard_every
+    if protocol.shard_every != default and not sharded:
+        raise ConfigError(f"protocol.shard_every={protocol.shard_every:,}: no task of this run has a sharded dataset "
+                          f"(OGBench's *-play-100m-* tasks have one); drop it")
+    return protocol if task.shards else dataclasses.replace(protocol, shard_every=default)
 
 
 def expand(cfg: DictConfig, cli: CommandLine | None = None) -> list[Job]:

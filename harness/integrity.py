@@ -59,6 +59,13 @@ def recorded_dataset(run_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("sha256") else None
 
 
+def changed_shard(then: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """The first shard file (of a sharded dataset's identity, `harness.shards`) whose hash differs."""
+    a, b = then.get("shards") or [], now.get("shards") or []
+    diff = [x["file"] for x, y in zip(a, b) if x != y]
+    return f"{now['where']}: shard {diff[0]}" if diff and len(a) == len(b) else None
+
+
 def data_problem(run_dir: Path, identity: dict[str, Any]) -> str | None:
     """One line when `identity` (the data as loaded now) differs from the data this run's earlier
     attempts trained on, or from that of the store's other runs of the same task (a study's
@@ -67,6 +74,7 @@ def data_problem(run_dir: Path, identity: dict[str, Any]) -> str | None:
     where = identity.get("path") or identity.get("where")
     mine = recorded_dataset(run_dir)
     if mine is not None and mine["sha256"] != identity["sha256"]:
+        where = changed_shard(mine, identity) or where
         return (f"{where} changed since this run started (sha256 {mine['sha256'][:16]}... then, "
                 f"{identity['sha256'][:16]}... now): resuming would train on other data; restore that data, or move "
                 f"{run_dir} away to start this run anew")

@@ -30,10 +30,13 @@ class Protocol:
     eval_episodes: int = 20  # deterministic-policy episodes per evaluation
     log_every: int = 1_000  # gradient steps between rows of train.csv
     checkpoint_every: int = 0  # environment/gradient steps between checkpoints (0: none)
+    # a sharded dataset (tasks.base.Task.shards): offline updates between swaps of the one shard
+    # held in memory (QC's main.py --dataset_replace_interval, default 1000); 0: every shard at once
+    shard_every: int = 1_000
 
     def __post_init__(self):
         typed(self, "protocol")
-        for name in ("offline_steps", "online_steps", "checkpoint_every", "warmup_steps"):
+        for name in ("offline_steps", "online_steps", "checkpoint_every", "warmup_steps", "shard_every"):
             check_range(f"protocol.{name}", getattr(self, name), 0, MAX_STEPS)
         highest = {"utd": 1_000, "eval_episodes": 100_000}  # the others: MAX_STEPS
         for name in ("utd", "eval_every_offline", "eval_every", "eval_episodes", "log_every"):
@@ -115,6 +118,14 @@ class TaskRef:
 # finished run directory) as it was. A method's hparams added later do the same at their default
 # (Config field metadata {"id_neutral": True}, `algorithms.base.id_neutral_defaults`).
 ID_NEUTRAL_PROTOCOL = {"warmup_steps": 0, "warmup_policy": "policy"}
+# Protocol fields added after studies were registered too: left out of a job's config (config.yaml,
+# the id, a study's design) at these values, as `compile` is at its default.
+UNWRITTEN_PROTOCOL = {"shard_every": 1_000}
+
+
+def protocol_dict(protocol: Protocol) -> dict[str, Any]:
+    """A protocol as a job's config holds it (`UNWRITTEN_PROTOCOL` fields only where set)."""
+    return {k: v for k, v in asdict(protocol).items() if k not in UNWRITTEN_PROTOCOL or v != UNWRITTEN_PROTOCOL[k]}
 
 
 def job_id(job: dict[str, Any]) -> str:
@@ -159,7 +170,7 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         """Plain data in config.yaml's order (its bytes, and so the job ids, depend on it)."""
         d = {"suite": self.suite, "seed": self.seed, "algorithm": self.algorithm.to_dict(),
-             "task": asdict(self.task), "protocol": asdict(self.protocol), "threads": self.threads,
+             "task": asdict(self.task), "protocol": protocol_dict(self.protocol), "threads": self.threads,
              "device": self.device, "logger": list(self.logger)}
         if self.seed_group is not None:
             d["seed_group"] = list(self.seed_group)

@@ -102,33 +102,51 @@ def available_memory(device: str) -> tuple[int, str]:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "available memory of this machine"
 
 
-def replay_bytes(job) -> int:
-    """The online replay a job allocates when it starts (`harness.replay.Replay`: per env step
-    obs and next_obs, in the dataset's dtype, float32 action, reward, done and Monte-Carlo return),
-    for every seed trained in its process."""
-    task = tasks.get(job.task.name)
-    seeds = len(job.seed_group) if job.seed_group else 1
+def row_bytes(task) -> int:
+    """One replay row (`harness.replay.Replay`): obs and next_obs in the dataset's dtype, float32
+    action, reward, done and Monte-Carlo return, and the episode-end flag."""
     obs = task.obs_dim * (1 if task.image_shape is not None else 4)  # image rows are uint8
-    return seeds * job.protocol.online_steps * (2 * obs + 4 * task.act_dim + 3 * 4)
+    return 2 * obs + 4 * task.act_dim + 3 * 4 + 1
+
+
+def replay_bytes(job) -> int:
+    """The online replay a job allocates when it starts, for every seed trained in its process."""
+    seeds = len(job.seed_group) if job.seed_group else 1
+    return seeds * job.protocol.online_steps * row_bytes(tasks.get(job.task.name))
+
+
+def offline_bytes(job) -> tuple[int, str]:
+    """(bytes, what) of a sharded dataset's offline rows in a job's replay: the one shard held
+    (`protocol.shard_every` > 0, `harness.shards`), or every shard (0). (0, "") for a dataset
+    loaded whole, as the estimate has always left it out, and where the task does not know its size."""
+    task = tasks.get(job.task.name)
+    rows = task.data_rows() if task.shards else None
+    if not rows:
+        return 0, ""
+    files = 1 if job.protocol.shard_every else task.shards
+    what = f"one of its {task.shards} shards" if files == 1 else f"all {task.shards} shards, protocol.shard_every=0"
+    return files * rows * row_bytes(task), what
 
 
 def check_replay_memory(jobs, memory_gb: float | None = None) -> None:
-    """ConfigError (one line, naming protocol.online_steps) for a job whose online replay cannot fit
-    where it will live, before anything is allocated. `memory_gb`: a SLURM job's memory, instead
-    of this machine's."""
+    """ConfigError (one line, naming protocol.online_steps and, for a sharded dataset loaded whole,
+    protocol.shard_every) for a job whose online replay (and shard, `offline_bytes`) cannot fit
+    where it will live, before anything is allocated. `memory_gb`: a SLURM job's memory, instead of this machine's."""
     from harness.schema import ConfigError
 
     for job in jobs:
-        need = replay_bytes(job)
+        online, (offline, held) = replay_bytes(job), offline_bytes(job)
         if memory_gb is not None:
             free, what = int(memory_gb * 2**30), f"launcher.mem_gb={memory_gb:g} of its SLURM job"
         else:
             free, what = available_memory(job.device)
-        if need > free:
+        if online + offline > free:
             seeds = len(job.seed_group) if job.seed_group else 1
+            beside = f" beside ~{offline / 2**30:.1f} GiB of offline data ({held})" if offline else ""
+            whole = ", or set protocol.shard_every=1000 (one shard at a time)" if "shard_every=0" in held else ""
             raise ConfigError(f"protocol.online_steps={job.protocol.online_steps:,} needs an online replay of "
-                              f"~{need / 2**30:.1f} GiB for {job.task.name} ({seeds} seed(s) per process), more than the "
-                              f"{free / 2**30:.1f} GiB {what}; lower protocol.online_steps")
+                              f"~{online / 2**30:.1f} GiB{beside} for {job.task.name} ({seeds} seed(s) per process), "
+                              f"more than the {free / 2**30:.1f} GiB {what}; lower protocol.online_steps{whole}")
 
 
 def preflight(jobs) -> None:

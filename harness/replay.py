@@ -48,9 +48,20 @@ def mc_returns(reward: np.ndarray, episode_end: np.ndarray, gamma: float,
     return out.astype(np.float32)
 
 
+def offline_arrays(data: Dataset, transform: Callable, gamma: float, fail: float | None) -> dict[str, np.ndarray]:
+    """A dataset's rows as the replay stores them: rewards through the job's `transform`, returns
+    under the sparse-failure rule (`fail`: the transformed failure reward)."""
+    reward = transform(data.reward)
+    return {"obs": data.obs, "action": data.action, "reward": reward, "next_obs": data.next_obs,
+            "done": data.terminal.astype(np.float32), "mc_return": mc_returns(reward, data.episode_end, gamma, fail),
+            "episode_end": data.episode_end}
+
+
 class Replay:
-    """Offline transitions (fixed, first, shared by every seed) followed by each seed's own
-    online transitions (growing): seed k's online rows start at n_offline + k * online_capacity.
+    """Offline transitions (first, shared by every seed) followed by each seed's own online
+    transitions (growing): seed k's online rows start at offline_capacity + k * online_capacity.
+    The offline rows are the dataset, or of a sharded dataset the one shard held now
+    (`load_offline`; `offline_capacity` is then its largest shard's rows).
 
     Online steps wait in a per-seed pending list until their trajectory ends, then enter the store
     with their Monte-Carlo returns (as the Cal-QL reference adds whole trajectories); so sampling
@@ -63,24 +74,25 @@ class Replay:
     """
 
     def __init__(self, offline: dict[str, np.ndarray], online_capacity: int, device: torch.device,
-                 gamma: float, fail_reward: float | None, n_seeds: int = 1, chunk: int = 1):
+                 gamma: float, fail_reward: float | None, n_seeds: int = 1, chunk: int = 1,
+                 offline_capacity: int | None = None):
         self.device = device
         self.gamma, self.fail_reward = gamma, fail_reward
         self.chunk = chunk
+        self.transform = lambda r: r  # the job's reward transform (`from_dataset`), for `load_offline`
         self.n_offline = len(offline["reward"])
-        if chunk > 1 and self.n_offline < chunk:
-            raise ValueError(f"the offline data holds {self.n_offline} steps, fewer than one action chunk "
-                             f"({chunk}); use a larger dataset or a shorter chunk")
+        self.check_chunk(self.n_offline)
         offline = {"episode_end": offline["done"], **offline}
+        # rows kept for the offline data: the data itself, or the largest shard of a sharded dataset
+        self.offline_capacity = max(self.n_offline, offline_capacity or 0)
         self.online_capacity = online_capacity
-        self.capacity = self.n_offline + n_seeds * online_capacity
+        self.capacity = self.offline_capacity + n_seeds * online_capacity
         self.n_online = [0] * n_seeds
         self.storage: dict[str, torch.Tensor] = {}
         # uint8 observations (image tasks, see algorithms.base.ObsSpec) stay uint8; the rest is float32
         self.obs_dtype = np.uint8 if np.asarray(offline["obs"]).dtype == np.uint8 else np.float32
         for key in FIELDS:
-            dtype = self.obs_dtype if key in ("obs", "next_obs") else bool if key == "episode_end" else np.float32
-            arr = torch.as_tensor(np.asarray(offline[key], dtype=dtype))
+            arr = torch.as_tensor(np.asarray(offline[key], dtype=self.storage_dtype(key)))
             buf = torch.zeros((self.capacity, *arr.shape[1:]), dtype=arr.dtype, device=device)
             buf[: self.n_offline] = arr.to(device)
             self.storage[key] = buf
@@ -89,20 +101,41 @@ class Replay:
     @classmethod
     def from_dataset(cls, data: Dataset, online_capacity: int, device: torch.device, gamma: float,
                      fail_reward: float | None = None, n_seeds: int = 1,
-                     reward_transform: Callable | None = None, chunk: int = 1) -> Replay:
+                     reward_transform: Callable | None = None, chunk: int = 1,
+                     offline_capacity: int | None = None) -> Replay:
         """A task's dataset as the offline part, its rewards through `reward_transform` (a job's
         RewardTransform; None: as recorded) and its Monte-Carlo returns under the sparse-failure
-        rule; `fail_reward` is the task's, before the transform. `chunk`: the method's h."""
+        rule; `fail_reward` is the task's, before the transform. `chunk`: the method's h.
+        `offline_capacity`: rows kept for offline data that `load_offline` swaps (None: `data`'s)."""
         transform = reward_transform or (lambda r: r)
-        reward = transform(data.reward)
         fail = None if fail_reward is None else transform(fail_reward)
-        offline = {"obs": data.obs, "action": data.action, "reward": reward, "next_obs": data.next_obs,
-                   "done": data.terminal.astype(np.float32), "mc_return": mc_returns(reward, data.episode_end, gamma, fail),
-                   "episode_end": data.episode_end}
-        return cls(offline, online_capacity, device, gamma, fail, n_seeds, chunk)
+        replay = cls(offline_arrays(data, transform, gamma, fail), online_capacity, device, gamma, fail, n_seeds,
+                     chunk, offline_capacity)
+        replay.transform = transform
+        return replay
+
+    def check_chunk(self, n_offline: int) -> None:
+        if self.chunk > 1 and n_offline < self.chunk:
+            raise ValueError(f"the offline data holds {n_offline} steps, fewer than one action chunk "
+                             f"({self.chunk}); use a larger dataset or a shorter chunk")
+
+    def load_offline(self, data: Dataset) -> None:
+        """Replace the offline data by `data` (another shard of a sharded dataset, `harness.shards`),
+        in place: at most `offline_capacity` rows, rewards and returns as `from_dataset` made them."""
+        n = len(data.reward)
+        if n > self.offline_capacity:
+            raise ValueError(f"a shard of {n:,} rows does not fit the {self.offline_capacity:,} rows kept for one")
+        self.check_chunk(n)
+        arrays = offline_arrays(data, self.transform, self.gamma, self.fail_reward)
+        for key in FIELDS:
+            self.storage[key][:n] = torch.as_tensor(np.asarray(arrays[key], dtype=self.storage_dtype(key))).to(self.device)
+        self.n_offline = n
+
+    def storage_dtype(self, key: str):
+        return self.obs_dtype if key in ("obs", "next_obs") else bool if key == "episode_end" else np.float32
 
     def online_start(self, k: int) -> int:
-        return self.n_offline + k * self.online_capacity
+        return self.offline_capacity + k * self.online_capacity
 
     def add(self, obs, action, reward: float, next_obs, terminal: bool, episode_end: bool, k: int = 0) -> None:
         """One online step of seed k; when `episode_end`, the trajectory is committed with its returns."""

@@ -35,6 +35,7 @@ from harness.lock import Busy, RunLock
 from harness.openloop import OpenLoop
 from harness.replay import Replay
 from harness.seed_run import EVAL_SEED_OFFSET, EnvReplayMismatch, SeedRun  # noqa: F401 (re-exported)
+from harness.shards import Shards
 from harness.store import CHECKPOINT_DIR, RunDirConflict, check_run_dir, finished_summary, read_summary, remove_empty_checkpoint_dir, remove_orphans
 from scoring import early_min_score
 
@@ -79,6 +80,7 @@ class GroupRun:
         self.phase = "offline"
         self.took_over: dict[int, str] = {}  # seed k -> whose dead run this attempt continues (run_jobs sets it)
         self.dataset: dict | None = None
+        self.shards: Shards | None = None
 
     @property
     def active(self) -> list[bool]:
@@ -89,9 +91,11 @@ class GroupRun:
         seeds = [j.seed for j in self.jobs]
         seed_everything(seeds[0])
         task = self.task
-        data = task.load_dataset()
+        self.shards = Shards.of(task, self.protocol)  # a sharded dataset: one shard held at a time
+        data = self.shards.first() if self.shards else task.load_dataset()
         data.validate(f"task '{task.name}' dataset", task.obs_dim, task.act_dim)
-        self.dataset = data.notes.get("identity")  # recorded in config.yaml, checked against earlier attempts
+        # recorded in config.yaml, checked against earlier attempts
+        self.dataset = self.shards.identity if self.shards else data.notes.get("identity")
         config, name = self.jobs[0].algorithm.config, self.jobs[0].algorithm.name
         # one random stream per seed; a method written for one seed draws from torch's global
         # generators, seeded above
@@ -103,7 +107,8 @@ class GroupRun:
         accelerate(self.algo, self.jobs[0].compile)  # compiled update and actions, CUDA graphs (harness.compile)
         gamma = getattr(self.algo.config, "gamma", 0.99)
         self.replay = Replay.from_dataset(data, self.protocol.online_steps, self.device, gamma, task.fail_reward,
-                                          self.K, self.reward, self.algo.chunk)
+                                          self.K, self.reward, self.algo.chunk,
+                                          self.shards.capacity if self.shards else None)
         self.open_loop = OpenLoop(self.algo, self.K, deterministic=False)  # the online chunk of each seed
         self.with_mc = "mc_return" in self.algo.needs
         for seed in self.seeds:
@@ -115,12 +120,13 @@ class GroupRun:
                            for s in self.seeds]
         for seed in self.seeds:
             seed.trackers.flush()  # a resume continues the trackers after this checkpoint's step
-        self.checkpoint.save(self.state, self.algo, self.replay, self.rng, self.wall_time(), self.open_loop)
+        self.checkpoint.save(self.state, self.algo, self.replay, self.rng, self.wall_time(), self.open_loop,
+                             self.shards)
         for seed in self.seeds:
             seed.store.flush()
 
     def try_resume(self) -> bool:
-        state = self.checkpoint.restore(self.algo, self.replay, self.rng, self.device, self.open_loop)
+        state = self.checkpoint.restore(self.algo, self.replay, self.rng, self.device, self.open_loop, self.shards)
         if state is None:
             return False
         self.state = state
@@ -250,6 +256,8 @@ class Runner(GroupRun):
         """Every active seed's batch for its next update: offline data only while pre-training,
         the method's replay mode while fine-tuning."""
         mode, ratio = ("mix", 1.0) if phase == "offline" else (self.replay_cfg.mode, self.replay_cfg.mixing_ratio)
+        if self.shards:  # the shard of this update (a swap every protocol.shard_every offline updates)
+            self.shards.hold(self.replay, self.state.step, self.state.offline_done)
         return self.replay.sample(self.replay_cfg.batch_size, mode, ratio, self.with_mc or self.logs_next(),
                                   self.rng, self.active)
 

@@ -6,11 +6,11 @@ the resolved protocol and method settings (everything a job id covers except the
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from harness.job import protocol_dict
 from harness.schema import ConfigError
 from harness.store import atomic_write, finished_summary
 from scoring.study import STUDY_FILE, StudyError, design_hash, parse_study
@@ -46,7 +46,7 @@ def study_design(cfg: DictConfig, jobs) -> dict | None:
         design["seeds"].setdefault(j.algorithm.name, [])
         if j.seed not in design["seeds"][j.algorithm.name]:
             design["seeds"][j.algorithm.name].append(j.seed)
-        design["protocol"][key] = asdict(j.protocol)
+        design["protocol"][key] = protocol_dict(j.protocol)
         design["config"][key] = {k: v for k, v in j.to_dict().items() if k not in (*PER_SEED, "protocol")}
     design["hash"] = design_hash(design)
     design["_jobs"] = {(j.algorithm.name, j.task.name, j.seed) for j in jobs}  # not written

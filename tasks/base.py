@@ -126,6 +126,15 @@ class Source:
     about: Callable[[], dict] = lambda: {}  # who made the data: {"generator": ..., "version": ...}
 
 
+@dataclass(frozen=True)
+class Shard:
+    """One file of a sharded dataset (`Task.shards`)."""
+
+    where: str  # its path
+    rows: int  # at most this many transitions (read from the file without loading it)
+    load: Callable[[], Dataset]  # its transitions alone, as the task reads them (unvalidated)
+
+
 class Task(ABC):
     """One benchmark task. Subclasses set the class attributes and implement `sources` and
     `make_env`; the dataset is read from the first source present, and validated."""
@@ -142,6 +151,8 @@ class Task(ABC):
     source: str = ""  # where the dataset comes from, for `python -m tasks list`
     image_shape: tuple[int, int, int] | None = None  # image tasks: (C, H, W) uint8 pixels leading each row
     vector_dim: int = 0  # image tasks: float32 proprioception values after the pixels (4 bytes each)
+    # a dataset stored as this many files, which a run holds one at a time (harness.shards); 0: one dataset
+    shards: int = 0
 
     @abstractmethod
     def sources(self) -> list[Source]:
@@ -172,12 +183,26 @@ class Task(ABC):
         source = self._first_present()
         if source is None:
             raise DatasetError(f"task '{self.name}': no dataset found; to get it: {self.how_to_get()}")
-        data = source.load()
-        data.validate(source.where, self.obs_dim, self.act_dim)
-        data.conform_actions(source.where)
+        data = self.checked(source.load(), source.where)
         data.notes["identity"] = {"source": source.name, "where": source.where, "rows": len(data),
                                   "sha256": data.content_hash(), "generator": source.name, **source.about()}
         return data
+
+    def checked(self, data: Dataset, where: str) -> Dataset:
+        """`data` validated against the env's shapes and put under the action rule (above)."""
+        data.validate(where, self.obs_dim, self.act_dim)
+        data.conform_actions(where)
+        return data
+
+    def shard_files(self) -> tuple[Source, list[Shard]]:
+        """A sharded dataset (`shards` > 0): the source present and its files, in the order a run
+        visits them; DatasetError when none is present."""
+        raise NotImplementedError(f"task '{self.name}' has no sharded dataset")
+
+    def data_rows(self) -> int | None:
+        """Transitions of one dataset file (the dataset, or one shard of a sharded one), known
+        without loading it, for the memory estimate; None: unknown."""
+        return None
 
     def dataset_problem(self) -> str | None:
         """Why the present dataset cannot be used (corrupt, wrong keys), found without loading it;

@@ -58,7 +58,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from tasks.base import Dataset, DatasetError, Source, Task, register_alias, register_task
+from tasks.base import Dataset, DatasetError, Shard, Source, Task, register_alias, register_task
 from tasks.sources import data_dir, data_dir_problem
 
 MINI_EPISODES = 10  # training episodes of the *-mini datasets (10k transitions; +1 validation episode)
@@ -331,9 +331,11 @@ def write_npz(path: Path, arrays: dict, metadata: dict | None = None) -> None:
 
 def read_metadata(path: Path) -> dict:
     """The `metadata` entry of a generated file (a sharded dataset's manifest.json holds it at its
-    top level; {} for official files)."""
+    top level; {} for official files and folders)."""
     if path.suffix == ".json":
         return json.loads(path.read_text())
+    if path.is_dir():  # an official sharded dataset: a folder of OGBench's files
+        return {}
     with np.load(path) as f:
         return json.loads(str(f["metadata"])) if "metadata" in f.files else {}
 
@@ -563,13 +565,26 @@ class OGBenchTask(Task):
             tmp.unlink(missing_ok=True)
         return path
 
+    def files_of(self, path: Path) -> list[Path]:
+        """A sharded dataset's training files: a generated manifest's, in shard order, or an official
+        folder's first `shards` in name order (QC's sorted glob; the same order for generated names)."""
+        return ([path.parent / s["file"] for s in json.loads(path.read_text())["shards"]] if path.is_file()
+                else _train_files(path)[:self.shards])
+
+    def shard_files(self) -> tuple[Source, list[Shard]]:
+        source = self._first_present()
+        if source is None:
+            raise DatasetError(f"task '{self.name}': no dataset found; to get it: {self.how_to_get()}")
+        return source, [Shard(str(f), npz_rows(f), lambda f=f: self.load_file(f)) for f in self.files_of(Path(source.where))]
+
+    def data_rows(self) -> int:
+        return self.recipe.episodes * self.recipe.episode_steps
+
     def load_path(self, path: Path) -> Dataset:
         """A file, an official 100M folder or a generated manifest -> transitions (shards in order)."""
         if not self.shards:
             return self.load_file(path)
-        files = ([path.parent / s["file"] for s in json.loads(path.read_text())["shards"]] if path.is_file()
-                 else _train_files(path)[:self.shards])
-        parts = [self.load_file(f) for f in files]
+        parts = [self.load_file(f) for f in self.files_of(path)]
         return Dataset(**{k: np.concatenate([getattr(d, k) for d in parts]) for k in
                           ("obs", "action", "reward", "next_obs", "terminal", "timeout")})
 
@@ -609,6 +624,22 @@ def sparse_reward(reward):
     """QC's `--sparse=True` (ColinQiyangLi/qc main.py, offline data and online steps alike): -1
     unless every sub-goal is satisfied (OGBench's reward 0), then 0."""
     return -(np.asarray(reward) != 0.0).astype(np.float32)
+
+
+def npz_rows(path: Path, key: str = "actions") -> int:
+    """Rows of array `key` in an .npz file, from its header alone (a compressed member is not
+    inflated past it); the transitions the file loads are at most these."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z, z.open(f"{key}.npy") as f:
+            header = {(1, 0): np.lib.format.read_array_header_1_0}.get(np.lib.format.read_magic(f),
+                                                                       np.lib.format.read_array_header_2_0)
+            shape = header(f)[0]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise DatasetError(f"{path}: could not be read as an OGBench dataset ({type(exc).__name__}: {exc}); "
+                           f"delete it and regenerate it or re-download it") from exc
+    return int(shape[0])
 
 
 def _train_files(folder: Path) -> list[Path]:
