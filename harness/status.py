@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0].startswith("-") or "=" in argv[0]:
         print(__doc__.strip(), file=sys.stderr)
         return 2
-    runs_dir, overrides = Path(argv[0]), argv[1:]
+    runs_dir, overrides = Path(argv[0]).expanduser(), argv[1:]  # '~/runs' quoted, or from a script
     if not runs_dir.is_dir():
         print(f"error: no runs directory '{runs_dir}'", file=sys.stderr)
         return 2

@@ -517,6 +517,24 @@ def test_runs_dir_with_a_tilde_is_the_home_folder(tmp_path, capsys, monkeypatch)
     assert list((tmp_path / "home" / "x").glob("smoke/*/td3bc/seed0/summary.json")) and not (tmp_path / "~").exists()
 
 
+def test_a_tilde_the_shell_left_is_the_home_folder_and_bad_syntax_is_one_line(tmp_path):
+    """sh and zsh leave `~` in `runs_dir=~/x`; Hydra's grammar has no unquoted `~`."""
+    env = {"HOME": str(tmp_path / "home")}
+    tiny = " ".join([*TINY, "algorithm=td3bc", "seed=0", "protocol.online_steps=0"])
+    out = python_m("harness.run", *TINY, "dry_run=true", "runs_dir=~/x", env=env, cwd=tmp_path)  # 'runs_dir=~/x'
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    shell = subprocess.run(["sh", "-c", f"{sys.executable} -m harness.run {tiny} runs_dir=~/x"], cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True, timeout=600)
+    assert shell.returncode == 0, shell.stderr[-2000:]
+    assert list((tmp_path / "home" / "x").glob("smoke/*/td3bc/seed0/summary.json")) and not (tmp_path / "~").exists()
+    status = python_m("harness.status", "~/x", env=env, cwd=tmp_path)
+    assert status.returncode == 0 and "1 done" in status.stdout, status.stdout + status.stderr
+    for arg in ("runs_dir=[a", "protocol.utd=f(1)"):
+        out = python_m("harness.run", *TINY, "dry_run=true", arg, env=env, cwd=tmp_path)
+        assert out.returncode == 2 and out.stderr.startswith(f"error: argument {arg!r} is not in Hydra's override syntax ("), out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and "quote a value" in out.stderr
+
+
 # -- a user's hydra.searchpath -----------------------------------------------------------------
 def test_yamls_on_a_users_searchpath_are_never_silently_shadowed(tmp_path, capsys):
     conf = tmp_path / "myconf"
