@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -533,6 +534,66 @@ def test_a_tilde_the_shell_left_is_the_home_folder_and_bad_syntax_is_one_line(tm
         out = python_m("harness.run", *TINY, "dry_run=true", arg, env=env, cwd=tmp_path)
         assert out.returncode == 2 and out.stderr.startswith(f"error: argument {arg!r} is not in Hydra's override syntax ("), out.stderr
         assert len(out.stderr.strip().splitlines()) == 1 and "quote a value" in out.stderr
+
+
+# -- a plug-in, from the folder that holds its source ---------------------------------------------
+PLUGIN = """from . import helpers
+import algorithms
+import torch
+
+
+class Mine(algorithms.Algorithm):
+    Config = algorithms.get("td3bc").Config
+
+    def __init__(self, obs_spec, action_spec, config, device, rng=None):
+        super().__init__(obs_spec, action_spec, config, device, rng)
+        self.actor = torch.nn.Sequential(torch.nn.Linear(obs_spec.shape[0], 16), torch.nn.Tanh(),
+                                         torch.nn.Linear(16, action_spec.dim), torch.nn.Tanh())
+        self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=helpers.LR)
+
+    def update(self, batch):
+        loss = ((self.actor(batch.obs) - batch.action) ** 2).mean()
+        algorithms.minimize(self.optimizer, loss)
+        return {"bc_loss": loss.detach()}
+
+    def policy(self, obs, deterministic):
+        with torch.no_grad():
+            return self.actor(obs)
+"""
+
+
+@pytest.mark.parametrize("register", ["", "@algorithms.register('mine_src')\n"], ids=["entry-point", "also-register"])
+def test_a_plugin_is_found_from_the_folder_of_its_source(register, tmp_path):
+    """An installed plug-in (docs/plugins.md's layout: `mine_src = my_plug.mine:Mine`), and its
+    source checked out beside: from the source's folder the front door runs it, and the
+    conformance suite given the file checks that method (its relative import works; with an
+    `@register` of its own the file is imported once, not as `mine` and again as `my_plug.mine`)."""
+    source = tmp_path / "src" / "my_plug"
+    (source / "conf" / "algorithm").mkdir(parents=True)
+    (source / "__init__.py").write_text("")
+    (source / "helpers.py").write_text("LR = 1e-3\n")
+    (source / "mine.py").write_text(PLUGIN.replace("\nclass Mine", "\n" + register + "class Mine"))
+    (source / "conf" / "__init__.py").write_text("")
+    (source / "conf" / "algorithm" / "mine_src.yaml").write_text("name: mine_src\nreplay: {mode: append}\n")
+    site = tmp_path / "site"
+    site.mkdir()
+    subprocess.run(["cp", "-r", str(source), str(site)], check=True)
+    dist = site / "my_plug-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-plug\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[o2o_bench.algorithms]\nmine_src = my_plug.mine:Mine\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
+    for cwd in (source.parent, source):
+        out = python_m("harness.run", "algorithm=mine_src", "hydra.searchpath=[pkg://my_plug.conf]", "suite=smoke",
+                       "seed=0", "dry_run=true", f"runs_dir={tmp_path / 'runs'}", env=env, cwd=cwd)
+        assert out.returncode == 0 and re.search(r"^mine_src\s", out.stdout, re.M), out.stderr[-2000:]
+    out = python_m("algorithms.conformance", "mine.py", env=env, cwd=source)
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    checked = {line.split()[1] for line in out.stdout.splitlines()[:-1]}
+    assert checked == {"mine_src"} and out.stdout.strip().endswith("checks passed"), out.stdout
+    out = python_m("algorithms.conformance", "helpers.py", env=env, cwd=source)  # no method in it: one line
+    assert out.returncode == 2 and out.stderr.startswith("error: helpers.py defines no method: "), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
 
 
 # -- a user's hydra.searchpath -----------------------------------------------------------------
