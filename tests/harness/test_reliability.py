@@ -4,17 +4,20 @@ paths are checked before any work; reports and `harness.status` stay whole. Thro
 front door (`python -m harness.run`, in this process) and real files; tiny protocols."""
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from tests.algorithms.test_conformance import BC
 from tests.harness.test_bad_input import TINY, files_under, front_door
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -537,29 +540,6 @@ def test_a_tilde_the_shell_left_is_the_home_folder_and_bad_syntax_is_one_line(tm
 
 
 # -- a plug-in, from the folder that holds its source ---------------------------------------------
-PLUGIN = """from . import helpers
-import algorithms
-import torch
-
-
-class Mine(algorithms.Algorithm):
-    Config = algorithms.get("td3bc").Config
-
-    def __init__(self, obs_spec, action_spec, config, device, rng=None):
-        super().__init__(obs_spec, action_spec, config, device, rng)
-        self.actor = torch.nn.Sequential(torch.nn.Linear(obs_spec.shape[0], 16), torch.nn.Tanh(),
-                                         torch.nn.Linear(16, action_spec.dim), torch.nn.Tanh())
-        self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=helpers.LR)
-
-    def update(self, batch):
-        loss = ((self.actor(batch.obs) - batch.action) ** 2).mean()
-        algorithms.minimize(self.optimizer, loss)
-        return {"bc_loss": loss.detach()}
-
-    def policy(self, obs, deterministic):
-        with torch.no_grad():
-            return self.actor(obs)
-"""
 
 
 @pytest.mark.parametrize("register", ["", "@algorithms.register('mine_src')\n"], ids=["entry-point", "also-register"])
@@ -572,7 +552,9 @@ def test_a_plugin_is_found_from_the_folder_of_its_source(register, tmp_path):
     (source / "conf" / "algorithm").mkdir(parents=True)
     (source / "__init__.py").write_text("")
     (source / "helpers.py").write_text("LR = 1e-3\n")
-    (source / "mine.py").write_text(PLUGIN.replace("\nclass Mine", "\n" + register + "class Mine"))
+    method = textwrap.dedent(inspect.getsource(BC)).replace("class BC", register + "class Mine")
+    (source / "mine.py").write_text("from . import helpers\nimport algorithms\nimport torch\n\n\n" +
+                                    method.replace("lr=1e-3", "lr=helpers.LR"))
     (source / "conf" / "__init__.py").write_text("")
     (source / "conf" / "algorithm" / "mine_src.yaml").write_text("name: mine_src\nreplay: {mode: append}\n")
     site = tmp_path / "site"
