@@ -380,6 +380,56 @@ def test_a_dead_launchers_run_is_taken_over_and_the_summary_says_so(tmp_path):
     assert s["took_over"].startswith(f"process {a.pid} on ") and s["took_over"].endswith(" is gone")
 
 
+def test_a_paused_launcher_whose_run_was_taken_over_stops_without_writing(tmp_path):
+    """A launcher paused (SIGSTOP: a suspended node, a partition) past the stale time is judged
+    dead and its run taken over; woken, it finds at its next checkpoint that the run is no
+    longer its own and stops: the taker's done run is the only one written."""
+    import signal
+    import time
+
+    runs = tmp_path / "runs"
+    fast = {"O2O_LOCK_STALE_S": "3", "O2O_LOCK_BEAT_S": "0.5"}
+    slow = ["seed=0", "protocol.offline_steps=4000", "protocol.eval_every_offline=4000", "protocol.checkpoint_every=100"]
+    a = launcher(runs, *slow, env=fast)
+    deadline = time.monotonic() + 300
+    while not list(runs.glob("smoke/*/td3bc/seed0/checkpoint/state.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    a.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(4)  # no heartbeat for longer than O2O_LOCK_STALE_S
+        b = launcher(runs, *slow, env=fast)
+        out_b, _ = b.communicate(timeout=900)
+        assert b.returncode == 0, out_b[-2000:]
+    finally:
+        a.send_signal(signal.SIGCONT)
+    out_a, _ = a.communicate(timeout=900)
+    (d,) = runs.glob("smoke/*/td3bc/seed0")
+    s = json.loads((d / "summary.json").read_text())
+    assert s["status"] == "done" and s["pid"] == b.pid and "sent no heartbeat" in s["took_over"], s
+    stopped = [line for line in out_a.splitlines() if "stopped, " in line]
+    assert len(stopped) == 1 and f"{d} was taken over by " in stopped[0], out_a[-2000:]  # (b has finished)
+    assert "Traceback" not in out_a
+    steps = [int(line.split(",")[1]) for line in (d / "train.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(set(steps)) and steps[-1] >= 3900, steps[-5:]  # one writer after the takeover
+    assert not (d / ".owner").exists() and not (d / "checkpoint" / "state.pt").exists()
+
+
+def test_a_live_owner_in_another_container_of_the_same_host_name_is_not_judged_by_its_pid(tmp_path):
+    """Containers share a host name, not their pids: an owner with this host name but another
+    machine (boot and pid namespace) and a fresh heartbeat is live, though its pid is not here."""
+    import socket
+
+    runs = tmp_path / "runs"
+    d = runs / "smoke" / "pointmaze-umaze-diverse" / "td3bc" / "seed0"
+    d.mkdir(parents=True)
+    owner = {"host": socket.gethostname(), "pid": 2 ** 22 + 1, "token": "c0ffee", "started": 0.0,
+             "machine": "another-boot/0:1"}
+    (d / ".owner").write_text(json.dumps(owner))
+    out, _ = launcher(runs, "seed=0").communicate(timeout=600)
+    assert f"skipped, process {owner['pid']} on {owner['host']} (another launcher) runs it" in out, out[-2000:]
+    assert json.loads((d / ".owner").read_text()) == owner and not (d / "summary.json").exists()
+
+
 # -- data that changed under a run -------------------------------------------------------------
 def test_a_dataset_changed_between_a_kill_and_a_resume_is_refused(tmp_path):
     """antmaze-umaze from a D4RL file: a run killed after a checkpoint, the file edited, the resume
