@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 from pathlib import Path
 
-from harness.lock import pid_alive
+from harness.lock import owner_dead, read_owner
 from harness.slurm import QueueUnavailable, queue_states, read_ledger
 from harness.store import read_summary
 
@@ -112,9 +111,12 @@ def job_state(runs_dir: Path, entry: dict, ledger: dict[str, str] | None = None,
     if s.get("slurm_job_id"):
         return "interrupted", (f"SLURM job {s['slurm_job_id']} is no longer in the queue; {where}; "
                                f"rerun the same command to resume")
-    if s.get("host") == socket.gethostname() and s.get("pid") and not pid_alive(s["pid"]):
-        return "interrupted", f"process {s['pid']} is gone; {where}; rerun the same command to resume"
-    return "running", f"last write {age:.0f} s ago; {where}"
+    owner = read_owner(d)  # a live run owns its folder (harness.lock): judged as a second launcher would
+    if owner is None:
+        return "interrupted", f"no process owns it; {where}; rerun the same command to resume"
+    if why := owner_dead(d, owner):
+        return "interrupted", f"{why}; {where}; rerun the same command to resume"
+    return "running", f"{owner}; last write {age:.0f} s ago; {where}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -428,6 +428,11 @@ def test_a_live_owner_in_another_container_of_the_same_host_name_is_not_judged_b
     out, _ = launcher(runs, "seed=0").communicate(timeout=600)
     assert f"skipped, process {owner['pid']} on {owner['host']} (another launcher) runs it" in out, out[-2000:]
     assert json.loads((d / ".owner").read_text()) == owner and not (d / "summary.json").exists()
+    door = ("harness.status", str(runs), "suite=smoke", "algorithm=td3bc", "seed=0", *TINY[1:])
+    job_id = python_m(*door).stdout.splitlines()[1].split()[4]  # missing: no summary yet
+    (d / "summary.json").write_text(json.dumps({"status": "running", "job_id": job_id, **owner}))
+    status = python_m(*door)  # what a second launcher would judge: live
+    assert "running     td3bc" in status.stdout and f"process {owner['pid']} on {owner['host']}; " in status.stdout, status
 
 
 # -- data that changed under a run -------------------------------------------------------------
