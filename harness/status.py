@@ -1,6 +1,6 @@
 """Where a suite stands: `python -m harness.status RUNS_DIR [suite=NAME] [other overrides]`.
 
-One line per job: done / running / queued / interrupted / failed / missing, with progress and,
+One line per job: done / running / queued / interrupted / failed / damaged / missing, with progress and,
 for failures, the last lines of the error. Jobs sent to SLURM are looked up in the queue
 (squeue) by the id squeue shows (`30_0`: task 0 of array 30). The expected jobs come from the
 overrides when given (expanded exactly as `harness.run` would), else from the jobs.json
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harness.lock import owner_dead, read_owner
 from harness.slurm import QueueUnavailable, queue_states, read_ledger
-from harness.store import read_summary
+from harness.store import damaged_finished_run, read_summary
 
 
 def expected_jobs(runs_dir: Path, overrides: list[str]) -> list[dict]:
@@ -48,8 +48,9 @@ def expected_jobs(runs_dir: Path, overrides: list[str]) -> list[dict]:
         rel = str(summary.parent.relative_to(runs_dir))
         if rel not in known:
             s = read_summary(summary.parent) or {}
-            entries.append({"run_dir": rel, "job_id": s.get("job_id"), "algorithm": s.get("algorithm"),
-                            "task": s.get("task"), "seed": s.get("seed")})
+            _, task, algorithm, seed = Path(rel).parts  # <suite>/<task>/<algorithm>/seed<N>: a damaged summary's too
+            entries.append({"run_dir": rel, "job_id": s.get("job_id"), "algorithm": s.get("algorithm", algorithm),
+                            "task": s.get("task", task), "seed": s.get("seed", seed.removeprefix("seed"))})
     return entries
 
 
@@ -85,6 +86,8 @@ def job_state(runs_dir: Path, entry: dict, ledger: dict[str, str] | None = None,
     if queue_error and ids and (s is None or s.get("status") == "running"):
         return "unknown", f"SLURM job {ids[0]}; {queue_error}: cannot tell whether it still runs"
     if s is None:
+        if problem := damaged_finished_run(d):  # finished, its summary cut short: never "missing" (retrained)
+            return "damaged", problem
         if queued:
             return ("queued" if queue[queued] == "PENDING" else "running"), f"{on_queue}, not started yet"
         if ids:

@@ -44,6 +44,11 @@ def test_truncated_summary_of_a_finished_run_is_refused_then_rebuilt(tmp_path, c
     assert f"{d}/summary.json is unreadable (JSONDecodeError)" in err
     assert f"python -m harness.store rebuild {d}" in err and f"mv {d} {d}.damaged" in err
     assert files_under(runs) == before  # nothing retrained, no curve overwritten
+    (runs / "smoke" / "jobs.json").write_text('{"jobs": [')  # the manifest cut short too: runs on disk listed
+    status = python_m("harness.status", str(runs))
+    (line,) = [line for line in status.stdout.splitlines() if "td3bc" in line]
+    assert status.returncode == 1 and line.startswith("damaged     td3bc      pointmaze-umaze-diverse") and (
+        f"python -m harness.store rebuild {d}" in line), status.stdout  # never "missing": it would be retrained
     proc = python_m("harness.store", "rebuild", str(d))
     assert proc.returncode == 0, proc.stderr
     rebuilt = json.loads((d / "summary.json").read_text())
