@@ -262,21 +262,42 @@ def test_a_report_killed_half_way_leaves_the_old_report_whole(tmp_path):
 
 
 # -- the plug-in contract ---------------------------------------------------------------------
-def test_an_update_returning_floats_fails_the_run_in_one_line_naming_the_contract(tmp_path, capsys, monkeypatch):
+def failed_line_as_td3bc(method, tmp_path, capsys, monkeypatch) -> str:
+    """The one FAILED line of a tiny td3bc run trained by the plug-in class `method` instead."""
     import algorithms
+
+    monkeypatch.setitem(algorithms.base.REGISTRY, "td3bc", method)
+    monkeypatch.setattr(method, "name", "td3bc")
+    code, out, err = front_door([*TINY, "algorithm=td3bc", "seed=0", f"runs_dir={tmp_path / 'runs'}"], capsys)
+    assert code == 1 and "Traceback" not in err, err
+    (failed,) = [line for line in err.splitlines() if line.startswith("FAILED")]
+    return failed
+
+
+def test_an_update_returning_floats_fails_the_run_in_one_line_naming_the_contract(tmp_path, capsys, monkeypatch):
     from algorithms.td3bc import TD3BC
 
     class FloatMetrics(TD3BC):  # a plug-in that reads its metrics on the host
         def update(self, batch):
             return {k: float(v) for k, v in super().update(batch).items()}
 
-    monkeypatch.setitem(algorithms.base.REGISTRY, "td3bc", FloatMetrics)
-    monkeypatch.setattr(FloatMetrics, "name", "td3bc")
-    code, out, err = front_door([*TINY, "algorithm=td3bc", "seed=0", f"runs_dir={tmp_path / 'runs'}"], capsys)
-    assert code == 1 and "Traceback" not in err, err
-    (failed,) = [l for l in err.splitlines() if l.startswith("FAILED")]
+    failed = failed_line_as_td3bc(FloatMetrics, tmp_path, capsys, monkeypatch)
     assert "TypeError: algorithm 'td3bc': update() must return a dict of metric name -> detached torch tensor" in failed
     assert "as a float" in failed and "Algorithm.update in algorithms/base.py" in failed
+
+
+@pytest.mark.parametrize("returns, got", [("one action dim", "a tensor of shape (1, 1, 1)"), ("numpy", "a ndarray")])
+def test_a_policy_breaking_the_contract_fails_the_run_in_one_line_naming_it(returns, got, tmp_path, capsys, monkeypatch):
+    from algorithms.td3bc import TD3BC
+
+    class BadActions(TD3BC):  # a plug-in whose actions miss a dimension, or leave torch
+        def policy(self, obs, deterministic):
+            a = super().policy(obs, deterministic)
+            return a[..., :1] if returns == "one action dim" else a.cpu().numpy()
+
+    failed = failed_line_as_td3bc(BadActions, tmp_path, capsys, monkeypatch)
+    assert "TypeError: algorithm 'td3bc': policy() must return a torch tensor of shape (1, 1, 2) for these observations" in failed
+    assert f"got {got} (the contract: Algorithm.policy in algorithms/base.py)" in failed, failed
 
 
 # -- an explicit setting of a tool's own variable wins ----------------------------------------
@@ -593,6 +614,9 @@ def test_a_tilde_the_shell_left_is_the_home_folder_and_bad_syntax_is_one_line(tm
     assert list((tmp_path / "home" / "x").glob("smoke/*/td3bc/seed0/summary.json")) and not (tmp_path / "~").exists()
     status = python_m("harness.status", "~/x", env=env, cwd=tmp_path)
     assert status.returncode == 0 and "1 done" in status.stdout, status.stdout + status.stderr
+    report = python_m("reports", "~/x", "--out=~/rep", "--reps=100", env=env, cwd=tmp_path)
+    assert report.returncode == 0 and (tmp_path / "home" / "rep" / "index.html").exists(), report.stderr[-2000:]
+    assert not (tmp_path / "~").exists()
     for arg in ("runs_dir=[a", "protocol.utd=f(1)"):
         out = python_m("harness.run", *TINY, "dry_run=true", arg, env=env, cwd=tmp_path)
         assert out.returncode == 2 and out.stderr.startswith(f"error: argument {arg!r} is not in Hydra's override syntax ("), out.stderr
