@@ -112,9 +112,27 @@ def replay_bytes(job) -> int:
     return seeds * job.protocol.online_steps * (2 * obs + 4 * task.act_dim + 3 * 4)
 
 
+def network_bytes(job) -> tuple[int, str | None]:
+    """A lower bound of the memory a job's networks take when built, and the hidden-size option
+    that dominates it: each `*_hidden` list as one MLP from the observation to the action (a
+    method's ensembles and encoders only add to it), in float32 with its gradients and Adam's two
+    moments, for every seed trained in its process. A lower bound never refuses a job that fits."""
+    task = tasks.get(job.task.name)
+    seeds = len(job.seed_group) if job.seed_group else 1
+    sizes = {}
+    for name, value in job.algorithm.hparams.items():
+        if name.endswith("_hidden") and isinstance(value, (list, tuple)) and value:
+            widths = [task.obs_dim, *value, task.act_dim]
+            sizes[name] = sum(a * b for a, b in zip(widths, widths[1:]))
+    if not sizes:
+        return 0, None
+    return seeds * 4 * 4 * sum(sizes.values()), max(sizes, key=sizes.get)
+
+
 def check_replay_memory(jobs, memory_gb: float | None = None) -> None:
-    """ConfigError (one line, naming protocol.online_steps) for a job whose online replay cannot fit
-    where it will live, before anything is allocated. `memory_gb`: a SLURM job's memory, instead
+    """ConfigError (one line, naming protocol.online_steps or the hidden sizes) for a job whose
+    online replay or networks (`network_bytes`) cannot fit where they will live, before anything
+    is allocated. `memory_gb`: a SLURM job's memory, instead
     of this machine's."""
     from harness.schema import ConfigError
 
@@ -124,11 +142,17 @@ def check_replay_memory(jobs, memory_gb: float | None = None) -> None:
             free, what = int(memory_gb * 2**30), f"launcher.mem_gb={memory_gb:g} of its SLURM job"
         else:
             free, what = available_memory(job.device)
+        seeds = len(job.seed_group) if job.seed_group else 1
         if need > free:
-            seeds = len(job.seed_group) if job.seed_group else 1
             raise ConfigError(f"protocol.online_steps={job.protocol.online_steps:,} needs an online replay of "
                               f"~{need / 2**30:.1f} GiB for {job.task.name} ({seeds} seed(s) per process), more than the "
                               f"{free / 2**30:.1f} GiB {what}; lower protocol.online_steps")
+        weights, widest = network_bytes(job)
+        if weights > free:
+            raise ConfigError(f"algorithm.hparams.{widest}={list(job.algorithm.hparams[widest])} needs at least "
+                              f"~{weights / 2**30:.1f} GiB of {job.algorithm.name}'s network weights, gradients and "
+                              f"optimizer state ({seeds} seed(s) per process), more than the {free / 2**30:.1f} GiB "
+                              f"{what}; use narrower layers")
 
 
 def preflight(jobs) -> None:

@@ -584,6 +584,8 @@ def test_ctrl_c_on_a_local_suite_prints_one_line_and_rerunning_resumes(tmp_path)
     (["algorithm=cql", "algorithm.hparams.actor_lr=1e6"], "algorithm.hparams.actor_lr must be <= 1 (a learning rate), got 1000000.0"),
     (["algorithm=iql", "algorithm.hparams.tau=2"], "algorithm.hparams.tau must be in (0, 1] (a soft target update rate), got 2.0"),
     (["protocol.online_steps=1000000000"], "protocol.online_steps=1,000,000,000 needs an online replay of ~"),
+    (["algorithm=calql", "algorithm.hparams.critic_hidden=[100000,100000]"],
+     "algorithm.hparams.critic_hidden=[100000, 100000] needs at least ~149.0 GiB of calql's network weights"),
     (["threads=100000"], "threads must be a whole number from 1 to 4,096 (torch threads per job), got 100000"),
     (["protocol.eval_episodes=2e9"], "protocol.eval_episodes must be <= 100,000, got 2,000,000,000"),
 ])
