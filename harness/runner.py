@@ -227,6 +227,8 @@ class GroupRun:
     def write_summary(self, k: int, status: str, error: str | None = None,
                       traceback_tail: str | None = None) -> dict[str, Any]:
         summary = seed_summary(self, k, status, error or self.state.failed[k], traceback_tail)
+        if self.locks:
+            self.locks[k].check()  # never over the summary of a launcher that took this run over
         self.seeds[k].store.write_summary(summary)
         return summary
 
@@ -529,6 +531,8 @@ def _run_owned(jobs, run_dirs, todo, summaries, locks, progress_bar, stop_reques
     except Exception as exc:
         import traceback
 
+        for lock in runner.locks:
+            lock.check()  # a failure of a run taken over meanwhile is not this process's to record
         for k in range(runner.K):
             try:
                 if runner.active[k]:

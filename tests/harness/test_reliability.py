@@ -408,18 +408,21 @@ def test_a_dead_launchers_run_is_taken_over_and_the_summary_says_so(tmp_path):
 
 def test_a_paused_launcher_whose_run_was_taken_over_stops_without_writing(tmp_path):
     """A launcher paused (SIGSTOP: a suspended node, a partition) past the stale time is judged
-    dead and its run taken over; woken, it finds at its next checkpoint that the run is no
-    longer its own and stops: the taker's done run is the only one written."""
+    dead and its run taken over; woken, it finds before its next write (here: its final summary)
+    that the run is no longer its own and stops: the taker's done run is the only one written.
+    (A is paused while it trains, between writes: a write already under way when a process is
+    paused lands when it wakes, which no lock can prevent.)"""
     import signal
     import time
 
     runs = tmp_path / "runs"
     fast = {"O2O_LOCK_STALE_S": "3", "O2O_LOCK_BEAT_S": "0.5"}
-    slow = ["seed=0", "protocol.offline_steps=4000", "protocol.eval_every_offline=4000", "protocol.checkpoint_every=100"]
+    slow = ["seed=0", "protocol.offline_steps=4000", "protocol.eval_every_offline=4000"]  # no write until the end
     a = launcher(runs, *slow, env=fast)
     deadline = time.monotonic() + 300
-    while not list(runs.glob("smoke/*/td3bc/seed0/checkpoint/state.pt")) and time.monotonic() < deadline:
+    while not list(runs.glob("smoke/*/td3bc/seed0/summary.json")) and time.monotonic() < deadline:
         time.sleep(0.05)
+    time.sleep(1)  # past the summary's write: training
     a.send_signal(signal.SIGSTOP)
     try:
         time.sleep(4)  # no heartbeat for longer than O2O_LOCK_STALE_S
@@ -432,6 +435,7 @@ def test_a_paused_launcher_whose_run_was_taken_over_stops_without_writing(tmp_pa
     (d,) = runs.glob("smoke/*/td3bc/seed0")
     s = json.loads((d / "summary.json").read_text())
     assert s["status"] == "done" and s["pid"] == b.pid and "sent no heartbeat" in s["took_over"], s
+    assert s["resumes"] == 0  # no checkpoint of a's to resume: b trained it from the start
     stopped = [line for line in out_a.splitlines() if "stopped, " in line]
     assert len(stopped) == 1 and f"{d} was taken over by " in stopped[0], out_a[-2000:]  # (b has finished)
     assert "Traceback" not in out_a
