@@ -2,9 +2,10 @@
 machine (`this_machine`), pid, a token and when it started; its mtime is the heartbeat, renewed by
 a thread while the run lives. Another launcher that finds a live owner skips the run; one that
 finds a dead owner (on the same machine: its pid is gone; anywhere: no heartbeat for STALE_S)
-takes the run over and says so. The owner checks at every checkpoint and before its final summary
-that the run is still its own (`check`): one judged dead while it was only paused (SIGSTOP, a
-suspended node, a network partition longer than STALE_S) stops without writing (`LockLost`).
+takes the run over and says so. The owner checks before every checkpoint and summary that the
+run is still its own (`check`): one judged dead while it was only paused (SIGSTOP, a suspended
+node, a network partition longer than STALE_S) stops without writing (`LockLost`); the check
+comes before each write, so a write already under way when it was paused still lands.
 
 What it relies on, all of it safe on NFS v3+ as on local disks (no fcntl/flock, which NFS
 mounts often lack or fake):
