@@ -234,9 +234,20 @@ class Algorithm(ABC):
         single = x.dim() == 1 + len(self.obs_spec.shape)
         if single:
             x = x.unsqueeze(1)
-        a = self.policy(x, deterministic) if self.multi_seed else self.policy(x[0], deterministic).unsqueeze(0)
-        a = a.cpu().numpy()
+        a = self._checked_actions(self.policy(x if self.multi_seed else x[0], deterministic), x.shape[:2])
+        a = (a if self.multi_seed else a.unsqueeze(0)).cpu().numpy()
         return a[:, 0] if single else a
+
+    def _checked_actions(self, a, lead: tuple[int, ...]) -> torch.Tensor:
+        """`policy`'s result if it keeps the contract, else a TypeError in one line naming it
+        (not the environment's own error about an action's shape, far from its cause)."""
+        want = (*(lead if self.multi_seed else lead[1:]), self.chunk * self.action_spec.dim)
+        if isinstance(a, torch.Tensor) and tuple(a.shape) == want:
+            return a
+        got = f"a tensor of shape {tuple(a.shape)}" if isinstance(a, torch.Tensor) else f"a {type(a).__name__}"
+        raise TypeError(f"algorithm '{self.name}': policy() must return a torch tensor of shape {want} for these "
+                        f"observations (the action dim {self.action_spec.dim}" + (f" x chunk {self.chunk}" if self.chunk > 1 else "")
+                        + f"); got {got} (the contract: Algorithm.policy in algorithms/base.py)")
 
     def policy_value(self, obs: torch.Tensor) -> torch.Tensor | None:
         """Q(s, pi(s)) of the deterministic policy action under the method's critic (reduced over

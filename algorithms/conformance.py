@@ -5,8 +5,9 @@ networks, where a method has them, get no gradients; declared needs are batch fi
 
 Run it on any method, a plug-in's included, from any folder (no checkout needed):
 `python -m algorithms.conformance NAME [NAME ...]` (no name: every registered method), or a
-method's source file not installed yet, `python -m algorithms.conformance bc.py` (imported, so its
-`@register` runs; its methods are checked); one line per check, exit code 1 if any fails. `tests/algorithms/test_conformance.py` runs it in CI.
+method's source file, `python -m algorithms.conformance bc.py` (imported under its package's name,
+so its relative imports work; the methods it registers, by `@register` or by an installed entry
+point, are checked); one line per check, exit code 1 if any fails. `tests/algorithms/test_conformance.py` runs it in CI.
 """
 from __future__ import annotations
 
@@ -174,6 +175,32 @@ def run(names: list[str]) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def methods_of_source(path: Path) -> list[str]:
+    """The methods a source file defines, registered by `@register` or by an installed entry point.
+    The file is imported under its package's dotted name (`my_plug/mine.py` inside `my_plug/` with
+    an `__init__.py`: `my_plug.mine`, its folder's parent first on sys.path), the name an entry
+    point loads it by: one module, so its relative imports work and its `@register` runs once,
+    not once as `mine` and again as `my_plug.mine` (a second class under the same name)."""
+    import importlib
+
+    path = path.resolve()
+    parts, root = [path.stem], path.parent
+    while (root / "__init__.py").is_file():
+        parts.insert(0, root.name)
+        root = root.parent
+    sys.path.insert(0, str(root))
+    module = importlib.import_module(".".join(parts))
+    if Path(getattr(module, "__file__", None) or "").resolve() != path:  # the name was taken (`code.py`)
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules.setdefault(spec.name, module)
+        spec.loader.exec_module(module)
+    base.available()  # entry points naming a class of this module register it
+    return sorted(n for n, cls in base.REGISTRY.items() if cls.__module__ == module.__name__)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if any(a.startswith("-") for a in argv):
@@ -182,17 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     names = []
     for arg in argv:
         if arg.endswith(".py"):  # a source file: importing it registers its methods
-            import importlib.util
-
-            before = set(base.REGISTRY)
-            spec = importlib.util.spec_from_file_location(Path(arg).stem, arg)
-            if spec is None or not Path(arg).is_file():
+            if not Path(arg).is_file():
                 print(f"error: no such file {arg}", file=sys.stderr)
                 return 2
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module
-            spec.loader.exec_module(module)
-            names += sorted(set(base.REGISTRY) - before)
+            found = methods_of_source(Path(arg))
+            if not found:
+                print(f"error: {arg} defines no method: register its class (@algorithms.register('NAME')) or "
+                      f"name it under the package's `o2o_bench.algorithms` entry point and give that name",
+                      file=sys.stderr)
+                return 2
+            names += found
         else:
             names.append(arg)
     argv = names

@@ -232,9 +232,13 @@ class CommandLine:
         """The arguments for Hydra, with options of the chosen method or task and the suite's
         overrides passed as `++key=value`: the yamls hold only what differs from the dataclass
         defaults, so a key such as algorithm.hparams.cql_alpha may be absent from the composed
-        yaml; the schema then checks it."""
-        return ["++" + a if o.value is not None and not o.prefix and o.key.startswith(PASSED_THROUGH) else a
-                for a, o in zip(self.args, self.overrides)]
+        yaml; the schema then checks it. A `~` in a value is quoted (`home_quoted`)."""
+        out = []
+        for a, o in zip(self.args, self.overrides):
+            if o.value is not None and not a.startswith("-"):
+                a = f"{o.prefix}{o.key}={home_quoted(o.key, o.value)}"
+            out.append("++" + a if o.value is not None and not o.prefix and o.key.startswith(PASSED_THROUGH) else a)
+        return out
 
     def keys_set(self) -> list[str]:
         """The keys set inside the chosen method (`algorithm.*`, not its domain blocks) and task
@@ -246,6 +250,7 @@ class CommandLine:
     def check(self) -> None:
         """One-line errors Hydra would give as long ones: unknown group choices and option names,
         and options of an algorithm or task when none is chosen."""
+        check_syntax(self.hydra_args())
         check_group_choices(self.overrides)
         check_option_names(self.overrides)
         chosen = {o.key for o in self.overrides if o.value is not None and "~" not in o.prefix}
@@ -256,6 +261,49 @@ class CommandLine:
                         else f"protocol.{o.key.rpartition('.')[2]}=... for every task")
                 raise ConfigError(f"{o.key} needs {o.group}=NAME on the command line (the {o.group} it changes); "
                                   f"or use {hint}")
+
+
+def home_quoted(key: str, value: str) -> str:
+    """`runs_dir=~/x` reaches Python unexpanded from a shell that expands `~` only at a word's
+    start (sh, zsh) or when quoted, and `~` is not a character of Hydra's unquoted values (its
+    grammar gives a long LexerNoViableAltException). A `~` has no other meaning there, so a value,
+    or an element of a flat list, holding one is passed quoted: the front door expands it where it
+    is a path (`RunOptions.runs_dir`), and Hydra's own paths (`hydra.searchpath=[file://~/conf]`,
+    `hydra.sweep.dir`) are expanded here, as Hydra reads them literally."""
+    if "~" not in value or value[:1] in "'\"":
+        return value
+
+    def one(text: str) -> str:
+        text = text.strip()
+        if "~" not in text or text[:1] in "'\"":
+            return text
+        if key.startswith("hydra."):
+            scheme, sep, path = text.rpartition("://")
+            text = scheme + sep + str(Path(path).expanduser()) if path.startswith("~") else text
+        return next((f"{q}{text}{q}" for q in "'\"" if q not in text), text)
+
+    if value.startswith("[") and value.endswith("]") and not any(c in value[1:-1] for c in "[]{}"):
+        return "[" + ",".join(one(e) for e in value[1:-1].split(",")) + "]"
+    return value if value[:1] in "[{" else one(value)
+
+
+def check_syntax(args: list[str]) -> None:
+    """An argument outside Hydra's override grammar (`runs_dir=[a`, an unknown `f(x)`), refused in
+    one line naming it, instead of Hydra's several lines after the command line is read."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for arg in args:
+        if "=" not in arg or arg.startswith("-"):
+            continue  # Hydra's flags (-m, --config-name=...) and `~key` deletions
+        try:
+            parser.parse_overrides([arg])
+        except HydraException as exc:
+            lines = [line for line in str(exc).splitlines() if line.strip() and not line.startswith(("See ", "Error parsing"))]
+            key = arg.partition("=")[0].lstrip("+")
+            raise ConfigError(f"argument {arg!r} is not in Hydra's override syntax ({lines[0].strip() if lines else exc}); "
+                              f"quote a value that holds special characters, e.g. \"{key}='...'\"") from None
 
 
 SEARCH_DIRS: list[Path] = []  # conf folders of the command line's hydra.searchpath (`check_searchpath`)

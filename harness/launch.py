@@ -51,10 +51,10 @@ def configure_torch(threads: int) -> None:
 
 def live_owner(d: Path):
     """The live process (not this one) that owns run directory `d`, else None."""
-    from harness.lock import owner_dead, read_owner
+    from harness.lock import owner_dead, read_owner, this_machine
 
     owner = read_owner(d)
-    if owner is None or owner.pid == os.getpid() and owner.host == socket.gethostname():
+    if owner is None or owner.pid == os.getpid() and owner.host == socket.gethostname() and owner.machine == this_machine():
         return None
     return None if owner_dead(d, owner) else owner
 
@@ -82,6 +82,7 @@ _STOP = None  # in a worker: the launcher's stop event (Ctrl-C), see _init_worke
 
 def _run_group(args) -> list[tuple[str, str | None]]:
     group, runs_dir, progress = args
+    from harness.lock import LockLost
     from harness.runner import Interrupted, run_jobs
 
     if _STOP is not None and _STOP.is_set():
@@ -93,6 +94,9 @@ def _run_group(args) -> list[tuple[str, str | None]]:
         error = None
     except Interrupted:  # stopped at a safe point with a checkpoint: resumes next time
         return []
+    except LockLost as exc:  # another launcher judged this one dead and continues the run: its to report
+        print(f"{group[0].algorithm.name} {group[0].task.name}: stopped, {exc}", flush=True)
+        error = None
     except Exception as exc:  # recorded in summary.json; the rest of the suite goes on
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"
     return group_errors(group, runs_dir, error)

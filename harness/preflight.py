@@ -128,10 +128,28 @@ def offline_bytes(job) -> tuple[int, str]:
     return files * rows * row_bytes(task), what
 
 
+def network_bytes(job) -> tuple[int, str | None]:
+    """A lower bound of the memory a job's networks take when built, and the hidden-size option
+    that dominates it: each `*_hidden` list as one MLP from the observation to the action (a
+    method's ensembles and encoders only add to it), in float32 with its gradients and Adam's two
+    moments, for every seed trained in its process. A lower bound never refuses a job that fits."""
+    task = tasks.get(job.task.name)
+    seeds = len(job.seed_group) if job.seed_group else 1
+    sizes = {}
+    for name, value in job.algorithm.hparams.items():
+        if name.endswith("_hidden") and isinstance(value, (list, tuple)) and value:
+            widths = [task.obs_dim, *value, task.act_dim]
+            sizes[name] = sum(a * b for a, b in zip(widths, widths[1:]))
+    if not sizes:
+        return 0, None
+    return seeds * 4 * 4 * sum(sizes.values()), max(sizes, key=sizes.get)
+
+
 def check_replay_memory(jobs, memory_gb: float | None = None) -> None:
-    """ConfigError (one line, naming protocol.online_steps and, for a sharded dataset loaded whole,
-    protocol.shard_every) for a job whose online replay (and shard, `offline_bytes`) cannot fit
-    where it will live, before anything is allocated. `memory_gb`: a SLURM job's memory, instead of this machine's."""
+    """ConfigError (one line, naming protocol.online_steps, protocol.shard_every for a sharded
+    dataset loaded whole, or the hidden sizes) for a job whose online replay (and shard,
+    `offline_bytes`) or networks (`network_bytes`) cannot fit where they will live, before anything
+    is allocated. `memory_gb`: a SLURM job's memory, instead of this machine's."""
     from harness.schema import ConfigError
 
     for job in jobs:
@@ -140,13 +158,19 @@ def check_replay_memory(jobs, memory_gb: float | None = None) -> None:
             free, what = int(memory_gb * 2**30), f"launcher.mem_gb={memory_gb:g} of its SLURM job"
         else:
             free, what = available_memory(job.device)
+        seeds = len(job.seed_group) if job.seed_group else 1
         if online + offline > free:
-            seeds = len(job.seed_group) if job.seed_group else 1
             beside = f" beside ~{offline / 2**30:.1f} GiB of offline data ({held})" if offline else ""
             whole = ", or set protocol.shard_every=1000 (one shard at a time)" if "shard_every=0" in held else ""
             raise ConfigError(f"protocol.online_steps={job.protocol.online_steps:,} needs an online replay of "
                               f"~{online / 2**30:.1f} GiB{beside} for {job.task.name} ({seeds} seed(s) per process), "
                               f"more than the {free / 2**30:.1f} GiB {what}; lower protocol.online_steps{whole}")
+        weights, widest = network_bytes(job)
+        if weights > free:
+            raise ConfigError(f"algorithm.hparams.{widest}={list(job.algorithm.hparams[widest])} needs at least "
+                              f"~{weights / 2**30:.1f} GiB of {job.algorithm.name}'s network weights, gradients and "
+                              f"optimizer state ({seeds} seed(s) per process), more than the {free / 2**30:.1f} GiB "
+                              f"{what}; use narrower layers")
 
 
 def preflight(jobs) -> None:

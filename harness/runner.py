@@ -31,7 +31,7 @@ from harness.divergence import Diverged, DivergenceWatch, divergence_advice  # n
 from harness.evaluate import evaluate_seeds
 from harness.integrity import DataChanged, ProtocolShortfall, asked, data_problem, made, no_online_data, shortfall
 from harness.job import Job
-from harness.lock import Busy, RunLock
+from harness.lock import Busy, LockLost, RunLock
 from harness.openloop import OpenLoop
 from harness.replay import Replay
 from harness.seed_run import EVAL_SEED_OFFSET, EnvReplayMismatch, SeedRun  # noqa: F401 (re-exported)
@@ -79,6 +79,7 @@ class GroupRun:
                                           lambda names: divergence_advice(job.algorithm.hparams, self.reward, names))
         self.phase = "offline"
         self.took_over: dict[int, str] = {}  # seed k -> whose dead run this attempt continues (run_jobs sets it)
+        self.locks: list[RunLock] = []  # the run directories' locks (run_jobs sets them): checked before writes
         self.dataset: dict | None = None
         self.shards: Shards | None = None
 
@@ -115,6 +116,8 @@ class GroupRun:
             seed.make_envs(task)
 
     def save_checkpoint(self) -> None:
+        for lock in self.locks:
+            lock.check()  # still ours: a launcher that judged this process dead may have taken it over
         self.check_finite("checkpoint")  # a diverged seed is never saved to be resumed
         self.state.rows = [{"evals": s.store.evals, "train": s.store.train, "episodes": s.store.episodes}
                            for s in self.seeds]
@@ -172,6 +175,8 @@ class GroupRun:
     def finish(self) -> list[dict[str, Any]]:
         """Each seed's final summary; the checkpoint, no longer needed, removed."""
         summaries = []
+        for lock in self.locks:
+            lock.check()
         short = shortfall(asked(self.protocol), self.made())
         for k, seed in enumerate(self.seeds):
             seed.store.flush()
@@ -228,6 +233,8 @@ class GroupRun:
     def write_summary(self, k: int, status: str, error: str | None = None,
                       traceback_tail: str | None = None) -> dict[str, Any]:
         summary = seed_summary(self, k, status, error or self.state.failed[k], traceback_tail)
+        if self.locks:
+            self.locks[k].check()  # never over the summary of a launcher that took this run over
         self.seeds[k].store.write_summary(summary)
         return summary
 
@@ -522,15 +529,18 @@ def _run_owned(jobs, run_dirs, todo, summaries, locks, progress_bar, stop_reques
         checkpoint_dir = dirs[0].parent / ("seeds" + "-".join(str(jobs[i].seed) for i in todo)) / "checkpoint"
     runner = Runner([jobs[i] for i in todo], dirs, progress_bar, stop_requested, checkpoint_dir)
     runner.took_over = {k: locks[i].took_over for k, i in enumerate(todo) if locks[i].took_over}
+    runner.locks = [locks[i] for i in todo]
     try:
         for i, summary in zip(todo, runner.run()):
             summaries[i] = summary
         return summaries
-    except (Interrupted, RunDirConflict):
+    except (Interrupted, RunDirConflict, LockLost):  # LockLost: the run is another's now, write nothing
         raise
     except Exception as exc:
         import traceback
 
+        for lock in runner.locks:
+            lock.check()  # a failure of a run taken over meanwhile is not this process's to record
         for k in range(runner.K):
             try:
                 if runner.active[k]:

@@ -1,6 +1,6 @@
 """Where a suite stands: `python -m harness.status RUNS_DIR [suite=NAME] [other overrides]`.
 
-One line per job: done / running / queued / interrupted / failed / missing, with progress and,
+One line per job: done / running / queued / interrupted / failed / damaged / missing, with progress and,
 for failures, the last lines of the error. Jobs sent to SLURM are looked up in the queue
 (squeue) by the id squeue shows (`30_0`: task 0 of array 30). The expected jobs come from the
 overrides when given (expanded exactly as `harness.run` would), else from the jobs.json
@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 from pathlib import Path
 
-from harness.lock import pid_alive
+from harness.lock import owner_dead, read_owner
 from harness.slurm import QueueUnavailable, queue_states, read_ledger
-from harness.store import read_summary
+from harness.store import damaged_finished_run, read_summary
 
 
 def expected_jobs(runs_dir: Path, overrides: list[str]) -> list[dict]:
@@ -49,8 +48,9 @@ def expected_jobs(runs_dir: Path, overrides: list[str]) -> list[dict]:
         rel = str(summary.parent.relative_to(runs_dir))
         if rel not in known:
             s = read_summary(summary.parent) or {}
-            entries.append({"run_dir": rel, "job_id": s.get("job_id"), "algorithm": s.get("algorithm"),
-                            "task": s.get("task"), "seed": s.get("seed")})
+            _, task, algorithm, seed = Path(rel).parts  # <suite>/<task>/<algorithm>/seed<N>: a damaged summary's too
+            entries.append({"run_dir": rel, "job_id": s.get("job_id"), "algorithm": s.get("algorithm", algorithm),
+                            "task": s.get("task", task), "seed": s.get("seed", seed.removeprefix("seed"))})
     return entries
 
 
@@ -86,6 +86,8 @@ def job_state(runs_dir: Path, entry: dict, ledger: dict[str, str] | None = None,
     if queue_error and ids and (s is None or s.get("status") == "running"):
         return "unknown", f"SLURM job {ids[0]}; {queue_error}: cannot tell whether it still runs"
     if s is None:
+        if problem := damaged_finished_run(d):  # finished, its summary cut short: never "missing" (retrained)
+            return "damaged", problem
         if queued:
             return ("queued" if queue[queued] == "PENDING" else "running"), f"{on_queue}, not started yet"
         if ids:
@@ -112,9 +114,12 @@ def job_state(runs_dir: Path, entry: dict, ledger: dict[str, str] | None = None,
     if s.get("slurm_job_id"):
         return "interrupted", (f"SLURM job {s['slurm_job_id']} is no longer in the queue; {where}; "
                                f"rerun the same command to resume")
-    if s.get("host") == socket.gethostname() and s.get("pid") and not pid_alive(s["pid"]):
-        return "interrupted", f"process {s['pid']} is gone; {where}; rerun the same command to resume"
-    return "running", f"last write {age:.0f} s ago; {where}"
+    owner = read_owner(d)  # a live run owns its folder (harness.lock): judged as a second launcher would
+    if owner is None:
+        return "interrupted", f"no process owns it; {where}; rerun the same command to resume"
+    if why := owner_dead(d, owner):
+        return "interrupted", f"{why}; {where}; rerun the same command to resume"
+    return "running", f"{owner}; last write {age:.0f} s ago; {where}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0].startswith("-") or "=" in argv[0]:
         print(__doc__.strip(), file=sys.stderr)
         return 2
-    runs_dir, overrides = Path(argv[0]), argv[1:]
+    runs_dir, overrides = Path(argv[0]).expanduser(), argv[1:]  # '~/runs' quoted, or from a script
     if not runs_dir.is_dir():
         print(f"error: no runs directory '{runs_dir}'", file=sys.stderr)
         return 2

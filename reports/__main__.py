@@ -32,6 +32,9 @@ def main(argv=None) -> int:
                    help="only list the published references for the store's methods x tasks, and whether "
                         "each is comparable (and if not, which protocol fields differ)")
     args = p.parse_args(argv)
+    for name in ("runs_dir", "out", "reference_dir"):  # `--out=~/r`: a shell expands `~` only at a word's start
+        if getattr(args, name):
+            setattr(args, name, str(Path(getattr(args, name)).expanduser()))
     if args.references and args.no_references:
         p.error("--references lists references; it cannot go with --no-references")
     start = time.perf_counter()
@@ -107,6 +110,7 @@ def plan_main(argv) -> int:
     p.add_argument("--reps", type=int, default=1000, help="bootstrap resamples per simulated study (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     args = p.parse_args(argv)
+    args.pilot, args.study = (str(Path(v).expanduser()) if v else v for v in (args.pilot, args.study))
     from reports import study
 
     try:

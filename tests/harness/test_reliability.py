@@ -4,16 +4,20 @@ paths are checked before any work; reports and `harness.status` stay whole. Thro
 front door (`python -m harness.run`, in this process) and real files; tiny protocols."""
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from tests.algorithms.test_conformance import BC
 from tests.harness.test_bad_input import TINY, files_under, front_door
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +44,11 @@ def test_truncated_summary_of_a_finished_run_is_refused_then_rebuilt(tmp_path, c
     assert f"{d}/summary.json is unreadable (JSONDecodeError)" in err
     assert f"python -m harness.store rebuild {d}" in err and f"mv {d} {d}.damaged" in err
     assert files_under(runs) == before  # nothing retrained, no curve overwritten
+    (runs / "smoke" / "jobs.json").write_text('{"jobs": [')  # the manifest cut short too: runs on disk listed
+    status = python_m("harness.status", str(runs))
+    (line,) = [line for line in status.stdout.splitlines() if "td3bc" in line]
+    assert status.returncode == 1 and line.startswith("damaged     td3bc      pointmaze-umaze-diverse") and (
+        f"python -m harness.store rebuild {d}" in line), status.stdout  # never "missing": it would be retrained
     proc = python_m("harness.store", "rebuild", str(d))
     assert proc.returncode == 0, proc.stderr
     rebuilt = json.loads((d / "summary.json").read_text())
@@ -253,21 +262,42 @@ def test_a_report_killed_half_way_leaves_the_old_report_whole(tmp_path):
 
 
 # -- the plug-in contract ---------------------------------------------------------------------
-def test_an_update_returning_floats_fails_the_run_in_one_line_naming_the_contract(tmp_path, capsys, monkeypatch):
+def failed_line_as_td3bc(method, tmp_path, capsys, monkeypatch) -> str:
+    """The one FAILED line of a tiny td3bc run trained by the plug-in class `method` instead."""
     import algorithms
+
+    monkeypatch.setitem(algorithms.base.REGISTRY, "td3bc", method)
+    monkeypatch.setattr(method, "name", "td3bc")
+    code, out, err = front_door([*TINY, "algorithm=td3bc", "seed=0", f"runs_dir={tmp_path / 'runs'}"], capsys)
+    assert code == 1 and "Traceback" not in err, err
+    (failed,) = [line for line in err.splitlines() if line.startswith("FAILED")]
+    return failed
+
+
+def test_an_update_returning_floats_fails_the_run_in_one_line_naming_the_contract(tmp_path, capsys, monkeypatch):
     from algorithms.td3bc import TD3BC
 
     class FloatMetrics(TD3BC):  # a plug-in that reads its metrics on the host
         def update(self, batch):
             return {k: float(v) for k, v in super().update(batch).items()}
 
-    monkeypatch.setitem(algorithms.base.REGISTRY, "td3bc", FloatMetrics)
-    monkeypatch.setattr(FloatMetrics, "name", "td3bc")
-    code, out, err = front_door([*TINY, "algorithm=td3bc", "seed=0", f"runs_dir={tmp_path / 'runs'}"], capsys)
-    assert code == 1 and "Traceback" not in err, err
-    (failed,) = [l for l in err.splitlines() if l.startswith("FAILED")]
+    failed = failed_line_as_td3bc(FloatMetrics, tmp_path, capsys, monkeypatch)
     assert "TypeError: algorithm 'td3bc': update() must return a dict of metric name -> detached torch tensor" in failed
     assert "as a float" in failed and "Algorithm.update in algorithms/base.py" in failed
+
+
+@pytest.mark.parametrize("returns, got", [("one action dim", "a tensor of shape (1, 1, 1)"), ("numpy", "a ndarray")])
+def test_a_policy_breaking_the_contract_fails_the_run_in_one_line_naming_it(returns, got, tmp_path, capsys, monkeypatch):
+    from algorithms.td3bc import TD3BC
+
+    class BadActions(TD3BC):  # a plug-in whose actions miss a dimension, or leave torch
+        def policy(self, obs, deterministic):
+            a = super().policy(obs, deterministic)
+            return a[..., :1] if returns == "one action dim" else a.cpu().numpy()
+
+    failed = failed_line_as_td3bc(BadActions, tmp_path, capsys, monkeypatch)
+    assert "TypeError: algorithm 'td3bc': policy() must return a torch tensor of shape (1, 1, 2) for these observations" in failed
+    assert f"got {got} (the contract: Algorithm.policy in algorithms/base.py)" in failed, failed
 
 
 # -- an explicit setting of a tool's own variable wins ----------------------------------------
@@ -374,6 +404,65 @@ def test_a_dead_launchers_run_is_taken_over_and_the_summary_says_so(tmp_path):
     s = json.loads((d / "summary.json").read_text())
     assert s["status"] == "done" and s["resumes"] == 1 and s["pid"] == b.pid
     assert s["took_over"].startswith(f"process {a.pid} on ") and s["took_over"].endswith(" is gone")
+
+
+def test_a_paused_launcher_whose_run_was_taken_over_stops_without_writing(tmp_path):
+    """A launcher paused (SIGSTOP: a suspended node, a partition) past the stale time is judged
+    dead and its run taken over; woken, it finds before its next write (here: its final summary)
+    that the run is no longer its own and stops: the taker's done run is the only one written.
+    (A is paused while it trains, between writes: a write already under way when a process is
+    paused lands when it wakes, which no lock can prevent.)"""
+    import signal
+    import time
+
+    runs = tmp_path / "runs"
+    fast = {"O2O_LOCK_STALE_S": "3", "O2O_LOCK_BEAT_S": "0.5"}
+    slow = ["seed=0", "protocol.offline_steps=4000", "protocol.eval_every_offline=4000"]  # no write until the end
+    a = launcher(runs, *slow, env=fast)
+    deadline = time.monotonic() + 300
+    while not list(runs.glob("smoke/*/td3bc/seed0/summary.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1)  # past the summary's write: training
+    a.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(4)  # no heartbeat for longer than O2O_LOCK_STALE_S
+        b = launcher(runs, *slow, env=fast)
+        out_b, _ = b.communicate(timeout=900)
+        assert b.returncode == 0, out_b[-2000:]
+    finally:
+        a.send_signal(signal.SIGCONT)
+    out_a, _ = a.communicate(timeout=900)
+    (d,) = runs.glob("smoke/*/td3bc/seed0")
+    s = json.loads((d / "summary.json").read_text())
+    assert s["status"] == "done" and s["pid"] == b.pid and "sent no heartbeat" in s["took_over"], s
+    assert s["resumes"] == 0  # no checkpoint of a's to resume: b trained it from the start
+    stopped = [line for line in out_a.splitlines() if "stopped, " in line]
+    assert len(stopped) == 1 and f"{d} was taken over by " in stopped[0], out_a[-2000:]  # (b has finished)
+    assert "Traceback" not in out_a
+    steps = [int(line.split(",")[1]) for line in (d / "train.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(set(steps)) and steps[-1] >= 3900, steps[-5:]  # one writer after the takeover
+    assert not (d / ".owner").exists() and not (d / "checkpoint" / "state.pt").exists()
+
+
+def test_a_live_owner_in_another_container_of_the_same_host_name_is_not_judged_by_its_pid(tmp_path):
+    """Containers share a host name, not their pids: an owner with this host name but another
+    machine (boot and pid namespace) and a fresh heartbeat is live, though its pid is not here."""
+    import socket
+
+    runs = tmp_path / "runs"
+    d = runs / "smoke" / "pointmaze-umaze-diverse" / "td3bc" / "seed0"
+    d.mkdir(parents=True)
+    owner = {"host": socket.gethostname(), "pid": 2 ** 22 + 1, "token": "c0ffee", "started": 0.0,
+             "machine": "another-boot/0:1"}
+    (d / ".owner").write_text(json.dumps(owner))
+    out, _ = launcher(runs, "seed=0").communicate(timeout=600)
+    assert f"skipped, process {owner['pid']} on {owner['host']} (another launcher) runs it" in out, out[-2000:]
+    assert json.loads((d / ".owner").read_text()) == owner and not (d / "summary.json").exists()
+    door = ("harness.status", str(runs), "suite=smoke", "algorithm=td3bc", "seed=0", *TINY[1:])
+    job_id = python_m(*door).stdout.splitlines()[1].split()[4]  # missing: no summary yet
+    (d / "summary.json").write_text(json.dumps({"status": "running", "job_id": job_id, **owner}))
+    status = python_m(*door)  # what a second launcher would judge: live
+    assert "running     td3bc" in status.stdout and f"process {owner['pid']} on {owner['host']}; " in status.stdout, status
 
 
 # -- data that changed under a run -------------------------------------------------------------
@@ -499,6 +588,8 @@ def test_ctrl_c_on_a_local_suite_prints_one_line_and_rerunning_resumes(tmp_path)
     (["algorithm=cql", "algorithm.hparams.actor_lr=1e6"], "algorithm.hparams.actor_lr must be <= 1 (a learning rate), got 1000000.0"),
     (["algorithm=iql", "algorithm.hparams.tau=2"], "algorithm.hparams.tau must be in (0, 1] (a soft target update rate), got 2.0"),
     (["protocol.online_steps=1000000000"], "protocol.online_steps=1,000,000,000 needs an online replay of ~"),
+    (["algorithm=calql", "algorithm.hparams.critic_hidden=[100000,100000]"],
+     "algorithm.hparams.critic_hidden=[100000, 100000] needs at least ~149.0 GiB of calql's network weights"),
     (["threads=100000"], "threads must be a whole number from 1 to 4,096 (torch threads per job), got 100000"),
     (["protocol.eval_episodes=2e9"], "protocol.eval_episodes must be <= 100,000, got 2,000,000,000"),
 ])
@@ -515,6 +606,66 @@ def test_runs_dir_with_a_tilde_is_the_home_folder(tmp_path, capsys, monkeypatch)
     code, out, err = front_door([*TINY, "algorithm=td3bc", "seed=0", "runs_dir='~/x'", "protocol.online_steps=0"], capsys)
     assert code == 0, err
     assert list((tmp_path / "home" / "x").glob("smoke/*/td3bc/seed0/summary.json")) and not (tmp_path / "~").exists()
+
+
+def test_a_tilde_the_shell_left_is_the_home_folder_and_bad_syntax_is_one_line(tmp_path):
+    """sh and zsh leave `~` in `runs_dir=~/x`; Hydra's grammar has no unquoted `~`."""
+    env = {"HOME": str(tmp_path / "home")}
+    tiny = " ".join([*TINY, "algorithm=td3bc", "seed=0", "protocol.online_steps=0"])
+    out = python_m("harness.run", *TINY, "dry_run=true", "runs_dir=~/x", env=env, cwd=tmp_path)  # 'runs_dir=~/x'
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    shell = subprocess.run(["sh", "-c", f"{sys.executable} -m harness.run {tiny} runs_dir=~/x"], cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True, timeout=600)
+    assert shell.returncode == 0, shell.stderr[-2000:]
+    assert list((tmp_path / "home" / "x").glob("smoke/*/td3bc/seed0/summary.json")) and not (tmp_path / "~").exists()
+    status = python_m("harness.status", "~/x", env=env, cwd=tmp_path)
+    assert status.returncode == 0 and "1 done" in status.stdout, status.stdout + status.stderr
+    report = python_m("reports", "~/x", "--out=~/rep", "--reps=100", env=env, cwd=tmp_path)
+    assert report.returncode == 0 and (tmp_path / "home" / "rep" / "index.html").exists(), report.stderr[-2000:]
+    assert not (tmp_path / "~").exists()
+    for arg in ("runs_dir=[a", "protocol.utd=f(1)"):
+        out = python_m("harness.run", *TINY, "dry_run=true", arg, env=env, cwd=tmp_path)
+        assert out.returncode == 2 and out.stderr.startswith(f"error: argument {arg!r} is not in Hydra's override syntax ("), out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and "quote a value" in out.stderr
+
+
+# -- a plug-in, from the folder that holds its source ---------------------------------------------
+
+
+@pytest.mark.parametrize("register", ["", "@algorithms.register('mine_src')\n"], ids=["entry-point", "also-register"])
+def test_a_plugin_is_found_from_the_folder_of_its_source(register, tmp_path):
+    """An installed plug-in (docs/plugins.md's layout: `mine_src = my_plug.mine:Mine`), and its
+    source checked out beside: from the source's folder the front door runs it, and the
+    conformance suite given the file checks that method (its relative import works; with an
+    `@register` of its own the file is imported once, not as `mine` and again as `my_plug.mine`)."""
+    source = tmp_path / "src" / "my_plug"
+    (source / "conf" / "algorithm").mkdir(parents=True)
+    (source / "__init__.py").write_text("")
+    (source / "helpers.py").write_text("LR = 1e-3\n")
+    method = textwrap.dedent(inspect.getsource(BC)).replace("class BC", register + "class Mine")
+    (source / "mine.py").write_text("from . import helpers\nimport algorithms\nimport torch\n\n\n" +
+                                    method.replace("lr=1e-3", "lr=helpers.LR"))
+    (source / "conf" / "__init__.py").write_text("")
+    (source / "conf" / "algorithm" / "mine_src.yaml").write_text("name: mine_src\nreplay: {mode: append}\n")
+    site = tmp_path / "site"
+    site.mkdir()
+    subprocess.run(["cp", "-r", str(source), str(site)], check=True)
+    dist = site / "my_plug-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-plug\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[o2o_bench.algorithms]\nmine_src = my_plug.mine:Mine\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
+    for cwd in (source.parent, source):
+        out = python_m("harness.run", "algorithm=mine_src", "hydra.searchpath=[pkg://my_plug.conf]", "suite=smoke",
+                       "seed=0", "dry_run=true", f"runs_dir={tmp_path / 'runs'}", env=env, cwd=cwd)
+        assert out.returncode == 0 and re.search(r"^mine_src\s", out.stdout, re.M), out.stderr[-2000:]
+    out = python_m("algorithms.conformance", "mine.py", env=env, cwd=source)
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    checked = {line.split()[1] for line in out.stdout.splitlines()[:-1]}
+    assert checked == {"mine_src"} and out.stdout.strip().endswith("checks passed"), out.stdout
+    out = python_m("algorithms.conformance", "helpers.py", env=env, cwd=source)  # no method in it: one line
+    assert out.returncode == 2 and out.stderr.startswith("error: helpers.py defines no method: "), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
 
 
 # -- a user's hydra.searchpath -----------------------------------------------------------------
