@@ -102,7 +102,7 @@ def test_a_group_of_seeds_is_statistically_equivalent_to_single_runs(tmp_path):
 
 
 def test_auto_groups_every_seed_on_a_gpu_and_none_on_the_cpu():
-    """`seeds_per_process: auto` (the default of a suite that sets none; suite=default sets 2): one
+    """`seeds_per_process: auto` (the default of a suite that sets none; suite=pointmaze-mini sets 2, the default suite 1): one
     seed per process on the CPU, as before; with device=cuda every seed of a (method, task) in one process, up to the memory bound
     (config.GPU_GROUP_BYTES of online buffers); image tasks and one-seed methods stay alone."""
     cpu = jobs_of(*TINY, "suite.seeds=[0,1,2]", "suite.seeds_per_process=auto")

@@ -100,10 +100,11 @@ def test_a_slurm_task_pickles_its_jobs_as_config_data_and_requeues_the_same_jobs
 @pytest.mark.parametrize("name,utd", [("rlpd", 20), ("wsrl", 4)])
 def test_the_actor_steps_once_per_env_step_at_whatever_utd_is_asked_for(name, utd):
     """actor_every has one home, protocol.utd: a UTD set alone moves it, and one set explicitly wins."""
-    task = "task=pointmaze-umaze-diverse"
-    (default,) = jobs_of(f"algorithm={name}", task, "seed=0")
+    task = "task=pointmaze-umaze-diverse"  # 2k online env steps: room for the method's 1k-step warm-up
+    (default,) = jobs_of(f"algorithm={name}", "suite=pointmaze-mini", task, "seed=0")
     assert (default.protocol.utd, default.algorithm.hparams["actor_every"]) == (utd, utd)
-    (faster,) = jobs_of(f"algorithm={name}", task, "seed=0", "protocol.utd=3")
+    (faster,) = jobs_of(f"algorithm={name}", "suite=pointmaze-mini", task, "seed=0", "protocol.utd=3")
     assert (faster.protocol.utd, faster.algorithm.hparams["actor_every"]) == (3, 3)
-    (explicit,) = jobs_of(f"algorithm={name}", task, "seed=0", "protocol.utd=3", "algorithm.hparams.actor_every=6")
+    (explicit,) = jobs_of(f"algorithm={name}", "suite=pointmaze-mini", task, "seed=0", "protocol.utd=3",
+                          "algorithm.hparams.actor_every=6")
     assert (explicit.protocol.utd, explicit.algorithm.hparams["actor_every"]) == (3, 6)

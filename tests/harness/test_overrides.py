@@ -19,6 +19,7 @@ import algorithms
 import tasks
 from harness.config import CONF_DIR, CommandLine, expand, group_names, load_group, resolve_algorithm
 from harness.job import ReplayConfig, RewardTransform
+from tests.harness.test_run import default_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 DOMAINS = sorted({t.domain for t in tasks.TASKS.values()})
@@ -53,7 +54,8 @@ def test_readme_override_example_takes_effect(tmp_path, capsys):
     assert args == ["protocol.online_steps=20000", "algorithm.hparams.cql_alpha=1", "algorithm=cql"]
     code, out, err = front_door([*args, "dry_run=true", f"runs_dir={tmp_path}"], capsys)
     assert code == 0, err
-    printed = set(re.findall(r"\b[0-9a-f]{12}\b", out))
+    rows = [l for l in out.splitlines() if l.startswith("cql ")]  # the job table's (not the study's hash)
+    printed = set(re.findall(r"\b[0-9a-f]{12}\b", "\n".join(rows)))
     # what it must resolve to: the same jobs without the overrides, with cql_alpha 1 and 20k online steps
     expected = set()
     plain = jobs("algorithm=cql")
@@ -63,7 +65,8 @@ def test_readme_override_example_takes_effect(tmp_path, capsys):
             job, algorithm=dataclasses.replace(job.algorithm, config=dataclasses.replace(job.algorithm.config, cql_alpha=1.0)),
             protocol=dataclasses.replace(job.protocol, online_steps=20000))
         expected.add(job.job_id)
-    assert printed == expected and len(printed) == len(plain) >= 8  # the default suite: tasks x seeds
+    suite = default_suite()
+    assert printed == expected and len(rows) == len(plain) == len(suite["tasks"]) * len(suite["seeds"])  # cql's jobs
     assert not printed & {j.job_id for j in plain}
     assert not any(tmp_path.iterdir())
 

@@ -2,6 +2,7 @@
 writes and their contents, skipping finished runs, and one-line errors for bad input."""
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -16,6 +17,17 @@ import algorithms
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["protocol.offline_steps=200", "protocol.online_steps=400", "protocol.eval_every_offline=100",
         "protocol.eval_every=200", "protocol.eval_episodes=2", "protocol.log_every=50"]
+
+
+def default_suite() -> dict:
+    """The suite `python -m harness.run` runs with no suite= (composed as the front door composes it)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from harness.config import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return OmegaConf.to_container(compose("config").suite, resolve=True)
 
 
 def harness(*args, env_extra=None, timeout=600):
@@ -113,12 +125,21 @@ def test_algorithm_seeds_give_some_methods_more_seeds(tmp_path):
 
 
 def test_dry_run_prints_the_job_table(tmp_path):
+    """What a new user's first command would run: the default suite's jobs (every method x task x
+    seed at its protocol), and the study it registers, with each of its hypotheses."""
     proc = harness("dry_run=true", f"runs_dir={tmp_path}")
-    assert proc.returncode == 0
-    lines = [l for l in proc.stdout.splitlines() if l.startswith(("calql", "cql"))]
-    suite = yaml.safe_load((ROOT / "harness" / "conf" / "suite" / "default.yaml").read_text())
-    assert len(lines) == len(suite["algorithms"]) * len(suite["tasks"]) * len(suite["seeds"])
-    assert {l.split()[1] for l in lines} == set(suite["tasks"])
+    assert proc.returncode == 0, proc.stderr
+    suite = default_suite()
+    rows = [l.split() for l in proc.stdout.splitlines() if l.split() and l.split()[0] in suite["algorithms"]]
+    assert len(rows) == len(suite["algorithms"]) * len(suite["tasks"]) * len(suite["seeds"])
+    assert {r[1] for r in rows} == set(suite["tasks"])
+    for algo in suite["algorithms"]:
+        assert sorted({int(r[2]) for r in rows if r[0] == algo}) == sorted(suite["seeds"]), algo
+    p = suite["protocol"]
+    assert {(r[3], r[4]) for r in rows} == {(f"{p['offline_steps']:,}", f"{p['online_steps']:,}")}
+    assert re.search(rf"^study '{suite['name']}': design [0-9a-f]{{12}}, not yet registered in ", proc.stdout, re.M)
+    for h in suite["study"]["hypotheses"]:
+        assert re.search(rf"^  {h['name']}: ", proc.stdout, re.M), h["name"]
     assert not any(tmp_path.iterdir())
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from harness.schema import ConfigError
 from scoring.study import parse_study
-from tests.harness.test_run import TINY, harness
+from tests.harness.test_run import TINY, default_suite, harness
 
 HYPOTHESIS = "{name:cql_dips,metric:dip,statistic:mean,methods:[cql],direction:greater,value:0,level:0.95}"
 STUDY = f"+suite.study={{hypotheses:[{HYPOTHESIS}]}}"
@@ -92,25 +92,33 @@ def test_a_bad_study_block_is_refused_by_the_front_door_with_exit_code_2(tmp_pat
 
 @pytest.mark.slow
 def test_a_reduced_default_study_runs_through_the_front_door_and_says_what_it_found(tmp_path):
-    """`python -m harness.run suite=dip-short` (the candidate default study), with 2 seeds and a tiny protocol: the closing
-    table gives each method's dip with its interval and the sentence saying what was compared;
-    the registered hypotheses' verdicts follow, then where the report and the full study are."""
+    """`python -m harness.run` (no suite=: the default study), with its first 2 seeds and a tiny
+    protocol: the closing table gives each method's dip with its interval and the sentence saying
+    what was compared; the registered hypotheses' verdicts follow, then where the report and the
+    full study are. What it runs is read from the composed default suite."""
+    suite = default_suite()
+    seeds = suite["seeds"][:2]
     tiny = ["protocol.offline_steps=100", "protocol.online_steps=400", "protocol.eval_every_offline=100",
             "protocol.eval_every=100", "protocol.eval_episodes=2", "protocol.log_every=50",
             "protocol.checkpoint_every=0"]
-    proc = harness("suite=dip-short", f"runs_dir={tmp_path}", "suite.seeds=[100,101]", *tiny, "progress=false")
+    proc = harness(f"runs_dir={tmp_path}", f"suite.seeds=[{','.join(map(str, seeds))}]", *tiny, "progress=false")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    out = proc.stdout
-    for algo in ("calql", "cql"):
+    out, name, methods = proc.stdout, suite["name"], suite["algorithms"]
+    for algo in methods:
         row = next(line for line in out.splitlines() if line.startswith(algo + " "))
-        assert re.search(r"\d+\.\d \[\s*\d+\.\d, \s*\d+\.\d\]\s+2/2 done$", row), row
-    assert ("Compared: calql and cql, pre-trained offline and then fine-tuned online (100 updates, then 400 env "
-            "steps) on pointmaze-medium-short-anystart-diverse. The dip is how far a method's score (0-100) falls "
-            "below its offline score in the first 300 env steps of fine-tuning. This run: calql's mean dip") in out
-    assert re.search(r"study 'dip-short' \(design [0-9a-f]{12}\):\n  (HOLDS|FAILS) +cql_dips: ", out), out
-    assert "runs cql 2/2" in out
-    assert f"report: {tmp_path / 'dip-short' / 'report' / 'index.html'}" in out
+        assert re.search(rf"\d+\.\d \[\s*\d+\.\d, \s*\d+\.\d\]\s+{len(seeds)}/{len(seeds)} done$", row), row
+    window = suite["study"]["dip_window"] * 400
+    assert (f"Compared: {' and '.join(methods)}, pre-trained offline and then fine-tuned online (100 updates, then "
+            f"400 env steps) on {', '.join(sorted(suite['tasks']))}. The dip is how far a method's score (0-100) "
+            f"falls below its offline score in the first {window:,.0f} env steps of fine-tuning. This run: "
+            f"{min(methods)}'s mean dip") in out  # the methods side by side, in name order
+    verdicts = "".join(rf"\n  (HOLDS|FAILS) +{h['name']}: .*" for h in suite["study"]["hypotheses"])
+    assert re.search(rf"study '{name}' \(design [0-9a-f]{{12}}\):{verdicts}", out), out
+    runs = len(seeds) * len(suite["tasks"])
+    assert f"runs {suite['study']['hypotheses'][0]['methods'][0]} {runs}/{runs}" in out
+    assert f"report: {tmp_path / name / 'report' / 'index.html'}" in out
     assert "the full unlearning-dip study: docs/dip-study.md" in out
-    recorded = json.loads((tmp_path / "dip-short" / "study.json").read_text())
-    assert recorded["seeds"] == {"calql": [100, 101], "cql": [100, 101]} and recorded["dip_window"] == 0.75
+    recorded = json.loads((tmp_path / name / "study.json").read_text())
+    assert recorded["seeds"] == {algo: seeds for algo in methods}
+    assert recorded["dip_window"] == suite["study"]["dip_window"] and recorded["tasks"] == suite["tasks"]
     assert recorded["registered"] == {"finished_runs_before": 0}  # recorded before the first run
