@@ -391,7 +391,7 @@ def test_a_nan_policy_fails_before_env_step(tmp_path, monkeypatch):
 
     class NaNPolicy(TD3BC):
         def policy(self, obs, deterministic):
-            return torch.full((obs.shape[0], self.action_spec.dim), float("nan"), device=obs.device)
+            return torch.full((*obs.shape[:-1], self.action_spec.dim), float("nan"), device=obs.device)
 
     monkeypatch.setitem(algorithms.base.REGISTRY, "td3bc", NaNPolicy)
     monkeypatch.chdir(tmp_path)
