@@ -77,27 +77,35 @@ def closing_table(jobs, runs_dir: Path, errors: dict[str, str], study: dict | No
     header = (f"{'algorithm':<10} {'task':<28} {'offline':>13} -> {'final':<13} {'early min':>13} "
               f"{'dip':>13} {'dip [95% CI]':>20}  runs")
     lines = [header, "-" * len(header)]
-    found = []
+    found, any_done = [], False
+    offline_only = all(j.protocol.online_steps == 0 for j in jobs)  # no fine-tuning: no dip to report
     for (algo, task), runs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):  # methods side by side
         done = [r for r in runs if r.get("status") == "done"]
+        any_done = any_done or bool(done)
         lines.append(f"{algo:<10} {task:<28} {stat(r['offline_score'] for r in done):>13} -> "
                      f"{stat(r['final_score'] for r in done):<13} {stat(r.get('early_min_score') for r in done):>13} "
                      f"{stat(r['dip'] for r in done):>13} {interval(r['dip'] for r in done):>20}  "
                      f"{len(done)}/{len(runs)} done")
-        if (m := mean_ci(r["dip"] for r in done)) is not None:
-            found.append(f"{algo}'s mean dip {m[0]:.1f} [{m[1]:.1f}, {m[2]:.1f}]" +
+        what, key = ("offline score", "offline_score") if offline_only else ("dip", "dip")
+        if (m := mean_ci(r[key] for r in done)) is not None:
+            found.append(f"{algo}'s mean {what} {m[0]:.1f} [{m[1]:.1f}, {m[2]:.1f}]" +
                          (f" on {task}" if len({t for _, t in groups}) > 1 else ""))
     p = jobs[0].protocol
     same = all(j.protocol == p for j in jobs)
     tasks = sorted({j.task.name for j in jobs})
     methods = list(dict.fromkeys(j.algorithm.name for j in jobs))
-    budget = (f" ({p.offline_steps:,} updates, then {p.online_steps:,} env steps)" if same else "")
+    budget = ("" if not same else f" ({p.offline_steps:,} updates)" if offline_only else
+              f" ({p.offline_steps:,} updates, then {p.online_steps:,} env steps)")
     horizon = f"the first {(window or DEFAULT_DIP_WINDOW) * p.online_steps:,.0f} env steps" if same else \
         f"the first {window or DEFAULT_DIP_WINDOW:.0%} of the online budget"
+    outcome = "; ".join(found) if found else ("no score measured" if any_done else "no finished run")
+    if offline_only:
+        lines += ["", f"Compared: {' and '.join(methods)}, trained offline only{budget} on {', '.join(tasks)}: "
+                  f"no fine-tuning, so no dip. This run: {outcome} (95% bootstrap CIs over seeds)."]
+        return "\n".join(lines)
     lines += ["", f"Compared: {' and '.join(methods)}, pre-trained offline and then fine-tuned online{budget} on "
               f"{', '.join(tasks)}. The dip is how far a method's score (0-100) falls below its offline score "
-              f"in {horizon} of fine-tuning. This run: "
-              + ("; ".join(found) if found else "no finished run") + " (95% bootstrap CIs over seeds)."]
+              f"in {horizon} of fine-tuning. This run: {outcome} (95% bootstrap CIs over seeds)."]
     return "\n".join(lines)
 
 

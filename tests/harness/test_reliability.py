@@ -606,6 +606,8 @@ def test_runs_dir_with_a_tilde_is_the_home_folder(tmp_path, capsys, monkeypatch)
     code, out, err = front_door([*TINY, "algorithm=td3bc", "seed=0", "runs_dir='~/x'", "protocol.online_steps=0"], capsys)
     assert code == 0, err
     assert list((tmp_path / "home" / "x").glob("smoke/*/td3bc/seed0/summary.json")) and not (tmp_path / "~").exists()
+    # no online phase: the closing sentence reports the offline score, not a dip of "0 env steps"
+    assert "td3bc, trained offline only" in out and "This run: td3bc's mean offline score" in out, out
 
 
 def test_a_tilde_the_shell_left_is_the_home_folder_and_bad_syntax_is_one_line(tmp_path):
