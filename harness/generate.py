@@ -111,9 +111,7 @@ def launch_slurm(task, jobs: list[ShardJob], launcher) -> dict[int, str]:
         raise ConfigError(f"{exc}; cannot tell which shards are still queued, so nothing was submitted; "
                           f"try again when squeue answers") from None
     waiting = {s: submitit.SlurmJob(folder / "%j", ledger[str(s)]) for s in todo if ledger.get(str(s)) in queued}
-    if waiting:
-        print(f"{len(waiting)} shard(s) still queued or running on SLURM "
-              f"({', '.join(ledger[str(s)] for s in waiting)}): not resubmitted", flush=True)
+    queued_before = sorted(waiting)
     jobs = [j for j in jobs if j.shard not in waiting]
     if jobs:
         ex = slurm_executor(launcher, folder, len(jobs))
@@ -124,10 +122,13 @@ def launch_slurm(task, jobs: list[ShardJob], launcher) -> dict[int, str]:
         atomic_write(folder / "submitted.json", json.dumps(ledger, indent=1) + "\n")
         print(f"submitted {len(handles)} shard(s) as SLURM array {handles[0].job_id.split('_')[0]}; logs: {folder}",
               flush=True)
-    if not launcher.wait:
-        return {}
     errors = {}
-    try:
+    try:  # from the line that says what is queued: a Ctrl-C there too is the one-line exit below
+        if queued_before:
+            print(f"{len(queued_before)} shard(s) still queued or running on SLURM "
+                  f"({', '.join(ledger[str(s)] for s in queued_before)}): not resubmitted", flush=True)
+        if not launcher.wait:
+            return {}
         for shard, handle in sorted(waiting.items()):
             try:
                 handle.result()

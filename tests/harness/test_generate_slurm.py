@@ -1,5 +1,5 @@
 """`python -m harness.generate TASK launcher=slurm` against a real one-node cluster
-(tests/slurm_support starts it), on a tiny sharded dataset (3 shards of 10 + 1 episodes of 6 rows,
+(tests/slurm_support starts it), on a tiny sharded dataset (3 shards of 40 + 1 episodes of 10 rows,
 chunks of 2 episodes, the real oracle and env): the shards run as one SLURM job array and give the
 same files and manifest as the local launcher; a shard signalled as at its time limit is requeued
 by submitit and resumes at its first missing chunk; the command rerun while they are queued waits
@@ -10,6 +10,7 @@ first missing chunk, leaving the other shards untouched."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +26,8 @@ from tests.slurm_support.cluster import slurm_cluster
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "cube-triple-play-100m-singletask-tiny"
-RECIPE = dict(episodes=10, episode_steps=6, shards=3, chunk_episodes=2)  # 5 training chunks + 1 validation chunk
+RECIPE = dict(episodes=40, episode_steps=10, shards=3, chunk_episodes=2)  # 20 training chunks + 1 validation chunk:
+# a shard takes seconds from its first chunk to its end, the window the kill below lands in
 SLURM = ["launcher=slurm", "launcher.partition=debug", "launcher.timeout_min=5", "launcher.cpus_per_task=1",
          "launcher.mem_gb=null"]
 # the front door itself, with the tiny task registered first (a test-registered task, as a plug-in would)
@@ -120,7 +122,7 @@ def assert_resumed(task, shard: int, reference: Path, first: dict):
     """The shard kept its marked first chunk and holds the reference's data everywhere else."""
     mine, ref = contents(task.shard_path(shard)), contents(reference)
     rows = len(first["actions"])  # the first chunk: 2 episodes of 6 rows
-    assert rows == 12 and (mine["actions"][:rows] == 0.5).all() and mine.keys() == ref.keys()
+    assert rows == RECIPE["chunk_episodes"] * RECIPE["episode_steps"] and (mine["actions"][:rows] == 0.5).all() and mine.keys() == ref.keys()
     np.testing.assert_array_equal(mine["actions"][rows:], ref["actions"][rows:])
     for k in set(ref) - {"actions"}:
         np.testing.assert_array_equal(mine[k], ref[k], err_msg=k)
@@ -183,7 +185,7 @@ def test_shards_run_as_an_array_resume_and_match_the_local_path(cluster, tmp_pat
             assert_same_file(task.shard_path(s).with_name(name), reference[s].with_name(name))
     assert json.loads(task.generated_path().read_text()) == ref_manifest
     assert not list(folder.glob("*.parts")) and not list(folder.glob(".tmp*"))
-    assert task.dataset_present() and len(task.load_dataset()) == 3 * 10 * 5
+    assert task.dataset_present() and len(task.load_dataset()) == 3 * RECIPE["episodes"] * (RECIPE["episode_steps"] - 1)
 
     # the same command again: nothing submitted, nothing rewritten
     before = stamps(task, range(3))
@@ -193,23 +195,29 @@ def test_shards_run_as_an_array_resume_and_match_the_local_path(cluster, tmp_pat
     assert "3 shard(s) already written: not redone" in again.stdout and not re.search("^submitted", again.stdout, re.M)
     assert stamps(task, range(3)) == before and task.generated_path().stat().st_mtime_ns == manifest_stamp
 
-    # shard 1 lost, then killed mid-write by SLURM: exit 1, one line, no shard file, no manifest
-    for p in (task.shard_path(1), task.shard_path(1).with_name(task.shard_path(1).name.replace(".npz", "-val.npz")),
-              task.generated_path()):
-        p.unlink()
+    # shard 1 lost, then killed mid-write by SLURM: exit 1, one line, no shard file, no manifest. The
+    # kill lands between the shard's first chunk and its end, a window of seconds: a shard that ends
+    # first (exit 0) is lost again and killed again, up to 5 times
     parts = parts_of(task, 1)
-    run = front_door(data, *SLURM, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not (parts / "00000-train.npz").exists():
-            assert run.poll() is None and time.monotonic() < deadline, "the shard ended before it was killed"
-            time.sleep(0.05)
-        ledger = json.loads((task.generated_path().parent / ".submitit" / "submitted.json").read_text())
-        subprocess.run(["scancel", "--signal=KILL", "--full", ledger["1"]], check=True)  # this shard's job only
-        out, err = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            run.kill()
+    for attempt in range(5):
+        for p in (task.shard_path(1), task.shard_path(1).with_name(task.shard_path(1).name.replace(".npz", "-val.npz")),
+                  task.generated_path()):
+            p.unlink(missing_ok=True)
+        shutil.rmtree(parts, ignore_errors=True)
+        run = front_door(data, *SLURM, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 120
+            while not (parts / "00000-train.npz").exists() and run.poll() is None:
+                assert time.monotonic() < deadline, "shard 1 wrote no chunk within 120 s"
+                time.sleep(0.02)
+            ledger = json.loads((task.generated_path().parent / ".submitit" / "submitted.json").read_text())
+            subprocess.run(["scancel", "--signal=KILL", "--full", ledger["1"]], check=True)  # this shard's job only
+            out, err = run.communicate(timeout=120)
+        finally:
+            if run.poll() is None:
+                run.kill()
+        if run.returncode != 0:
+            break
     killed = submitted_array(out)
     assert ledger["1"] == killed  # one shard: a plain job, not an array
     assert run.returncode == 1, out[-2000:] + err[-3000:]
@@ -218,7 +226,7 @@ def test_shards_run_as_an_array_resume_and_match_the_local_path(cluster, tmp_pat
     assert len(array_tasks(killed)) == 1 and "COMPLETED" not in array_tasks(killed).values()
     assert not task.shard_path(1).exists() and not task.generated_path().exists() and not task.dataset_present()
     written = sorted(p.name for p in parts.glob("0*.npz"))
-    assert written and len(written) < 6, written  # stopped after some chunks, before the last
+    assert written and len(written) < RECIPE["episodes"] // RECIPE["chunk_episodes"] + 1, written  # stopped after some chunks, before the last
     first = mark_first_chunk(task, 1)
 
     resumed = front_door(data, *SLURM)

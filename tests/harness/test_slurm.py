@@ -78,17 +78,17 @@ def curves(d: Path):
 
 
 def test_suite_runs_as_an_array(cluster, tmp_path):
-    args = ["algorithm=cql", "task=pointmaze-umaze-diverse", *SLURM, *SMALL, "protocol.offline_steps=60", "protocol.online_steps=60",
+    args = ["suite=pointmaze-mini", "algorithm=cql", "task=pointmaze-umaze-diverse", *SLURM, *SMALL, "protocol.offline_steps=60", "protocol.online_steps=60",
             "protocol.eval_every_offline=30", "protocol.eval_every=30", "protocol.log_every=20"]
-    args.append("suite.seeds=[0,1,2]")  # the default suite's 2 seeds per process: groups [0, 1] and [2]
+    args.append("suite.seeds=[0,1,2]")  # pointmaze-mini's 2 seeds per process: groups [0, 1] and [2]
     proc = front_door(tmp_path, *args)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "as SLURM array" in proc.stdout
     for seed in (0, 1, 2):
-        d = tmp_path / f"default/pointmaze-umaze-diverse/cql/seed{seed}"
+        d = tmp_path / f"pointmaze-mini/pointmaze-umaze-diverse/cql/seed{seed}"
         assert json.loads((d / "summary.json").read_text())["status"] == "done"
         assert len(pd.read_csv(d / "evals.csv")) == 4
-    logs = list((tmp_path / "default/.submitit").glob("*_*/*_log.out"))
+    logs = list((tmp_path / "pointmaze-mini/.submitit").glob("*_*/*_log.out"))
     assert len(logs) == 2  # one log folder per array task: one per group of seeds
     status = subprocess.run([sys.executable, "-m", "harness.status", str(tmp_path)], cwd=ROOT,
                             capture_output=True, text=True)
