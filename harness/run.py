@@ -79,6 +79,7 @@ def closing_table(jobs, runs_dir: Path, errors: dict[str, str], study: dict | No
     lines = [header, "-" * len(header)]
     found, any_done = [], False
     offline_only = all(j.protocol.online_steps == 0 for j in jobs)  # no fine-tuning: no dip to report
+    what, key = ("offline score", "offline_score") if offline_only else ("dip", "dip")
     for (algo, task), runs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):  # methods side by side
         done = [r for r in runs if r.get("status") == "done"]
         any_done = any_done or bool(done)
@@ -86,7 +87,6 @@ def closing_table(jobs, runs_dir: Path, errors: dict[str, str], study: dict | No
                      f"{stat(r['final_score'] for r in done):<13} {stat(r.get('early_min_score') for r in done):>13} "
                      f"{stat(r['dip'] for r in done):>13} {interval(r['dip'] for r in done):>20}  "
                      f"{len(done)}/{len(runs)} done")
-        what, key = ("offline score", "offline_score") if offline_only else ("dip", "dip")
         if (m := mean_ci(r[key] for r in done)) is not None:
             found.append(f"{algo}'s mean {what} {m[0]:.1f} [{m[1]:.1f}, {m[2]:.1f}]" +
                          (f" on {task}" if len({t for _, t in groups}) > 1 else ""))
